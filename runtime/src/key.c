@@ -9,6 +9,7 @@
  */
 #include "cellar/key.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,11 +44,16 @@ static cellar_status reserve(cellar_key *k, size_t extra)
 {
     if (k->failed)
         return CELLAR_ENOMEM;
+    /* A length near SIZE_MAX must fail here, not wrap into a small size. */
+    if (extra > SIZE_MAX - k->len) {
+        k->failed = true;
+        return CELLAR_ENOMEM;
+    }
     if (k->len + extra <= k->cap)
         return CELLAR_OK;
     size_t cap = k->cap ? k->cap : 256;
     while (cap < k->len + extra)
-        cap *= 2;
+        cap = cap > SIZE_MAX / 2 ? k->len + extra : cap * 2;
     uint8_t *buf = realloc(k->buf, cap);
     if (!buf) {
         k->failed = true;
@@ -61,6 +67,10 @@ static cellar_status reserve(cellar_key *k, size_t extra)
 static cellar_status put_field(cellar_key *k, uint8_t tag, uint64_t n, const void *data,
                                size_t len)
 {
+    if (len > SIZE_MAX - 9) {
+        k->failed = true;
+        return CELLAR_ENOMEM;
+    }
     if (reserve(k, 9 + len) != CELLAR_OK)
         return CELLAR_ENOMEM;
     uint8_t *p = k->buf + k->len;
