@@ -1,0 +1,212 @@
+/*
+ * magic.c - the `%cellar` line magic: splits the line like a shell would
+ * (shlex), then dispatches to run, status, dir or help.  `--input k=v` values
+ * are read as Python literals (ast.literal_eval), or kept as strings when
+ * they are not one, so `--input n=3` is an int and `--input p=data.parquet` a
+ * path.
+ */
+#include "cellar_ext.h"
+
+const char cellar_magic_usage[] =
+    "%cellar: cached execution of the functions defined in this notebook.\n"
+    "\n"
+    "Every top-level function defined in a cell is a node; its parameters name the\n"
+    "nodes or inputs it depends on. Results are stored, keyed by the code version\n"
+    "and the data versions of the inputs, and reused after edits and restarts.\n"
+    "\n"
+    "  %cellar run T [T ...] [--input NAME=VALUE ...]\n"
+    "      Run the target nodes and what they need, reusing every cached result.\n"
+    "      Returns the target's value (a dict for several targets) and shows a\n"
+    "      report: one row per node with its status (computed, loaded, in memory,\n"
+    "      failed, skipped), time and size. Inputs come from --input, then the\n"
+    "      notebook's globals, then the parameter's default. VALUE is a Python\n"
+    "      literal, or a string when it is not one.\n"
+    "      From Python: cellar.run('T', ..., NAME=VALUE).\n"
+    "  %cellar status [--input NAME=VALUE ...]\n"
+    "      Which nodes are up to date for the current code and inputs.\n"
+    "  %cellar dir [PATH]\n"
+    "      Show the store, or switch to the store in PATH (created if missing).\n"
+    "      The default store is $CELLAR_DIR, else .cellar in the kernel's directory.\n"
+    "  %cellar --help\n"
+    "      This text.\n";
+
+static PyObject *usage_error(cellar_state *st, const char *fmt, PyObject *arg)
+{
+    PyObject *msg = arg ? PyUnicode_FromFormat(fmt, arg) : PyUnicode_FromString(fmt);
+    if (msg) {
+        PyErr_Format(st->RunError, "%U\n\n%s", msg, cellar_magic_usage);
+        Py_DECREF(msg);
+    }
+    return NULL;
+}
+
+/* Parses NAME=VALUE into `inputs`. */
+static int add_input(cellar_state *st, PyObject *inputs, PyObject *item)
+{
+    Py_ssize_t eq = PyUnicode_FindChar(item, '=', 0, PyUnicode_GET_LENGTH(item), 1);
+    if (eq < 0)
+        return -2;
+    if (eq <= 0) {
+        usage_error(st, "--input needs NAME=VALUE, got '%U'", item);
+        return -1;
+    }
+    PyObject *name = PyUnicode_Substring(item, 0, eq);
+    PyObject *text = PyUnicode_Substring(item, eq + 1, PyUnicode_GET_LENGTH(item));
+    int rc = -1;
+    if (name && text) {
+        if (!PyUnicode_IsIdentifier(name)) {
+            usage_error(st, "--input name '%U' is not a Python identifier", name);
+        } else {
+            PyObject *value = PyObject_CallFunctionObjArgs(st->literal_eval, text, NULL);
+            if (!value && PyErr_ExceptionMatches(PyExc_Exception)) {
+                PyErr_Clear();
+                value = Py_NewRef(text);
+            }
+            rc = value ? PyDict_SetItem(inputs, name, value) : -1;
+            Py_XDECREF(value);
+        }
+    }
+    Py_XDECREF(name);
+    Py_XDECREF(text);
+    return rc;
+}
+
+static int is_flag(PyObject *arg, const char *a, const char *b)
+{
+    return PyUnicode_CompareWithASCIIString(arg, a) == 0 ||
+           (b && PyUnicode_CompareWithASCIIString(arg, b) == 0);
+}
+
+/* Splits args[from:] into target names and --input values. */
+static int parse_run_args(cellar_state *st, PyObject *args, Py_ssize_t from, PyObject *targets,
+                          PyObject *inputs)
+{
+    Py_ssize_t n = PyList_GET_SIZE(args);
+    for (Py_ssize_t i = from; i < n; i++) {
+        PyObject *arg = PyList_GET_ITEM(args, i);
+        if (is_flag(arg, "--input", "-i")) {
+            if (i + 1 >= n) {
+                usage_error(st, "--input needs NAME=VALUE", NULL);
+                return -1;
+            }
+            int rc = add_input(st, inputs, PyList_GET_ITEM(args, ++i));
+            if (rc == -2)
+                usage_error(st, "--input needs NAME=VALUE, got '%U'", PyList_GET_ITEM(args, i));
+            if (rc < 0)
+                return -1;
+        } else if (PyUnicode_Tailmatch(arg, PyUnicode_FromString("--input="), 0,
+                                       PY_SSIZE_T_MAX, -1) == 1) {
+            PyObject *rest = PyUnicode_Substring(arg, 8, PyUnicode_GET_LENGTH(arg));
+            int rc = rest ? add_input(st, inputs, rest) : -1;
+            if (rc == -2)
+                usage_error(st, "--input needs NAME=VALUE, got '%U'", rest);
+            Py_XDECREF(rest);
+            if (rc < 0)
+                return -1;
+        } else if (PyUnicode_READ_CHAR(arg, 0) == '-') {
+            usage_error(st, "unknown option '%U'", arg);
+            return -1;
+        } else if (!targets) {
+            usage_error(st, "unexpected argument '%U'", arg);
+            return -1;
+        } else if (!PyUnicode_IsIdentifier(arg)) {
+            usage_error(st, "'%U' is not a node name", arg);
+            return -1;
+        } else if (PyList_Append(targets, arg) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *magic_run(cellar_state *st, PyObject *args)
+{
+    PyObject *targets = PyList_New(0), *inputs = PyDict_New(), *result = NULL;
+    if (targets && inputs && parse_run_args(st, args, 1, targets, inputs) == 0) {
+        if (PyList_GET_SIZE(targets) == 0)
+            usage_error(st, "%%cellar run needs at least one target node", NULL);
+        else
+            result = cellar_run(st, targets, inputs);
+    }
+    Py_XDECREF(targets);
+    Py_XDECREF(inputs);
+    return result;
+}
+
+static PyObject *magic_status(cellar_state *st, PyObject *args)
+{
+    PyObject *inputs = PyDict_New();
+    PyObject *report = NULL;
+    if (inputs && parse_run_args(st, args, 1, NULL, inputs) == 0)
+        report = cellar_status_report(st, inputs);
+    Py_XDECREF(inputs);
+    if (!report)
+        return NULL;
+    PyObject *display_mod = st->shell ? PyImport_ImportModule("IPython.display") : NULL;
+    PyObject *r = display_mod ? PyObject_CallMethod(display_mod, "display", "O", report) : NULL;
+    Py_XDECREF(display_mod);
+    if (!st->shell) {
+        PyObject *text = PyObject_Repr(report);
+        if (text)
+            PySys_FormatStdout("%U\n", text);
+        r = text;
+    }
+    Py_DECREF(report);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *magic_dir(cellar_state *st, PyObject *args)
+{
+    Py_ssize_t n = PyList_GET_SIZE(args);
+    if (n > 2)
+        return usage_error(st, "%%cellar dir takes one PATH", NULL);
+    if (n == 2 && cellar_open_store(st, PyList_GET_ITEM(args, 1)) < 0)
+        return NULL;
+    PyObject *summary = cellar_store_summary(st);
+    if (!summary)
+        return NULL;
+    PySys_FormatStdout("%U\n", summary);
+    Py_DECREF(summary);
+    Py_RETURN_NONE;
+}
+
+PyObject *cellar_magic(PyObject *module, PyObject *line)
+{
+    cellar_state *st = cellar_state_of(module);
+    PyObject *args = PyObject_CallFunctionObjArgs(st->shlex_split, line, NULL);
+    if (!args) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyErr_Format(st->RunError, "cannot parse the %%cellar line: %S", value);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (!PyList_Check(args)) {
+        PyErr_SetString(PyExc_TypeError, "shlex.split did not return a list");
+    } else if (PyList_GET_SIZE(args) == 0 || is_flag(PyList_GET_ITEM(args, 0), "--help", "-h") ||
+               is_flag(PyList_GET_ITEM(args, 0), "help", NULL)) {
+        PySys_WriteStdout("%s", cellar_magic_usage);
+        result = Py_NewRef(Py_None);
+    } else {
+        PyObject *cmd = PyList_GET_ITEM(args, 0);
+        if (is_flag(cmd, "run", NULL))
+            result = magic_run(st, args);
+        else if (is_flag(cmd, "status", NULL))
+            result = magic_status(st, args);
+        else if (is_flag(cmd, "dir", NULL))
+            result = magic_dir(st, args);
+        else
+            usage_error(st, "unknown %%cellar command '%U'", cmd);
+    }
+    Py_DECREF(args);
+    return result;
+}

@@ -1,0 +1,392 @@
+/*
+ * module.c - the `cellar` CPython module: PEP 489 multi-phase initialization,
+ * the module state that holds everything (no static globals), and the IPython
+ * entry points.  `load_ipython_extension` opens the store, registers the
+ * `%cellar` magic and the pre/post_run_cell hooks (once, even across
+ * %reload_ext, since IPython's event registry ignores an equal callable), and
+ * prints where the store is and what it holds.
+ */
+#include "cellar_ext.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+cellar_state *cellar_state_of(PyObject *module)
+{
+    return (cellar_state *)PyModule_GetState(module);
+}
+
+PyObject *cellar_user_ns(cellar_state *st)
+{
+    if (st->shell) {
+        PyObject *ns = PyObject_GetAttrString(st->shell, "user_ns");
+        if (!ns)
+            return NULL;
+        Py_DECREF(ns); /* the shell keeps it alive */
+        return ns;
+    }
+    PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
+    return main ? PyModule_GetDict(main) : NULL;
+}
+
+void cellar_warn(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb); /* never clobber a pending error */
+    PySys_FormatStderr("cellar: warning: %s\n", buf);
+    PyErr_Restore(type, value, tb);
+}
+
+static void human_size(uint64_t n, char *out, size_t cap)
+{
+    static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1000.0 && u < 4) {
+        v /= 1000.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, cap, "%llu B", (unsigned long long)n);
+    else
+        snprintf(out, cap, "%.1f %s", v, units[u]);
+}
+
+int cellar_open_store(cellar_state *st, PyObject *dir)
+{
+    PyObject *abs = NULL, *os_path = PyImport_ImportModule("os.path");
+    if (!os_path)
+        return -1;
+    PyObject *expanded = PyObject_CallMethod(os_path, "expanduser", "O", dir);
+    if (expanded) {
+        abs = PyObject_CallMethod(os_path, "abspath", "O", expanded);
+        Py_DECREF(expanded);
+    }
+    Py_DECREF(os_path);
+    if (!abs)
+        return -1;
+    const char *path = PyUnicode_AsUTF8(abs);
+    if (!path) {
+        Py_DECREF(abs);
+        return -1;
+    }
+    cellar_store *store = NULL;
+    cellar_error err;
+    cellar_status rc = cellar_store_open(path, NULL, &store, &err);
+    Py_DECREF(abs);
+    if (rc != CELLAR_OK) {
+        PyErr_Format(st->StoreError, "cannot open the store: %s", err.message);
+        return -1;
+    }
+    if (st->store)
+        cellar_store_close(st->store);
+    st->store = store;
+    /* Values of the old store's session stay valid: keys are content-derived. */
+    return 0;
+}
+
+PyObject *cellar_store_summary(cellar_state *st)
+{
+    if (!st->store)
+        return PyUnicode_FromString("cellar: no store is open");
+    cellar_reader *r = NULL;
+    cellar_error err;
+    cellar_store_stats stats = {0};
+    if (cellar_reader_begin(st->store, &r, &err) == CELLAR_OK) {
+        cellar_reader_stats(r, &stats, &err);
+        cellar_reader_end(r);
+    }
+    char size[32];
+    human_size(stats.result_bytes, size, sizeof size);
+    return PyUnicode_FromFormat("cellar: store %s (%llu nodes, %llu results, %s)",
+                                cellar_store_path(st->store),
+                                (unsigned long long)stats.nodes,
+                                (unsigned long long)stats.results, size);
+}
+
+static PyObject *default_store_dir(void)
+{
+    const char *env = getenv("CELLAR_DIR");
+    if (env && *env)
+        return PyUnicode_FromString(env);
+    return PyUnicode_FromString(".cellar");
+}
+
+static int register_hooks(cellar_state *st, PyObject *ip)
+{
+    PyObject *events = PyObject_GetAttrString(ip, "events");
+    if (!events)
+        return -1;
+    PyObject *a = PyObject_CallMethod(events, "register", "sO", "pre_run_cell", st->pre_hook);
+    PyObject *b = a ? PyObject_CallMethod(events, "register", "sO", "post_run_cell",
+                                          st->post_hook)
+                    : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_DECREF(events);
+    return b ? 0 : -1;
+}
+
+static PyObject *load_ipython_extension(PyObject *module, PyObject *ip)
+{
+    cellar_state *st = cellar_state_of(module);
+    if (!st->store) {
+        PyObject *dir = default_store_dir();
+        if (!dir)
+            return NULL;
+        int rc = cellar_open_store(st, dir);
+        Py_DECREF(dir);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_INCREF(ip);
+    Py_XSETREF(st->shell, ip);
+    PyObject *magic = PyObject_GetAttrString(module, "_magic");
+    if (!magic)
+        return NULL;
+    PyObject *r = PyObject_CallMethod(ip, "register_magic_function", "Oss", magic, "line",
+                                      "cellar");
+    Py_DECREF(magic);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    if (register_hooks(st, ip) < 0)
+        return NULL;
+    PyObject *summary = cellar_store_summary(st);
+    if (!summary)
+        return NULL;
+    PySys_FormatStdout("%U\n", summary);
+    Py_DECREF(summary);
+    Py_RETURN_NONE;
+}
+
+static PyObject *unload_ipython_extension(PyObject *module, PyObject *ip)
+{
+    cellar_state *st = cellar_state_of(module);
+    PyObject *events = PyObject_GetAttrString(ip, "events");
+    if (!events)
+        return NULL;
+    PyObject *a = PyObject_CallMethod(events, "unregister", "sO", "pre_run_cell", st->pre_hook);
+    Py_XDECREF(a);
+    if (!a)
+        PyErr_Clear();
+    PyObject *b = PyObject_CallMethod(events, "unregister", "sO", "post_run_cell",
+                                      st->post_hook);
+    Py_XDECREF(b);
+    if (!b)
+        PyErr_Clear();
+    Py_DECREF(events);
+    Py_CLEAR(st->pending);
+    Py_RETURN_NONE;
+}
+
+static PyObject *run_py(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    cellar_state *st = cellar_state_of(module);
+    if (PyTuple_GET_SIZE(args) == 0) {
+        PyErr_SetString(st->RunError, "cellar.run needs at least one target node name");
+        return NULL;
+    }
+    PyObject *targets = PySequence_List(args);
+    if (!targets)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++)
+        if (!PyUnicode_Check(PyList_GET_ITEM(targets, i))) {
+            Py_DECREF(targets);
+            PyErr_SetString(PyExc_TypeError, "cellar.run targets must be node names (str)");
+            return NULL;
+        }
+    PyObject *inputs = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (!inputs) {
+        Py_DECREF(targets);
+        return NULL;
+    }
+    PyObject *r = cellar_run(st, targets, inputs);
+    Py_DECREF(targets);
+    Py_DECREF(inputs);
+    return r;
+}
+
+static PyObject *define_py(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"source", "cell_id", NULL};
+    const char *src;
+    Py_ssize_t len;
+    PyObject *cell_id = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s#|O:define", kwlist, &src, &len,
+                                     &cell_id))
+        return NULL;
+    cellar_state *st = cellar_state_of(module);
+    if (cellar_register_source(st, src, len, cell_id, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *store_path_py(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    cellar_state *st = cellar_state_of(module);
+    if (!st->store)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(cellar_store_path(st->store));
+}
+
+static PyMethodDef cellar_methods[] = {
+    {"load_ipython_extension", load_ipython_extension, METH_O,
+     "Called by %load_ext cellar: opens the store, registers %cellar and the cell hooks."},
+    {"unload_ipython_extension", unload_ipython_extension, METH_O,
+     "Called by %unload_ext / %reload_ext: removes the cell hooks."},
+    {"run", (PyCFunction)(void (*)(void))run_py, METH_VARARGS | METH_KEYWORDS,
+     "run(*targets, **inputs)\n\nRuns the named nodes with caching, like %cellar run: "
+     "returns the value of one target or a dict for several, and shows a report."},
+    {"define", (PyCFunction)(void (*)(void))define_py, METH_VARARGS | METH_KEYWORDS,
+     "define(source, cell_id=None)\n\nRegisters the top-level functions of `source`, "
+     "already executed in the user namespace, as if a cell with that source had run."},
+    {"store_path", store_path_py, METH_NOARGS, "The open store's directory, or None."},
+    {"_magic", cellar_magic, METH_O, NULL},
+    {"_pre_run_cell", cellar_pre_run_cell, METH_O, "IPython pre_run_cell hook."},
+    {"_post_run_cell", cellar_post_run_cell, METH_O, "IPython post_run_cell hook."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *import_attr(const char *module, const char *attr)
+{
+    PyObject *m = PyImport_ImportModule(module);
+    if (!m)
+        return NULL;
+    PyObject *a = PyObject_GetAttrString(m, attr);
+    Py_DECREF(m);
+    return a;
+}
+
+static int cellar_exec(PyObject *module)
+{
+    cellar_state *st = cellar_state_of(module);
+    st->module = module;
+    st->RunError = PyErr_NewExceptionWithDoc(
+        "cellar.RunError", "A cellar run could not produce every requested target.",
+        PyExc_RuntimeError, NULL);
+    st->StoreError = PyErr_NewExceptionWithDoc(
+        "cellar.StoreError", "The cellar store cannot be opened or used.", PyExc_OSError,
+        NULL);
+    if (!st->RunError || !st->StoreError)
+        return -1;
+    if (PyModule_AddObjectRef(module, "RunError", st->RunError) < 0 ||
+        PyModule_AddObjectRef(module, "StoreError", st->StoreError) < 0)
+        return -1;
+    if (!(st->pickle_dumps = import_attr("pickle", "dumps")) ||
+        !(st->pickle_loads = import_attr("pickle", "loads")) ||
+        !(st->marshal_dumps = import_attr("marshal", "dumps")) ||
+        !(st->literal_eval = import_attr("ast", "literal_eval")) ||
+        !(st->shlex_split = import_attr("shlex", "split")) ||
+        !(st->print_exception = import_attr("traceback", "print_exception")))
+        return -1;
+    if (!(st->str_protocol = PyUnicode_InternFromString("protocol")) ||
+        !(st->str_buffer_callback = PyUnicode_InternFromString("buffer_callback")) ||
+        !(st->str_buffers = PyUnicode_InternFromString("buffers")) ||
+        !(st->int_five = PyLong_FromLong(5)))
+        return -1;
+    if (!(st->functions = PyDict_New()) || !(st->memo = PyDict_New()) ||
+        !(st->warned = PySet_New(NULL)))
+        return -1;
+    if (!(st->pre_hook = PyObject_GetAttrString(module, "_pre_run_cell")) ||
+        !(st->post_hook = PyObject_GetAttrString(module, "_post_run_cell")))
+        return -1;
+    st->keyenc = cellar_key_new();
+    st->fp = cellar_fingerprint_new();
+    if (!st->keyenc || !st->fp) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (cellar_report_type_init(module, st) < 0)
+        return -1;
+    return PyModule_AddStringConstant(module, "__version__", "0.1.0");
+}
+
+static int cellar_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    cellar_state *st = cellar_state_of(module);
+    if (!st)
+        return 0;
+    Py_VISIT(st->RunError);
+    Py_VISIT(st->StoreError);
+    Py_VISIT(st->ReportType);
+    Py_VISIT(st->shell);
+    Py_VISIT(st->pre_hook);
+    Py_VISIT(st->post_hook);
+    Py_VISIT(st->pending);
+    Py_VISIT(st->functions);
+    Py_VISIT(st->memo);
+    return 0;
+}
+
+static int cellar_clear(PyObject *module)
+{
+    cellar_state *st = cellar_state_of(module);
+    if (!st)
+        return 0;
+    Py_CLEAR(st->RunError);
+    Py_CLEAR(st->StoreError);
+    Py_CLEAR(st->ReportType);
+    Py_CLEAR(st->pickle_dumps);
+    Py_CLEAR(st->pickle_loads);
+    Py_CLEAR(st->marshal_dumps);
+    Py_CLEAR(st->literal_eval);
+    Py_CLEAR(st->shlex_split);
+    Py_CLEAR(st->print_exception);
+    Py_CLEAR(st->str_protocol);
+    Py_CLEAR(st->str_buffer_callback);
+    Py_CLEAR(st->str_buffers);
+    Py_CLEAR(st->int_five);
+    Py_CLEAR(st->shell);
+    Py_CLEAR(st->pre_hook);
+    Py_CLEAR(st->post_hook);
+    Py_CLEAR(st->pending);
+    Py_CLEAR(st->functions);
+    Py_CLEAR(st->memo);
+    Py_CLEAR(st->warned);
+    return 0;
+}
+
+static void cellar_free(void *module)
+{
+    cellar_state *st = cellar_state_of((PyObject *)module);
+    cellar_clear((PyObject *)module);
+    if (!st)
+        return;
+    if (st->store)
+        cellar_store_close(st->store);
+    st->store = NULL;
+    cellar_key_free(st->keyenc);
+    st->keyenc = NULL;
+    cellar_fingerprint_free(st->fp);
+    st->fp = NULL;
+}
+
+static PyModuleDef_Slot cellar_slots[] = {
+    {Py_mod_exec, cellar_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef cellar_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "cellar",
+    .m_doc = "cellar: a kernel-side cache for notebook functions.\n\n"
+             "%load_ext cellar, then define functions in cells and use %cellar run.",
+    .m_size = sizeof(cellar_state),
+    .m_methods = cellar_methods,
+    .m_slots = cellar_slots,
+    .m_traverse = cellar_traverse,
+    .m_clear = cellar_clear,
+    .m_free = cellar_free,
+};
+
+PyMODINIT_FUNC PyInit_cellar(void)
+{
+    return PyModuleDef_Init(&cellar_module);
+}

@@ -1,0 +1,256 @@
+/*
+ * report.c - cellar.Report, the table a run or a status query shows.
+ *
+ * A report holds a title, column names and rows of preformatted strings.
+ * IPython's display machinery asks it for `_repr_html_` in a notebook (a
+ * table with each status coloured) and for `__repr__` in a terminal (aligned
+ * columns separated by at least two spaces).  Very long reports show their
+ * first rows and say how many more there are; `rows` always has them all.
+ */
+#include "cellar_ext.h"
+
+#include <structmember.h>
+
+#define SHOWN_ROWS 60
+
+typedef struct report {
+    PyObject_HEAD
+    PyObject *title;  /* str */
+    PyObject *header; /* tuple of str */
+    PyObject *rows;   /* list of tuples of str */
+} report;
+
+static void report_dealloc(report *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->title);
+    Py_CLEAR(self->header);
+    Py_CLEAR(self->rows);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int report_traverse(report *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->title);
+    Py_VISIT(self->header);
+    Py_VISIT(self->rows);
+    return 0;
+}
+
+/* Appends `s` to `parts`, padded with spaces to `width` code points. */
+static int append_padded(PyObject *parts, PyObject *s, Py_ssize_t width, int last)
+{
+    if (PyList_Append(parts, s) < 0)
+        return -1;
+    if (last)
+        return 0;
+    Py_ssize_t pad = width - PyUnicode_GET_LENGTH(s) + 2;
+    PyObject *space = PyUnicode_FromString(" ");
+    PyObject *spaces = space ? PySequence_Repeat(space, pad) : NULL;
+    int rc = spaces ? PyList_Append(parts, spaces) : -1;
+    Py_XDECREF(space);
+    Py_XDECREF(spaces);
+    return rc;
+}
+
+static PyObject *report_repr(report *self)
+{
+    Py_ssize_t ncols = PyTuple_GET_SIZE(self->header);
+    Py_ssize_t nrows = PyList_GET_SIZE(self->rows);
+    Py_ssize_t shown = nrows > SHOWN_ROWS ? SHOWN_ROWS : nrows;
+    Py_ssize_t widths[8] = {0};
+    if (ncols > 8)
+        ncols = 8;
+    for (Py_ssize_t c = 0; c < ncols; c++)
+        widths[c] = PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(self->header, c));
+    for (Py_ssize_t r = 0; r < shown; r++) {
+        PyObject *row = PyList_GET_ITEM(self->rows, r);
+        for (Py_ssize_t c = 0; c < ncols && c < PyTuple_GET_SIZE(row); c++) {
+            Py_ssize_t w = PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(row, c));
+            if (w > widths[c])
+                widths[c] = w;
+        }
+    }
+    PyObject *parts = PyList_New(0);
+    if (!parts || PyList_Append(parts, self->title) < 0)
+        goto fail;
+    for (Py_ssize_t r = -1; r < shown; r++) {
+        PyObject *row = r < 0 ? self->header : PyList_GET_ITEM(self->rows, r);
+        PyObject *nl = PyUnicode_FromString("\n");
+        if (!nl || PyList_Append(parts, nl) < 0) {
+            Py_XDECREF(nl);
+            goto fail;
+        }
+        Py_DECREF(nl);
+        for (Py_ssize_t c = 0; c < ncols && c < PyTuple_GET_SIZE(row); c++)
+            if (append_padded(parts, PyTuple_GET_ITEM(row, c), widths[c], c == ncols - 1) < 0)
+                goto fail;
+    }
+    if (shown < nrows) {
+        PyObject *more = PyUnicode_FromFormat("\n... %zd more rows", nrows - shown);
+        if (!more || PyList_Append(parts, more) < 0) {
+            Py_XDECREF(more);
+            goto fail;
+        }
+        Py_DECREF(more);
+    }
+    PyObject *empty = PyUnicode_FromString("");
+    PyObject *text = empty ? PyUnicode_Join(empty, parts) : NULL;
+    Py_XDECREF(empty);
+    Py_DECREF(parts);
+    return text;
+fail:
+    Py_XDECREF(parts);
+    return NULL;
+}
+
+static const char *status_colour(PyObject *s)
+{
+    static const struct {
+        const char *status, *colour;
+    } colours[] = {
+        {"computed", "#fff3cd"}, {"loaded", "#d1e7dd"},   {"in memory", "#cfe2ff"},
+        {"failed", "#f8d7da"},   {"skipped", "#e2e3e5"},  {"up to date", "#d1e7dd"},
+        {"needs run", "#fff3cd"},
+    };
+    const char *text = PyUnicode_AsUTF8(s);
+    if (!text) {
+        PyErr_Clear();
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof colours / sizeof colours[0]; i++)
+        if (!strcmp(text, colours[i].status))
+            return colours[i].colour;
+    return NULL;
+}
+
+static int append_escaped(PyObject *parts, PyObject *s, PyObject *escape)
+{
+    PyObject *e = PyObject_CallFunctionObjArgs(escape, s, NULL);
+    int rc = e ? PyList_Append(parts, e) : -1;
+    Py_XDECREF(e);
+    return rc;
+}
+
+static int append_str(PyObject *parts, const char *s)
+{
+    PyObject *o = PyUnicode_FromString(s);
+    int rc = o ? PyList_Append(parts, o) : -1;
+    Py_XDECREF(o);
+    return rc;
+}
+
+static PyObject *report_html(report *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *html_mod = PyImport_ImportModule("html");
+    PyObject *escape = html_mod ? PyObject_GetAttrString(html_mod, "escape") : NULL;
+    Py_XDECREF(html_mod);
+    PyObject *parts = escape ? PyList_New(0) : NULL;
+    if (!parts)
+        goto fail;
+    Py_ssize_t nrows = PyList_GET_SIZE(self->rows);
+    Py_ssize_t shown = nrows > SHOWN_ROWS ? SHOWN_ROWS : nrows;
+    if (append_str(parts, "<div class=\"cellar-report\"><p><b>") < 0 ||
+        append_escaped(parts, self->title, escape) < 0 ||
+        append_str(parts, "</b></p><table><thead><tr>") < 0)
+        goto fail;
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(self->header); c++)
+        if (append_str(parts, "<th style=\"text-align:left\">") < 0 ||
+            append_escaped(parts, PyTuple_GET_ITEM(self->header, c), escape) < 0 ||
+            append_str(parts, "</th>") < 0)
+            goto fail;
+    if (append_str(parts, "</tr></thead><tbody>") < 0)
+        goto fail;
+    for (Py_ssize_t r = 0; r < shown; r++) {
+        PyObject *row = PyList_GET_ITEM(self->rows, r);
+        if (append_str(parts, "<tr>") < 0)
+            goto fail;
+        for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(row); c++) {
+            PyObject *cell = PyTuple_GET_ITEM(row, c);
+            const char *colour = c == 1 ? status_colour(cell) : NULL;
+            char open[96];
+            snprintf(open, sizeof open, "<td style=\"text-align:left%s%s\">",
+                     colour ? ";background:" : "", colour ? colour : "");
+            if (append_str(parts, open) < 0 || append_escaped(parts, cell, escape) < 0 ||
+                append_str(parts, "</td>") < 0)
+                goto fail;
+        }
+        if (append_str(parts, "</tr>") < 0)
+            goto fail;
+    }
+    if (append_str(parts, "</tbody></table>") < 0)
+        goto fail;
+    if (shown < nrows) {
+        char more[64];
+        snprintf(more, sizeof more, "<p>... %zd more rows</p>", nrows - shown);
+        if (append_str(parts, more) < 0)
+            goto fail;
+    }
+    if (append_str(parts, "</div>") < 0)
+        goto fail;
+    PyObject *empty = PyUnicode_FromString("");
+    PyObject *html = empty ? PyUnicode_Join(empty, parts) : NULL;
+    Py_XDECREF(empty);
+    Py_DECREF(parts);
+    Py_DECREF(escape);
+    return html;
+fail:
+    Py_XDECREF(parts);
+    Py_XDECREF(escape);
+    return NULL;
+}
+
+static PyMemberDef report_members[] = {
+    {"title", T_OBJECT_EX, offsetof(report, title), READONLY, "One line summing up."},
+    {"header", T_OBJECT_EX, offsetof(report, header), READONLY, "Column names."},
+    {"rows", T_OBJECT_EX, offsetof(report, rows), READONLY, "Every row, as tuples of str."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef report_methods[] = {
+    {"_repr_html_", (PyCFunction)report_html, METH_NOARGS, "The report as an HTML table."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot report_slots[] = {
+    {Py_tp_dealloc, report_dealloc},
+    {Py_tp_traverse, report_traverse},
+    {Py_tp_repr, report_repr},
+    {Py_tp_members, report_members},
+    {Py_tp_methods, report_methods},
+    {Py_tp_doc, "The outcome of a cellar run or status query, one row per node."},
+    {0, NULL},
+};
+
+static PyType_Spec report_spec = {
+    .name = "cellar.Report",
+    .basicsize = sizeof(report),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = report_slots,
+};
+
+int cellar_report_type_init(PyObject *module, cellar_state *st)
+{
+    st->ReportType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &report_spec, NULL);
+    if (!st->ReportType)
+        return -1;
+    return PyModule_AddObjectRef(module, "Report", (PyObject *)st->ReportType);
+}
+
+PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
+                            PyObject *rows)
+{
+    report *self = PyObject_GC_New(report, st->ReportType);
+    if (!self)
+        return NULL;
+    self->title = Py_NewRef(title);
+    self->header = Py_NewRef(header);
+    self->rows = Py_NewRef(rows);
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}

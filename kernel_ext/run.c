@@ -1,0 +1,972 @@
+/*
+ * run.c - plans and executes a run, and answers status queries.
+ *
+ * A run takes the requested targets' ancestors in topological order and, for
+ * each node, computes its cache key from its code version and the data
+ * versions of its parameters (upstream nodes' recorded versions, inputs'
+ * fingerprints) without loading any value.  A key found in this session's
+ * memory is "in memory"; one found in the store is "loaded", and its value is
+ * read only when a target or a node that must compute needs it; otherwise the
+ * node computes.  A recomputed node whose data version did not change leaves
+ * its downstream keys, and so their cached results, valid (early cutoff).  A
+ * failure fails only the node and skips its dependants.  Everything the run
+ * stores goes into one batch, committed in one write transaction at the end.
+ */
+#include "cellar_ext.h"
+
+#include <jansson.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cellar/graph.h"
+
+typedef enum {
+    ST_PENDING,
+    ST_COMPUTED,
+    ST_LOADED,
+    ST_MEMORY,
+    ST_FAILED,
+    ST_SKIPPED
+} node_status;
+
+static const char *status_names[] = {"pending", "computed", "loaded",
+                                     "in memory", "failed", "skipped"};
+
+typedef struct slot {
+    PyObject *cap; /* strong: keeps the cellar_fn alive during the run */
+    cellar_fn *fn;
+    node_status status;
+    cellar_hash key, dv, code_version;
+    PyObject *value;     /* strong, once available */
+    PyObject *error;     /* str, when failed or skipped */
+    double seconds;      /* compute or load time, < 0 when none */
+    uint64_t size;
+    bool have_size;
+    bool stored;         /* computed, picklable: to be written */
+    cellar_pickled pickled;
+} slot;
+
+typedef struct run_ctx {
+    cellar_state *st;
+    PyObject *ns, *inputs;
+    PyObject *versions;       /* per-run memo for code and global versions */
+    PyObject *input_versions; /* id(value) -> dv bytes, for this run */
+    cellar_graph *g;
+    slot *slots;
+    size_t n;
+    int *order;
+    size_t norder;
+    cellar_reader *reader;
+    bool interrupted;
+} run_ctx;
+
+static uint64_t now_ns(int clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static PyObject *hash_bytes(const cellar_hash *h)
+{
+    return PyBytes_FromStringAndSize((const char *)h->bytes, 16);
+}
+
+/* ---- building the graph ---- */
+
+static int build_graph(run_ctx *ctx)
+{
+    cellar_state *st = ctx->st;
+    cellar_error err;
+    ctx->g = cellar_graph_new();
+    Py_ssize_t total = PyDict_GET_SIZE(st->functions);
+    ctx->slots = PyMem_Calloc(total ? (size_t)total : 1, sizeof(slot));
+    ctx->order = PyMem_Calloc(total ? (size_t)total : 1, sizeof(int));
+    if (!ctx->g || !ctx->slots || !ctx->order) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject *name, *cap;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(st->functions, &pos, &name, &cap)) {
+        const char *s = PyUnicode_AsUTF8(name);
+        if (!s)
+            return -1;
+        if (s[0] == '_')
+            continue;
+        int id = cellar_graph_add_node(ctx->g, s, &err);
+        if (id < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        slot *sl = &ctx->slots[id];
+        sl->cap = Py_NewRef(cap);
+        sl->fn = cellar_fn_of(cap);
+        sl->seconds = -1;
+        ctx->n = (size_t)id + 1;
+    }
+    for (size_t id = 0; id < ctx->n; id++) {
+        cellar_fn *fn = ctx->slots[id].fn;
+        for (Py_ssize_t i = 0; i < fn->nparams; i++) {
+            if (fn->kinds[i] == CELLAR_PARAM_VAR_POSITIONAL ||
+                fn->kinds[i] == CELLAR_PARAM_VAR_KEYWORD)
+                continue;
+            int dep = cellar_graph_find(ctx->g, PyUnicode_AsUTF8(fn->param_names[i]));
+            if (dep >= 0 && cellar_graph_add_edge(ctx->g, dep, (int)id, &err) != CELLAR_OK) {
+                PyErr_NoMemory();
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void release_ctx(run_ctx *ctx)
+{
+    if (ctx->reader)
+        cellar_reader_end(ctx->reader);
+    ctx->reader = NULL;
+    for (size_t i = 0; ctx->slots && i < ctx->n; i++) {
+        slot *s = &ctx->slots[i];
+        Py_XDECREF(s->cap);
+        Py_XDECREF(s->value);
+        Py_XDECREF(s->error);
+        cellar_pickled_release(&s->pickled);
+    }
+    PyMem_Free(ctx->slots);
+    PyMem_Free(ctx->order);
+    cellar_graph_free(ctx->g);
+    Py_XDECREF(ctx->versions);
+    Py_XDECREF(ctx->input_versions);
+}
+
+/* Orders the ancestors of `targets` (ids); RunError on a cycle. */
+static int plan_order(run_ctx *ctx, const int *targets, size_t ntargets)
+{
+    cellar_error err;
+    int *subset = PyMem_Calloc(ctx->n ? ctx->n : 1, sizeof(int));
+    size_t nsubset = 0;
+    if (!subset) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cellar_status rc = cellar_graph_ancestors(ctx->g, targets, ntargets, true, subset,
+                                              &nsubset, &err);
+    if (rc == CELLAR_OK)
+        rc = cellar_graph_toposort(ctx->g, subset, nsubset, ctx->order, &ctx->norder, &err);
+    PyMem_Free(subset);
+    if (rc != CELLAR_OK) {
+        PyErr_Format(ctx->st->RunError, "%s", err.message);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- inputs ---- */
+
+/* The default of parameter i, new reference; NULL without error when none. */
+static PyObject *param_default(cellar_fn *fn, Py_ssize_t i)
+{
+    PyObject *f = Py_NewRef(fn->func);
+    for (int hop = 0; hop < 16 && !PyFunction_Check(f); hop++) {
+        PyObject *next = PyObject_GetAttrString(f, "__wrapped__");
+        if (!next) {
+            PyErr_Clear();
+            break;
+        }
+        Py_SETREF(f, next);
+    }
+    PyObject *result = NULL;
+    if (PyFunction_Check(f)) {
+        if (fn->kinds[i] == CELLAR_PARAM_KEYWORD_ONLY) {
+            PyObject *kw = PyFunction_GetKwDefaults(f);
+            result = kw ? PyDict_GetItemWithError(kw, fn->param_names[i]) : NULL;
+            Py_XINCREF(result);
+        } else {
+            PyObject *defaults = PyFunction_GetDefaults(f);
+            Py_ssize_t npos = 0, index = -1;
+            for (Py_ssize_t j = 0; j < fn->nparams; j++)
+                if (fn->kinds[j] == CELLAR_PARAM_POSITIONAL_ONLY ||
+                    fn->kinds[j] == CELLAR_PARAM_POSITIONAL_OR_KEYWORD) {
+                    if (j == i)
+                        index = npos;
+                    npos++;
+                }
+            Py_ssize_t nd = defaults ? PyTuple_GET_SIZE(defaults) : 0;
+            Py_ssize_t at = index - (npos - nd);
+            if (index >= 0 && at >= 0 && at < nd)
+                result = Py_NewRef(PyTuple_GET_ITEM(defaults, at));
+        }
+    }
+    Py_DECREF(f);
+    return result;
+}
+
+/* Resolves input parameter i of `fn`: run arguments, then globals, then the
+ * default.  Returns a new reference, or NULL: with a Python error on failure,
+ * without one when the input is missing. */
+static PyObject *resolve_input(run_ctx *ctx, cellar_fn *fn, Py_ssize_t i)
+{
+    PyObject *name = fn->param_names[i];
+    PyObject *v = PyDict_GetItemWithError(ctx->inputs, name);
+    if (!v && !PyErr_Occurred())
+        v = PyDict_GetItemWithError(ctx->ns, name);
+    if (v)
+        return Py_NewRef(v);
+    if (PyErr_Occurred())
+        return NULL;
+    return fn->has_default[i] ? param_default(fn, i) : NULL;
+}
+
+static int input_version(run_ctx *ctx, PyObject *value, cellar_hash *dv)
+{
+    PyObject *id = PyLong_FromVoidPtr(value);
+    if (!id)
+        return -1;
+    PyObject *hit = PyDict_GetItemWithError(ctx->input_versions, id);
+    if (hit) {
+        memcpy(dv->bytes, PyBytes_AS_STRING(hit), 16);
+        Py_DECREF(id);
+        return 0;
+    }
+    bool picklable;
+    if (PyErr_Occurred() || cellar_data_version(ctx->st, value, dv, &picklable) < 0) {
+        Py_DECREF(id);
+        return -1;
+    }
+    PyObject *b = hash_bytes(dv);
+    int rc = b ? PyDict_SetItem(ctx->input_versions, id, b) : -1;
+    Py_XDECREF(b);
+    Py_DECREF(id);
+    return rc;
+}
+
+static void set_error(slot *s, node_status status, PyObject *msg)
+{
+    s->status = status;
+    Py_XSETREF(s->error, msg);
+}
+
+/* ---- keys ---- */
+
+/* Fills s->key from the parameters' data versions.  Returns 0 when the key
+ * is known, 1 when the node cannot run (status set), -1 on a Python error.
+ * When `values` is not NULL it receives each parameter's value (new refs). */
+static int node_key(run_ctx *ctx, int id, PyObject **values)
+{
+    slot *s = &ctx->slots[id];
+    cellar_fn *fn = s->fn;
+    Py_ssize_t n = fn->nparams;
+    const char **names = PyMem_Calloc(n ? (size_t)n : 1, sizeof(char *));
+    cellar_hash *dvs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(cellar_hash));
+    if (!names || !dvs) {
+        PyMem_Free(names);
+        PyMem_Free(dvs);
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t used = 0;
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        if (fn->kinds[i] == CELLAR_PARAM_VAR_POSITIONAL ||
+            fn->kinds[i] == CELLAR_PARAM_VAR_KEYWORD)
+            continue;
+        const char *pname = PyUnicode_AsUTF8(fn->param_names[i]);
+        int dep = cellar_graph_find(ctx->g, pname);
+        if (dep >= 0) {
+            slot *d = &ctx->slots[dep];
+            if (d->status == ST_FAILED || d->status == ST_SKIPPED) {
+                set_error(s, ST_SKIPPED,
+                          PyUnicode_FromFormat("skipped because '%U' %s", d->fn->name,
+                                               d->status == ST_FAILED ? "failed"
+                                                                      : "was skipped"));
+                rc = 1;
+                break;
+            }
+            dvs[used] = d->dv;
+            if (values)
+                values[i] = Py_XNewRef(d->value);
+        } else {
+            PyObject *v = resolve_input(ctx, fn, i);
+            if (!v) {
+                if (PyErr_Occurred()) {
+                    rc = -1;
+                    break;
+                }
+                set_error(s, ST_FAILED,
+                          PyUnicode_FromFormat("node '%U' needs input '%U': pass --input "
+                                               "%U=VALUE (or %U=... to cellar.run), define "
+                                               "a global '%U', or give it a default",
+                                               fn->name, fn->param_names[i],
+                                               fn->param_names[i], fn->param_names[i],
+                                               fn->param_names[i]));
+                rc = 1;
+                break;
+            }
+            if (input_version(ctx, v, &dvs[used]) < 0) {
+                Py_DECREF(v);
+                rc = -1;
+                break;
+            }
+            if (values)
+                values[i] = v;
+            else
+                Py_DECREF(v);
+        }
+        names[used++] = pname;
+    }
+    if (rc == 0 && cellar_code_version(ctx->st, fn, ctx->ns, ctx->versions,
+                                       &s->code_version) < 0)
+        rc = -1;
+    if (rc == 0) {
+        Py_ssize_t nlen;
+        const char *nm = PyUnicode_AsUTF8AndSize(fn->name, &nlen);
+        if (cellar_key_for_node(ctx->st->keyenc, nm, (size_t)nlen, &s->code_version, used,
+                                names, dvs, &s->key) != CELLAR_OK) {
+            PyErr_NoMemory();
+            rc = -1;
+        }
+    }
+    PyMem_Free(names);
+    PyMem_Free(dvs);
+    return rc;
+}
+
+/* ---- memory of this session ---- */
+
+static int memo_lookup(run_ctx *ctx, slot *s)
+{
+    PyObject *entry = PyDict_GetItemWithError(ctx->st->memo, s->fn->name);
+    if (!entry)
+        return PyErr_Occurred() ? -1 : 0;
+    if (memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 0)), s->key.bytes, 16) != 0)
+        return 0;
+    memcpy(s->dv.bytes, PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 1)), 16);
+    Py_XSETREF(s->value, Py_NewRef(PyTuple_GET_ITEM(entry, 2)));
+    PyObject *size = PyTuple_GET_ITEM(entry, 3);
+    s->have_size = size != Py_None;
+    s->size = s->have_size ? PyLong_AsUnsignedLongLong(size) : 0;
+    s->status = ST_MEMORY;
+    return 1;
+}
+
+static int memo_store(run_ctx *ctx, slot *s)
+{
+    PyObject *k = hash_bytes(&s->key), *d = hash_bytes(&s->dv);
+    PyObject *size = s->have_size ? PyLong_FromUnsignedLongLong(s->size) : Py_NewRef(Py_None);
+    PyObject *entry = (k && d && size) ? PyTuple_Pack(4, k, d, s->value, size) : NULL;
+    Py_XDECREF(k);
+    Py_XDECREF(d);
+    Py_XDECREF(size);
+    int rc = entry ? PyDict_SetItem(ctx->st->memo, s->fn->name, entry) : -1;
+    Py_XDECREF(entry);
+    return rc;
+}
+
+/* ---- computing and loading ---- */
+
+static int ensure_value(run_ctx *ctx, int id);
+
+static PyObject *exception_text(PyObject *exc)
+{
+    PyObject *text = PyObject_Str(exc);
+    PyObject *r = text ? PyUnicode_FromFormat("%s: %U", Py_TYPE(exc)->tp_name, text) : NULL;
+    Py_XDECREF(text);
+    if (!r)
+        PyErr_Clear();
+    return r ? r : PyUnicode_FromString(Py_TYPE(exc)->tp_name);
+}
+
+/* Shows a node's exception as Python would, on stderr. */
+static void show_traceback(run_ctx *ctx, PyObject *exc)
+{
+    PyObject *r = PyObject_CallFunctionObjArgs(ctx->st->print_exception, exc, NULL);
+    if (!r)
+        PyErr_Clear();
+    Py_XDECREF(r);
+}
+
+/* Calls the node with its parameters' values. */
+static PyObject *call_node(slot *s, PyObject **values)
+{
+    cellar_fn *fn = s->fn;
+    Py_ssize_t n = fn->nparams, npos = 0, nkw = 0;
+    PyObject **args = PyMem_Calloc((size_t)n + 1, sizeof(PyObject *));
+    PyObject *kwnames = PyTuple_New(n);
+    if (!args || !kwnames) {
+        PyMem_Free(args);
+        Py_XDECREF(kwnames);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (fn->kinds[i] == CELLAR_PARAM_POSITIONAL_ONLY && values[i])
+            args[npos++] = values[i];
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((fn->kinds[i] == CELLAR_PARAM_POSITIONAL_OR_KEYWORD ||
+             fn->kinds[i] == CELLAR_PARAM_KEYWORD_ONLY) &&
+            values[i]) {
+            args[npos + nkw] = values[i];
+            PyTuple_SET_ITEM(kwnames, nkw, Py_NewRef(fn->param_names[i]));
+            nkw++;
+        }
+    PyObject *kw = nkw ? PyTuple_GetSlice(kwnames, 0, nkw) : NULL;
+    PyObject *result = (nkw && !kw) ? NULL
+                                    : PyObject_Vectorcall(fn->func, args, (size_t)npos, kw);
+    Py_XDECREF(kw);
+    Py_DECREF(kwnames);
+    PyMem_Free(args);
+    return result;
+}
+
+static int keep_result(run_ctx *ctx, slot *s, PyObject *value)
+{
+    PyObject *why = NULL;
+    Py_XSETREF(s->value, value);
+    int rc = cellar_pickle(ctx->st, value, &s->pickled, &why);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        cellar_warn("the result of node '%s' cannot be pickled (%s); it is kept in memory "
+                    "for this session only and is not stored",
+                    PyUnicode_AsUTF8(s->fn->name), why ? PyUnicode_AsUTF8(why) : "?");
+        Py_XDECREF(why);
+        s->dv = cellar_unique_version(ctx->st);
+        s->have_size = false;
+        s->stored = false;
+    } else {
+        s->dv = s->pickled.dv;
+        s->size = s->pickled.size;
+        s->have_size = true;
+        s->stored = true;
+    }
+    return memo_store(ctx, s);
+}
+
+static int compute(run_ctx *ctx, int id)
+{
+    slot *s = &ctx->slots[id];
+    size_t ndeps;
+    const int *deps = cellar_graph_deps(ctx->g, id, &ndeps);
+    for (size_t i = 0; i < ndeps; i++) {
+        int rc = ensure_value(ctx, deps[i]);
+        if (rc < 0)
+            return -1;
+        if (rc > 0) {
+            set_error(s, ST_SKIPPED,
+                      PyUnicode_FromFormat("skipped because '%U' failed",
+                                           ctx->slots[deps[i]].fn->name));
+            return 0;
+        }
+    }
+    Py_ssize_t n = s->fn->nparams;
+    PyObject **values = PyMem_Calloc(n ? (size_t)n : 1, sizeof(PyObject *));
+    if (!values) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Dependencies may have been recomputed: the key is taken again. */
+    int rc = node_key(ctx, id, values);
+    if (rc == 0) {
+        uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+        PyObject *result = call_node(s, values);
+        s->seconds = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9;
+        if (result) {
+            s->status = ST_COMPUTED;
+            rc = keep_result(ctx, s, result);
+        } else if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            PyErr_Clear();
+            ctx->interrupted = true;
+            set_error(s, ST_FAILED, PyUnicode_FromString("interrupted"));
+        } else {
+            PyObject *exc = cellar_fetch_exception();
+            show_traceback(ctx, exc);
+            set_error(s, ST_FAILED, exception_text(exc));
+            Py_DECREF(exc);
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_XDECREF(values[i]);
+    PyMem_Free(values);
+    return rc < 0 ? -1 : 0;
+}
+
+static int load(run_ctx *ctx, int id)
+{
+    slot *s = &ctx->slots[id];
+    cellar_status status = CELLAR_ENOTFOUND;
+    cellar_error err;
+    err.message[0] = '\0';
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    PyObject *value = ctx->reader ? cellar_load_value(ctx->st, ctx->reader, &s->dv, &status,
+                                                      &err)
+                                  : NULL;
+    if (value) {
+        s->seconds = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9;
+        Py_XSETREF(s->value, value);
+        return memo_store(ctx, s);
+    }
+    char why[600];
+    if (PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_MemoryError) ||
+            PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+            return -1;
+        PyObject *exc = cellar_fetch_exception();
+        PyObject *text = exception_text(exc);
+        snprintf(why, sizeof why, "it could not be unpickled (%s)",
+                 text ? PyUnicode_AsUTF8(text) : "?");
+        Py_XDECREF(text);
+        Py_DECREF(exc);
+    } else {
+        snprintf(why, sizeof why, "%s",
+                 status == CELLAR_ECORRUPT ? "it is corrupt (checksum mismatch)"
+                                           : "it is missing from the store");
+    }
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    cellar_warn("the stored result of node '%s' was not used: %s%s%s; recomputing",
+                PyUnicode_AsUTF8(s->fn->name), why, err.message[0] ? ": " : "", err.message);
+    return compute(ctx, id);
+}
+
+/* 0 when the node's value is available, 1 when it failed, -1 on error. */
+static int ensure_value(run_ctx *ctx, int id)
+{
+    slot *s = &ctx->slots[id];
+    if (s->value)
+        return 0;
+    if (s->status == ST_LOADED) {
+        if (load(ctx, id) < 0)
+            return -1;
+    } else if (s->status == ST_PENDING) {
+        if (compute(ctx, id) < 0)
+            return -1;
+    }
+    return s->value ? 0 : 1;
+}
+
+/* Plans one node: in memory, a store hit, or computed now. */
+static int visit(run_ctx *ctx, int id)
+{
+    slot *s = &ctx->slots[id];
+    int rc = node_key(ctx, id, NULL);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    rc = memo_lookup(ctx, s);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    if (ctx->reader) {
+        cellar_key_record rec;
+        cellar_error err;
+        cellar_status found = cellar_reader_get_key(ctx->reader, &s->key, &rec, &err);
+        if (found == CELLAR_OK && cellar_reader_has_result(ctx->reader, &rec.data_version)) {
+            s->status = ST_LOADED;
+            s->dv = rec.data_version;
+            s->size = rec.size;
+            s->have_size = true;
+            return 0;
+        }
+    }
+    return compute(ctx, id);
+}
+
+/* ---- saving ---- */
+
+static json_t *hex_json(const cellar_hash *h)
+{
+    char hex[CELLAR_HASH_HEX_LEN + 1];
+    cellar_hash_to_hex(h, hex);
+    return json_string(hex);
+}
+
+static json_t *lineage(run_ctx *ctx, PyObject *targets, uint64_t started)
+{
+    json_t *run = json_object(), *nodes = json_array(), *tj = json_array();
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++)
+        json_array_append_new(tj, json_string(PyUnicode_AsUTF8(PyList_GET_ITEM(targets, i))));
+    for (size_t i = 0; i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        json_t *row = json_object();
+        json_object_set_new(row, "node", json_string(PyUnicode_AsUTF8(s->fn->name)));
+        json_object_set_new(row, "status", json_string(status_names[s->status]));
+        if (s->status != ST_FAILED && s->status != ST_SKIPPED) {
+            json_object_set_new(row, "key", hex_json(&s->key));
+            json_object_set_new(row, "data_version", hex_json(&s->dv));
+            json_object_set_new(row, "code_version", hex_json(&s->code_version));
+        } else if (s->error) {
+            json_object_set_new(row, "error", json_string(PyUnicode_AsUTF8(s->error)));
+        }
+        json_object_set_new(row, "time_ns",
+                            json_integer(s->seconds >= 0 ? (json_int_t)(s->seconds * 1e9) : 0));
+        json_object_set_new(row, "size", s->have_size ? json_integer((json_int_t)s->size)
+                                                      : json_null());
+        json_array_append_new(nodes, row);
+    }
+    json_object_set_new(run, "started_ns", json_integer((json_int_t)started));
+    json_object_set_new(run, "pid", json_integer(getpid()));
+    json_object_set_new(run, "targets", tj);
+    json_object_set_new(run, "nodes", nodes);
+    return run;
+}
+
+static char *node_json(slot *s, uint64_t now)
+{
+    json_t *o = json_object(), *params = json_array();
+    for (Py_ssize_t i = 0; i < s->fn->nparams; i++)
+        json_array_append_new(params, json_string(PyUnicode_AsUTF8(s->fn->param_names[i])));
+    json_object_set_new(o, "name", json_string(PyUnicode_AsUTF8(s->fn->name)));
+    json_object_set_new(o, "params", params);
+    json_object_set_new(o, "cell_id", PyUnicode_Check(s->fn->cell_id)
+                                          ? json_string(PyUnicode_AsUTF8(s->fn->cell_id))
+                                          : json_null());
+    json_object_set_new(o, "code_version", hex_json(&s->code_version));
+    json_object_set_new(o, "key", hex_json(&s->key));
+    json_object_set_new(o, "data_version", hex_json(&s->dv));
+    json_object_set_new(o, "updated_ns", json_integer((json_int_t)now));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
+{
+    cellar_state *st = ctx->st;
+    if (!st->store)
+        return;
+    cellar_batch *b = cellar_batch_new();
+    cellar_error err;
+    err.message[0] = '\0';
+    uint64_t now = now_ns(CLOCK_REALTIME);
+    cellar_status rc = b ? CELLAR_OK : CELLAR_ENOMEM;
+    for (size_t i = 0; rc == CELLAR_OK && i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        if (s->status == ST_COMPUTED && s->stored) {
+            Py_ssize_t nlen;
+            const char *name = PyUnicode_AsUTF8AndSize(s->fn->name, &nlen);
+            cellar_key_record rec = {
+                .data_version = s->dv,
+                .code_version = s->code_version,
+                .created_ns = now,
+                .last_used_ns = now,
+                .size = s->size,
+                .compute_ns = (uint64_t)(s->seconds * 1e9),
+                .node = name,
+                .node_len = (size_t)nlen,
+            };
+            rc = cellar_batch_put_result(b, &s->dv, s->pickled.segs, s->pickled.nsegs, &s->dv,
+                                         &err);
+            if (rc == CELLAR_OK)
+                rc = cellar_batch_put_key(b, &s->key, &rec, &err);
+            char *js = rc == CELLAR_OK ? node_json(s, now) : NULL;
+            if (js)
+                rc = cellar_batch_put_node(b, name, js, &err);
+            free(js);
+        } else if (s->status == ST_LOADED || s->status == ST_MEMORY) {
+            rc = cellar_batch_touch_key(b, &s->key, now, &err);
+        }
+    }
+    if (rc == CELLAR_OK) {
+        json_t *run = lineage(ctx, targets, started);
+        char *text = json_dumps(run, JSON_COMPACT);
+        json_decref(run);
+        rc = text ? cellar_batch_add_run(b, text, NULL, &err) : CELLAR_ENOMEM;
+        free(text);
+    }
+    if (ctx->reader) {
+        cellar_reader_end(ctx->reader);
+        ctx->reader = NULL;
+    }
+    if (rc == CELLAR_OK)
+        rc = cellar_store_commit(st->store, b, &err);
+    if (rc != CELLAR_OK)
+        cellar_warn("this run's results could not be saved (%s%s%s); they stay in memory "
+                    "for this session",
+                    cellar_status_name(rc), err.message[0] ? ": " : "", err.message);
+    cellar_batch_free(b);
+}
+
+/* ---- the report ---- */
+
+static PyObject *format_seconds(double s)
+{
+    char buf[32];
+    if (s < 0)
+        return PyUnicode_FromString("-");
+    if (s < 1e-3)
+        snprintf(buf, sizeof buf, "%.0f us", s * 1e6);
+    else if (s < 1)
+        snprintf(buf, sizeof buf, "%.1f ms", s * 1e3);
+    else
+        snprintf(buf, sizeof buf, "%.2f s", s);
+    return PyUnicode_FromString(buf);
+}
+
+static PyObject *format_size(bool have, uint64_t n)
+{
+    static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
+    char buf[32];
+    if (!have)
+        return PyUnicode_FromString("-");
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1000.0 && u < 4) {
+        v /= 1000.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, sizeof buf, "%llu B", (unsigned long long)n);
+    else
+        snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+    return PyUnicode_FromString(buf);
+}
+
+static PyObject *run_report(run_ctx *ctx, double total)
+{
+    size_t counts[6] = {0};
+    PyObject *rows = PyList_New(0);
+    if (!rows)
+        return NULL;
+    for (size_t i = 0; i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        counts[s->status]++;
+        PyObject *row = Py_BuildValue("(OsNN)", s->fn->name, status_names[s->status],
+                                      format_seconds(s->seconds),
+                                      format_size(s->have_size, s->size));
+        if (!row || PyList_Append(rows, row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(rows);
+            return NULL;
+        }
+        Py_DECREF(row);
+    }
+    char ms[32];
+    snprintf(ms, sizeof ms, "%.1f", total * 1e3);
+    PyObject *title = PyUnicode_FromFormat(
+        "cellar run: %zu nodes, %zu computed, %zu loaded, %zu in memory, %zu failed, "
+        "%zu skipped (%s ms)",
+        ctx->norder, counts[ST_COMPUTED], counts[ST_LOADED], counts[ST_MEMORY],
+        counts[ST_FAILED], counts[ST_SKIPPED], ms);
+    PyObject *header = Py_BuildValue("(ssss)", "node", "status", "time", "size");
+    PyObject *report = (title && header) ? cellar_report_new(ctx->st, title, header, rows)
+                                         : NULL;
+    Py_XDECREF(title);
+    Py_XDECREF(header);
+    Py_DECREF(rows);
+    return report;
+}
+
+static int show(cellar_state *st, PyObject *report)
+{
+    if (!st->shell) {
+        PyObject *text = PyObject_Repr(report);
+        if (!text)
+            return -1;
+        PySys_FormatStdout("%U\n", text);
+        Py_DECREF(text);
+        return 0;
+    }
+    PyObject *display_mod = PyImport_ImportModule("IPython.display");
+    PyObject *r = display_mod ? PyObject_CallMethod(display_mod, "display", "O", report) : NULL;
+    Py_XDECREF(display_mod);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* ---- the run ---- */
+
+static int start(run_ctx *ctx, cellar_state *st, PyObject *inputs)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->st = st;
+    ctx->inputs = inputs;
+    ctx->ns = cellar_user_ns(st);
+    if (!ctx->ns || cellar_prune_functions(st, ctx->ns) < 0)
+        return -1;
+    ctx->versions = PyDict_New();
+    ctx->input_versions = PyDict_New();
+    if (!ctx->versions || !ctx->input_versions || build_graph(ctx) < 0)
+        return -1;
+    if (st->store) {
+        cellar_error err;
+        if (cellar_reader_begin(st->store, &ctx->reader, &err) != CELLAR_OK) {
+            cellar_warn("the store cannot be read (%s); computing without it", err.message);
+            ctx->reader = NULL;
+        }
+    }
+    return 0;
+}
+
+static int target_ids(run_ctx *ctx, PyObject *targets, int *ids)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++) {
+        PyObject *t = PyList_GET_ITEM(targets, i);
+        const char *name = PyUnicode_AsUTF8(t);
+        if (!name)
+            return -1;
+        ids[i] = cellar_graph_find(ctx->g, name);
+        if (ids[i] < 0) {
+            PyErr_Format(ctx->st->RunError,
+                         "unknown node '%U': define a top-level function named '%U' in a "
+                         "cell (names starting with '_' are not nodes)",
+                         t, t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *results_of(run_ctx *ctx, PyObject *targets, const int *ids)
+{
+    Py_ssize_t n = PyList_GET_SIZE(targets);
+    if (n == 1)
+        return Py_NewRef(ctx->slots[ids[0]].value);
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t i = 0; out && i < n; i++)
+        if (PyDict_SetItem(out, PyList_GET_ITEM(targets, i), ctx->slots[ids[i]].value) < 0)
+            Py_CLEAR(out);
+    return out;
+}
+
+static PyObject *failure_error(run_ctx *ctx)
+{
+    PyObject *parts = PyList_New(0);
+    for (size_t i = 0; parts && i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        if (s->status != ST_FAILED && s->status != ST_SKIPPED)
+            continue;
+        PyObject *line = PyUnicode_FromFormat("%U %s: %U", s->fn->name,
+                                              status_names[s->status],
+                                              s->error ? s->error : Py_None);
+        if (!line || PyList_Append(parts, line) < 0)
+            Py_CLEAR(parts);
+        Py_XDECREF(line);
+    }
+    if (!parts)
+        return NULL;
+    PyObject *sep = PyUnicode_FromString("; ");
+    PyObject *text = sep ? PyUnicode_Join(sep, parts) : NULL;
+    Py_XDECREF(sep);
+    Py_DECREF(parts);
+    if (text)
+        PyErr_Format(ctx->st->RunError, "not every target could be produced: %U", text);
+    Py_XDECREF(text);
+    return NULL;
+}
+
+PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
+{
+    if (st->running) {
+        PyErr_SetString(st->RunError, "cellar.run cannot be called from inside a node");
+        return NULL;
+    }
+    uint64_t started = now_ns(CLOCK_REALTIME), t0 = now_ns(CLOCK_MONOTONIC);
+    Py_ssize_t ntargets = PyList_GET_SIZE(targets);
+    int *ids = PyMem_Calloc((size_t)ntargets, sizeof(int));
+    if (!ids)
+        return PyErr_NoMemory();
+    run_ctx ctx;
+    PyObject *result = NULL;
+    st->running = true;
+    if (start(&ctx, st, inputs) < 0 || target_ids(&ctx, targets, ids) < 0 ||
+        plan_order(&ctx, ids, (size_t)ntargets) < 0)
+        goto done;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && !ctx.interrupted && i < ctx.norder; i++) {
+        if (ctx.slots[ctx.order[i]].status == ST_PENDING)
+            rc = visit(&ctx, ctx.order[i]);
+        if (rc == 0 && PyErr_CheckSignals() < 0) {
+            PyErr_Clear();
+            ctx.interrupted = true;
+        }
+    }
+    for (Py_ssize_t i = 0; rc == 0 && !ctx.interrupted && i < ntargets; i++)
+        rc = ensure_value(&ctx, ids[i]) < 0 ? -1 : 0;
+    for (size_t i = 0; ctx.interrupted && i < ctx.norder; i++)
+        if (ctx.slots[ctx.order[i]].status == ST_PENDING)
+            set_error(&ctx.slots[ctx.order[i]], ST_SKIPPED,
+                      PyUnicode_FromString("skipped: the run was interrupted"));
+    if (rc < 0)
+        goto done;
+    save(&ctx, targets, started);
+    PyObject *report = run_report(&ctx, (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9);
+    if (!report || show(st, report) < 0) {
+        Py_XDECREF(report);
+        goto done;
+    }
+    Py_DECREF(report);
+    if (ctx.interrupted) {
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+        goto done;
+    }
+    bool complete = true;
+    for (Py_ssize_t i = 0; i < ntargets; i++)
+        complete = complete && ctx.slots[ids[i]].value;
+    result = complete ? results_of(&ctx, targets, ids) : failure_error(&ctx);
+done:
+    st->running = false;
+    release_ctx(&ctx);
+    PyMem_Free(ids);
+    return result;
+}
+
+/* ---- status ---- */
+
+PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
+{
+    run_ctx ctx;
+    PyObject *report = NULL, *rows = NULL;
+    if (start(&ctx, st, inputs) < 0)
+        goto done;
+    cellar_error err;
+    if (cellar_graph_toposort(ctx.g, NULL, 0, ctx.order, &ctx.norder, &err) != CELLAR_OK) {
+        PyErr_Format(st->RunError, "%s", err.message);
+        goto done;
+    }
+    rows = PyList_New(0);
+    size_t fresh = 0;
+    for (size_t i = 0; rows && i < ctx.norder; i++) {
+        slot *s = &ctx.slots[ctx.order[i]];
+        const char *state = "needs run";
+        int rc = node_key(&ctx, ctx.order[i], NULL);
+        if (rc < 0)
+            goto done;
+        if (rc == 0) {
+            cellar_key_record rec;
+            int hit = memo_lookup(&ctx, s);
+            if (hit < 0)
+                goto done;
+            if (!hit && ctx.reader &&
+                cellar_reader_get_key(ctx.reader, &s->key, &rec, &err) == CELLAR_OK &&
+                cellar_reader_has_result(ctx.reader, &rec.data_version)) {
+                s->dv = rec.data_version;
+                hit = 1;
+            }
+            if (hit) {
+                state = "up to date";
+                s->status = ST_LOADED;
+                fresh++;
+            } else {
+                /* Its value is unknown until it runs, so dependants need a run too. */
+                set_error(s, ST_SKIPPED, PyUnicode_FromString("needs run"));
+            }
+        } else if (s->status == ST_FAILED) {
+            state = "needs input";
+        }
+        PyObject *row = Py_BuildValue("(Os)", s->fn->name, state);
+        if (!row || PyList_Append(rows, row) < 0) {
+            Py_XDECREF(row);
+            goto done;
+        }
+        Py_DECREF(row);
+    }
+    PyObject *title = PyUnicode_FromFormat("cellar status: %zu of %zu nodes up to date",
+                                           fresh, ctx.norder);
+    PyObject *header = Py_BuildValue("(ss)", "node", "state");
+    if (title && header)
+        report = cellar_report_new(st, title, header, rows);
+    Py_XDECREF(title);
+    Py_XDECREF(header);
+done:
+    Py_XDECREF(rows);
+    release_ctx(&ctx);
+    return report;
+}
