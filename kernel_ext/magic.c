@@ -194,7 +194,7 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
         PyErr_SetString(PyExc_TypeError, "shlex.split did not return a list");
     } else if (PyList_GET_SIZE(args) == 0 || is_flag(PyList_GET_ITEM(args, 0), "--help", "-h") ||
                is_flag(PyList_GET_ITEM(args, 0), "help", NULL)) {
-        PySys_WriteStdout("%s", cellar_magic_usage);
+        PySys_FormatStdout("%s", cellar_magic_usage);
         result = Py_NewRef(Py_None);
     } else {
         PyObject *cmd = PyList_GET_ITEM(args, 0);

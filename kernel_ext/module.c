@@ -236,6 +236,13 @@ static PyObject *store_path_py(PyObject *module, PyObject *unused)
     return PyUnicode_FromString(cellar_store_path(st->store));
 }
 
+static PyObject *forget_memory_py(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    PyDict_Clear(cellar_state_of(module)->memo);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef cellar_methods[] = {
     {"load_ipython_extension", load_ipython_extension, METH_O,
      "Called by %load_ext cellar: opens the store, registers %cellar and the cell hooks."},
@@ -248,7 +255,9 @@ static PyMethodDef cellar_methods[] = {
      "define(source, cell_id=None)\n\nRegisters the top-level functions of `source`, "
      "already executed in the user namespace, as if a cell with that source had run."},
     {"store_path", store_path_py, METH_NOARGS, "The open store's directory, or None."},
-    {"_magic", cellar_magic, METH_O, NULL},
+    {"forget_memory", forget_memory_py, METH_NOARGS,
+     "Drops the values this session keeps in memory; the next run reads the store."},
+    {"_magic", cellar_magic, METH_O, cellar_magic_usage},
     {"_pre_run_cell", cellar_pre_run_cell, METH_O, "IPython pre_run_cell hook."},
     {"_post_run_cell", cellar_post_run_cell, METH_O, "IPython post_run_cell hook."},
     {NULL, NULL, 0, NULL},

@@ -43,6 +43,7 @@ typedef struct slot {
     uint64_t size;
     bool have_size;
     bool stored;         /* computed, picklable: to be written */
+    uint64_t last_used;  /* the key record's, for hits from the store */
     cellar_pickled pickled;
 } slot;
 
@@ -58,7 +59,10 @@ typedef struct run_ctx {
     size_t norder;
     cellar_reader *reader;
     bool interrupted;
+    bool gc_was_enabled; /* the cyclic GC is paused for cellar's own bookkeeping */
 } run_ctx;
+
+#define TOUCH_INTERVAL_NS (600ull * 1000000000ull)
 
 static uint64_t now_ns(int clock)
 {
@@ -123,6 +127,9 @@ static int build_graph(run_ctx *ctx)
 
 static void release_ctx(run_ctx *ctx)
 {
+    if (ctx->gc_was_enabled)
+        PyGC_Enable();
+    ctx->gc_was_enabled = false;
     if (ctx->reader)
         cellar_reader_end(ctx->reader);
     ctx->reader = NULL;
@@ -468,7 +475,11 @@ static int compute(run_ctx *ctx, int id)
     int rc = node_key(ctx, id, values);
     if (rc == 0) {
         uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+        if (ctx->gc_was_enabled)
+            PyGC_Enable();
         PyObject *result = call_node(s, values);
+        if (ctx->gc_was_enabled)
+            PyGC_Disable();
         s->seconds = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9;
         if (result) {
             s->status = ST_COMPUTED;
@@ -563,6 +574,7 @@ static int visit(run_ctx *ctx, int id)
             s->dv = rec.data_version;
             s->size = rec.size;
             s->have_size = true;
+            s->last_used = rec.last_used_ns;
             return 0;
         }
     }
@@ -578,33 +590,37 @@ static json_t *hex_json(const cellar_hash *h)
     return json_string(hex);
 }
 
+/* The run's lineage: one row per node, as arrays under "columns" (objects
+ * would cost a hash table per row, and a run can have thousands of rows). */
 static json_t *lineage(run_ctx *ctx, PyObject *targets, uint64_t started)
 {
-    json_t *run = json_object(), *nodes = json_array(), *tj = json_array();
+    json_t *run = json_object(), *rows = json_array(), *tj = json_array();
+    json_t *columns = json_pack("[ssssssss]", "node", "status", "key", "data_version",
+                                "time_ns", "size", "error", "code_version");
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++)
         json_array_append_new(tj, json_string(PyUnicode_AsUTF8(PyList_GET_ITEM(targets, i))));
     for (size_t i = 0; i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
-        json_t *row = json_object();
-        json_object_set_new(row, "node", json_string(PyUnicode_AsUTF8(s->fn->name)));
-        json_object_set_new(row, "status", json_string(status_names[s->status]));
-        if (s->status != ST_FAILED && s->status != ST_SKIPPED) {
-            json_object_set_new(row, "key", hex_json(&s->key));
-            json_object_set_new(row, "data_version", hex_json(&s->dv));
-            json_object_set_new(row, "code_version", hex_json(&s->code_version));
-        } else if (s->error) {
-            json_object_set_new(row, "error", json_string(PyUnicode_AsUTF8(s->error)));
-        }
-        json_object_set_new(row, "time_ns",
-                            json_integer(s->seconds >= 0 ? (json_int_t)(s->seconds * 1e9) : 0));
-        json_object_set_new(row, "size", s->have_size ? json_integer((json_int_t)s->size)
-                                                      : json_null());
-        json_array_append_new(nodes, row);
+        bool ok = s->status != ST_FAILED && s->status != ST_SKIPPED;
+        json_t *row = json_array();
+        json_array_append_new(row, json_string(PyUnicode_AsUTF8(s->fn->name)));
+        json_array_append_new(row, json_string(status_names[s->status]));
+        json_array_append_new(row, ok ? hex_json(&s->key) : json_null());
+        json_array_append_new(row, ok ? hex_json(&s->dv) : json_null());
+        json_array_append_new(row, json_integer(s->seconds >= 0 ? (json_int_t)(s->seconds * 1e9)
+                                                               : 0));
+        json_array_append_new(row, s->have_size ? json_integer((json_int_t)s->size)
+                                                : json_null());
+        json_array_append_new(row, s->error ? json_string(PyUnicode_AsUTF8(s->error))
+                                            : json_null());
+        json_array_append_new(row, ok ? hex_json(&s->code_version) : json_null());
+        json_array_append_new(rows, row);
     }
     json_object_set_new(run, "started_ns", json_integer((json_int_t)started));
     json_object_set_new(run, "pid", json_integer(getpid()));
     json_object_set_new(run, "targets", tj);
-    json_object_set_new(run, "nodes", nodes);
+    json_object_set_new(run, "columns", columns);
+    json_object_set_new(run, "nodes", rows);
     return run;
 }
 
@@ -660,7 +676,9 @@ static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
             if (js)
                 rc = cellar_batch_put_node(b, name, js, &err);
             free(js);
-        } else if (s->status == ST_LOADED || s->status == ST_MEMORY) {
+        } else if (s->status == ST_LOADED && now - s->last_used > TOUCH_INTERVAL_NS) {
+            /* Last-used times only need minute precision for eviction; not
+             * rewriting fresh ones keeps a cached run's commit small. */
             rc = cellar_batch_touch_key(b, &s->key, now, &err);
         }
     }
@@ -777,6 +795,7 @@ static int start(run_ctx *ctx, cellar_state *st, PyObject *inputs)
 {
     memset(ctx, 0, sizeof *ctx);
     ctx->st = st;
+    ctx->gc_was_enabled = PyGC_Disable();
     ctx->inputs = inputs;
     ctx->ns = cellar_user_ns(st);
     if (!ctx->ns || cellar_prune_functions(st, ctx->ns) < 0)

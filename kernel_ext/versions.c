@@ -169,6 +169,19 @@ static int collect_names(PyObject *code, PyObject *names, PyObject *seen, int de
     return rc;
 }
 
+/* Whether `code` or a nested code object reads any name: most small nodes
+ * read none, and then no name set needs building. */
+static bool uses_names(PyObject *code)
+{
+    PyCodeObject *co = (PyCodeObject *)code;
+    if (PyTuple_GET_SIZE(co->co_names) > 0)
+        return true;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(co->co_consts); i++)
+        if (PyCode_Check(PyTuple_GET_ITEM(co->co_consts, i)))
+            return true;
+    return false;
+}
+
 /* The code object behind a callable, through decorators' __wrapped__; NULL
  * (no error) when it has none. */
 static PyObject *code_of(PyObject *obj)
@@ -349,11 +362,13 @@ int cellar_code_version(cellar_state *st, cellar_fn *fn, PyObject *ns, PyObject 
     }
     if (PyErr_Occurred() || PyDict_SetItem(memo, fn->name, Py_None) < 0)
         return -1;
-    PyObject *names = PyList_New(0), *seen = PySet_New(NULL);
     PyObject *code = code_of(fn->func);
-    int rc = (names && seen) ? 0 : -1;
-    if (rc == 0 && code)
-        rc = collect_names(code, names, seen, 0);
+    PyObject *names = PyList_New(0), *seen = NULL;
+    int rc = names ? 0 : -1;
+    if (rc == 0 && code && uses_names(code)) {
+        seen = PySet_New(NULL);
+        rc = seen ? collect_names(code, names, seen, 0) : -1;
+    }
     Py_XDECREF(code);
     Py_XDECREF(seen);
     Py_ssize_t n = names ? PyList_GET_SIZE(names) : 0;
