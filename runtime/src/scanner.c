@@ -352,6 +352,35 @@ static void find_docstring(const scanner *sc, size_t b, bool block, size_t *from
     *from = b;
 }
 
+/*
+ * Feeds one token as a (type tag, text) segment.  Line breaks inside a token
+ * (multi-line strings, continued magics) are fed as "\n" whatever the file
+ * used, as Python itself reads them, so CRLF and LF copies of a cell agree.
+ */
+static void add_token(scanner *sc, const tok *t)
+{
+    const char *p = sc->src + t->start, *end = p + t->len;
+    if (!memchr(p, '\r', t->len)) {
+        cellar_fingerprint_add(sc->fp, type_tag[t->type], p, t->len);
+        return;
+    }
+    size_t len = t->len;
+    for (const char *q = p; q + 1 < end; q++)
+        if (q[0] == '\r' && q[1] == '\n')
+            len--;
+    cellar_fingerprint_begin(sc->fp, type_tag[t->type], len);
+    while (p < end) {
+        const char *cr = memchr(p, '\r', (size_t)(end - p));
+        if (!cr) {
+            cellar_fingerprint_update(sc->fp, p, (size_t)(end - p));
+            break;
+        }
+        cellar_fingerprint_update(sc->fp, p, (size_t)(cr - p));
+        cellar_fingerprint_update(sc->fp, "\n", 1);
+        p = cr + 1 + (cr + 1 < end && cr[1] == '\n');
+    }
+}
+
 static cellar_hash code_version(scanner *sc, size_t from, size_t to, size_t body,
                                 bool block)
 {
@@ -361,8 +390,7 @@ static cellar_hash code_version(scanner *sc, size_t from, size_t to, size_t body
     for (size_t i = from; i <= to; i++) {
         if (i >= ds_from && i < ds_to)
             continue;
-        const tok *t = &sc->t[i];
-        cellar_fingerprint_add(sc->fp, type_tag[t->type], sc->src + t->start, t->len);
+        add_token(sc, &sc->t[i]);
     }
     return cellar_fingerprint_digest(sc->fp);
 }

@@ -209,16 +209,23 @@ static void indent_line(lexer *lx, int col, int alt, size_t at)
                 (unsigned)lx->colon_line);
         return;
     }
-    while (lx->nindent > 1 && col < lx->indent[lx->nindent - 1]) {
+    /* find the level first: a bad unindent must not close the open blocks,
+     * or the function it interrupts would look complete */
+    while (top > 0 && col < lx->indent[top])
+        top--;
+    if (col != lx->indent[top]) {
+        fail_at(lx, lx->line, c, "unindent does not match any outer indentation level");
+        return;
+    }
+    if (alt != lx->alt_indent[top]) {
+        fail_at(lx, lx->line, c, "inconsistent use of tabs and spaces in indentation");
+        return;
+    }
+    while (lx->nindent - 1 > top) {
         lx->nindent--;
         if (!emit(lx, TOK_DEDENT, at, 0, lx->line, 0))
             return;
     }
-    top = lx->nindent - 1;
-    if (col != lx->indent[top])
-        fail_at(lx, lx->line, c, "unindent does not match any outer indentation level");
-    else if (alt != lx->alt_indent[top])
-        fail_at(lx, lx->line, c, "inconsistent use of tabs and spaces in indentation");
 }
 
 /* Ends the current batch with TOK_END, hands it over and starts a new one. */

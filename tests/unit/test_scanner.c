@@ -363,6 +363,8 @@ static void test_errors(void **state)
         {"    x = 1\n", 1, "unexpected indent"},
         {"if x:\n        a\n    b\n", 3, "unindent does not match"},
         {"if x:\n\ta\n        b\n", 3, "inconsistent use of tabs"},
+        {"def f(a):\n    x = 1\n  y = 2\n", 3, "unindent does not match"},
+        {"def f(a):\n        x = 1\n\ty = 2\n", 3, "inconsistent use of tabs"},
         {"def f():\nreturn 1\n", 2, "expected an indented block"},
         {"def f():\n", 1, "expected an indented block"},
         {"x = 1 \\ y\n", 1, "after line continuation"},
@@ -579,6 +581,11 @@ static void test_version_ignores_layout(void **state)
                        "        total += i + b\n"
                        "        print(total)\n"
                        "    return total\n");
+    /* line breaks inside multi-line strings, whatever the file uses */
+    same_version("def g():\n    return '''a\nb\nc'''\n",
+                 "def g():\r\n    return '''a\r\nb\rc'''\r\n");
+    different_version("def g():\n    return '''a\nb'''\n",
+                      "def g():\n    return '''a\n\nb'''\n");
     same_version("def g(): return 1\n", "def g(): 'doc'; return 1\n");
     same_version("def g(x):\n    return x\n", "def g(x):\n    \"doc\"\n    return x\n");
     /* the code around the function does not matter, nor its position */
