@@ -82,7 +82,7 @@ static size_t newline_len(const lexer *lx, size_t p)
     return 0;
 }
 
-/* Consumes the line break at lx->p (of length nl) and counts the line. */
+/* Consumes the line break at *p (of length nl) and counts the line. */
 static void take_newline(lexer *lx, size_t *p, size_t nl)
 {
     *p += nl;
