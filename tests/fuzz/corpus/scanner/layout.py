@@ -1,0 +1,5 @@
+%%time
+async def h[T](x: T):
+	if x:
+		return {1: [2, (3,)]}
+def i(): pass
