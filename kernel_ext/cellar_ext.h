@@ -52,7 +52,8 @@ typedef struct cellar_state {
     /* IPython integration; NULL when not loaded into a shell. */
     PyObject *shell;
     PyObject *pre_hook, *post_hook;
-    PyObject *pending; /* (info, scan list, previous objects) from pre_run_cell */
+    PyObject *pending; /* (info, scan capsule, previous objects) from pre_run_cell */
+    bool loading_cell; /* the cell that ran %load_ext has no pre_run_cell record */
 
     /* Registry: name -> capsule(cellar_fn), for every notebook function. */
     PyObject *functions;

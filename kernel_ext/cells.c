@@ -198,6 +198,24 @@ static PyObject *hook_failed(const char *hook)
     Py_RETURN_NONE;
 }
 
+/* The cell that loaded the extension ran before the hooks existed, so what
+ * its names were bound to before is unknown: register what it defined now. */
+static PyObject *register_loading_cell(cellar_state *st, PyObject *result)
+{
+    PyObject *info = PyObject_GetAttrString(result, "info");
+    PyObject *raw = info ? PyObject_GetAttrString(info, "raw_cell") : NULL;
+    PyObject *cell_id = info ? get_cell_id(info) : NULL;
+    Py_ssize_t len;
+    const char *src = raw && PyUnicode_Check(raw) ? PyUnicode_AsUTF8AndSize(raw, &len) : NULL;
+    int rc = (src && cell_id) ? cellar_register_source(st, src, len, cell_id, NULL) : -1;
+    Py_XDECREF(info);
+    Py_XDECREF(raw);
+    Py_XDECREF(cell_id);
+    if (rc < 0)
+        return hook_failed("post_run_cell");
+    Py_RETURN_NONE;
+}
+
 PyObject *cellar_pre_run_cell(PyObject *module, PyObject *info)
 {
     cellar_state *st = cellar_state_of(module);
@@ -246,8 +264,10 @@ PyObject *cellar_post_run_cell(PyObject *module, PyObject *result)
     cellar_state *st = cellar_state_of(module);
     PyObject *pending = st->pending;
     st->pending = NULL;
+    bool loading = st->loading_cell;
+    st->loading_cell = false;
     if (!pending) /* post_run_cell can come without pre_run_cell */
-        Py_RETURN_NONE;
+        return loading ? register_loading_cell(st, result) : Py_NewRef(Py_None);
     PyObject *info = PyObject_GetAttrString(result, "info");
     PyObject *early = PyObject_GetAttrString(result, "error_before_exec");
     if (!info || !early) {

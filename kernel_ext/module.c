@@ -157,6 +157,7 @@ static PyObject *load_ipython_extension(PyObject *module, PyObject *ip)
     Py_DECREF(r);
     if (register_hooks(st, ip) < 0)
         return NULL;
+    st->loading_cell = true;
     PyObject *summary = cellar_store_summary(st);
     if (!summary)
         return NULL;
