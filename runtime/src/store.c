@@ -229,15 +229,19 @@ static cellar_status check_files(const char *dir, bool read_only, cellar_error *
  * meta page with write(2), and LMDB switches to the new meta only once the
  * pages are written, so a process killed at any instant (the "kernel killed
  * mid-write" case) leaves the previous or the new snapshot, never a mix: the
- * data sits in the OS page cache either way.  What we give up is durability
- * across an OS crash or power cut, where the last commits may be lost (and,
- * LMDB warns, the file may be damaged; results are checksummed and a cache can
- * be rebuilt).  The price of fsync is the reason: measured on this machine, a
- * small commit costs ~15 us without it and ~1-3 ms with it (two fsyncs, or
- * one with MDB_NOMETASYNC), which alone would be 1-3 us per node of a fully
- * cached 1,000-node run, eating the whole "few microseconds per node" budget.
- * The page cache is flushed by the kernel within seconds anyway, and
- * cellar_store_close syncs explicitly.
+ * written data sits in the OS page cache either way.  What we give up is
+ * durability across an OS crash or power cut, where the last commits may be
+ * lost (and LMDB warns the file may be damaged; results are checksummed, and
+ * a cache can be rebuilt).  Why: measured with tests/bench/bench_store_lookup
+ * on this machine, a small commit costs ~2 us without fsync and ~250-350 us
+ * with it (MDB_NOMETASYNC is no cheaper here: one fsync dominates), on a
+ * laptop SSD typically 1-5 ms; and a commit holding a 1 GiB result would wait
+ * for the whole GiB to reach the disk, where np.save (our reference) does not
+ * wait at all.  That would eat the "few microseconds per node" of a cached
+ * 1,000-node run on slower disks and halve large-result store speed.  The
+ * kernel flushes the page cache within seconds anyway, and cellar_store_close
+ * syncs explicitly.  MDB_NOTLS: the reader's transaction is reset and renewed
+ * from whichever thread holds the GIL.
  */
 #define STORE_ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC)
 
@@ -284,12 +288,49 @@ static cellar_status check_open_data_file(cellar_store *s, cellar_error *err)
     return check_private(&st, path, false, err);
 }
 
+/* Begins a transaction; when another process has grown the map past ours
+ * (MDB_MAP_RESIZED), adopts its size and tries again. */
+static int begin_txn(cellar_store *s, unsigned flags, MDB_txn **txn)
+{
+    int rc = MDB_MAP_RESIZED;
+    for (int attempt = 0; attempt < 4 && rc == MDB_MAP_RESIZED; attempt++) {
+        rc = mdb_txn_begin(s->env, NULL, flags, txn);
+        if (rc == MDB_MAP_RESIZED) {
+            int rc2 = mdb_env_set_mapsize(s->env, 0);
+            if (rc2)
+                return rc2;
+        }
+    }
+    return rc;
+}
+
+/*
+ * Orders 16-byte hashes exactly as LMDB's default memcmp order does (as two
+ * big-endian words), so other LMDB tools still read the file correctly, but
+ * inline and branch-light: get_key is dominated by the ~20 comparisons of a
+ * B-tree descent, and this makes lookups ~10% faster than a memcmp call.
+ */
+static int compare_hash_keys(const MDB_val *a, const MDB_val *b)
+{
+    if (a->mv_size == 16 && b->mv_size == 16) {
+        uint64_t x = get_u64be(a->mv_data), y = get_u64be(b->mv_data);
+        if (x == y) {
+            x = get_u64be((const uint8_t *)a->mv_data + 8);
+            y = get_u64be((const uint8_t *)b->mv_data + 8);
+        }
+        return (x > y) - (x < y);
+    }
+    size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+    int c = n ? memcmp(a->mv_data, b->mv_data, n) : 0;
+    return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
 static cellar_status open_dbis(cellar_store *s, cellar_error *err)
 {
     static const char *const names[] = {"results", "keys", "nodes", "runs"};
     MDB_dbi *dbis[] = {&s->results, &s->keys, &s->nodes, &s->runs};
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
+    int rc = begin_txn(s, s->read_only ? MDB_RDONLY : 0, &txn);
     if (rc)
         return lmdb_error(err, rc, "cannot begin a transaction");
     for (size_t i = 0; i < 4; i++) {
@@ -302,6 +343,8 @@ static cellar_status open_dbis(cellar_store *s, cellar_error *err)
                                         s->path, names[i]);
             return lmdb_error(err, rc, "cannot open a named database");
         }
+        if (i < 2)
+            mdb_set_compare(txn, *dbis[i], compare_hash_keys);
     }
     rc = mdb_txn_commit(txn);
     return rc ? lmdb_error(err, rc, "cannot commit the database handles") : CELLAR_OK;
@@ -1123,29 +1166,48 @@ static int apply_result(cellar_store *s, MDB_txn *txn, const result_op *op,
     return rc ? rc : fill_result(s, op, v.mv_data, err);
 }
 
-static int apply_touch(cellar_store *s, MDB_txn *txn, const touch_op *op)
+static int compare_touches(const void *a, const void *b)
 {
-    MDB_val k = {16, (void *)op->key.bytes}, v;
-    int rc = mdb_get(txn, s->keys, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return 0;
+    return memcmp(((const touch_op *)a)->key.bytes, ((const touch_op *)b)->key.bytes, 16);
+}
+
+/* Rewrites last_used_ns of each existing key.  Sorted, the touches walk the
+ * B-tree in order, and the cursor's put overwrites the record where the
+ * lookup found it instead of descending again. */
+static int apply_touches(cellar_store *s, MDB_txn *txn, cellar_batch *b)
+{
+    touch_op *ops = b->touches.items;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->keys, &c);
     if (rc)
         return rc;
-    cellar_key_record rec;
-    if (!decode_key_record(&v, &rec))
-        return 0; /* leave a damaged record for verify/get to report */
-    /* Copy first: a record on a page already dirty in this transaction may be
-     * rewritten in place by the put. */
-    uint8_t local[1024];
-    uint8_t *buf = v.mv_size <= sizeof local ? local : malloc(v.mv_size);
-    if (!buf)
-        return ENOMEM;
-    memcpy(buf, v.mv_data, v.mv_size);
-    put_u64le(buf + 41, op->last_used_ns);
-    MDB_val nv = {v.mv_size, buf};
-    rc = mdb_put(txn, s->keys, &k, &nv, 0);
-    if (buf != local)
-        free(buf);
+    qsort(ops, b->touches.n, sizeof *ops, compare_touches);
+    for (size_t i = 0; !rc && i < b->touches.n; i++) {
+        MDB_val k = {16, ops[i].key.bytes}, v;
+        cellar_key_record rec;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc || !decode_key_record(&v, &rec))
+            continue; /* a damaged record is left for get/verify to report */
+        /* Copy first: the record may sit in the map (read-only), or on a
+         * dirty page that the put rewrites in place. */
+        uint8_t local[1024];
+        uint8_t *buf = v.mv_size <= sizeof local ? local : malloc(v.mv_size);
+        if (!buf) {
+            rc = ENOMEM;
+            break;
+        }
+        memcpy(buf, v.mv_data, v.mv_size);
+        put_u64le(buf + 41, ops[i].last_used_ns);
+        MDB_val nv = {v.mv_size, buf};
+        rc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT);
+        if (buf != local)
+            free(buf);
+    }
+    mdb_cursor_close(c);
     return rc;
 }
 
@@ -1186,7 +1248,6 @@ static int apply_batch(cellar_store *s, MDB_txn *txn, cellar_batch *b, cellar_er
     int rc = 0;
     result_op *res = b->results.items;
     key_op *keys = b->keys.items;
-    touch_op *touches = b->touches.items;
     node_op *nodes = b->nodes.items;
     for (size_t i = 0; !rc && i < b->results.n; i++)
         rc = apply_result(s, txn, &res[i], err);
@@ -1194,8 +1255,8 @@ static int apply_batch(cellar_store *s, MDB_txn *txn, cellar_batch *b, cellar_er
         MDB_val k = {16, keys[i].key.bytes}, v = {keys[i].len, keys[i].rec};
         rc = mdb_put(txn, s->keys, &k, &v, 0);
     }
-    for (size_t i = 0; !rc && i < b->touches.n; i++)
-        rc = apply_touch(s, txn, &touches[i]);
+    if (!rc && b->touches.n)
+        rc = apply_touches(s, txn, b);
     for (size_t i = 0; !rc && i < b->nodes.n; i++) {
         MDB_val k = {nodes[i].name_len, nodes[i].name};
         MDB_val v = {nodes[i].json_len, nodes[i].json};
@@ -1203,20 +1264,6 @@ static int apply_batch(cellar_store *s, MDB_txn *txn, cellar_batch *b, cellar_er
     }
     if (!rc && b->runs.n)
         rc = apply_runs(s, txn, b);
-    return rc;
-}
-
-static int begin_write(cellar_store *s, MDB_txn **txn)
-{
-    int rc = MDB_MAP_RESIZED;
-    for (int attempt = 0; attempt < 4 && rc == MDB_MAP_RESIZED; attempt++) {
-        rc = mdb_txn_begin(s->env, NULL, 0, txn);
-        if (rc == MDB_MAP_RESIZED) {
-            int rc2 = mdb_env_set_mapsize(s->env, 0); /* adopt another's growth */
-            if (rc2)
-                return rc2;
-        }
-    }
     return rc;
 }
 
@@ -1256,7 +1303,7 @@ cellar_status cellar_store_commit(cellar_store *store, cellar_batch *b, cellar_e
         return CELLAR_OK;
     for (int attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
         MDB_txn *txn;
-        int rc = begin_write(store, &txn);
+        int rc = begin_txn(store, 0, &txn);
         if (rc)
             return lmdb_error(err, rc, "cannot begin a write transaction");
         rc = apply_batch(store, txn, b, err);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -759,8 +760,11 @@ static int writer_main(const char *dir, int w)
 {
     cellar_store *s = NULL;
     cellar_store_options o = {1 << 20, false};
-    if (cellar_store_open(dir, &o, &s, NULL))
+    cellar_error err;
+    if (cellar_store_open(dir, &o, &s, &err)) {
+        fprintf(stderr, "writer %d: %s\n", w, err.message);
         return 10;
+    }
     cellar_batch *b = cellar_batch_new();
     uint8_t *buf = malloc(1100000 * 3);
     if (!b || !buf)
@@ -781,7 +785,6 @@ static int writer_main(const char *dir, int w)
                 return 12;
         }
         cellar_batch_add_run(b, "{\"nodes\":[]}", NULL, NULL);
-        cellar_error err;
         if (cellar_store_commit(s, b, &err)) {
             fprintf(stderr, "writer %d: %s\n", w, err.message);
             return 13;
@@ -827,7 +830,10 @@ static int reader_main(const char *dir)
         return 20;
     reader_ctx c = {0};
     uint64_t seen_keys = 0;
+    time_t give_up = time(NULL) + 60; /* writers that failed never finish */
     while (seen_keys < (uint64_t)WRITERS * BATCHES * 3) {
+        if (time(NULL) > give_up)
+            return 24;
         if (cellar_reader_begin(s, &c.r, &err)) {
             fprintf(stderr, "reader begin: %s\n", err.message);
             return 21;
