@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
-#define COPY_CHUNK ((size_t)1 << 20)    /* hash then copy this much at a time */
+#define COPY_CHUNK ((size_t)1 << 20)     /* hash then copy this much at a time */
 #define RELEASE_EVERY ((size_t)64 << 20) /* drop consumed map pages this often */
 #define MAX_SEGMENTS 65536u
 #define MAX_COMMIT_ATTEMPTS 16
@@ -123,8 +123,8 @@ static char seg_tag(size_t i)
 
 /* ---- safety checks on the directory and its files ---- */
 
-static cellar_status check_private(const struct stat *st, const char *path,
-                                   bool is_dir, cellar_error *err)
+static cellar_status check_private(const struct stat *st, const char *path, bool is_dir,
+                                   cellar_error *err)
 {
     const char *fix = is_dir ? "chmod 700" : "chmod 600";
     if (st->st_uid != geteuid())
@@ -186,8 +186,9 @@ static cellar_status make_dirs(const char *dir, cellar_error *err)
     }
     free(p);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return cellar_error_set(err, CELLAR_EIO, "cannot create the store directory %s: %s",
-                                dir, strerror(errno));
+        return cellar_error_set(err, CELLAR_EIO,
+                                "cannot create the store directory %s: %s", dir,
+                                strerror(errno));
     return CELLAR_OK;
 }
 
@@ -433,7 +434,8 @@ static void encode_key_record(const cellar_key_record *rec, uint8_t *p)
     put_u64le(p + 41, rec->last_used_ns);
     put_u64le(p + 49, rec->size);
     put_u64le(p + 57, rec->compute_ns);
-    memcpy(p + KEY_RECORD_FIXED, rec->node, rec->node_len);
+    if (rec->node_len)
+        memcpy(p + KEY_RECORD_FIXED, rec->node, rec->node_len);
 }
 
 static bool decode_key_record(const MDB_val *v, cellar_key_record *out)
@@ -456,8 +458,8 @@ static cellar_status corrupt_key(cellar_error *err, const cellar_hash *key)
 {
     char hex[CELLAR_HASH_HEX_LEN + 1];
     cellar_hash_to_hex(key, hex);
-    return cellar_error_set(err, CELLAR_ECORRUPT, "the record of cache key %s does not parse",
-                            hex);
+    return cellar_error_set(err, CELLAR_ECORRUPT,
+                            "the record of cache key %s does not parse", hex);
 }
 
 /* ---- result values ---- */
@@ -489,7 +491,7 @@ static bool parse_result(const MDB_val *v, result_layout *L)
         return false;
     size_t total = result_header_size(nsegs);
     for (uint32_t i = 0; i < nsegs; i++) {
-        uint64_t len = get_u64le(p + RESULT_FIXED_HEADER + 8 * i);
+        uint64_t len = get_u64le(p + RESULT_FIXED_HEADER + 8 * (size_t)i);
         if (len > v->mv_size - total)
             return false;
         total += (size_t)len;
@@ -514,15 +516,20 @@ static size_t seg_len(const result_layout *L, size_t i)
  * is a shared read-only file mapping, so the pages stay in the page cache and
  * fault back in unchanged if anyone touches them again. */
 typedef struct releaser {
-    uintptr_t next; /* page-aligned start of what is still mapped in */
+    const uint8_t *next; /* page-aligned start of what is still mapped in */
     size_t page;
 } releaser;
 
+static const uint8_t *page_floor(const uint8_t *p, size_t page)
+{
+    return p - ((uintptr_t)p & (page - 1));
+}
+
 static void release_upto(releaser *r, const uint8_t *consumed_end, size_t min_bytes)
 {
-    uintptr_t end = (uintptr_t)consumed_end & ~(uintptr_t)(r->page - 1);
-    if (end > r->next && end - r->next >= min_bytes) {
-        madvise((void *)r->next, end - r->next, MADV_DONTNEED);
+    const uint8_t *end = page_floor(consumed_end, r->page);
+    if (end > r->next && (size_t)(end - r->next) >= min_bytes) {
+        madvise((void *)r->next, (size_t)(end - r->next), MADV_DONTNEED);
         r->next = end;
     }
 }
@@ -536,15 +543,15 @@ static cellar_status digest_result(cellar_store *s, const result_layout *L,
                                    cellar_error *err)
 {
     const uint8_t *src = L->base + L->data_offset;
-    releaser rel = {(uintptr_t)L->base & ~(uintptr_t)(s->page_size - 1), s->page_size};
+    releaser rel = {page_floor(L->base, s->page_size), s->page_size};
     cellar_fingerprint_reset(s->fp);
     for (size_t i = 0; i < L->nsegs; i++) {
         size_t len = seg_len(L, i);
         uint8_t *dst = NULL;
         if (alloc && !(dst = alloc(ctx, i, L->nsegs, len)))
             return cellar_error_set(err, CELLAR_ENOMEM,
-                                    "no memory for segment %zu (%zu bytes) of a result", i,
-                                    len);
+                                    "no memory for segment %zu (%zu bytes) of a result",
+                                    i, len);
         cellar_fingerprint_begin(s->fp, seg_tag(i), len);
         for (size_t off = 0; off < len; off += COPY_CHUNK) {
             size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
@@ -599,7 +606,8 @@ cellar_status cellar_reader_begin(cellar_store *store, cellar_reader **out,
 {
     cellar_reader *r = &store->reader;
     if (r->active)
-        return cellar_error_set(err, CELLAR_EINVAL, "a reader is already open on this store");
+        return cellar_error_set(err, CELLAR_EINVAL,
+                                "a reader is already open on this store");
     for (int attempt = 0; attempt < 4; attempt++) {
         int rc;
         if (r->txn) {
@@ -663,7 +671,8 @@ cellar_status cellar_reader_load_result(cellar_reader *r, const cellar_hash *dat
                                         cellar_error *err)
 {
     if (!reader_ok(r) || !alloc)
-        return cellar_error_set(err, CELLAR_EINVAL, "load_result: no open reader or no alloc");
+        return cellar_error_set(err, CELLAR_EINVAL,
+                                "load_result: no open reader or no alloc");
     MDB_val k = {sizeof data_version->bytes, (void *)data_version->bytes}, v;
     int rc = mdb_get(r->txn, r->store->results, &k, &v);
     if (rc == MDB_NOTFOUND)
@@ -678,11 +687,12 @@ cellar_status cellar_reader_load_result(cellar_reader *r, const cellar_hash *dat
     return st ? st : check_digest(&L, &digest, data_version, err);
 }
 
-cellar_status cellar_reader_get_node(cellar_reader *r, const char *node, const char **json,
-                                     size_t *len, cellar_error *err)
+cellar_status cellar_reader_get_node(cellar_reader *r, const char *node,
+                                     const char **json, size_t *len, cellar_error *err)
 {
     if (!reader_ok(r) || !node)
-        return cellar_error_set(err, CELLAR_EINVAL, "get_node: no open reader or no node");
+        return cellar_error_set(err, CELLAR_EINVAL,
+                                "get_node: no open reader or no node");
     size_t n = strlen(node);
     if (n == 0 || n > (size_t)mdb_env_get_maxkeysize(r->store->env))
         return CELLAR_ENOTFOUND;
@@ -789,7 +799,8 @@ static int visit_run(void *ctx, const MDB_val *k, const MDB_val *v, cellar_error
 {
     run_walk *w = ctx;
     if (k->mv_size != 8) {
-        cellar_error_set(err, CELLAR_ECORRUPT, "a run id is %zu bytes, not 8", k->mv_size);
+        cellar_error_set(err, CELLAR_ECORRUPT, "a run id is %zu bytes, not 8",
+                         k->mv_size);
         return -1;
     }
     return w->fn(w->ctx, get_u64be(k->mv_data), v->mv_data, v->mv_size) ? 1 : 0;
@@ -802,7 +813,8 @@ cellar_status cellar_reader_each_run(cellar_reader *r, cellar_run_fn fn, void *c
     return walk(r, r ? r->store->runs : 0, true, visit_run, &w, err);
 }
 
-static int visit_sum_size(void *ctx, const MDB_val *k, const MDB_val *v, cellar_error *err)
+static int visit_sum_size(void *ctx, const MDB_val *k, const MDB_val *v,
+                          cellar_error *err)
 {
     (void)k;
     (void)err;
@@ -858,10 +870,10 @@ static int visit_verify(void *ctx, const MDB_val *k, const MDB_val *v, cellar_er
                               k->mv_size);
     else if (!parse_result(v, &L))
         st = corrupt_layout(&dv, &why);
-    else if ((st = digest_result(w->store, &L, NULL, NULL, &digest, err)) == CELLAR_OK)
-        st = check_digest(&L, &digest, &dv, &why);
-    else
+    else if (digest_result(w->store, &L, NULL, NULL, &digest, err) != CELLAR_OK)
         return -1;
+    else
+        st = check_digest(&L, &digest, &dv, &why);
     if (st) {
         w->corrupt++;
         if (w->bad)
@@ -996,24 +1008,28 @@ cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_v
                                       const cellar_hash *checksum, cellar_error *err)
 {
     if (!b || !data_version || !segs || nsegs == 0 || nsegs > MAX_SEGMENTS)
-        return cellar_error_set(err, CELLAR_EINVAL,
-                                "put_result: needs 1 to %u segments", MAX_SEGMENTS);
+        return cellar_error_set(err, CELLAR_EINVAL, "put_result: needs 1 to %u segments",
+                                MAX_SEGMENTS);
     if (checksum && !cellar_hash_equal(checksum, data_version))
         return cellar_error_set(err, CELLAR_EINVAL,
                                 "put_result: the checksum must equal the data version");
     size_t total = result_header_size(nsegs);
     for (size_t i = 0; i < nsegs; i++) {
         if (!segs[i].data && segs[i].len)
-            return cellar_error_set(err, CELLAR_EINVAL, "put_result: segment %zu is NULL", i);
+            return cellar_error_set(err, CELLAR_EINVAL, "put_result: segment %zu is NULL",
+                                    i);
         total += segs[i].len;
         if (total < segs[i].len || total > UINT32_MAX)
-            return cellar_error_set(err, CELLAR_EINVAL,
-                                    "put_result: the value exceeds LMDB's 4 GiB value limit");
+            return cellar_error_set(
+                err, CELLAR_EINVAL,
+                "put_result: the value exceeds LMDB's 4 GiB value limit");
     }
     result_op *op = op_push(&b->results, sizeof *op);
     if (!op)
         return oom(err);
-    *op = (result_op){.dv = *data_version, .nsegs = nsegs, .value_size = total,
+    *op = (result_op){.dv = *data_version,
+                      .nsegs = nsegs,
+                      .value_size = total,
                       .has_checksum = checksum != NULL};
     if (checksum)
         op->checksum = *checksum;
@@ -1109,7 +1125,8 @@ cellar_status cellar_batch_add_run(cellar_batch *b, const char *json, uint64_t *
 
 /* Copies the segments into reserved space, hashing each chunk first when the
  * caller gave no checksum. */
-static int fill_result(cellar_store *s, const result_op *op, uint8_t *dst, cellar_error *err)
+static int fill_result(cellar_store *s, const result_op *op, uint8_t *dst,
+                       cellar_error *err)
 {
     memcpy(dst, RESULT_MAGIC, 4);
     dst[4] = RESULT_VERSION;
@@ -1140,9 +1157,9 @@ static int fill_result(cellar_store *s, const result_op *op, uint8_t *dst, cella
     if (!cellar_hash_equal(&sum, &op->dv)) {
         char hex[CELLAR_HASH_HEX_LEN + 1];
         cellar_hash_to_hex(&op->dv, hex);
-        cellar_error_set(err, CELLAR_EINVAL,
-                         "put_result: the segments stored under %s are not its data version",
-                         hex);
+        cellar_error_set(
+            err, CELLAR_EINVAL,
+            "put_result: the segments stored under %s are not its data version", hex);
         return APPLY_FAILED;
     }
     memcpy(dst + 16, sum.bytes, 16);

@@ -49,13 +49,14 @@ static int parse_args(int argc, char **argv, const char *usage, int max_pos, cli
         } else if (!strncmp(a, "--dir=", 6) && a[6]) {
             c->dir = a + 6;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "cellar %s: unknown or incomplete option '%s'\n\n%s", c->name, a,
-                    usage);
+            fprintf(stderr, "cellar %s: unknown or incomplete option '%s'\n\n%s", c->name,
+                    a, usage);
             return 2;
         } else if (c->npos < max_pos) {
             c->pos[c->npos++] = a;
         } else {
-            fprintf(stderr, "cellar %s: unexpected argument '%s'\n\n%s", c->name, a, usage);
+            fprintf(stderr, "cellar %s: unexpected argument '%s'\n\n%s", c->name, a,
+                    usage);
             return 2;
         }
     }
@@ -160,8 +161,8 @@ typedef struct entries {
 static int collect_entry(void *ctx, const cellar_hash *key, const cellar_key_record *rec)
 {
     entries *e = ctx;
-    if (e->only_node &&
-        (strlen(e->only_node) != rec->node_len || memcmp(e->only_node, rec->node, rec->node_len)))
+    if (e->only_node && (strlen(e->only_node) != rec->node_len ||
+                         memcmp(e->only_node, rec->node, rec->node_len) != 0))
         return 0;
     if (e->n == e->cap) {
         size_t cap = e->cap ? 2 * e->cap : 64;
@@ -199,7 +200,8 @@ static int by_node_then_created(const void *a, const void *b)
     int c = strcmp(x->node, y->node);
     if (c)
         return c;
-    return (x->rec.created_ns > y->rec.created_ns) - (x->rec.created_ns < y->rec.created_ns);
+    return (x->rec.created_ns > y->rec.created_ns) -
+           (x->rec.created_ns < y->rec.created_ns);
 }
 
 static int collect_all(const cli *c, cellar_reader *r, entries *e)
@@ -209,7 +211,8 @@ static int collect_all(const cli *c, cellar_reader *r, entries *e)
         return fail(c, err.message);
     if (e->oom)
         return fail(c, "out of memory");
-    qsort(e->items, e->n, sizeof *e->items, by_node_then_created);
+    if (e->n > 1)
+        qsort(e->items, e->n, sizeof *e->items, by_node_then_created);
     return 0;
 }
 
@@ -219,12 +222,12 @@ static json_t *entry_json(const entry *it, cellar_reader *r)
     hex_of(&it->key, key);
     hex_of(&it->rec.data_version, dv);
     hex_of(&it->rec.code_version, cv);
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "node", it->node, "key",
-                     key, "data_version", dv, "code_version", cv, "size",
-                     (json_int_t)it->rec.size, "compute_ns", (json_int_t)it->rec.compute_ns,
-                     "created_ns", (json_int_t)it->rec.created_ns, "last_used_ns",
-                     (json_int_t)it->rec.last_used_ns, "result_stored",
-                     cellar_reader_has_result(r, &it->rec.data_version));
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "node", it->node, "key", key,
+        "data_version", dv, "code_version", cv, "size", (json_int_t)it->rec.size,
+        "compute_ns", (json_int_t)it->rec.compute_ns, "created_ns",
+        (json_int_t)it->rec.created_ns, "last_used_ns", (json_int_t)it->rec.last_used_ns,
+        "result_stored", cellar_reader_has_result(r, &it->rec.data_version));
 }
 
 static json_t *entries_json(const entries *e, cellar_reader *r)
@@ -244,8 +247,8 @@ static void print_entry_rows(const entries *e, int node_width, int hex_width)
     char a[32], b[32], cr[32], lu[32], key[33], dv[33];
     if (node_width)
         printf("%-*s  ", node_width, "NODE");
-    printf("%-*s  %-*s  %10s  %10s  %-19s  %s\n", hex_width, "KEY", hex_width, "DATA", "SIZE",
-           "COMPUTE", "CREATED", "LAST USED");
+    printf("%-*s  %-*s  %10s  %10s  %-19s  %s\n", hex_width, "KEY", hex_width, "DATA",
+           "SIZE", "COMPUTE", "CREATED", "LAST USED");
     for (size_t i = 0; i < e->n; i++) {
         const entry *it = &e->items[i];
         hex_of(&it->key, key);
@@ -267,7 +270,8 @@ static const char ls_usage[] =
     "prefixes, size, compute time, when it was created and last used.\n"
     "\n"
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
-    "  --json       print {\"store\", \"keys\": [...]} with full hashes and raw numbers\n";
+    "  --json       print {\"store\", \"keys\": [...]} with full hashes and raw "
+    "numbers\n";
 
 int cellar_cmd_ls(int argc, char **argv)
 {
@@ -282,8 +286,8 @@ int cellar_cmd_ls(int argc, char **argv)
     entries e = {0};
     rc = collect_all(&c, r, &e);
     if (!rc && c.json) {
-        rc = print_json(&c, json_pack("{s:s, s:o*}", "store", cellar_store_path(s), "keys",
-                                      entries_json(&e, r)));
+        rc = print_json(&c, json_pack("{s:s, s:o*}", "store", cellar_store_path(s),
+                                      "keys", entries_json(&e, r)));
     } else if (!rc) {
         int width = 4;
         for (size_t i = 0; i < e.n; i++)
@@ -323,7 +327,8 @@ static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
     json_t *item;
     if (!json_is_array(nodes))
         h->unreadable++;
-    json_array_foreach(nodes, i, item) {
+    json_array_foreach(nodes, i, item)
+    {
         const char *name = json_string_value(json_object_get(item, "node"));
         if (name && !strcmp(name, h->node)) {
             json_array_append_new(h->runs, json_pack("{s:I, s:O}", "run_id",
@@ -342,18 +347,20 @@ static void print_run_rows(json_t *runs)
     char t[32], d[32], z[32];
     printf("runs (%zu, newest first):\n", json_array_size(runs));
     if (json_array_size(runs))
-        printf("  %-19s  %-19s  %-10s  %10s  %10s  %s\n", "RUN", "STARTED", "STATUS", "TIME",
-               "SIZE", "DATA");
-    json_array_foreach(runs, i, run) {
+        printf("  %-19s  %-19s  %-10s  %10s  %10s  %s\n", "RUN", "STARTED", "STATUS",
+               "TIME", "SIZE", "DATA");
+    json_array_foreach(runs, i, run)
+    {
         json_t *e = json_object_get(run, "entry");
         uint64_t id = (uint64_t)json_integer_value(json_object_get(run, "run_id"));
         const char *status = json_string_value(json_object_get(e, "status"));
         const char *dv = json_string_value(json_object_get(e, "data_version"));
-        printf("  %-19" PRIu64 "  %-19s  %-10s  %10s  %10s  %.12s\n", id, fmt_time(id, t),
-               status ? status : "-",
-               fmt_duration((uint64_t)json_integer_value(json_object_get(e, "time_ns")), d),
-               fmt_size((uint64_t)json_integer_value(json_object_get(e, "size")), z),
-               dv ? dv : "-");
+        printf(
+            "  %-19" PRIu64 "  %-19s  %-10s  %10s  %10s  %.12s\n", id, fmt_time(id, t),
+            status ? status : "-",
+            fmt_duration((uint64_t)json_integer_value(json_object_get(e, "time_ns")), d),
+            fmt_size((uint64_t)json_integer_value(json_object_get(e, "size")), z),
+            dv ? dv : "-");
     }
 }
 
@@ -373,13 +380,13 @@ static int show_node(const cli *c, cellar_store *s, cellar_reader *r, const char
         meta_json = json_stringn(meta, meta_len);
     if (c->json)
         return print_json(c, json_pack("{s:s, s:s, s:o*, s:o*, s:o}", "store",
-                                       cellar_store_path(s), "node", c->pos[0], "metadata",
-                                       meta_json ? meta_json : json_null(), "keys",
-                                       entries_json(e, r), "runs", h.runs));
+                                       cellar_store_path(s), "node", c->pos[0],
+                                       "metadata", meta_json ? meta_json : json_null(),
+                                       "keys", entries_json(e, r), "runs", h.runs));
     printf("node %s\n", c->pos[0]);
     if (meta_json) {
-        char *text = json_dumps(meta_json, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
-                                               JSON_ENCODE_ANY);
+        char *text =
+            json_dumps(meta_json, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
         printf("metadata: %s\n", text ? text : "?");
         free(text);
         json_decref(meta_json);
@@ -391,7 +398,8 @@ static int show_node(const cli *c, cellar_store *s, cellar_reader *r, const char
         print_entry_rows(e, 0, CELLAR_HASH_HEX_LEN);
     print_run_rows(h.runs);
     if (h.unreadable)
-        fprintf(stderr, "cellar show: %zu run records have no \"nodes\" array\n", h.unreadable);
+        fprintf(stderr, "cellar show: %zu run records have no \"nodes\" array\n",
+                h.unreadable);
     json_decref(h.runs);
     return 0;
 }
@@ -418,7 +426,7 @@ static int match_prefix(void *ctx, const cellar_hash *key, const cellar_key_reco
     prefix_search *p = ctx;
     char hex[33];
     hex_of(key, hex);
-    if (strncmp(hex, p->prefix, p->len))
+    if (strncmp(hex, p->prefix, p->len) != 0)
         return 0;
     collect_entry(&p->found, key, rec);
     return p->found.n > 10 || p->found.oom; /* enough to say it is ambiguous */
@@ -439,8 +447,9 @@ static int show_key(const cli *c, cellar_reader *r)
         fprintf(stderr, "cellar show: no node or cache key '%s'\n", c->pos[0]);
         rc = 1;
     } else if (p.found.n > 1) {
-        fprintf(stderr, "cellar show: '%s' is ambiguous: it begins %s%zu keys\n", c->pos[0],
-                p.found.n > 10 ? "more than " : "", p.found.n > 10 ? (size_t)10 : p.found.n);
+        fprintf(stderr, "cellar show: '%s' is ambiguous: it begins %s%zu keys\n",
+                c->pos[0], p.found.n > 10 ? "more than " : "",
+                p.found.n > 10 ? (size_t)10 : p.found.n);
         rc = 1;
     } else if (c->json) {
         rc = print_json(c, entry_json(&p.found.items[0], r));
@@ -454,7 +463,8 @@ static int show_key(const cli *c, cellar_reader *r)
                "code version  %s\nsize          %s\ncompute time  %s\n"
                "created       %s\nlast used     %s\n",
                key, it->node, dv,
-               cellar_reader_has_result(r, &it->rec.data_version) ? "stored" : "not stored",
+               cellar_reader_has_result(r, &it->rec.data_version) ? "stored"
+                                                                  : "not stored",
                cv, fmt_size(it->rec.size, a), fmt_duration(it->rec.compute_ns, b),
                fmt_time(it->rec.created_ns, t1), fmt_time(it->rec.last_used_ns, t2));
     }
@@ -540,7 +550,8 @@ int cellar_cmd_stats(int argc, char **argv)
     } else {
         char a[32], b[32], d[32];
         printf("store      %s\nkeys       %" PRIu64 "\nresults    %" PRIu64 " (%s)\n"
-               "nodes      %" PRIu64 "\nruns       %" PRIu64 "\nfile size  %s\nmap size   %s\n",
+               "nodes      %" PRIu64 "\nruns       %" PRIu64
+               "\nfile size  %s\nmap size   %s\n",
                cellar_store_path(s), st.keys, st.results, fmt_size(st.result_bytes, a),
                st.nodes, st.runs, fmt_size(st.file_bytes, b), fmt_size(st.map_size, d));
     }
@@ -570,8 +581,8 @@ static void report_bad(void *ctx, const cellar_hash *dv, const char *message)
     char hex[33];
     hex_of(dv, hex);
     if (b->json)
-        json_array_append_new(b->bad,
-                              json_pack("{s:s, s:s}", "data_version", hex, "message", message));
+        json_array_append_new(
+            b->bad, json_pack("{s:s, s:s}", "data_version", hex, "message", message));
     else
         printf("corrupt %s: %s\n", hex, message);
 }
@@ -594,9 +605,10 @@ int cellar_cmd_verify(int argc, char **argv)
     else if (cellar_reader_verify(r, report_bad, &sink, &checked, &corrupt, &err))
         rc = fail(&c, err.message);
     else if (c.json)
-        rc = print_json(&c, json_pack("{s:s, s:I, s:I, s:O}", "store", cellar_store_path(s),
-                                      "checked", (json_int_t)checked, "corrupt",
-                                      (json_int_t)corrupt, "bad", sink.bad));
+        rc =
+            print_json(&c, json_pack("{s:s, s:I, s:I, s:O}", "store",
+                                     cellar_store_path(s), "checked", (json_int_t)checked,
+                                     "corrupt", (json_int_t)corrupt, "bad", sink.bad));
     else
         printf("checked %" PRIu64 " results: %" PRIu64 " corrupt\n", checked, corrupt);
     json_decref(sink.bad);

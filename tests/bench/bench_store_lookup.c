@@ -145,7 +145,8 @@ static double bench_store(cellar_store *s, const uint32_t *order, size_t n, size
     return (double)(n * rounds) / dt;
 }
 
-static double bench_ref(const ref_table *t, const uint32_t *order, size_t n, size_t rounds)
+static double bench_ref(const ref_table *t, const uint32_t *order, size_t n,
+                        size_t rounds)
 {
     uint64_t found = 0;
     double t0 = now_s();
@@ -285,7 +286,7 @@ int main(int argc, char **argv)
         ref.mask = 2 * ref.mask + 1;
         ref.slots = calloc(ref.mask + 1, sizeof(ref_entry));
     }
-    char (*names)[24] = malloc(n * sizeof *names);
+    char(*names)[24] = malloc(n * sizeof *names);
     uint32_t *order = malloc(n * sizeof *order);
     if (!ref.slots || !names || !order)
         die("out of memory", NULL);
@@ -301,8 +302,10 @@ int main(int argc, char **argv)
     bench_ref(&ref, order, n, 1);
     double store_rate = bench_store(s, order, n, 2);
     double ref_rate = bench_ref(&ref, order, n, 2);
-    printf("get_key, %zu keys, shuffled, one reader: %.2f M lookups/s\n", n, store_rate / 1e6);
-    printf("reference, in-memory open-addressing table: %.2f M lookups/s\n", ref_rate / 1e6);
+    printf("get_key, %zu keys, shuffled, one reader: %.2f M lookups/s\n", n,
+           store_rate / 1e6);
+    printf("reference, in-memory open-addressing table: %.2f M lookups/s\n",
+           ref_rate / 1e6);
     printf("ratio store/reference: %.2f (store takes %.1fx the time)\n",
            store_rate / ref_rate, ref_rate / store_rate);
     printf("reader begin+end: %.0f ns\n", bench_reader_cycle(s, 200000));
@@ -310,13 +313,15 @@ int main(int argc, char **argv)
     double commit_us;
     size_t runs = n / 1000 < 50 ? n / 1000 : 50;
     double per_node = bench_cached_run(s, order, runs, &commit_us);
-    printf("fully cached 1,000-node run: %.2f us per node (commit of 1,000 touches + run: "
-           "%.0f us)\n",
-           per_node, commit_us);
+    printf(
+        "fully cached 1,000-node run: %.2f us per node (commit of 1,000 touches + run: "
+        "%.0f us)\n",
+        per_node, commit_us);
 
     printf("small LMDB commit on %s: full sync %.0f us, MDB_NOMETASYNC %.0f us, "
            "MDB_NOSYNC (cellar) %.1f us\n",
-           parent, commit_cost_us(parent, 0, 100), commit_cost_us(parent, MDB_NOMETASYNC, 100),
+           parent, commit_cost_us(parent, 0, 100),
+           commit_cost_us(parent, MDB_NOMETASYNC, 100),
            commit_cost_us(parent, MDB_NOSYNC, 2000));
 
     cellar_store_close(s);
