@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
-#define COPY_CHUNK ((size_t)1 << 20)    /* hash then copy this much at a time */
+#define COPY_CHUNK ((size_t)1 << 20)     /* hash then copy this much at a time */
 #define RELEASE_EVERY ((size_t)64 << 20) /* drop consumed map pages this often */
 #define MAX_SEGMENTS 65536u
 #define MAX_COMMIT_ATTEMPTS 16
@@ -123,8 +123,8 @@ static char seg_tag(size_t i)
 
 /* ---- safety checks on the directory and its files ---- */
 
-static cellar_status check_private(const struct stat *st, const char *path,
-                                   bool is_dir, cellar_error *err)
+static cellar_status check_private(const struct stat *st, const char *path, bool is_dir,
+                                   cellar_error *err)
 {
     const char *fix = is_dir ? "chmod 700" : "chmod 600";
     if (st->st_uid != geteuid())
@@ -186,8 +186,9 @@ static cellar_status make_dirs(const char *dir, cellar_error *err)
     }
     free(p);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return cellar_error_set(err, CELLAR_EIO, "cannot create the store directory %s: %s",
-                                dir, strerror(errno));
+        return cellar_error_set(err, CELLAR_EIO,
+                                "cannot create the store directory %s: %s", dir,
+                                strerror(errno));
     return CELLAR_OK;
 }
 
@@ -229,15 +230,19 @@ static cellar_status check_files(const char *dir, bool read_only, cellar_error *
  * meta page with write(2), and LMDB switches to the new meta only once the
  * pages are written, so a process killed at any instant (the "kernel killed
  * mid-write" case) leaves the previous or the new snapshot, never a mix: the
- * data sits in the OS page cache either way.  What we give up is durability
- * across an OS crash or power cut, where the last commits may be lost (and,
- * LMDB warns, the file may be damaged; results are checksummed and a cache can
- * be rebuilt).  The price of fsync is the reason: measured on this machine, a
- * small commit costs ~15 us without it and ~1-3 ms with it (two fsyncs, or
- * one with MDB_NOMETASYNC), which alone would be 1-3 us per node of a fully
- * cached 1,000-node run, eating the whole "few microseconds per node" budget.
- * The page cache is flushed by the kernel within seconds anyway, and
- * cellar_store_close syncs explicitly.
+ * written data sits in the OS page cache either way.  What we give up is
+ * durability across an OS crash or power cut, where the last commits may be
+ * lost (and LMDB warns the file may be damaged; results are checksummed, and
+ * a cache can be rebuilt).  Why: measured with tests/bench/bench_store_lookup
+ * on this machine, a small commit costs ~2 us without fsync and ~250-350 us
+ * with it (MDB_NOMETASYNC is no cheaper here: one fsync dominates), on a
+ * laptop SSD typically 1-5 ms; and a commit holding a 1 GiB result would wait
+ * for the whole GiB to reach the disk, where np.save (our reference) does not
+ * wait at all.  That would eat the "few microseconds per node" of a cached
+ * 1,000-node run on slower disks and halve large-result store speed.  The
+ * kernel flushes the page cache within seconds anyway, and cellar_store_close
+ * syncs explicitly.  MDB_NOTLS: the reader's transaction is reset and renewed
+ * from whichever thread holds the GIL.
  */
 #define STORE_ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC)
 
@@ -284,12 +289,49 @@ static cellar_status check_open_data_file(cellar_store *s, cellar_error *err)
     return check_private(&st, path, false, err);
 }
 
+/* Begins a transaction; when another process has grown the map past ours
+ * (MDB_MAP_RESIZED), adopts its size and tries again. */
+static int begin_txn(cellar_store *s, unsigned flags, MDB_txn **txn)
+{
+    int rc = MDB_MAP_RESIZED;
+    for (int attempt = 0; attempt < 4 && rc == MDB_MAP_RESIZED; attempt++) {
+        rc = mdb_txn_begin(s->env, NULL, flags, txn);
+        if (rc == MDB_MAP_RESIZED) {
+            int rc2 = mdb_env_set_mapsize(s->env, 0);
+            if (rc2)
+                return rc2;
+        }
+    }
+    return rc;
+}
+
+/*
+ * Orders 16-byte hashes exactly as LMDB's default memcmp order does (as two
+ * big-endian words), so other LMDB tools still read the file correctly, but
+ * inline and branch-light: get_key is dominated by the ~20 comparisons of a
+ * B-tree descent, and this makes lookups ~10% faster than a memcmp call.
+ */
+static int compare_hash_keys(const MDB_val *a, const MDB_val *b)
+{
+    if (a->mv_size == 16 && b->mv_size == 16) {
+        uint64_t x = get_u64be(a->mv_data), y = get_u64be(b->mv_data);
+        if (x == y) {
+            x = get_u64be((const uint8_t *)a->mv_data + 8);
+            y = get_u64be((const uint8_t *)b->mv_data + 8);
+        }
+        return (x > y) - (x < y);
+    }
+    size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+    int c = n ? memcmp(a->mv_data, b->mv_data, n) : 0;
+    return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
 static cellar_status open_dbis(cellar_store *s, cellar_error *err)
 {
     static const char *const names[] = {"results", "keys", "nodes", "runs"};
     MDB_dbi *dbis[] = {&s->results, &s->keys, &s->nodes, &s->runs};
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
+    int rc = begin_txn(s, s->read_only ? MDB_RDONLY : 0, &txn);
     if (rc)
         return lmdb_error(err, rc, "cannot begin a transaction");
     for (size_t i = 0; i < 4; i++) {
@@ -302,6 +344,8 @@ static cellar_status open_dbis(cellar_store *s, cellar_error *err)
                                         s->path, names[i]);
             return lmdb_error(err, rc, "cannot open a named database");
         }
+        if (i < 2)
+            mdb_set_compare(txn, *dbis[i], compare_hash_keys);
     }
     rc = mdb_txn_commit(txn);
     return rc ? lmdb_error(err, rc, "cannot commit the database handles") : CELLAR_OK;
@@ -390,7 +434,8 @@ static void encode_key_record(const cellar_key_record *rec, uint8_t *p)
     put_u64le(p + 41, rec->last_used_ns);
     put_u64le(p + 49, rec->size);
     put_u64le(p + 57, rec->compute_ns);
-    memcpy(p + KEY_RECORD_FIXED, rec->node, rec->node_len);
+    if (rec->node_len)
+        memcpy(p + KEY_RECORD_FIXED, rec->node, rec->node_len);
 }
 
 static bool decode_key_record(const MDB_val *v, cellar_key_record *out)
@@ -413,8 +458,8 @@ static cellar_status corrupt_key(cellar_error *err, const cellar_hash *key)
 {
     char hex[CELLAR_HASH_HEX_LEN + 1];
     cellar_hash_to_hex(key, hex);
-    return cellar_error_set(err, CELLAR_ECORRUPT, "the record of cache key %s does not parse",
-                            hex);
+    return cellar_error_set(err, CELLAR_ECORRUPT,
+                            "the record of cache key %s does not parse", hex);
 }
 
 /* ---- result values ---- */
@@ -446,7 +491,7 @@ static bool parse_result(const MDB_val *v, result_layout *L)
         return false;
     size_t total = result_header_size(nsegs);
     for (uint32_t i = 0; i < nsegs; i++) {
-        uint64_t len = get_u64le(p + RESULT_FIXED_HEADER + 8 * i);
+        uint64_t len = get_u64le(p + RESULT_FIXED_HEADER + 8 * (size_t)i);
         if (len > v->mv_size - total)
             return false;
         total += (size_t)len;
@@ -471,15 +516,20 @@ static size_t seg_len(const result_layout *L, size_t i)
  * is a shared read-only file mapping, so the pages stay in the page cache and
  * fault back in unchanged if anyone touches them again. */
 typedef struct releaser {
-    uintptr_t next; /* page-aligned start of what is still mapped in */
+    const uint8_t *next; /* page-aligned start of what is still mapped in */
     size_t page;
 } releaser;
 
+static const uint8_t *page_floor(const uint8_t *p, size_t page)
+{
+    return p - ((uintptr_t)p & (page - 1));
+}
+
 static void release_upto(releaser *r, const uint8_t *consumed_end, size_t min_bytes)
 {
-    uintptr_t end = (uintptr_t)consumed_end & ~(uintptr_t)(r->page - 1);
-    if (end > r->next && end - r->next >= min_bytes) {
-        madvise((void *)r->next, end - r->next, MADV_DONTNEED);
+    const uint8_t *end = page_floor(consumed_end, r->page);
+    if (end > r->next && (size_t)(end - r->next) >= min_bytes) {
+        madvise((void *)r->next, (size_t)(end - r->next), MADV_DONTNEED);
         r->next = end;
     }
 }
@@ -493,15 +543,15 @@ static cellar_status digest_result(cellar_store *s, const result_layout *L,
                                    cellar_error *err)
 {
     const uint8_t *src = L->base + L->data_offset;
-    releaser rel = {(uintptr_t)L->base & ~(uintptr_t)(s->page_size - 1), s->page_size};
+    releaser rel = {page_floor(L->base, s->page_size), s->page_size};
     cellar_fingerprint_reset(s->fp);
     for (size_t i = 0; i < L->nsegs; i++) {
         size_t len = seg_len(L, i);
         uint8_t *dst = NULL;
         if (alloc && !(dst = alloc(ctx, i, L->nsegs, len)))
             return cellar_error_set(err, CELLAR_ENOMEM,
-                                    "no memory for segment %zu (%zu bytes) of a result", i,
-                                    len);
+                                    "no memory for segment %zu (%zu bytes) of a result",
+                                    i, len);
         cellar_fingerprint_begin(s->fp, seg_tag(i), len);
         for (size_t off = 0; off < len; off += COPY_CHUNK) {
             size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
@@ -556,7 +606,8 @@ cellar_status cellar_reader_begin(cellar_store *store, cellar_reader **out,
 {
     cellar_reader *r = &store->reader;
     if (r->active)
-        return cellar_error_set(err, CELLAR_EINVAL, "a reader is already open on this store");
+        return cellar_error_set(err, CELLAR_EINVAL,
+                                "a reader is already open on this store");
     for (int attempt = 0; attempt < 4; attempt++) {
         int rc;
         if (r->txn) {
@@ -620,7 +671,8 @@ cellar_status cellar_reader_load_result(cellar_reader *r, const cellar_hash *dat
                                         cellar_error *err)
 {
     if (!reader_ok(r) || !alloc)
-        return cellar_error_set(err, CELLAR_EINVAL, "load_result: no open reader or no alloc");
+        return cellar_error_set(err, CELLAR_EINVAL,
+                                "load_result: no open reader or no alloc");
     MDB_val k = {sizeof data_version->bytes, (void *)data_version->bytes}, v;
     int rc = mdb_get(r->txn, r->store->results, &k, &v);
     if (rc == MDB_NOTFOUND)
@@ -635,11 +687,12 @@ cellar_status cellar_reader_load_result(cellar_reader *r, const cellar_hash *dat
     return st ? st : check_digest(&L, &digest, data_version, err);
 }
 
-cellar_status cellar_reader_get_node(cellar_reader *r, const char *node, const char **json,
-                                     size_t *len, cellar_error *err)
+cellar_status cellar_reader_get_node(cellar_reader *r, const char *node,
+                                     const char **json, size_t *len, cellar_error *err)
 {
     if (!reader_ok(r) || !node)
-        return cellar_error_set(err, CELLAR_EINVAL, "get_node: no open reader or no node");
+        return cellar_error_set(err, CELLAR_EINVAL,
+                                "get_node: no open reader or no node");
     size_t n = strlen(node);
     if (n == 0 || n > (size_t)mdb_env_get_maxkeysize(r->store->env))
         return CELLAR_ENOTFOUND;
@@ -746,7 +799,8 @@ static int visit_run(void *ctx, const MDB_val *k, const MDB_val *v, cellar_error
 {
     run_walk *w = ctx;
     if (k->mv_size != 8) {
-        cellar_error_set(err, CELLAR_ECORRUPT, "a run id is %zu bytes, not 8", k->mv_size);
+        cellar_error_set(err, CELLAR_ECORRUPT, "a run id is %zu bytes, not 8",
+                         k->mv_size);
         return -1;
     }
     return w->fn(w->ctx, get_u64be(k->mv_data), v->mv_data, v->mv_size) ? 1 : 0;
@@ -759,7 +813,8 @@ cellar_status cellar_reader_each_run(cellar_reader *r, cellar_run_fn fn, void *c
     return walk(r, r ? r->store->runs : 0, true, visit_run, &w, err);
 }
 
-static int visit_sum_size(void *ctx, const MDB_val *k, const MDB_val *v, cellar_error *err)
+static int visit_sum_size(void *ctx, const MDB_val *k, const MDB_val *v,
+                          cellar_error *err)
 {
     (void)k;
     (void)err;
@@ -815,10 +870,10 @@ static int visit_verify(void *ctx, const MDB_val *k, const MDB_val *v, cellar_er
                               k->mv_size);
     else if (!parse_result(v, &L))
         st = corrupt_layout(&dv, &why);
-    else if ((st = digest_result(w->store, &L, NULL, NULL, &digest, err)) == CELLAR_OK)
-        st = check_digest(&L, &digest, &dv, &why);
-    else
+    else if (digest_result(w->store, &L, NULL, NULL, &digest, err) != CELLAR_OK)
         return -1;
+    else
+        st = check_digest(&L, &digest, &dv, &why);
     if (st) {
         w->corrupt++;
         if (w->bad)
@@ -953,24 +1008,28 @@ cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_v
                                       const cellar_hash *checksum, cellar_error *err)
 {
     if (!b || !data_version || !segs || nsegs == 0 || nsegs > MAX_SEGMENTS)
-        return cellar_error_set(err, CELLAR_EINVAL,
-                                "put_result: needs 1 to %u segments", MAX_SEGMENTS);
+        return cellar_error_set(err, CELLAR_EINVAL, "put_result: needs 1 to %u segments",
+                                MAX_SEGMENTS);
     if (checksum && !cellar_hash_equal(checksum, data_version))
         return cellar_error_set(err, CELLAR_EINVAL,
                                 "put_result: the checksum must equal the data version");
     size_t total = result_header_size(nsegs);
     for (size_t i = 0; i < nsegs; i++) {
         if (!segs[i].data && segs[i].len)
-            return cellar_error_set(err, CELLAR_EINVAL, "put_result: segment %zu is NULL", i);
+            return cellar_error_set(err, CELLAR_EINVAL, "put_result: segment %zu is NULL",
+                                    i);
         total += segs[i].len;
         if (total < segs[i].len || total > UINT32_MAX)
-            return cellar_error_set(err, CELLAR_EINVAL,
-                                    "put_result: the value exceeds LMDB's 4 GiB value limit");
+            return cellar_error_set(
+                err, CELLAR_EINVAL,
+                "put_result: the value exceeds LMDB's 4 GiB value limit");
     }
     result_op *op = op_push(&b->results, sizeof *op);
     if (!op)
         return oom(err);
-    *op = (result_op){.dv = *data_version, .nsegs = nsegs, .value_size = total,
+    *op = (result_op){.dv = *data_version,
+                      .nsegs = nsegs,
+                      .value_size = total,
                       .has_checksum = checksum != NULL};
     if (checksum)
         op->checksum = *checksum;
@@ -1066,7 +1125,8 @@ cellar_status cellar_batch_add_run(cellar_batch *b, const char *json, uint64_t *
 
 /* Copies the segments into reserved space, hashing each chunk first when the
  * caller gave no checksum. */
-static int fill_result(cellar_store *s, const result_op *op, uint8_t *dst, cellar_error *err)
+static int fill_result(cellar_store *s, const result_op *op, uint8_t *dst,
+                       cellar_error *err)
 {
     memcpy(dst, RESULT_MAGIC, 4);
     dst[4] = RESULT_VERSION;
@@ -1097,9 +1157,9 @@ static int fill_result(cellar_store *s, const result_op *op, uint8_t *dst, cella
     if (!cellar_hash_equal(&sum, &op->dv)) {
         char hex[CELLAR_HASH_HEX_LEN + 1];
         cellar_hash_to_hex(&op->dv, hex);
-        cellar_error_set(err, CELLAR_EINVAL,
-                         "put_result: the segments stored under %s are not its data version",
-                         hex);
+        cellar_error_set(
+            err, CELLAR_EINVAL,
+            "put_result: the segments stored under %s are not its data version", hex);
         return APPLY_FAILED;
     }
     memcpy(dst + 16, sum.bytes, 16);
@@ -1123,29 +1183,48 @@ static int apply_result(cellar_store *s, MDB_txn *txn, const result_op *op,
     return rc ? rc : fill_result(s, op, v.mv_data, err);
 }
 
-static int apply_touch(cellar_store *s, MDB_txn *txn, const touch_op *op)
+static int compare_touches(const void *a, const void *b)
 {
-    MDB_val k = {16, (void *)op->key.bytes}, v;
-    int rc = mdb_get(txn, s->keys, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return 0;
+    return memcmp(((const touch_op *)a)->key.bytes, ((const touch_op *)b)->key.bytes, 16);
+}
+
+/* Rewrites last_used_ns of each existing key.  Sorted, the touches walk the
+ * B-tree in order, and the cursor's put overwrites the record where the
+ * lookup found it instead of descending again. */
+static int apply_touches(cellar_store *s, MDB_txn *txn, cellar_batch *b)
+{
+    touch_op *ops = b->touches.items;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->keys, &c);
     if (rc)
         return rc;
-    cellar_key_record rec;
-    if (!decode_key_record(&v, &rec))
-        return 0; /* leave a damaged record for verify/get to report */
-    /* Copy first: a record on a page already dirty in this transaction may be
-     * rewritten in place by the put. */
-    uint8_t local[1024];
-    uint8_t *buf = v.mv_size <= sizeof local ? local : malloc(v.mv_size);
-    if (!buf)
-        return ENOMEM;
-    memcpy(buf, v.mv_data, v.mv_size);
-    put_u64le(buf + 41, op->last_used_ns);
-    MDB_val nv = {v.mv_size, buf};
-    rc = mdb_put(txn, s->keys, &k, &nv, 0);
-    if (buf != local)
-        free(buf);
+    qsort(ops, b->touches.n, sizeof *ops, compare_touches);
+    for (size_t i = 0; !rc && i < b->touches.n; i++) {
+        MDB_val k = {16, ops[i].key.bytes}, v;
+        cellar_key_record rec;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc || !decode_key_record(&v, &rec))
+            continue; /* a damaged record is left for get/verify to report */
+        /* Copy first: the record may sit in the map (read-only), or on a
+         * dirty page that the put rewrites in place. */
+        uint8_t local[1024];
+        uint8_t *buf = v.mv_size <= sizeof local ? local : malloc(v.mv_size);
+        if (!buf) {
+            rc = ENOMEM;
+            break;
+        }
+        memcpy(buf, v.mv_data, v.mv_size);
+        put_u64le(buf + 41, ops[i].last_used_ns);
+        MDB_val nv = {v.mv_size, buf};
+        rc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT);
+        if (buf != local)
+            free(buf);
+    }
+    mdb_cursor_close(c);
     return rc;
 }
 
@@ -1186,7 +1265,6 @@ static int apply_batch(cellar_store *s, MDB_txn *txn, cellar_batch *b, cellar_er
     int rc = 0;
     result_op *res = b->results.items;
     key_op *keys = b->keys.items;
-    touch_op *touches = b->touches.items;
     node_op *nodes = b->nodes.items;
     for (size_t i = 0; !rc && i < b->results.n; i++)
         rc = apply_result(s, txn, &res[i], err);
@@ -1194,8 +1272,8 @@ static int apply_batch(cellar_store *s, MDB_txn *txn, cellar_batch *b, cellar_er
         MDB_val k = {16, keys[i].key.bytes}, v = {keys[i].len, keys[i].rec};
         rc = mdb_put(txn, s->keys, &k, &v, 0);
     }
-    for (size_t i = 0; !rc && i < b->touches.n; i++)
-        rc = apply_touch(s, txn, &touches[i]);
+    if (!rc && b->touches.n)
+        rc = apply_touches(s, txn, b);
     for (size_t i = 0; !rc && i < b->nodes.n; i++) {
         MDB_val k = {nodes[i].name_len, nodes[i].name};
         MDB_val v = {nodes[i].json_len, nodes[i].json};
@@ -1203,20 +1281,6 @@ static int apply_batch(cellar_store *s, MDB_txn *txn, cellar_batch *b, cellar_er
     }
     if (!rc && b->runs.n)
         rc = apply_runs(s, txn, b);
-    return rc;
-}
-
-static int begin_write(cellar_store *s, MDB_txn **txn)
-{
-    int rc = MDB_MAP_RESIZED;
-    for (int attempt = 0; attempt < 4 && rc == MDB_MAP_RESIZED; attempt++) {
-        rc = mdb_txn_begin(s->env, NULL, 0, txn);
-        if (rc == MDB_MAP_RESIZED) {
-            int rc2 = mdb_env_set_mapsize(s->env, 0); /* adopt another's growth */
-            if (rc2)
-                return rc2;
-        }
-    }
     return rc;
 }
 
@@ -1256,7 +1320,7 @@ cellar_status cellar_store_commit(cellar_store *store, cellar_batch *b, cellar_e
         return CELLAR_OK;
     for (int attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
         MDB_txn *txn;
-        int rc = begin_write(store, &txn);
+        int rc = begin_txn(store, 0, &txn);
         if (rc)
             return lmdb_error(err, rc, "cannot begin a write transaction");
         rc = apply_batch(store, txn, b, err);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -27,8 +28,8 @@
 /* ---- fixtures and helpers ---- */
 
 typedef struct fixture {
-    char root[64];  /* mkdtemp directory */
-    char dir[128];  /* root/store: created by cellar_store_open */
+    char root[64]; /* mkdtemp directory */
+    char dir[128]; /* root/store: created by cellar_store_open */
 } fixture;
 
 static int setup(void **state)
@@ -44,7 +45,8 @@ static int setup(void **state)
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
 {
     (void)st;
     (void)flag;
@@ -146,8 +148,8 @@ static void commit_ok(cellar_store *s, cellar_batch *b)
 }
 
 /* Puts one result of `n` segments and a key "key:<node>" pointing to it. */
-static cellar_hash put_value(cellar_batch *b, const char *node, const cellar_segment *segs,
-                             size_t n)
+static cellar_hash put_value(cellar_batch *b, const char *node,
+                             const cellar_segment *segs, size_t n)
 {
     cellar_hash dv = dv_of(segs, n), key = hash_of(node);
     cellar_key_record rec = record(node, &dv, 100);
@@ -219,10 +221,12 @@ static void test_round_trip(void **state)
 
     const char *json;
     size_t len;
-    assert_int_equal(cellar_reader_get_node(r, "cleaned_data", &json, &len, &err), CELLAR_OK);
+    assert_int_equal(cellar_reader_get_node(r, "cleaned_data", &json, &len, &err),
+                     CELLAR_OK);
     assert_int_equal(len, strlen("{\"code\":1}"));
     assert_memory_equal(json, "{\"code\":1}", len);
-    assert_int_equal(cellar_reader_get_node(r, "nope", &json, &len, &err), CELLAR_ENOTFOUND);
+    assert_int_equal(cellar_reader_get_node(r, "nope", &json, &len, &err),
+                     CELLAR_ENOTFOUND);
 
     /* One reader at a time, and no commit while it is open. */
     cellar_reader *r2;
@@ -251,7 +255,8 @@ static void test_put_validation_and_skip(void **state)
     cellar_hash dv = dv_of(&one, 1), wrong = dv_of(&other, 1);
 
     assert_int_equal(cellar_batch_put_result(b, &dv, &one, 0, NULL, &err), CELLAR_EINVAL);
-    assert_int_equal(cellar_batch_put_result(b, &dv, &one, 1, &wrong, &err), CELLAR_EINVAL);
+    assert_int_equal(cellar_batch_put_result(b, &dv, &one, 1, &wrong, &err),
+                     CELLAR_EINVAL);
     assert_true(cellar_batch_empty(b));
 
     /* Segments that do not hash to the data version: the whole batch fails. */
@@ -641,12 +646,14 @@ static void test_flipped_bytes_are_detected(void **state)
     cellar_error err;
     loaded l = {0};
     assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
-    assert_int_equal(cellar_reader_load_result(r, &dv, alloc_seg, &l, &err), CELLAR_ECORRUPT);
+    assert_int_equal(cellar_reader_load_result(r, &dv, alloc_seg, &l, &err),
+                     CELLAR_ECORRUPT);
     loaded_free(&l);
     char hex[33];
     cellar_hash_to_hex(&dv, hex);
     assert_non_null(strstr(err.message, hex));
-    assert_int_equal(cellar_reader_load_result(r, &dv_ok, alloc_seg, &l, &err), CELLAR_OK);
+    assert_int_equal(cellar_reader_load_result(r, &dv_ok, alloc_seg, &l, &err),
+                     CELLAR_OK);
     loaded_free(&l);
 
     bad_list bad = {0};
@@ -668,7 +675,8 @@ static void test_flipped_bytes_are_detected(void **state)
     poke(data, len1_at + 1, 0x01);
     s = open_store(f->dir, 0, true);
     assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
-    assert_int_equal(cellar_reader_load_result(r, &dv, alloc_seg, &l, &err), CELLAR_ECORRUPT);
+    assert_int_equal(cellar_reader_load_result(r, &dv, alloc_seg, &l, &err),
+                     CELLAR_ECORRUPT);
     assert_non_null(strstr(err.message, "header"));
     loaded_free(&l);
     memset(&bad, 0, sizeof bad);
@@ -759,10 +767,13 @@ static int writer_main(const char *dir, int w)
 {
     cellar_store *s = NULL;
     cellar_store_options o = {1 << 20, false};
-    if (cellar_store_open(dir, &o, &s, NULL))
+    cellar_error err;
+    if (cellar_store_open(dir, &o, &s, &err)) {
+        fprintf(stderr, "writer %d: %s\n", w, err.message);
         return 10;
+    }
     cellar_batch *b = cellar_batch_new();
-    uint8_t *buf = malloc(1100000 * 3);
+    uint8_t *buf = malloc((size_t)1100000 * 3);
     if (!b || !buf)
         return 11;
     for (int batch = 0; batch < BATCHES; batch++) {
@@ -781,7 +792,6 @@ static int writer_main(const char *dir, int w)
                 return 12;
         }
         cellar_batch_add_run(b, "{\"nodes\":[]}", NULL, NULL);
-        cellar_error err;
         if (cellar_store_commit(s, b, &err)) {
             fprintf(stderr, "writer %d: %s\n", w, err.message);
             return 13;
@@ -806,7 +816,8 @@ static int check_key(void *ctx, const cellar_hash *key, const cellar_key_record 
     loaded l = {0};
     cellar_error err;
     (void)key;
-    cellar_status st = cellar_reader_load_result(c->r, &rec->data_version, alloc_seg, &l, &err);
+    cellar_status st =
+        cellar_reader_load_result(c->r, &rec->data_version, alloc_seg, &l, &err);
     if (st != CELLAR_OK || l.n != 2 || l.lens[1] != rec->size) {
         fprintf(stderr, "reader: %s: %s\n", cellar_status_name(st), err.message);
         c->bad++;
@@ -827,7 +838,10 @@ static int reader_main(const char *dir)
         return 20;
     reader_ctx c = {0};
     uint64_t seen_keys = 0;
+    time_t give_up = time(NULL) + 60; /* writers that failed never finish */
     while (seen_keys < (uint64_t)WRITERS * BATCHES * 3) {
+        if (time(NULL) > give_up)
+            return 24;
         if (cellar_reader_begin(s, &c.r, &err)) {
             fprintf(stderr, "reader begin: %s\n", err.message);
             return 21;
@@ -877,7 +891,8 @@ static void test_concurrent_processes(void **state)
     assert_int_equal(cellar_reader_stats(r, &st, NULL), CELLAR_OK);
     assert_int_equal(st.keys, WRITERS * BATCHES * 3);
     assert_int_equal(st.runs, WRITERS * BATCHES);
-    assert_int_equal(cellar_reader_verify(r, NULL, NULL, &checked, &corrupt, NULL), CELLAR_OK);
+    assert_int_equal(cellar_reader_verify(r, NULL, NULL, &checked, &corrupt, NULL),
+                     CELLAR_OK);
     assert_int_equal(corrupt, 0);
     assert_int_equal(checked, st.results);
     cellar_reader_end(r);
