@@ -901,6 +901,7 @@ typedef struct result_op {
     cellar_hash dv;
     cellar_hash checksum;
     bool has_checksum;
+    bool replace;         /* overwrite a stored value that failed to load */
     cellar_segment *segs; /* copied array; the bytes are the caller's */
     size_t nsegs;
     size_t value_size;
@@ -1003,9 +1004,10 @@ static cellar_status oom(cellar_error *err)
     return cellar_error_set(err, CELLAR_ENOMEM, "out of memory");
 }
 
-cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_version,
-                                      const cellar_segment *segs, size_t nsegs,
-                                      const cellar_hash *checksum, cellar_error *err)
+static cellar_status push_result(cellar_batch *b, const cellar_hash *data_version,
+                                 const cellar_segment *segs, size_t nsegs,
+                                 const cellar_hash *checksum, bool replace,
+                                 cellar_error *err)
 {
     if (!b || !data_version || !segs || nsegs == 0 || nsegs > MAX_SEGMENTS)
         return cellar_error_set(err, CELLAR_EINVAL, "put_result: needs 1 to %u segments",
@@ -1030,7 +1032,8 @@ cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_v
     *op = (result_op){.dv = *data_version,
                       .nsegs = nsegs,
                       .value_size = total,
-                      .has_checksum = checksum != NULL};
+                      .has_checksum = checksum != NULL,
+                      .replace = replace};
     if (checksum)
         op->checksum = *checksum;
     op->segs = malloc(nsegs * sizeof *segs);
@@ -1041,6 +1044,20 @@ cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_v
     memcpy(op->segs, segs, nsegs * sizeof *segs);
     b->bytes += total;
     return CELLAR_OK;
+}
+
+cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_version,
+                                      const cellar_segment *segs, size_t nsegs,
+                                      const cellar_hash *checksum, cellar_error *err)
+{
+    return push_result(b, data_version, segs, nsegs, checksum, false, err);
+}
+
+cellar_status cellar_batch_replace_result(cellar_batch *b, const cellar_hash *data_version,
+                                          const cellar_segment *segs, size_t nsegs,
+                                          const cellar_hash *checksum, cellar_error *err)
+{
+    return push_result(b, data_version, segs, nsegs, checksum, true, err);
 }
 
 cellar_status cellar_batch_put_key(cellar_batch *b, const cellar_hash *key,
@@ -1170,7 +1187,8 @@ static int apply_result(cellar_store *s, MDB_txn *txn, const result_op *op,
                         cellar_error *err)
 {
     MDB_val k = {16, (void *)op->dv.bytes}, v = {op->value_size, NULL};
-    int rc = mdb_put(txn, s->results, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+    int rc = mdb_put(txn, s->results, &k, &v,
+                     (op->replace ? 0 : MDB_NOOVERWRITE) | MDB_RESERVE);
     if (rc == MDB_KEYEXIST) {
         /* Content-addressed: same data version, same bytes.  Only a value
          * whose header is damaged is replaced. */

@@ -688,6 +688,55 @@ static void test_flipped_bytes_are_detected(void **state)
     cellar_store_close(s);
 }
 
+/* A damaged payload survives a plain put (content addressing: same data
+ * version, assumed same bytes) and is healed by replace_result. */
+static void test_replace_heals_damaged_payload(void **state)
+{
+    fixture *f = *state;
+    cellar_store *s = open_store(f->dir, 0, false);
+    cellar_batch *b = cellar_batch_new();
+    static const char marker[] = "CELLAR-REPLACE-MARKER-987654";
+    uint8_t payload[5000];
+    fill_pattern(payload, sizeof payload, 7);
+    memcpy(payload + 1000, marker, sizeof marker - 1);
+    cellar_segment segs[2] = {{"stream", 6}, {payload, sizeof payload}};
+    cellar_hash dv = put_value(b, "victim", segs, 2);
+    commit_ok(s, b);
+    cellar_store_close(s);
+
+    char data[200];
+    snprintf(data, sizeof data, "%s/data.mdb", f->dir);
+    long at = find_in_file(data, (const uint8_t *)marker, sizeof marker - 1);
+    assert_true(at > 0);
+    poke(data, at + 5, 0x5a);
+
+    cellar_error err;
+    cellar_reader *r;
+    loaded l = {0};
+    s = open_store(f->dir, 0, false);
+    assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
+    assert_int_equal(cellar_reader_load_result(r, &dv, alloc_seg, &l, &err),
+                     CELLAR_ECORRUPT);
+    loaded_free(&l);
+    cellar_reader_end(r);
+    assert_int_equal(cellar_batch_put_result(b, &dv, segs, 2, &dv, &err), CELLAR_OK);
+    commit_ok(s, b);
+    assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
+    assert_int_equal(cellar_reader_load_result(r, &dv, alloc_seg, &l, &err),
+                     CELLAR_ECORRUPT);
+    loaded_free(&l);
+    cellar_reader_end(r);
+
+    assert_int_equal(cellar_batch_replace_result(b, &dv, segs, 2, &dv, &err), CELLAR_OK);
+    commit_ok(s, b);
+    assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
+    assert_int_equal(cellar_reader_load_result(r, &dv, alloc_seg, &l, &err), CELLAR_OK);
+    loaded_free(&l);
+    cellar_reader_end(r);
+    cellar_batch_free(b);
+    cellar_store_close(s);
+}
+
 static long status_kib(const char *field)
 {
     FILE *fp = fopen("/proc/self/status", "r");
@@ -910,6 +959,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permission_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_bytes_are_detected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_heals_damaged_payload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_peak_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
     };

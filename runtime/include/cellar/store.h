@@ -46,7 +46,9 @@ typedef struct cellar_store_options {
  * Opens (creating it 0700 when missing, unless read-only) the store in `dir`.
  * `options` may be NULL for the defaults.  On success `*out` is owned by the
  * caller (cellar_store_close).  Errors: EUNSAFE (wrong owner or writable by
- * group/others; the message says which and how to fix it), EIO, ELMDB.
+ * group/others; the message says which and how to fix it), ENOTFOUND (opening
+ * read-only where no store exists), EREADONLY (the store cannot be opened for
+ * writing), EIO, ELMDB.
  */
 cellar_status cellar_store_open(const char *dir, const cellar_store_options *options,
                                 cellar_store **out, cellar_error *err);
@@ -169,6 +171,14 @@ bool cellar_batch_empty(const cellar_batch *b);
 cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_version,
                                       const cellar_segment *segs, size_t nsegs,
                                       const cellar_hash *checksum, cellar_error *err);
+/*
+ * Like cellar_batch_put_result, but overwrites whatever is stored under
+ * `data_version`: for a result that failed its checksum on load and has just
+ * been recomputed (content addressing alone would keep the damaged bytes).
+ */
+cellar_status cellar_batch_replace_result(cellar_batch *b, const cellar_hash *data_version,
+                                          const cellar_segment *segs, size_t nsegs,
+                                          const cellar_hash *checksum, cellar_error *err);
 cellar_status cellar_batch_put_key(cellar_batch *b, const cellar_hash *key,
                                    const cellar_key_record *rec, cellar_error *err);
 /* Updates last_used_ns of an existing key; a missing key is ignored. */
