@@ -44,6 +44,7 @@ typedef struct slot {
     bool have_size;
     bool stored;         /* computed, picklable: to be written */
     uint64_t last_used;  /* the key record's, for hits from the store */
+    bool replace;        /* its stored result failed to load: overwrite it */
     cellar_pickled pickled;
 } slot;
 
@@ -536,6 +537,7 @@ static int load(run_ctx *ctx, int id)
         PyErr_Clear();
     cellar_warn("the stored result of node '%s' was not used: %s%s%s; recomputing",
                 PyUnicode_AsUTF8(s->fn->name), why, err.message[0] ? ": " : "", err.message);
+    s->replace = true;
     return compute(ctx, id);
 }
 
@@ -668,8 +670,8 @@ static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
                 .node = name,
                 .node_len = (size_t)nlen,
             };
-            rc = cellar_batch_put_result(b, &s->dv, s->pickled.segs, s->pickled.nsegs, &s->dv,
-                                         &err);
+            rc = (s->replace ? cellar_batch_replace_result : cellar_batch_put_result)(
+                b, &s->dv, s->pickled.segs, s->pickled.nsegs, &s->dv, &err);
             if (rc == CELLAR_OK)
                 rc = cellar_batch_put_key(b, &s->key, &rec, &err);
             char *js = rc == CELLAR_OK ? node_json(s, now) : NULL;
