@@ -237,6 +237,25 @@ static PyObject *store_path_py(PyObject *module, PyObject *unused)
     return PyUnicode_FromString(cellar_store_path(st->store));
 }
 
+static PyObject *data_version_py(PyObject *module, PyObject *value)
+{
+    cellar_state *st = cellar_state_of(module);
+    cellar_pickled p;
+    PyObject *why = NULL;
+    int rc = cellar_pickle(st, value, &p, &why);
+    if (rc < 0)
+        return NULL;
+    if (rc == 1) {
+        PyErr_Format(PyExc_TypeError, "the value has no data version: %U", why);
+        Py_DECREF(why);
+        return NULL;
+    }
+    char hex[CELLAR_HASH_HEX_LEN + 1];
+    cellar_hash_to_hex(&p.dv, hex);
+    cellar_pickled_release(&p);
+    return PyUnicode_FromString(hex);
+}
+
 static PyObject *forget_memory_py(PyObject *module, PyObject *unused)
 {
     (void)unused;
@@ -256,6 +275,10 @@ static PyMethodDef cellar_methods[] = {
      "define(source, cell_id=None)\n\nRegisters the top-level functions of `source`, "
      "already executed in the user namespace, as if a cell with that source had run."},
     {"store_path", store_path_py, METH_NOARGS, "The open store's directory, or None."},
+    {"data_version", data_version_py, METH_O,
+     "data_version(value) -> str\n\nThe value's data version (32 hex digits): the XXH3-128 "
+     "fingerprint of its pickle (protocol 5, out-of-band buffers hashed in place). "
+     "TypeError when the value cannot be pickled."},
     {"forget_memory", forget_memory_py, METH_NOARGS,
      "Drops the values this session keeps in memory; the next run reads the store."},
     {"_magic", cellar_magic, METH_O, cellar_magic_usage},
