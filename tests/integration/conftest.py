@@ -35,11 +35,13 @@ SUMMARY_RE = re.compile(
     r"(?P<in_memory>\d+) in memory, (?P<failed>\d+) failed, (?P<skipped>\d+) skipped"
 )
 
-# The first cell of every test notebook: load the extension, and define the private
-# side-effect helper that node bodies call (private, so not a node).
-SETUP = textwrap.dedent(
+# The first two cells of every test notebook: load the extension, then define the private
+# side-effect helper that node bodies call (private, so not a node). They are separate cells
+# on purpose: whether functions in the `%load_ext` cell itself become nodes is tested on its
+# own (test_nodes_and_cells), instead of deciding the fate of every other test.
+LOAD = "%load_ext cellar\n"
+HELPER = textwrap.dedent(
     """\
-    %load_ext cellar
     import os
     LOG = os.path.join(os.getcwd(), "calls.log")
     def _log(name):
@@ -47,6 +49,8 @@ SETUP = textwrap.dedent(
             f.write(name + "\\n")
     """
 )
+SETUP_CELLS = [("load", LOAD), ("helper", HELPER)]
+
 
 # A three-node chain a -> b -> c, used by several tests: c == 21.
 CHAIN_DEFS = textwrap.dedent(
@@ -274,9 +278,11 @@ class Kernel:
         """`_v = %cellar run ARGS`; the value stays in the kernel as `_v` (see `eval`)."""
         return self.run(f"_v = %cellar run {args}", cell_id)
 
-    def setup(self) -> Result:
-        """Load cellar and define `_log` (the usual first cell)."""
-        return self.ok(SETUP, cell_id="setup")
+    def setup(self, cell_ids: bool = True) -> Result:
+        """Load cellar and define `_log` (the usual first cells); returns the load cell's result."""
+        res = self.ok(LOAD, cell_id="load" if cell_ids else None)
+        self.ok(HELPER, cell_id="helper" if cell_ids else None)
+        return res
 
     # -- side effects --------------------------------------------------------------------
     def calls(self) -> list[str]:

@@ -139,3 +139,42 @@ def test_without_cell_id_namespace_decides(kernel):
     kernel.cellar_run("kept").ok()
     assert kernel.eval("_v") == 3
     assert kernel.take_calls() == calls("kept")
+
+
+def test_functions_in_the_load_ext_cell_are_nodes(kernel_factory):
+    """The cell that loads cellar is a cell like any other: its functions are nodes, and its
+    helpers are notebook functions (post_run_cell arrives without a pre_run_cell for it)."""
+    k = kernel_factory()
+    cell = """
+        %load_ext cellar
+        import os
+        LOG2 = os.path.join(os.getcwd(), "calls.log")
+        def _note(name):
+            with open(LOG2, "a") as f:
+                f.write(name + "\\n")
+        def same_cell():
+            _note("same_cell")
+            return 2
+        """
+    k.ok(cell, cell_id="first")
+    k.ok("""
+        def later(same_cell):
+            _note("later")
+            return same_cell + 1
+        """, cell_id="second")
+    k.cellar_run("later").ok()
+    assert k.eval("_v") == 3
+    assert k.take_calls() == calls("same_cell", "later")
+    # The helper defined in the load_ext cell must have a stable code version: after a
+    # restart, nothing recomputes.
+    k.restart()
+    k.ok(cell, cell_id="first")
+    k.ok("""
+        def later(same_cell):
+            _note("later")
+            return same_cell + 1
+        """, cell_id="second")
+    res = k.cellar_run("later").ok()
+    assert k.eval("_v") == 3
+    assert k.take_calls() == calls()
+    assert res.report.status("later") == "loaded"

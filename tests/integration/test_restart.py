@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from conftest import SETUP, calls
+from conftest import calls
 
 TRACKED = textwrap.dedent('''\
     """A value type whose unpickling leaves a trace in calls.log (importable across restarts)."""
@@ -115,7 +115,7 @@ def test_restart_without_cell_ids(kernel):
     kernel.cellar_run("c").ok()
     kernel.take_calls()
     kernel.restart()
-    kernel.ok(SETUP)
+    kernel.setup(cell_ids=False)
     kernel.ok(IMPORTS)
     kernel.ok(NODES)
     kernel.cellar_run("c").ok()

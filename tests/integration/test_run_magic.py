@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import CHAIN_DEFS, SETUP, calls
+from conftest import CHAIN_DEFS, calls
 
 STORE_LINE = re.compile(r"^cellar: store (?P<path>/\S+)(?P<rest>.*)$", re.M)
 
@@ -139,7 +139,7 @@ def test_status_tracks_code_and_inputs(kernel):
 
 def test_load_ext_prints_store_path_and_contents(kernel_factory):
     k = kernel_factory()
-    res = k.ok(SETUP, cell_id="setup")
+    res = k.setup()
     m = store_line(res.stdout)
     assert m["path"] == str(k.store), "CELLAR_DIR sets the store"
     assert re.search(r"\b0 results?\b", m["rest"]), f"a fresh store holds nothing: {m[0]!r}"
@@ -148,7 +148,7 @@ def test_load_ext_prints_store_path_and_contents(kernel_factory):
     k.ok(CHAIN_DEFS, cell_id="defs")
     k.cellar_run("c").ok()
     k.restart()
-    res = k.ok(SETUP, cell_id="setup")
+    res = k.setup()
     m = store_line(res.stdout)
     assert m["path"] == str(k.store)
     held = re.search(r"\b(\d+) results?\b", m["rest"])
@@ -159,7 +159,7 @@ def test_load_ext_prints_store_path_and_contents(kernel_factory):
 
 def test_default_store_is_dot_cellar_in_cwd(kernel_factory):
     k = kernel_factory(cellar_dir=None)
-    res = k.ok(SETUP, cell_id="setup")
+    res = k.setup()
     assert store_line(res.stdout)["path"] == str(k.dir / ".cellar")
     k.ok(CHAIN_DEFS, cell_id="defs")
     k.cellar_run("c").ok()

@@ -2,10 +2,9 @@
 
 import threading
 
-from conftest import SETUP, Kernel, calls, count_lines
+from conftest import SETUP_CELLS, Kernel, calls, count_lines
 
-CELLS = [
-    ("setup", SETUP),
+CELLS = SETUP_CELLS + [
     ("nodes", '''
 import time
 
