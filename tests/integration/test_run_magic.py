@@ -213,3 +213,32 @@ def test_reload_ext_does_not_hook_twice(kernel):
     kernel.cellar_run("c").ok()
     assert kernel.eval("_v") == 21
     assert kernel.take_calls() == calls("a", "b", "c")
+
+
+def test_report_is_text_in_a_terminal(tmp_path):
+    """Outside a notebook (terminal IPython) the report is printed as the text table."""
+    import os
+    import subprocess
+    import sys
+
+    # A terminal session: each cell goes through the terminal shell's run_cell.
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "ip = get_ipython()\n"
+        "for cell in ['%load_ext cellar',\n"
+        "             'def a():\\n    return 2\\n\\ndef b(a):\\n    return a * 10\\n',\n"
+        "             'v = %cellar run b',\n"
+        "             'print(\"value\", v)']:\n"
+        "    ip.run_cell(cell, store_history=True)\n"
+    )
+    env = dict(os.environ, CELLAR_DIR=str(tmp_path / "store"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=NoColor",
+         "-c", f"exec(open({str(driver)!r}).read())"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "value 20" in out, out
+    assert re.search(r"^cellar run: 2 nodes, 2 computed", out, re.M), out
+    assert re.search(r"^b\s{2,}computed\s{2,}", out, re.M), out
+    assert "<table" not in out and "<div" not in out, "no HTML in a terminal"
