@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -32,6 +34,7 @@
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 #define COPY_CHUNK ((size_t)1 << 20)     /* hash then copy this much at a time */
 #define RELEASE_EVERY ((size_t)64 << 20) /* drop consumed map pages this often */
+#define DIRECT_MIN ((size_t)4 << 20)     /* segments this large move by pread/pwrite */
 #define MAX_SEGMENTS 65536u
 #define MAX_COMMIT_ATTEMPTS 16
 
@@ -56,6 +59,7 @@ struct cellar_store {
     MDB_env *env;
     MDB_dbi results, keys, nodes, runs;
     bool read_only;
+    int size_lock; /* fd of size.lock, or -1 (read-only) */
     size_t page_size;
     char *path;
     cellar_fingerprint *fp; /* scratch hasher for loads, verifies and commits */
@@ -243,8 +247,60 @@ static cellar_status check_files(const char *dir, bool read_only, cellar_error *
  * kernel flushes the page cache within seconds anyway, and cellar_store_close
  * syncs explicitly.  MDB_NOTLS: the reader's transaction is reset and renewed
  * from whichever thread holds the GIL.
+ *
+ * MDB_WRITEMAP: a write transaction's pages are the file's own pages, not
+ * malloc'd copies written out at commit.  A large value is then moved with one
+ * pwrite(2) straight from the caller's buffers into the reserved space (see
+ * put_segment), so storing 1 GiB costs one copy into the page cache, like
+ * np.save, instead of a fault-in, a copy and a write.  data.mdb is sparse: its
+ * apparent size is the map size, its disk usage what is stored.
  */
-#define STORE_ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC)
+#define STORE_ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP)
+
+/*
+ * With MDB_WRITEMAP, LMDB ftruncates data.mdb to the map size whenever it maps
+ * it (at open and at every mdb_env_set_mapsize), even to a smaller size.  A
+ * process with a stale, smaller map would then cut the file under another
+ * process's map, which dies of SIGBUS on its next touch.  So every sizing
+ * happens under an exclusive flock on size.lock, and never below the file's
+ * current size: the file only ever grows.
+ */
+static uint64_t data_file_size(const char *dir)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void size_lock(cellar_store *s, int op)
+{
+    while (s->size_lock >= 0 && flock(s->size_lock, op) < 0 && errno == EINTR)
+        ;
+}
+
+/* mdb_env_set_mapsize to at least `want` and at least the file's size. */
+static int set_map_size(cellar_store *s, uint64_t want)
+{
+    size_lock(s, LOCK_EX);
+    uint64_t size = data_file_size(s->path);
+    if (size < want)
+        size = want;
+    int rc = size > SIZE_MAX / 2 ? ENOMEM : mdb_env_set_mapsize(s->env, (size_t)size);
+    size_lock(s, LOCK_UN);
+    return rc;
+}
+
+static cellar_status open_size_lock(cellar_store *s, cellar_error *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/size.lock", s->path);
+    s->size_lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->size_lock < 0)
+        return cellar_error_set(err, errno == EACCES ? CELLAR_EREADONLY : CELLAR_EIO,
+                                "cannot open %s: %s", path, strerror(errno));
+    return CELLAR_OK;
+}
 
 static cellar_status open_env(cellar_store *s, size_t map_size, cellar_error *err)
 {
@@ -253,10 +309,14 @@ static cellar_status open_env(cellar_store *s, size_t map_size, cellar_error *er
         int rc = mdb_env_create(&s->env);
         if (!rc)
             rc = mdb_env_set_maxdbs(s->env, 8);
+        size_lock(s, LOCK_EX);
+        uint64_t file_size = data_file_size(s->path);
         if (!rc)
-            rc = mdb_env_set_mapsize(s->env, map_size);
+            rc = mdb_env_set_mapsize(s->env, file_size > map_size ? (size_t)file_size
+                                                                  : map_size);
         if (!rc)
             rc = mdb_env_open(s->env, s->path, flags, 0600);
+        size_lock(s, LOCK_UN);
         if (!rc)
             return CELLAR_OK;
         mdb_env_close(s->env);
@@ -291,13 +351,80 @@ static cellar_status check_open_data_file(cellar_store *s, cellar_error *err)
 
 /* Begins a transaction; when another process has grown the map past ours
  * (MDB_MAP_RESIZED), adopts its size and tries again. */
+/* ---- direct file I/O for large segments ---- */
+
+/* Where `p` (a pointer into the map) lives in data.mdb, or -1 when it is not
+ * inside the map. */
+static off_t map_offset(cellar_store *s, const void *p, size_t len)
+{
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) != 0 || !info.me_mapaddr)
+        return -1;
+    const uint8_t *base = info.me_mapaddr, *q = p;
+    if (q < base || len > info.me_mapsize || (size_t)(q - base) > info.me_mapsize - len)
+        return -1;
+    return (off_t)(q - base);
+}
+
+static int data_fd(cellar_store *s)
+{
+    int fd = -1;
+    return mdb_env_get_fd(s->env, &fd) == 0 ? fd : -1;
+}
+
+static bool pread_all(int fd, uint8_t *dst, size_t len, off_t off)
+{
+    while (len) {
+        ssize_t n = pread(fd, dst, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        dst += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return true;
+}
+
+static bool pwrite_all(int fd, const uint8_t *src, size_t len, off_t off)
+{
+    while (len) {
+        ssize_t n = pwrite(fd, src, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        src += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return true;
+}
+
+/* Asks for transparent huge pages on a large destination: a 1 GiB load then
+ * takes 512 page faults instead of 262,144. */
+static void advise_huge(void *dst, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    const size_t huge = (size_t)2 << 20;
+    uintptr_t start = ((uintptr_t)dst + huge - 1) & ~(uintptr_t)(huge - 1);
+    uintptr_t end = ((uintptr_t)dst + len) & ~(uintptr_t)(huge - 1);
+    if (end > start)
+        madvise((void *)start, end - start, MADV_HUGEPAGE);
+#else
+    (void)dst;
+    (void)len;
+#endif
+}
+
 static int begin_txn(cellar_store *s, unsigned flags, MDB_txn **txn)
 {
     int rc = MDB_MAP_RESIZED;
     for (int attempt = 0; attempt < 4 && rc == MDB_MAP_RESIZED; attempt++) {
         rc = mdb_txn_begin(s->env, NULL, flags, txn);
         if (rc == MDB_MAP_RESIZED) {
-            int rc2 = mdb_env_set_mapsize(s->env, 0);
+            int rc2 = set_map_size(s, 0);
             if (rc2)
                 return rc2;
         }
@@ -370,6 +497,7 @@ cellar_status cellar_store_open(const char *dir, const cellar_store_options *opt
     if (!s)
         return cellar_error_set(err, CELLAR_ENOMEM, "out of memory");
     s->read_only = read_only;
+    s->size_lock = -1;
     s->page_size = (size_t)sysconf(_SC_PAGESIZE);
     s->reader.store = s;
     s->path = realpath(dir, NULL);
@@ -381,7 +509,9 @@ cellar_status cellar_store_open(const char *dir, const cellar_store_options *opt
         cellar_store_close(s);
         return st;
     }
-    st = open_env(s, map_size, err);
+    st = read_only ? CELLAR_OK : open_size_lock(s, err);
+    if (!st)
+        st = open_env(s, map_size, err);
     if (!st)
         st = check_open_data_file(s, err);
     if (!st) {
@@ -408,6 +538,8 @@ void cellar_store_close(cellar_store *store)
             mdb_env_sync(store->env, 1); /* durability at a calm moment */
         mdb_env_close(store->env);
     }
+    if (store->size_lock >= 0)
+        close(store->size_lock);
     cellar_fingerprint_free(store->fp);
     free(store->path);
     free(store);
@@ -553,6 +685,23 @@ static cellar_status digest_result(cellar_store *s, const result_layout *L,
                                     "no memory for segment %zu (%zu bytes) of a result",
                                     i, len);
         cellar_fingerprint_begin(s->fp, seg_tag(i), len);
+        off_t at = dst && len >= DIRECT_MIN ? map_offset(s, src, len) : -1;
+        int fd = at >= 0 ? data_fd(s) : -1;
+        if (fd >= 0) {
+            /* Read the file, not the map: no page faults on the source, and
+             * each chunk is hashed while it is still in the cache. */
+            advise_huge(dst, len);
+            for (size_t off = 0; off < len; off += COPY_CHUNK) {
+                size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
+                if (!pread_all(fd, dst + off, n, at + (off_t)off))
+                    return cellar_error_set(err, CELLAR_EIO, "cannot read a result: %s",
+                                            strerror(errno ? errno : EIO));
+                cellar_fingerprint_update(s->fp, dst + off, n);
+            }
+            src += len;
+            rel.next = page_floor(src, s->page_size);
+            continue;
+        }
         for (size_t off = 0; off < len; off += COPY_CHUNK) {
             size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
             cellar_fingerprint_update(s->fp, src + off, n);
@@ -629,7 +778,7 @@ cellar_status cellar_reader_begin(cellar_store *store, cellar_reader **out,
         if (rc != MDB_MAP_RESIZED)
             return lmdb_error(err, rc, "cannot begin a read transaction");
         /* Another process grew the map: adopt its size and try again. */
-        rc = mdb_env_set_mapsize(store->env, 0);
+        rc = set_map_size(store, 0);
         if (rc)
             return lmdb_error(err, rc, "cannot adopt the grown map size");
     }
@@ -844,7 +993,7 @@ cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
     int fd;
     struct stat st;
     if (mdb_env_get_fd(s->env, &fd) == 0 && fstat(fd, &st) == 0)
-        out->file_bytes = (uint64_t)st.st_size;
+        out->file_bytes = (uint64_t)st.st_blocks * 512; /* the file is sparse */
     return walk(r, s->results, false, visit_sum_size, &out->result_bytes, err);
 }
 
@@ -1158,8 +1307,12 @@ static int fill_result(cellar_store *s, const result_op *op, uint8_t *dst,
         size_t len = op->segs[i].len;
         put_u64le(dst + RESULT_FIXED_HEADER + 8 * i, len);
         if (op->has_checksum) {
-            if (len)
-                memcpy(out, src, len);
+            off_t at = len >= DIRECT_MIN ? map_offset(s, out, len) : -1;
+            int fd = at >= 0 ? data_fd(s) : -1;
+            if (fd < 0 || !pwrite_all(fd, src, len, at)) {
+                if (len)
+                    memcpy(out, src, len);
+            }
         } else {
             cellar_fingerprint_begin(s->fp, seg_tag(i), len);
             for (size_t off = 0; off < len; off += COPY_CHUNK) {
@@ -1315,7 +1468,7 @@ static int grow_map(cellar_store *s, uint64_t batch_bytes)
     want = (want + ((1u << 20) - 1)) & ~(uint64_t)((1u << 20) - 1);
     if (want > SIZE_MAX / 2)
         return ENOMEM;
-    return mdb_env_set_mapsize(s->env, (size_t)want);
+    return set_map_size(s, want);
 }
 
 static void publish_run_ids(cellar_batch *b)
