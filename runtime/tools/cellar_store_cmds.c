@@ -318,23 +318,50 @@ typedef struct run_hits {
     size_t unreadable;
 } run_hits;
 
+/*
+ * One node's row of a run record as an object.  The extension writes rows as
+ * arrays under the names in "columns" (compact for runs of thousands of
+ * nodes); a row that already is an object is taken as it is.  NULL when the
+ * row is neither (or names no node).
+ */
+static json_t *row_object(json_t *columns, json_t *row)
+{
+    if (json_is_object(row))
+        return json_incref(row);
+    if (!json_is_array(row) || !json_is_array(columns))
+        return NULL;
+    json_t *obj = json_object();
+    size_t i;
+    json_t *name;
+    json_array_foreach(columns, i, name)
+    {
+        json_t *v = json_array_get(row, i);
+        if (json_is_string(name) && v)
+            json_object_set(obj, json_string_value(name), v);
+    }
+    return obj;
+}
+
 static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
 {
     run_hits *h = ctx;
     json_t *run = json_loadb(json, len, 0, NULL);
     json_t *nodes = json_object_get(run, "nodes");
+    json_t *columns = json_object_get(run, "columns");
     size_t i;
     json_t *item;
     if (!json_is_array(nodes))
         h->unreadable++;
     json_array_foreach(nodes, i, item)
     {
-        const char *name = json_string_value(json_object_get(item, "node"));
+        json_t *row = row_object(columns, item);
+        const char *name = json_string_value(json_object_get(row, "node"));
         if (name && !strcmp(name, h->node)) {
-            json_array_append_new(h->runs, json_pack("{s:I, s:O}", "run_id",
-                                                     (json_int_t)run_id, "entry", item));
+            json_array_append_new(h->runs, json_pack("{s:I, s:o}", "run_id",
+                                                     (json_int_t)run_id, "entry", row));
             break;
         }
+        json_decref(row);
     }
     json_decref(run);
     return 0;

@@ -1,0 +1,511 @@
+"""The `cellar` command-line tool, driven as a real process against a store that a real kernel
+built: `ls`, `show NODE|KEY`, `stats`, `verify` (text and --json, --dir and $CELLAR_DIR),
+`scan FILE|-`, `--help`, and the exit statuses and stderr messages of every failure.
+
+One kernel per module builds the store (module fixture `built`), then is shut down; tests that
+damage a store work on a copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import Kernel, calls
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cellar_bin():
+    candidates = [os.environ.get("CELLAR_BIN"), shutil.which("cellar"),
+                  str(Path(sys.executable).parent / "cellar"),
+                  str(REPO / "build" / "runtime" / "cellar")]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+CELLAR = cellar_bin()
+pytestmark = pytest.mark.skipif(
+    CELLAR is None,
+    reason="no cellar binary: set CELLAR_BIN, put cellar on PATH or build build/runtime/cellar")
+
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+# A byte pattern that occurs in exactly one stored value (the `marked` node's), so that the
+# corruption test can find that value inside data.mdb.
+MARKER = b"<<cellar-cli-test-marker-7f3a9c>>"
+
+NODES_V1 = textwrap.dedent(
+    """\
+    def raw():
+        _log("raw")
+        return list(range(100))
+
+    def doubled(raw):
+        _log("doubled")
+        return [x * 2 for x in raw]
+
+    def total(doubled):
+        _log("total")
+        return len(doubled)
+
+    def other():
+        _log("other")
+        return "other value " * 10
+
+    def marked():
+        _log("marked")
+        return b"%s" * 3 + bytes(range(256))
+    """
+).replace('b"%s"', repr(MARKER))
+
+# `raw` edited (a token change): a new raw value and a new doubled value, but the same
+# length, so `total` gets a new key whose data version is the old one (early cutoff).
+NODES_V2 = NODES_V1.replace("list(range(100))", "list(range(1, 101))")
+
+
+def cellar(*args, env_dir: Path | str | None = None, cwd: Path | str | None = None,
+           input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run the cellar binary; CELLAR_DIR is set only when env_dir is given."""
+    env = dict(os.environ)
+    env.pop("CELLAR_DIR", None)
+    if env_dir is not None:
+        env["CELLAR_DIR"] = str(env_dir)
+    return subprocess.run([CELLAR, *map(str, args)], capture_output=True, text=input is None,
+                          input=input, env=env, cwd=cwd, timeout=60)
+
+
+def ok_json(*args, **kw):
+    proc = cellar(*args, **kw)
+    assert proc.returncode == 0, f"cellar {args} -> {proc.returncode}\n{proc.stderr}"
+    assert proc.stderr == "", proc.stderr
+    return json.loads(proc.stdout)
+
+
+def failed(proc, status=1) -> str:
+    """Assert the process failed with `status`, printing nothing on stdout; returns stderr."""
+    assert proc.returncode == status, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.strip(), "a failure must say why on stderr"
+    return proc.stderr
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A store built by a real kernel: two runs, then the kernel is shut down.
+
+    Returns a dict with the store path, the runs' side effects and kernel-side facts."""
+    work = tmp_path_factory.mktemp("cli")
+    k = Kernel(work)
+    try:
+        k.setup()
+        k.ok(NODES_V1, cell_id="nodes")
+        k.cellar_run("total other marked").ok()
+        first = k.take_calls()
+        k.ok("import cellar")
+        marked_dv = k.eval("cellar.data_version(_v['marked'])")
+        marked_len = k.eval("len(_v['marked'])")
+        raw1_dv = k.eval("cellar.data_version(list(range(100)))")
+        k.ok(NODES_V2, cell_id="nodes")
+        k.cellar_run("total").ok()
+        second = k.take_calls()
+        raw2_dv = k.eval("cellar.data_version(list(range(1, 101)))")
+        total_dv = k.eval("cellar.data_version(100)")
+        k.take_calls()
+    finally:
+        k.stop()
+    return {"store": k.store, "work": work, "first": first, "second": second,
+            "marked_dv": marked_dv, "raw_dvs": {raw1_dv, raw2_dv}, "total_dv": total_dv,
+            "marked_len": marked_len}
+
+
+def test_the_store_was_built_as_expected(built):
+    # The premise of every other test here: what ran, counted through side effects.
+    assert built["first"] == calls("raw", "doubled", "total", "other", "marked")
+    assert built["second"] == calls("raw", "doubled", "total")
+
+
+# ---- ls -------------------------------------------------------------------------------------
+
+def test_ls_json_lists_every_key(built):
+    doc = ok_json("ls", "--dir", built["store"], "--json")
+    assert Path(doc["store"]) == built["store"].resolve()
+    keys = doc["keys"]
+    per_node = Counter(k["node"] for k in keys)
+    # raw, doubled and total got a second key when raw's code changed.
+    assert per_node == {"raw": 2, "doubled": 2, "total": 2, "other": 1, "marked": 1}
+    for k in keys:
+        for field in ("key", "data_version", "code_version"):
+            assert HEX32.match(k[field]), k
+        assert k["result_stored"] is True
+        assert k["size"] > 0 and k["compute_ns"] >= 0
+        assert 0 < k["created_ns"] <= k["last_used_ns"]
+    assert len({k["key"] for k in keys}) == len(keys), "keys are unique"
+    # Sorted by node name.
+    assert [k["node"] for k in keys] == sorted(k["node"] for k in keys)
+    by_node = {}
+    for k in keys:
+        by_node.setdefault(k["node"], []).append(k)
+    # Data versions are the values' fingerprints, as the kernel computes them.
+    assert {k["data_version"] for k in by_node["raw"]} == built["raw_dvs"]
+    assert {k["data_version"] for k in by_node["total"]} == {built["total_dv"]}, \
+        "early cutoff: both total keys point at the same value"
+    assert by_node["marked"][0]["data_version"] == built["marked_dv"]
+    # Two code versions of raw, one of total (its code did not change).
+    assert len({k["code_version"] for k in by_node["raw"]}) == 2
+    assert len({k["code_version"] for k in by_node["total"]}) == 1
+    # The size is that of the stored value: the pickle of 3 markers + 256 bytes.
+    marked_size = by_node["marked"][0]["size"]
+    assert built["marked_len"] <= marked_size < built["marked_len"] + 200
+
+
+def test_ls_text_and_cellar_dir_env(built):
+    doc = ok_json("ls", "--dir", built["store"], "--json")
+    # $CELLAR_DIR gives the same listing as --dir; --dir wins over $CELLAR_DIR.
+    assert ok_json("ls", "--json", env_dir=built["store"]) == doc
+    assert ok_json("ls", "--json", "--dir", built["store"], env_dir="/nonexistent/x") == doc
+    assert ok_json("ls", f"--dir={built['store']}", "--json") == doc
+    text = cellar("ls", env_dir=built["store"])
+    assert text.returncode == 0 and text.stderr == "", text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NODE", "KEY", "DATA"], lines[0]
+    rows = lines[1:]
+    assert len(rows) == len(doc["keys"])
+    for k in doc["keys"]:
+        row = next((r for r in rows if k["key"][:12] in r), None)
+        assert row is not None, f"key {k['key']} not listed:\n{text.stdout}"
+        assert row.split()[0] == k["node"] and k["data_version"][:12] in row
+
+
+def test_default_store_is_dot_cellar_in_cwd(built, tmp_path):
+    shutil.copytree(built["store"], tmp_path / ".cellar")
+    doc = ok_json("ls", "--json", cwd=tmp_path)
+    assert Path(doc["store"]) == (tmp_path / ".cellar").resolve()
+    assert len(doc["keys"]) == 8
+
+
+# ---- stats ----------------------------------------------------------------------------------
+
+def test_stats_json_and_text(built):
+    keys = ok_json("ls", "--dir", built["store"], "--json")["keys"]
+    st = ok_json("stats", "--json", env_dir=built["store"])
+    assert st["keys"] == len(keys) == 8
+    # One result per distinct data version (total's two keys share one).
+    sizes = {k["data_version"]: k["size"] for k in keys}
+    assert st["results"] == len(sizes) == 7
+    # result_bytes counts what the results take in the store: each value (the key record's
+    # size) plus a small header (segment lengths and checksum).
+    overhead = st["result_bytes"] - sum(sizes.values())
+    assert 0 <= overhead <= 64 * len(sizes), (st["result_bytes"], sizes)
+    assert st["nodes"] == 5
+    assert st["runs"] == 2
+    data_mdb = built["store"] / "data.mdb"
+    assert st["file_bytes"] == data_mdb.stat().st_size
+    assert st["map_size"] >= st["file_bytes"]
+    text = cellar("stats", "--dir", built["store"])
+    assert text.returncode == 0 and text.stderr == ""
+    fields = dict(re.split(r"\s{2,}", ln.strip(), maxsplit=1) for ln in text.stdout.splitlines())
+    assert fields["keys"] == "8" and fields["nodes"] == "5" and fields["runs"] == "2"
+    assert fields["results"].startswith("7 (")
+    assert Path(fields["store"]) == built["store"].resolve()
+
+
+# ---- show -----------------------------------------------------------------------------------
+
+def test_show_node_lists_its_keys_and_runs(built):
+    keys = ok_json("ls", "--dir", built["store"], "--json")["keys"]
+    raw_keys = {k["key"] for k in keys if k["node"] == "raw"}
+    doc = ok_json("show", "raw", "--dir", built["store"], "--json")
+    assert doc["node"] == "raw"
+    assert {k["key"] for k in doc["keys"]} == raw_keys
+    assert doc["metadata"]["name"] == "raw"
+    # The node record describes the latest run of raw: its newest key.
+    newest = max((k for k in keys if k["node"] == "raw"), key=lambda k: k["created_ns"])
+    assert doc["metadata"]["key"] == newest["key"]
+    # Both runs included raw (newest first), each with the key it used then.
+    runs = doc["runs"]
+    assert len(runs) == 2, runs
+    assert runs[0]["run_id"] > runs[1]["run_id"]
+    run_keys = [r["entry"]["key"] for r in runs]
+    assert set(run_keys) == raw_keys and run_keys[0] == newest["key"]
+    assert all(r["entry"]["status"] == "computed" for r in runs)
+
+    other = ok_json("show", "other", "--dir", built["store"], "--json")
+    assert len(other["keys"]) == 1 and len(other["runs"]) == 1, "other ran in the first run only"
+
+    text = cellar("show", "raw", env_dir=built["store"])
+    assert text.returncode == 0 and text.stderr == "", text.stderr
+    assert text.stdout.startswith("node raw\n")
+    for k in raw_keys:
+        assert k in text.stdout
+    assert "keys (2):" in text.stdout and "runs (2, newest first):" in text.stdout
+    run_rows = text.stdout.split("runs (2, newest first):", 1)[1].strip().splitlines()[1:]
+    assert len(run_rows) == 2 and all("computed" in r for r in run_rows), text.stdout
+
+
+def test_show_key_full_and_prefix(built):
+    keys = ok_json("ls", "--dir", built["store"], "--json")["keys"]
+    all_keys = [k["key"] for k in keys]
+    entry = next(k for k in keys if k["node"] == "marked")
+    full = ok_json("show", entry["key"], "--dir", built["store"], "--json")
+    assert full == entry
+    # The shortest unique prefix of at least 6 digits, and in upper case.
+    n = 6
+    while sum(k.startswith(entry["key"][:n]) for k in all_keys) > 1:
+        n += 1
+    assert ok_json("show", entry["key"][:n], "--dir", built["store"], "--json") == entry
+    assert ok_json("show", entry["key"][:n].upper(), "--dir", built["store"], "--json") == entry
+    text = cellar("show", entry["key"][:n], "--dir", built["store"])
+    assert text.returncode == 0 and text.stderr == ""
+    fields = dict(re.split(r"\s{2,}", ln.strip(), maxsplit=1) for ln in text.stdout.splitlines())
+    assert fields["key"] == entry["key"] and fields["node"] == "marked"
+    assert fields["data version"] == f"{entry['data_version']} (stored)"
+    assert fields["code version"] == entry["code_version"]
+
+
+def test_show_unknown(built):
+    store = built["store"]
+    err = failed(cellar("show", "no_such_node", "--dir", store))
+    assert "no_such_node" in err
+    # Six hex digits that begin no key.
+    all_keys = [k["key"] for k in ok_json("ls", "--dir", store, "--json")["keys"]]
+    absent = next(p for p in (f"{i:06x}" for i in range(1 << 24))
+                  if not any(k.startswith(p) for k in all_keys))
+    err = failed(cellar("show", absent, "--dir", store))
+    assert absent in err
+    # Too short to be a key prefix.
+    err = failed(cellar("show", all_keys[0][:4], "--dir", store))
+    assert "at least 6" in err
+    # Missing argument is a usage error.
+    failed(cellar("show", "--dir", store), status=2)
+
+
+def test_show_ambiguous_key_prefix(kernel_factory, tmp_path):
+    """Two keys sharing a 6-hex-digit prefix: found by making many keys (inputs 0..N of one
+    node, each run committing one key) until two collide, then `show PREFIX` must refuse."""
+    k = kernel_factory()
+    k.setup()
+    k.ok("def ident(i):\n    return i\n", cell_id="ident")
+    # 20000 keys: the chance that no two share a 24-bit prefix is exp(-20000²/2²⁵) ≈ 7e-6.
+    k.ok(textwrap.dedent("""\
+        import cellar
+        from IPython.utils.capture import capture_output
+        with capture_output():
+            for _i in range(20000):
+                cellar.run("ident", i=_i)
+        """), timeout=120)
+    k.stop()
+    keys = ok_json("ls", "--dir", k.store, "--json")["keys"]
+    assert len(keys) == 20000
+    seen = {}
+    prefix = None
+    for e in keys:
+        p = e["key"][:6]
+        if p in seen:
+            prefix = p
+            break
+        seen[p] = e
+    if prefix is None:
+        pytest.skip("no two of 20000 keys share 6 hex digits (p ≈ 7e-6)")
+    err = failed(cellar("show", prefix, "--dir", k.store))
+    assert "ambiguous" in err and prefix in err
+    failed(cellar("show", prefix, "--dir", k.store, "--json"))
+
+
+# ---- verify ---------------------------------------------------------------------------------
+
+def test_verify_healthy_store(built):
+    proc = cellar("verify", "--dir", built["store"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "checked 7 results: 0 corrupt"
+    doc = ok_json("verify", "--json", env_dir=built["store"])
+    assert doc["checked"] == 7 and doc["corrupt"] == 0 and doc["bad"] == []
+
+
+def test_verify_finds_a_flipped_byte(built, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(built["store"], store)
+    data = bytearray((store / "data.mdb").read_bytes())
+    hits = [m.start() for m in re.finditer(re.escape(MARKER), data)]
+    assert hits, "the marker value is not stored verbatim in data.mdb"
+    for at in hits:  # every copy, in case a stale one sits in a free page
+        data[at + 5] ^= 0x20
+    (store / "data.mdb").write_bytes(bytes(data))
+
+    proc = cellar("verify", "--dir", store)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert f"corrupt {built['marked_dv']}" in proc.stdout, proc.stdout
+    assert "checked 7 results: 1 corrupt" in proc.stdout
+    json_proc = cellar("verify", "--dir", store, "--json")
+    assert json_proc.returncode == 1
+    doc = json.loads(json_proc.stdout)
+    assert doc["checked"] == 7 and doc["corrupt"] == 1
+    assert [b["data_version"] for b in doc["bad"]] == [built["marked_dv"]]
+    assert doc["bad"][0]["message"]
+    # The rest of the store still reads.
+    assert len(ok_json("ls", "--dir", store, "--json")["keys"]) == 8
+
+
+# ---- help, usage and missing stores ---------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["help"], ["ls", "--help"],
+                                  ["show", "--help"], ["stats", "--help"], ["verify", "--help"],
+                                  ["scan", "--help"]])
+def test_help(args, tmp_path):
+    proc = cellar(*args, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("usage: cellar"), proc.stdout
+    if args[0] not in ("--help", "-h", "help"):
+        assert proc.stdout.startswith(f"usage: cellar {args[0]}")
+    else:
+        for cmd in ("scan", "ls", "show", "stats", "verify"):
+            assert re.search(rf"^\s+{cmd}\b", proc.stdout, re.M), cmd
+    assert list(tmp_path.iterdir()) == [], "--help creates nothing"
+
+
+@pytest.mark.parametrize("args", [[], ["frobnicate"], ["ls", "--bogus"], ["stats", "--dir"],
+                                  ["verify", "extra"], ["show"], ["scan"], ["scan", "--bogus"],
+                                  ["scan", "a.py", "b.py"]])
+def test_usage_errors_exit_2(args, tmp_path):
+    proc = cellar(*args, cwd=tmp_path)
+    assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    assert "usage" in proc.stderr or "cellar" in proc.stderr
+    assert proc.stderr.strip()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cmd", [["ls"], ["stats"], ["verify"], ["show", "raw"]])
+def test_missing_store(cmd, tmp_path):
+    missing = tmp_path / "nope" / "store"
+    for proc in (cellar(*cmd, "--dir", missing), cellar(*cmd, env_dir=missing),
+                 cellar(*cmd, "--json", cwd=tmp_path)):
+        err = failed(proc, 1)
+        assert proc.stdout == ""
+        assert "no cellar store" in err, err
+    assert not (tmp_path / "nope").exists() and not (tmp_path / ".cellar").exists(), \
+        "a read-only command must not create a store"
+    # An empty directory is not a store either, and stays empty.
+    missing.mkdir(parents=True, mode=0o700)
+    err = failed(cellar(*cmd, "--dir", missing), 1)
+    assert "no cellar store" in err
+    assert list(missing.iterdir()) == []
+
+
+# ---- scan -----------------------------------------------------------------------------------
+
+SCAN_SRC = textwrap.dedent(
+    '''\
+    import os
+
+    @decorate
+    @other(1)
+    def first(a, b=2, *args, c, d=4, **kw):
+        """Doc."""
+        return a + b
+
+    async def second(x, /, y):
+        await x
+        return y
+
+    class C:
+        def method(self):
+            pass
+
+    def _private():
+        pass
+    '''
+)
+
+
+def test_scan_file_and_stdin(tmp_path):
+    path = tmp_path / "cell.py"
+    path.write_text(SCAN_SRC)
+    proc = cellar("scan", path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc) == {"functions", "errors"} and doc["errors"] == []
+    fns = doc["functions"]
+    assert [f["name"] for f in fns] == ["first", "second", "_private"]
+    for f in fns:
+        assert set(f) == {"name", "async", "line", "end_line", "decorators", "code_version",
+                          "params"}
+        assert HEX32.match(f["code_version"])
+        for p in f["params"]:
+            assert set(p) == {"name", "kind", "default"}
+    first, second = fns[0], fns[1]
+    # line is the `def` line, as in ast (decorators above it are counted, not spanned).
+    assert (first["async"], first["line"], first["end_line"], first["decorators"]) == \
+        (False, 5, 7, 2)
+    assert [(p["name"], p["kind"], p["default"]) for p in first["params"]] == [
+        ("a", "positional_or_keyword", False), ("b", "positional_or_keyword", True),
+        ("args", "var_positional", False), ("c", "keyword_only", False),
+        ("d", "keyword_only", True), ("kw", "var_keyword", False)]
+    assert (second["async"], second["line"], second["end_line"], second["decorators"]) == \
+        (True, 9, 11, 0)
+    assert [(p["name"], p["kind"]) for p in second["params"]] == [
+        ("x", "positional_only"), ("y", "positional_or_keyword")]
+
+    stdin = cellar("scan", "-", input=SCAN_SRC.encode())
+    assert stdin.returncode == 0 and stdin.stderr == b""
+    assert json.loads(stdin.stdout) == doc
+
+
+def test_scan_errors_and_ipython_lines(tmp_path):
+    # An unclosed bracket: exit 1, the JSON still printed with the error's position.
+    proc = cellar("scan", "-", input=b"def ok():\n    return 1\n\nx = (1,\n")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [f["name"] for f in doc["functions"]] == ["ok"]
+    assert doc["errors"] and {"line", "col", "message"} <= set(doc["errors"][0])
+    # IPython syntax is not an error.
+    cell = b"%load_ext cellar\n!ls\nx = %time 1\ndef f(a):\n    return a\n"
+    proc = cellar("scan", "-", input=cell)
+    assert proc.returncode == 0, proc.stdout
+    assert [f["name"] for f in json.loads(proc.stdout)["functions"]] == ["f"]
+    # A file that cannot be read is a usage-level failure (2), with the reason.
+    proc = cellar("scan", tmp_path / "missing.py")
+    assert proc.returncode == 2 and "missing.py" in proc.stderr and proc.stdout == ""
+
+
+def code_version(src: str) -> str:
+    proc = cellar("scan", "-", input=src.encode())
+    assert proc.returncode == 0, proc.stdout
+    fns = json.loads(proc.stdout)["functions"]
+    assert len(fns) == 1
+    return fns[0]["code_version"]
+
+
+def test_scan_code_version_stability():
+    base = code_version("def f(a, b=1):\n    x = a + b\n    return x * 2\n")
+    same = [
+        # whitespace, blank lines, comments, docstring
+        "def f(a,b=1):\n    x=a+b\n\n    return x*2\n",
+        "def f(a, b=1):  # comment\n    # another\n    x = a + b\n    return x * 2  # end\n",
+        'def f(a, b=1):\n    """A docstring."""\n    x = a + b\n    return x * 2\n',
+        "def f(a,\n      b=1):\n    x = a + \\\n        b\n    return x * 2\n",
+        "\n\n# leading comment\ndef f(a, b=1):\n  x = a + b\n  return x * 2\n",
+    ]
+    for src in same:
+        assert code_version(src) == base, src
+    different = [
+        "def f(a, b=2):\n    x = a + b\n    return x * 2\n",  # default value
+        "def f(a, b=1):\n    x = a - b\n    return x * 2\n",  # operator
+        "def f(a, c=1):\n    x = a + c\n    return x * 2\n",  # name
+        "def f(a, b=1):\n    x = a + b\n    return x * 3\n",  # constant
+        "def f(a, b=1):\n    x = a + b\n    return 'x' * 2\n",  # a string that is not a docstring
+        "def f(a, b=1,):\n    x = a + b\n    return x * 2\n",  # a trailing comma is a token
+        "def f(a, b=1):\n    x = (a + b)\n    return x * 2\n",  # so are parentheses
+    ]
+    versions = {code_version(src) for src in different}
+    assert base not in versions and len(versions) == len(different)
