@@ -28,6 +28,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +61,8 @@ struct cellar_store {
     MDB_dbi results, keys, nodes, runs;
     bool read_only;
     int size_lock; /* fd of size.lock, or -1 (read-only) */
+    const uint8_t *map_base; /* where data.mdb is mapped, or NULL if unknown */
+    size_t map_len;
     size_t page_size;
     char *path;
     cellar_fingerprint *fp; /* scratch hasher for loads, verifies and commits */
@@ -273,6 +276,8 @@ static uint64_t data_file_size(const char *dir)
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+static void find_map(cellar_store *s);
+
 static void size_lock(cellar_store *s, int op)
 {
     while (s->size_lock >= 0 && flock(s->size_lock, op) < 0 && errno == EINTR)
@@ -288,6 +293,7 @@ static int set_map_size(cellar_store *s, uint64_t want)
         size = want;
     int rc = size > SIZE_MAX / 2 ? ENOMEM : mdb_env_set_mapsize(s->env, (size_t)size);
     size_lock(s, LOCK_UN);
+    find_map(s);
     return rc;
 }
 
@@ -357,13 +363,47 @@ static cellar_status check_open_data_file(cellar_store *s, cellar_error *err)
  * inside the map. */
 static off_t map_offset(cellar_store *s, const void *p, size_t len)
 {
-    MDB_envinfo info;
-    if (mdb_env_info(s->env, &info) != 0 || !info.me_mapaddr)
-        return -1;
-    const uint8_t *base = info.me_mapaddr, *q = p;
-    if (q < base || len > info.me_mapsize || (size_t)(q - base) > info.me_mapsize - len)
+    const uint8_t *base = s->map_base, *q = p;
+    if (!base || q < base || len > s->map_len || (size_t)(q - base) > s->map_len - len)
         return -1;
     return (off_t)(q - base);
+}
+
+/*
+ * LMDB does not say where it mapped data.mdb (mdb_env_info's me_mapaddr is
+ * only the MDB_FIXEDMAP hint), so find the mapping of that file in
+ * /proc/self/maps.  Called after every (re)mapping; when the mapping cannot
+ * be found, large segments are simply copied through the map.
+ */
+static void find_map(cellar_store *s)
+{
+    s->map_base = NULL;
+    s->map_len = 0;
+    int fd = -1;
+    struct stat st;
+    MDB_envinfo info;
+    if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0 ||
+        mdb_env_info(s->env, &info) != 0)
+        return;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (!maps)
+        return;
+    char line[PATH_MAX + 128];
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long long start, end, offset, inode;
+        unsigned major, minor;
+        char perms[8];
+        if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end, perms, &offset,
+                   &major, &minor, &inode) != 7)
+            continue;
+        if (inode == (unsigned long long)st.st_ino && offset == 0 &&
+            makedev(major, minor) == st.st_dev && end - start == info.me_mapsize) {
+            s->map_base = (const uint8_t *)(uintptr_t)start;
+            s->map_len = (size_t)(end - start);
+            break;
+        }
+    }
+    fclose(maps);
 }
 
 static int data_fd(cellar_store *s)
@@ -514,6 +554,8 @@ cellar_status cellar_store_open(const char *dir, const cellar_store_options *opt
         st = open_env(s, map_size, err);
     if (!st)
         st = check_open_data_file(s, err);
+    if (!st)
+        find_map(s);
     if (!st) {
         int dead;
         mdb_reader_check(s->env, &dead); /* free slots of killed processes */
