@@ -146,9 +146,15 @@ PyObject *cellar_load_value(cellar_state *st, cellar_reader *r, const cellar_has
 
 /* report.c */
 int cellar_report_type_init(PyObject *module, cellar_state *st);
-/* rows: list of (node, status, seconds or None, size or None); title: str */
+/* title: str; header: tuple of str; rows: list of tuples of str; note: str
+ * shown after the table, or NULL. */
 PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
-                            PyObject *rows);
+                            PyObject *rows, PyObject *note);
+
+/* Shows a report: published as text/plain and text/html through the shell's
+ * display publisher (IPython's generic formatters, which cost milliseconds a
+ * call, have nothing to add), or printed when there is no shell. */
+int cellar_report_show(cellar_state *st, PyObject *report);
 
 /* run.c */
 PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs);

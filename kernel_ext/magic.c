@@ -142,19 +142,10 @@ static PyObject *magic_status(cellar_state *st, PyObject *args)
     Py_XDECREF(inputs);
     if (!report)
         return NULL;
-    PyObject *display_mod = st->shell ? PyImport_ImportModule("IPython.display") : NULL;
-    PyObject *r = display_mod ? PyObject_CallMethod(display_mod, "display", "O", report) : NULL;
-    Py_XDECREF(display_mod);
-    if (!st->shell) {
-        PyObject *text = PyObject_Repr(report);
-        if (text)
-            PySys_FormatStdout("%U\n", text);
-        r = text;
-    }
+    int r = cellar_report_show(st, report);
     Py_DECREF(report);
-    if (!r)
+    if (r < 0)
         return NULL;
-    Py_DECREF(r);
     Py_RETURN_NONE;
 }
 

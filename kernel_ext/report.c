@@ -1,11 +1,12 @@
 /*
  * report.c - cellar.Report, the table a run or a status query shows.
  *
- * A report holds a title, column names and rows of preformatted strings.
- * IPython's display machinery asks it for `_repr_html_` in a notebook (a
- * table with each status coloured) and for `__repr__` in a terminal (aligned
- * columns separated by at least two spaces).  Very long reports show their
- * first rows and say how many more there are; `rows` always has them all.
+ * A report holds a title, column names, rows of preformatted strings and an
+ * optional closing note (what was left out of a long report).  IPython's
+ * display machinery asks it for `_repr_html_` in a notebook (a table with
+ * each status coloured) and for `__repr__` in a terminal (aligned columns
+ * separated by at least two spaces).  The caller chooses the rows; a report
+ * never shows more than SHOWN_ROWS of them.
  */
 #include "cellar_ext.h"
 
@@ -18,6 +19,7 @@ typedef struct report {
     PyObject *title;  /* str */
     PyObject *header; /* tuple of str */
     PyObject *rows;   /* list of tuples of str */
+    PyObject *note;   /* str or None */
 } report;
 
 static void report_dealloc(report *self)
@@ -27,6 +29,7 @@ static void report_dealloc(report *self)
     Py_CLEAR(self->title);
     Py_CLEAR(self->header);
     Py_CLEAR(self->rows);
+    Py_CLEAR(self->note);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -37,6 +40,7 @@ static int report_traverse(report *self, visitproc visit, void *arg)
     Py_VISIT(self->title);
     Py_VISIT(self->header);
     Py_VISIT(self->rows);
+    Py_VISIT(self->note);
     return 0;
 }
 
@@ -89,8 +93,10 @@ static PyObject *report_repr(report *self)
             if (append_padded(parts, PyTuple_GET_ITEM(row, c), widths[c], c == ncols - 1) < 0)
                 goto fail;
     }
-    if (shown < nrows) {
-        PyObject *more = PyUnicode_FromFormat("\n... %zd more rows", nrows - shown);
+    if (self->note != Py_None || shown < nrows) {
+        PyObject *more = self->note != Py_None
+                             ? PyUnicode_FromFormat("\n%U", self->note)
+                             : PyUnicode_FromFormat("\n... %zd more rows", nrows - shown);
         if (!more || PyList_Append(parts, more) < 0) {
             Py_XDECREF(more);
             goto fail;
@@ -184,7 +190,11 @@ static PyObject *report_html(report *self, PyObject *unused)
     }
     if (append_str(parts, "</tbody></table>") < 0)
         goto fail;
-    if (shown < nrows) {
+    if (self->note != Py_None) {
+        if (append_str(parts, "<p>") < 0 || append_escaped(parts, self->note, escape) < 0 ||
+            append_str(parts, "</p>") < 0)
+            goto fail;
+    } else if (shown < nrows) {
         char more[64];
         snprintf(more, sizeof more, "<p>... %zd more rows</p>", nrows - shown);
         if (append_str(parts, more) < 0)
@@ -207,7 +217,8 @@ fail:
 static PyMemberDef report_members[] = {
     {"title", T_OBJECT_EX, offsetof(report, title), READONLY, "One line summing up."},
     {"header", T_OBJECT_EX, offsetof(report, header), READONLY, "Column names."},
-    {"rows", T_OBJECT_EX, offsetof(report, rows), READONLY, "Every row, as tuples of str."},
+    {"rows", T_OBJECT_EX, offsetof(report, rows), READONLY, "The rows shown, as tuples of str."},
+    {"note", T_OBJECT_EX, offsetof(report, note), READONLY, "What the rows leave out, or None."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -243,7 +254,7 @@ int cellar_report_type_init(PyObject *module, cellar_state *st)
 }
 
 PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
-                            PyObject *rows)
+                            PyObject *rows, PyObject *note)
 {
     report *self = PyObject_GC_New(report, st->ReportType);
     if (!self)
@@ -251,6 +262,36 @@ PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
     self->title = Py_NewRef(title);
     self->header = Py_NewRef(header);
     self->rows = Py_NewRef(rows);
+    self->note = Py_NewRef(note ? note : Py_None);
     PyObject_GC_Track(self);
     return (PyObject *)self;
+}
+
+int cellar_report_show(cellar_state *st, PyObject *self)
+{
+    PyObject *text = PyObject_Repr(self);
+    if (!text)
+        return -1;
+    if (!st->shell) {
+        PySys_FormatStdout("%U\n", text);
+        Py_DECREF(text);
+        return 0;
+    }
+    PyObject *html = report_html((report *)self, NULL);
+    PyObject *data = html ? Py_BuildValue("{sOsO}", "text/plain", text, "text/html", html)
+                          : NULL;
+    PyObject *pub = data ? PyObject_GetAttrString(st->shell, "display_pub") : NULL;
+    PyObject *publish = pub ? PyObject_GetAttrString(pub, "publish") : NULL;
+    PyObject *args = publish ? PyTuple_Pack(1, data) : NULL;
+    PyObject *kwargs = args ? Py_BuildValue("{s{}}", "metadata") : NULL;
+    PyObject *r = kwargs ? PyObject_Call(publish, args, kwargs) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(publish);
+    Py_XDECREF(pub);
+    Py_XDECREF(data);
+    Py_XDECREF(html);
+    Py_DECREF(text);
+    return r ? 0 : -1;
 }

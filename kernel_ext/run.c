@@ -597,8 +597,8 @@ static json_t *hex_json(const cellar_hash *h)
 static json_t *lineage(run_ctx *ctx, PyObject *targets, uint64_t started)
 {
     json_t *run = json_object(), *rows = json_array(), *tj = json_array();
-    json_t *columns = json_pack("[ssssssss]", "node", "status", "key", "data_version",
-                                "time_ns", "size", "error", "code_version");
+    json_t *columns = json_pack("[sssssss]", "node", "status", "key", "data_version",
+                                "time_ns", "size", "error");
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++)
         json_array_append_new(tj, json_string(PyUnicode_AsUTF8(PyList_GET_ITEM(targets, i))));
     for (size_t i = 0; i < ctx->norder; i++) {
@@ -615,7 +615,6 @@ static json_t *lineage(run_ctx *ctx, PyObject *targets, uint64_t started)
                                                 : json_null());
         json_array_append_new(row, s->error ? json_string(PyUnicode_AsUTF8(s->error))
                                             : json_null());
-        json_array_append_new(row, ok ? hex_json(&s->code_version) : json_null());
         json_array_append_new(rows, row);
     }
     json_object_set_new(run, "started_ns", json_integer((json_int_t)started));
@@ -739,24 +738,53 @@ static PyObject *format_size(bool have, uint64_t n)
     return PyUnicode_FromString(buf);
 }
 
+/* A long run's report lists every node that did something (computed,
+ * failed, skipped) and as many cache hits as fit in REPORT_ROWS; the note
+ * counts the rest.  Only the rows shown are formatted. */
+#define REPORT_ROWS 30
+
+static int add_row(PyObject *rows, slot *s)
+{
+    PyObject *row = Py_BuildValue("(OsNN)", s->fn->name, status_names[s->status],
+                                  format_seconds(s->seconds),
+                                  format_size(s->have_size, s->size));
+    int rc = row ? PyList_Append(rows, row) : -1;
+    Py_XDECREF(row);
+    return rc;
+}
+
+static bool is_hit(const slot *s)
+{
+    return s->status == ST_LOADED || s->status == ST_MEMORY;
+}
+
 static PyObject *run_report(run_ctx *ctx, double total)
 {
-    size_t counts[6] = {0};
+    size_t counts[6] = {0}, active = 0;
+    for (size_t i = 0; i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        counts[s->status]++;
+        active += !is_hit(s);
+    }
+    size_t hits_shown = active >= REPORT_ROWS ? 0 : REPORT_ROWS - active;
+    size_t hidden_loaded = 0, hidden_memory = 0;
     PyObject *rows = PyList_New(0);
     if (!rows)
         return NULL;
     for (size_t i = 0; i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
-        counts[s->status]++;
-        PyObject *row = Py_BuildValue("(OsNN)", s->fn->name, status_names[s->status],
-                                      format_seconds(s->seconds),
-                                      format_size(s->have_size, s->size));
-        if (!row || PyList_Append(rows, row) < 0) {
-            Py_XDECREF(row);
+        if (is_hit(s)) {
+            if (hits_shown == 0) {
+                hidden_loaded += s->status == ST_LOADED;
+                hidden_memory += s->status == ST_MEMORY;
+                continue;
+            }
+            hits_shown--;
+        }
+        if (add_row(rows, s) < 0) {
             Py_DECREF(rows);
             return NULL;
         }
-        Py_DECREF(row);
     }
     char ms[32];
     snprintf(ms, sizeof ms, "%.1f", total * 1e3);
@@ -765,30 +793,21 @@ static PyObject *run_report(run_ctx *ctx, double total)
         "%zu skipped (%s ms)",
         ctx->norder, counts[ST_COMPUTED], counts[ST_LOADED], counts[ST_MEMORY],
         counts[ST_FAILED], counts[ST_SKIPPED], ms);
+    PyObject *note = (hidden_loaded || hidden_memory)
+                         ? PyUnicode_FromFormat("... and %zu more nodes not listed: %zu loaded, "
+                                                "%zu in memory",
+                                                hidden_loaded + hidden_memory, hidden_loaded,
+                                                hidden_memory)
+                         : Py_NewRef(Py_None);
     PyObject *header = Py_BuildValue("(ssss)", "node", "status", "time", "size");
-    PyObject *report = (title && header) ? cellar_report_new(ctx->st, title, header, rows)
-                                         : NULL;
+    PyObject *report = (title && header && note)
+                           ? cellar_report_new(ctx->st, title, header, rows, note)
+                           : NULL;
     Py_XDECREF(title);
     Py_XDECREF(header);
+    Py_XDECREF(note);
     Py_DECREF(rows);
     return report;
-}
-
-static int show(cellar_state *st, PyObject *report)
-{
-    if (!st->shell) {
-        PyObject *text = PyObject_Repr(report);
-        if (!text)
-            return -1;
-        PySys_FormatStdout("%U\n", text);
-        Py_DECREF(text);
-        return 0;
-    }
-    PyObject *display_mod = PyImport_ImportModule("IPython.display");
-    PyObject *r = display_mod ? PyObject_CallMethod(display_mod, "display", "O", report) : NULL;
-    Py_XDECREF(display_mod);
-    Py_XDECREF(r);
-    return r ? 0 : -1;
 }
 
 /* ---- the run ---- */
@@ -909,7 +928,7 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
         goto done;
     save(&ctx, targets, started);
     PyObject *report = run_report(&ctx, (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9);
-    if (!report || show(st, report) < 0) {
+    if (!report || cellar_report_show(st, report) < 0) {
         Py_XDECREF(report);
         goto done;
     }
@@ -983,7 +1002,7 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
                                            fresh, ctx.norder);
     PyObject *header = Py_BuildValue("(ss)", "node", "state");
     if (title && header)
-        report = cellar_report_new(st, title, header, rows);
+        report = cellar_report_new(st, title, header, rows, NULL);
     Py_XDECREF(title);
     Py_XDECREF(header);
 done:

@@ -128,7 +128,7 @@ typedef struct cellar_store_stats {
     uint64_t keys, results, nodes, runs;
     uint64_t result_bytes; /* sum of stored value sizes */
     uint64_t map_size;     /* current LMDB map size */
-    uint64_t file_bytes;   /* size of data.mdb on disk */
+    uint64_t file_bytes;   /* disk space data.mdb takes (the file is sparse) */
 } cellar_store_stats;
 
 cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
