@@ -27,12 +27,12 @@
 /* A function defined at the top level of a notebook cell (a node unless its
  * name starts with '_'). */
 typedef struct cellar_fn {
-    PyObject *name;    /* str */
-    PyObject *func;    /* the object the cell bound to `name` */
-    PyObject *cell_id; /* str, or Py_None when the frontend sent no cellId */
+    PyObject *name;             /* str */
+    PyObject *func;             /* the object the cell bound to `name` */
+    PyObject *cell_id;          /* str, or Py_None when the frontend sent no cellId */
     cellar_hash source_version; /* the scanner's normalized-token hash */
     Py_ssize_t nparams;
-    PyObject **param_names;      /* str, owned */
+    PyObject **param_names; /* str, owned */
     cellar_param_kind *kinds;
     bool *has_default;
 } cellar_fn;
@@ -99,10 +99,11 @@ static inline PyObject *cellar_fetch_exception(void)
 }
 
 /* module.c */
-PyObject *cellar_user_ns(cellar_state *st); /* borrowed; the shell's user_ns or __main__'s dict */
-void cellar_warn(const char *fmt, ...);     /* "cellar: warning: ..." to sys.stderr */
+PyObject *
+cellar_user_ns(cellar_state *st); /* borrowed; the shell's user_ns or __main__'s dict */
+void cellar_warn(const char *fmt, ...); /* "cellar: warning: ..." to sys.stderr */
 int cellar_open_store(cellar_state *st, PyObject *dir); /* -1 with StoreError set */
-PyObject *cellar_store_summary(cellar_state *st);    /* "cellar: store PATH (...)" */
+PyObject *cellar_store_summary(cellar_state *st);       /* "cellar: store PATH (...)" */
 
 /* cells.c */
 PyObject *cellar_pre_run_cell(PyObject *module, PyObject *info);
@@ -131,7 +132,8 @@ int cellar_pickle(cellar_state *st, PyObject *value, cellar_pickled *out, PyObje
 void cellar_pickled_release(cellar_pickled *p);
 /* Data version of any value; an unpicklable value gets a unique version and
  * *picklable = false.  -1 only on hard errors. */
-int cellar_data_version(cellar_state *st, PyObject *value, cellar_hash *out, bool *picklable);
+int cellar_data_version(cellar_state *st, PyObject *value, cellar_hash *out,
+                        bool *picklable);
 cellar_hash cellar_unique_version(cellar_state *st);
 /* Full code version of a registered function: its source plus what it reads
  * from the notebook.  `memo` maps names to versions within one run. */

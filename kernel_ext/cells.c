@@ -188,7 +188,8 @@ static PyObject *hook_failed(const char *hook)
     PyObject *msg = value ? PyObject_Str(value) : NULL;
     if (!msg)
         PyErr_Clear();
-    cellar_warn("%s hook failed: %s", hook, msg ? PyUnicode_AsUTF8(msg) : "unknown error");
+    cellar_warn("%s hook failed: %s", hook,
+                msg ? PyUnicode_AsUTF8(msg) : "unknown error");
     if (PyErr_Occurred())
         PyErr_Clear();
     Py_XDECREF(msg);
@@ -206,7 +207,8 @@ static PyObject *register_loading_cell(cellar_state *st, PyObject *result)
     PyObject *raw = info ? PyObject_GetAttrString(info, "raw_cell") : NULL;
     PyObject *cell_id = info ? get_cell_id(info) : NULL;
     Py_ssize_t len;
-    const char *src = raw && PyUnicode_Check(raw) ? PyUnicode_AsUTF8AndSize(raw, &len) : NULL;
+    const char *src =
+        raw && PyUnicode_Check(raw) ? PyUnicode_AsUTF8AndSize(raw, &len) : NULL;
     int rc = (src && cell_id) ? cellar_register_source(st, src, len, cell_id, NULL) : -1;
     Py_XDECREF(info);
     Py_XDECREF(raw);
@@ -281,7 +283,8 @@ PyObject *cellar_post_run_cell(PyObject *module, PyObject *result)
     int rc = 0;
     if (!skip) {
         PyObject *cell_id = get_cell_id(info);
-        cellar_scan *scan = PyCapsule_GetPointer(PyTuple_GET_ITEM(pending, 1), "cellar.scan");
+        cellar_scan *scan =
+            PyCapsule_GetPointer(PyTuple_GET_ITEM(pending, 1), "cellar.scan");
         PyObject *ns = cellar_user_ns(st);
         rc = (cell_id && scan && ns)
                  ? register_scan(st, scan, cell_id, PyTuple_GET_ITEM(pending, 2), ns)

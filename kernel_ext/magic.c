@@ -78,8 +78,8 @@ static int is_flag(PyObject *arg, const char *a, const char *b)
 }
 
 /* Splits args[from:] into target names and --input values. */
-static int parse_run_args(cellar_state *st, PyObject *args, Py_ssize_t from, PyObject *targets,
-                          PyObject *inputs)
+static int parse_run_args(cellar_state *st, PyObject *args, Py_ssize_t from,
+                          PyObject *targets, PyObject *inputs)
 {
     Py_ssize_t n = PyList_GET_SIZE(args);
     for (Py_ssize_t i = from; i < n; i++) {
@@ -91,7 +91,8 @@ static int parse_run_args(cellar_state *st, PyObject *args, Py_ssize_t from, PyO
             }
             int rc = add_input(st, inputs, PyList_GET_ITEM(args, ++i));
             if (rc == -2)
-                usage_error(st, "--input needs NAME=VALUE, got '%U'", PyList_GET_ITEM(args, i));
+                usage_error(st, "--input needs NAME=VALUE, got '%U'",
+                            PyList_GET_ITEM(args, i));
             if (rc < 0)
                 return -1;
         } else if (PyUnicode_Tailmatch(arg, PyUnicode_FromString("--input="), 0,
@@ -183,7 +184,8 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
     PyObject *result = NULL;
     if (!PyList_Check(args)) {
         PyErr_SetString(PyExc_TypeError, "shlex.split did not return a list");
-    } else if (PyList_GET_SIZE(args) == 0 || is_flag(PyList_GET_ITEM(args, 0), "--help", "-h") ||
+    } else if (PyList_GET_SIZE(args) == 0 ||
+               is_flag(PyList_GET_ITEM(args, 0), "--help", "-h") ||
                is_flag(PyList_GET_ITEM(args, 0), "help", NULL)) {
         PySys_FormatStdout("%s", cellar_magic_usage);
         result = Py_NewRef(Py_None);

@@ -103,10 +103,9 @@ PyObject *cellar_store_summary(cellar_state *st)
     }
     char size[32];
     human_size(stats.result_bytes, size, sizeof size);
-    return PyUnicode_FromFormat("cellar: store %s (%llu nodes, %llu results, %s)",
-                                cellar_store_path(st->store),
-                                (unsigned long long)stats.nodes,
-                                (unsigned long long)stats.results, size);
+    return PyUnicode_FromFormat(
+        "cellar: store %s (%llu nodes, %llu results, %s)", cellar_store_path(st->store),
+        (unsigned long long)stats.nodes, (unsigned long long)stats.results, size);
 }
 
 static PyObject *default_store_dir(void)
@@ -122,10 +121,11 @@ static int register_hooks(cellar_state *st, PyObject *ip)
     PyObject *events = PyObject_GetAttrString(ip, "events");
     if (!events)
         return -1;
-    PyObject *a = PyObject_CallMethod(events, "register", "sO", "pre_run_cell", st->pre_hook);
-    PyObject *b = a ? PyObject_CallMethod(events, "register", "sO", "post_run_cell",
-                                          st->post_hook)
-                    : NULL;
+    PyObject *a =
+        PyObject_CallMethod(events, "register", "sO", "pre_run_cell", st->pre_hook);
+    PyObject *b =
+        a ? PyObject_CallMethod(events, "register", "sO", "post_run_cell", st->post_hook)
+          : NULL;
     Py_XDECREF(a);
     Py_XDECREF(b);
     Py_DECREF(events);
@@ -172,12 +172,13 @@ static PyObject *unload_ipython_extension(PyObject *module, PyObject *ip)
     PyObject *events = PyObject_GetAttrString(ip, "events");
     if (!events)
         return NULL;
-    PyObject *a = PyObject_CallMethod(events, "unregister", "sO", "pre_run_cell", st->pre_hook);
+    PyObject *a =
+        PyObject_CallMethod(events, "unregister", "sO", "pre_run_cell", st->pre_hook);
     Py_XDECREF(a);
     if (!a)
         PyErr_Clear();
-    PyObject *b = PyObject_CallMethod(events, "unregister", "sO", "post_run_cell",
-                                      st->post_hook);
+    PyObject *b =
+        PyObject_CallMethod(events, "unregister", "sO", "post_run_cell", st->post_hook);
     Py_XDECREF(b);
     if (!b)
         PyErr_Clear();
@@ -199,7 +200,8 @@ static PyObject *run_py(PyObject *module, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++)
         if (!PyUnicode_Check(PyList_GET_ITEM(targets, i))) {
             Py_DECREF(targets);
-            PyErr_SetString(PyExc_TypeError, "cellar.run targets must be node names (str)");
+            PyErr_SetString(PyExc_TypeError,
+                            "cellar.run targets must be node names (str)");
             return NULL;
         }
     PyObject *inputs = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
@@ -265,7 +267,8 @@ static PyObject *forget_memory_py(PyObject *module, PyObject *unused)
 
 static PyMethodDef cellar_methods[] = {
     {"load_ipython_extension", load_ipython_extension, METH_O,
-     "Called by %load_ext cellar: opens the store, registers %cellar and the cell hooks."},
+     "Called by %load_ext cellar: opens the store, registers %cellar and the cell "
+     "hooks."},
     {"unload_ipython_extension", unload_ipython_extension, METH_O,
      "Called by %unload_ext / %reload_ext: removes the cell hooks."},
     {"run", (PyCFunction)(void (*)(void))run_py, METH_VARARGS | METH_KEYWORDS,
@@ -276,7 +279,8 @@ static PyMethodDef cellar_methods[] = {
      "already executed in the user namespace, as if a cell with that source had run."},
     {"store_path", store_path_py, METH_NOARGS, "The open store's directory, or None."},
     {"data_version", data_version_py, METH_O,
-     "data_version(value) -> str\n\nThe value's data version (32 hex digits): the XXH3-128 "
+     "data_version(value) -> str\n\nThe value's data version (32 hex digits): the "
+     "XXH3-128 "
      "fingerprint of its pickle (protocol 5, out-of-band buffers hashed in place). "
      "TypeError when the value cannot be pickled."},
     {"forget_memory", forget_memory_py, METH_NOARGS,

@@ -15,11 +15,10 @@
 #define SHOWN_ROWS 60
 
 typedef struct report {
-    PyObject_HEAD
-    PyObject *title;  /* str */
-    PyObject *header; /* tuple of str */
-    PyObject *rows;   /* list of tuples of str */
-    PyObject *note;   /* str or None */
+    PyObject_HEAD PyObject *title; /* str */
+    PyObject *header;              /* tuple of str */
+    PyObject *rows;                /* list of tuples of str */
+    PyObject *note;                /* str or None */
 } report;
 
 static void report_dealloc(report *self)
@@ -90,7 +89,8 @@ static PyObject *report_repr(report *self)
         }
         Py_DECREF(nl);
         for (Py_ssize_t c = 0; c < ncols && c < PyTuple_GET_SIZE(row); c++)
-            if (append_padded(parts, PyTuple_GET_ITEM(row, c), widths[c], c == ncols - 1) < 0)
+            if (append_padded(parts, PyTuple_GET_ITEM(row, c), widths[c],
+                              c == ncols - 1) < 0)
                 goto fail;
     }
     if (self->note != Py_None || shown < nrows) {
@@ -118,8 +118,8 @@ static const char *status_colour(PyObject *s)
     static const struct {
         const char *status, *colour;
     } colours[] = {
-        {"computed", "#fff3cd"}, {"loaded", "#d1e7dd"},   {"in memory", "#cfe2ff"},
-        {"failed", "#f8d7da"},   {"skipped", "#e2e3e5"},  {"up to date", "#d1e7dd"},
+        {"computed", "#fff3cd"},  {"loaded", "#d1e7dd"},  {"in memory", "#cfe2ff"},
+        {"failed", "#f8d7da"},    {"skipped", "#e2e3e5"}, {"up to date", "#d1e7dd"},
         {"needs run", "#fff3cd"},
     };
     const char *text = PyUnicode_AsUTF8(s);
@@ -191,7 +191,8 @@ static PyObject *report_html(report *self, PyObject *unused)
     if (append_str(parts, "</tbody></table>") < 0)
         goto fail;
     if (self->note != Py_None) {
-        if (append_str(parts, "<p>") < 0 || append_escaped(parts, self->note, escape) < 0 ||
+        if (append_str(parts, "<p>") < 0 ||
+            append_escaped(parts, self->note, escape) < 0 ||
             append_str(parts, "</p>") < 0)
             goto fail;
     } else if (shown < nrows) {
@@ -217,13 +218,16 @@ fail:
 static PyMemberDef report_members[] = {
     {"title", T_OBJECT_EX, offsetof(report, title), READONLY, "One line summing up."},
     {"header", T_OBJECT_EX, offsetof(report, header), READONLY, "Column names."},
-    {"rows", T_OBJECT_EX, offsetof(report, rows), READONLY, "The rows shown, as tuples of str."},
-    {"note", T_OBJECT_EX, offsetof(report, note), READONLY, "What the rows leave out, or None."},
+    {"rows", T_OBJECT_EX, offsetof(report, rows), READONLY,
+     "The rows shown, as tuples of str."},
+    {"note", T_OBJECT_EX, offsetof(report, note), READONLY,
+     "What the rows leave out, or None."},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyMethodDef report_methods[] = {
-    {"_repr_html_", (PyCFunction)report_html, METH_NOARGS, "The report as an HTML table."},
+    {"_repr_html_", (PyCFunction)report_html, METH_NOARGS,
+     "The report as an HTML table."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -278,8 +282,8 @@ int cellar_report_show(cellar_state *st, PyObject *self)
         return 0;
     }
     PyObject *html = report_html((report *)self, NULL);
-    PyObject *data = html ? Py_BuildValue("{sOsO}", "text/plain", text, "text/html", html)
-                          : NULL;
+    PyObject *data =
+        html ? Py_BuildValue("{sOsO}", "text/plain", text, "text/html", html) : NULL;
     PyObject *pub = data ? PyObject_GetAttrString(st->shell, "display_pub") : NULL;
     PyObject *publish = pub ? PyObject_GetAttrString(pub, "publish") : NULL;
     PyObject *args = publish ? PyTuple_Pack(1, data) : NULL;

@@ -65,7 +65,8 @@ PyObject *cellar_load_value(cellar_state *st, cellar_reader *r, const cellar_has
     }
     PyObject *args[] = {ctx.stream, ctx.buffers};
     PyObject *kwnames = PyTuple_Pack(1, st->str_buffers);
-    PyObject *value = kwnames ? PyObject_Vectorcall(st->pickle_loads, args, 1, kwnames) : NULL;
+    PyObject *value =
+        kwnames ? PyObject_Vectorcall(st->pickle_loads, args, 1, kwnames) : NULL;
     Py_XDECREF(kwnames);
     Py_DECREF(ctx.stream);
     Py_DECREF(ctx.buffers);

@@ -29,22 +29,22 @@ typedef enum {
     ST_SKIPPED
 } node_status;
 
-static const char *status_names[] = {"pending", "computed", "loaded",
-                                     "in memory", "failed", "skipped"};
+static const char *status_names[] = {"pending",   "computed", "loaded",
+                                     "in memory", "failed",   "skipped"};
 
 typedef struct slot {
     PyObject *cap; /* strong: keeps the cellar_fn alive during the run */
     cellar_fn *fn;
     node_status status;
     cellar_hash key, dv, code_version;
-    PyObject *value;     /* strong, once available */
-    PyObject *error;     /* str, when failed or skipped */
-    double seconds;      /* compute or load time, < 0 when none */
+    PyObject *value; /* strong, once available */
+    PyObject *error; /* str, when failed or skipped */
+    double seconds;  /* compute or load time, < 0 when none */
     uint64_t size;
     bool have_size;
-    bool stored;         /* computed, picklable: to be written */
-    uint64_t last_used;  /* the key record's, for hits from the store */
-    bool replace;        /* its stored result failed to load: overwrite it */
+    bool stored;        /* computed, picklable: to be written */
+    uint64_t last_used; /* the key record's, for hits from the store */
+    bool replace;       /* its stored result failed to load: overwrite it */
     cellar_pickled pickled;
 } slot;
 
@@ -117,7 +117,8 @@ static int build_graph(run_ctx *ctx)
                 fn->kinds[i] == CELLAR_PARAM_VAR_KEYWORD)
                 continue;
             int dep = cellar_graph_find(ctx->g, PyUnicode_AsUTF8(fn->param_names[i]));
-            if (dep >= 0 && cellar_graph_add_edge(ctx->g, dep, (int)id, &err) != CELLAR_OK) {
+            if (dep >= 0 &&
+                cellar_graph_add_edge(ctx->g, dep, (int)id, &err) != CELLAR_OK) {
                 PyErr_NoMemory();
                 return -1;
             }
@@ -158,10 +159,11 @@ static int plan_order(run_ctx *ctx, const int *targets, size_t ntargets)
         PyErr_NoMemory();
         return -1;
     }
-    cellar_status rc = cellar_graph_ancestors(ctx->g, targets, ntargets, true, subset,
-                                              &nsubset, &err);
+    cellar_status rc =
+        cellar_graph_ancestors(ctx->g, targets, ntargets, true, subset, &nsubset, &err);
     if (rc == CELLAR_OK)
-        rc = cellar_graph_toposort(ctx->g, subset, nsubset, ctx->order, &ctx->norder, &err);
+        rc = cellar_graph_toposort(ctx->g, subset, nsubset, ctx->order, &ctx->norder,
+                                   &err);
     PyMem_Free(subset);
     if (rc != CELLAR_OK) {
         PyErr_Format(ctx->st->RunError, "%s", err.message);
@@ -301,13 +303,13 @@ static int node_key(run_ctx *ctx, int id, PyObject **values)
                     rc = -1;
                     break;
                 }
-                set_error(s, ST_FAILED,
-                          PyUnicode_FromFormat("node '%U' needs input '%U': pass --input "
-                                               "%U=VALUE (or %U=... to cellar.run), define "
-                                               "a global '%U', or give it a default",
-                                               fn->name, fn->param_names[i],
-                                               fn->param_names[i], fn->param_names[i],
-                                               fn->param_names[i]));
+                set_error(
+                    s, ST_FAILED,
+                    PyUnicode_FromFormat("node '%U' needs input '%U': pass --input "
+                                         "%U=VALUE (or %U=... to cellar.run), define "
+                                         "a global '%U', or give it a default",
+                                         fn->name, fn->param_names[i], fn->param_names[i],
+                                         fn->param_names[i], fn->param_names[i]));
                 rc = 1;
                 break;
             }
@@ -323,8 +325,8 @@ static int node_key(run_ctx *ctx, int id, PyObject **values)
         }
         names[used++] = pname;
     }
-    if (rc == 0 && cellar_code_version(ctx->st, fn, ctx->ns, ctx->versions,
-                                       &s->code_version) < 0)
+    if (rc == 0 &&
+        cellar_code_version(ctx->st, fn, ctx->ns, ctx->versions, &s->code_version) < 0)
         rc = -1;
     if (rc == 0) {
         Py_ssize_t nlen;
@@ -361,7 +363,8 @@ static int memo_lookup(run_ctx *ctx, slot *s)
 static int memo_store(run_ctx *ctx, slot *s)
 {
     PyObject *k = hash_bytes(&s->key), *d = hash_bytes(&s->dv);
-    PyObject *size = s->have_size ? PyLong_FromUnsignedLongLong(s->size) : Py_NewRef(Py_None);
+    PyObject *size =
+        s->have_size ? PyLong_FromUnsignedLongLong(s->size) : Py_NewRef(Py_None);
     PyObject *entry = (k && d && size) ? PyTuple_Pack(4, k, d, s->value, size) : NULL;
     Py_XDECREF(k);
     Py_XDECREF(d);
@@ -378,7 +381,8 @@ static int ensure_value(run_ctx *ctx, int id);
 static PyObject *exception_text(PyObject *exc)
 {
     PyObject *text = PyObject_Str(exc);
-    PyObject *r = text ? PyUnicode_FromFormat("%s: %U", Py_TYPE(exc)->tp_name, text) : NULL;
+    PyObject *r =
+        text ? PyUnicode_FromFormat("%s: %U", Py_TYPE(exc)->tp_name, text) : NULL;
     Py_XDECREF(text);
     if (!r)
         PyErr_Clear();
@@ -418,8 +422,8 @@ static PyObject *call_node(slot *s, PyObject **values)
             nkw++;
         }
     PyObject *kw = nkw ? PyTuple_GetSlice(kwnames, 0, nkw) : NULL;
-    PyObject *result = (nkw && !kw) ? NULL
-                                    : PyObject_Vectorcall(fn->func, args, (size_t)npos, kw);
+    PyObject *result =
+        (nkw && !kw) ? NULL : PyObject_Vectorcall(fn->func, args, (size_t)npos, kw);
     Py_XDECREF(kw);
     Py_DECREF(kwnames);
     PyMem_Free(args);
@@ -434,9 +438,10 @@ static int keep_result(run_ctx *ctx, slot *s, PyObject *value)
     if (rc < 0)
         return -1;
     if (rc == 1) {
-        cellar_warn("the result of node '%s' cannot be pickled (%s); it is kept in memory "
-                    "for this session only and is not stored",
-                    PyUnicode_AsUTF8(s->fn->name), why ? PyUnicode_AsUTF8(why) : "?");
+        cellar_warn(
+            "the result of node '%s' cannot be pickled (%s); it is kept in memory "
+            "for this session only and is not stored",
+            PyUnicode_AsUTF8(s->fn->name), why ? PyUnicode_AsUTF8(why) : "?");
         Py_XDECREF(why);
         s->dv = cellar_unique_version(ctx->st);
         s->have_size = false;
@@ -509,9 +514,9 @@ static int load(run_ctx *ctx, int id)
     cellar_error err;
     err.message[0] = '\0';
     uint64_t t0 = now_ns(CLOCK_MONOTONIC);
-    PyObject *value = ctx->reader ? cellar_load_value(ctx->st, ctx->reader, &s->dv, &status,
-                                                      &err)
-                                  : NULL;
+    PyObject *value = ctx->reader
+                          ? cellar_load_value(ctx->st, ctx->reader, &s->dv, &status, &err)
+                          : NULL;
     if (value) {
         s->seconds = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9;
         Py_XSETREF(s->value, value);
@@ -536,7 +541,8 @@ static int load(run_ctx *ctx, int id)
     if (PyErr_Occurred())
         PyErr_Clear();
     cellar_warn("the stored result of node '%s' was not used: %s%s%s; recomputing",
-                PyUnicode_AsUTF8(s->fn->name), why, err.message[0] ? ": " : "", err.message);
+                PyUnicode_AsUTF8(s->fn->name), why, err.message[0] ? ": " : "",
+                err.message);
     s->replace = true;
     return compute(ctx, id);
 }
@@ -571,7 +577,8 @@ static int visit(run_ctx *ctx, int id)
         cellar_key_record rec;
         cellar_error err;
         cellar_status found = cellar_reader_get_key(ctx->reader, &s->key, &rec, &err);
-        if (found == CELLAR_OK && cellar_reader_has_result(ctx->reader, &rec.data_version)) {
+        if (found == CELLAR_OK &&
+            cellar_reader_has_result(ctx->reader, &rec.data_version)) {
             s->status = ST_LOADED;
             s->dv = rec.data_version;
             s->size = rec.size;
@@ -600,7 +607,8 @@ static json_t *lineage(run_ctx *ctx, PyObject *targets, uint64_t started)
     json_t *columns = json_pack("[sssssss]", "node", "status", "key", "data_version",
                                 "time_ns", "size", "error");
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++)
-        json_array_append_new(tj, json_string(PyUnicode_AsUTF8(PyList_GET_ITEM(targets, i))));
+        json_array_append_new(tj,
+                              json_string(PyUnicode_AsUTF8(PyList_GET_ITEM(targets, i))));
     for (size_t i = 0; i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         bool ok = s->status != ST_FAILED && s->status != ST_SKIPPED;
@@ -609,8 +617,8 @@ static json_t *lineage(run_ctx *ctx, PyObject *targets, uint64_t started)
         json_array_append_new(row, json_string(status_names[s->status]));
         json_array_append_new(row, ok ? hex_json(&s->key) : json_null());
         json_array_append_new(row, ok ? hex_json(&s->dv) : json_null());
-        json_array_append_new(row, json_integer(s->seconds >= 0 ? (json_int_t)(s->seconds * 1e9)
-                                                               : 0));
+        json_array_append_new(
+            row, json_integer(s->seconds >= 0 ? (json_int_t)(s->seconds * 1e9) : 0));
         json_array_append_new(row, s->have_size ? json_integer((json_int_t)s->size)
                                                 : json_null());
         json_array_append_new(row, s->error ? json_string(PyUnicode_AsUTF8(s->error))
@@ -629,12 +637,14 @@ static char *node_json(slot *s, uint64_t now)
 {
     json_t *o = json_object(), *params = json_array();
     for (Py_ssize_t i = 0; i < s->fn->nparams; i++)
-        json_array_append_new(params, json_string(PyUnicode_AsUTF8(s->fn->param_names[i])));
+        json_array_append_new(params,
+                              json_string(PyUnicode_AsUTF8(s->fn->param_names[i])));
     json_object_set_new(o, "name", json_string(PyUnicode_AsUTF8(s->fn->name)));
     json_object_set_new(o, "params", params);
-    json_object_set_new(o, "cell_id", PyUnicode_Check(s->fn->cell_id)
-                                          ? json_string(PyUnicode_AsUTF8(s->fn->cell_id))
-                                          : json_null());
+    json_object_set_new(o, "cell_id",
+                        PyUnicode_Check(s->fn->cell_id)
+                            ? json_string(PyUnicode_AsUTF8(s->fn->cell_id))
+                            : json_null());
     json_object_set_new(o, "code_version", hex_json(&s->code_version));
     json_object_set_new(o, "key", hex_json(&s->key));
     json_object_set_new(o, "data_version", hex_json(&s->dv));
@@ -745,9 +755,9 @@ static PyObject *format_size(bool have, uint64_t n)
 
 static int add_row(PyObject *rows, slot *s)
 {
-    PyObject *row = Py_BuildValue("(OsNN)", s->fn->name, status_names[s->status],
-                                  format_seconds(s->seconds),
-                                  format_size(s->have_size, s->size));
+    PyObject *row =
+        Py_BuildValue("(OsNN)", s->fn->name, status_names[s->status],
+                      format_seconds(s->seconds), format_size(s->have_size, s->size));
     int rc = row ? PyList_Append(rows, row) : -1;
     Py_XDECREF(row);
     return rc;
@@ -793,12 +803,13 @@ static PyObject *run_report(run_ctx *ctx, double total)
         "%zu skipped (%s ms)",
         ctx->norder, counts[ST_COMPUTED], counts[ST_LOADED], counts[ST_MEMORY],
         counts[ST_FAILED], counts[ST_SKIPPED], ms);
-    PyObject *note = (hidden_loaded || hidden_memory)
-                         ? PyUnicode_FromFormat("... and %zu more nodes not listed: %zu loaded, "
-                                                "%zu in memory",
-                                                hidden_loaded + hidden_memory, hidden_loaded,
-                                                hidden_memory)
-                         : Py_NewRef(Py_None);
+    PyObject *note =
+        (hidden_loaded || hidden_memory)
+            ? PyUnicode_FromFormat("... and %zu more nodes not listed: %zu loaded, "
+                                   "%zu in memory",
+                                   hidden_loaded + hidden_memory, hidden_loaded,
+                                   hidden_memory)
+            : Py_NewRef(Py_None);
     PyObject *header = Py_BuildValue("(ssss)", "node", "status", "time", "size");
     PyObject *report = (title && header && note)
                            ? cellar_report_new(ctx->st, title, header, rows, note)
@@ -828,7 +839,8 @@ static int start(run_ctx *ctx, cellar_state *st, PyObject *inputs)
     if (st->store) {
         cellar_error err;
         if (cellar_reader_begin(st->store, &ctx->reader, &err) != CELLAR_OK) {
-            cellar_warn("the store cannot be read (%s); computing without it", err.message);
+            cellar_warn("the store cannot be read (%s); computing without it",
+                        err.message);
             ctx->reader = NULL;
         }
     }
@@ -861,7 +873,8 @@ static PyObject *results_of(run_ctx *ctx, PyObject *targets, const int *ids)
         return Py_NewRef(ctx->slots[ids[0]].value);
     PyObject *out = PyDict_New();
     for (Py_ssize_t i = 0; out && i < n; i++)
-        if (PyDict_SetItem(out, PyList_GET_ITEM(targets, i), ctx->slots[ids[i]].value) < 0)
+        if (PyDict_SetItem(out, PyList_GET_ITEM(targets, i), ctx->slots[ids[i]].value) <
+            0)
             Py_CLEAR(out);
     return out;
 }
@@ -873,9 +886,9 @@ static PyObject *failure_error(run_ctx *ctx)
         slot *s = &ctx->slots[ctx->order[i]];
         if (s->status != ST_FAILED && s->status != ST_SKIPPED)
             continue;
-        PyObject *line = PyUnicode_FromFormat("%U %s: %U", s->fn->name,
-                                              status_names[s->status],
-                                              s->error ? s->error : Py_None);
+        PyObject *line =
+            PyUnicode_FromFormat("%U %s: %U", s->fn->name, status_names[s->status],
+                                 s->error ? s->error : Py_None);
         if (!line || PyList_Append(parts, line) < 0)
             Py_CLEAR(parts);
         Py_XDECREF(line);
@@ -957,7 +970,8 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
     if (start(&ctx, st, inputs) < 0)
         goto done;
     cellar_error err;
-    if (cellar_graph_toposort(ctx.g, NULL, 0, ctx.order, &ctx.norder, &err) != CELLAR_OK) {
+    if (cellar_graph_toposort(ctx.g, NULL, 0, ctx.order, &ctx.norder, &err) !=
+        CELLAR_OK) {
         PyErr_Format(st->RunError, "%s", err.message);
         goto done;
     }

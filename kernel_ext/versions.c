@@ -48,7 +48,8 @@ static int fill_segments(cellar_state *st, cellar_pickled *p)
     p->size = p->segs[0].len;
     for (Py_ssize_t i = 0; i < nbuf; i++) {
         Py_buffer *v = &p->views[i];
-        if (PyObject_GetBuffer(PyList_GET_ITEM(p->buffers, i), v, PyBUF_ANY_CONTIGUOUS) < 0)
+        if (PyObject_GetBuffer(PyList_GET_ITEM(p->buffers, i), v, PyBUF_ANY_CONTIGUOUS) <
+            0)
             return -1;
         p->nsegs++;
         p->segs[i + 1].data = v->buf;
@@ -121,7 +122,8 @@ cellar_hash cellar_unique_version(cellar_state *st)
     return cellar_fingerprint_digest(st->fp);
 }
 
-int cellar_data_version(cellar_state *st, PyObject *value, cellar_hash *out, bool *picklable)
+int cellar_data_version(cellar_state *st, PyObject *value, cellar_hash *out,
+                        bool *picklable)
 {
     cellar_pickled p;
     PyObject *why = NULL;
@@ -150,13 +152,15 @@ static int collect_names(PyObject *code, PyObject *names, PyObject *seen, int de
         return 0;
     PyObject *co_names = PyObject_GetAttrString(code, "co_names");
     PyObject *co_consts = co_names ? PyObject_GetAttrString(code, "co_consts") : NULL;
-    int rc = (co_names && co_consts && PyTuple_Check(co_names) && PyTuple_Check(co_consts))
-                 ? 0
-                 : -1;
+    int rc =
+        (co_names && co_consts && PyTuple_Check(co_names) && PyTuple_Check(co_consts))
+            ? 0
+            : -1;
     for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(co_names); i++) {
         PyObject *name = PyTuple_GET_ITEM(co_names, i);
         int has = PySet_Contains(seen, name);
-        if (has < 0 || (!has && (PySet_Add(seen, name) < 0 || PyList_Append(names, name) < 0)))
+        if (has < 0 ||
+            (!has && (PySet_Add(seen, name) < 0 || PyList_Append(names, name) < 0)))
             rc = -1;
     }
     for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(co_consts); i++) {
@@ -211,7 +215,8 @@ static int defined_in_main(PyObject *obj)
         PyErr_Clear();
         return 0;
     }
-    int main = mod && PyUnicode_Check(mod) && PyUnicode_CompareWithASCIIString(mod, "__main__") == 0;
+    int main = mod && PyUnicode_Check(mod) &&
+               PyUnicode_CompareWithASCIIString(mod, "__main__") == 0;
     Py_XDECREF(mod);
     return main;
 }
@@ -316,8 +321,8 @@ static int global_version(cellar_state *st, PyObject *name, PyObject *v, PyObjec
 }
 
 /* What `name` contributes to a code version; *skip when nothing. */
-static int dependency_version(cellar_state *st, PyObject *name, PyObject *ns, PyObject *memo,
-                              cellar_hash *out, bool *skip)
+static int dependency_version(cellar_state *st, PyObject *name, PyObject *ns,
+                              PyObject *memo, cellar_hash *out, bool *skip)
 {
     *skip = true;
     PyObject *v = PyDict_GetItemWithError(ns, name);

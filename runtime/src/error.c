@@ -34,7 +34,8 @@ void cellar_error_clear(cellar_error *err)
     }
 }
 
-cellar_status cellar_error_set(cellar_error *err, cellar_status code, const char *fmt, ...)
+cellar_status cellar_error_set(cellar_error *err, cellar_status code, const char *fmt,
+                               ...)
 {
     if (err) {
         va_list ap;

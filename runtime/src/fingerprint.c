@@ -104,7 +104,8 @@ void cellar_fingerprint_update(cellar_fingerprint *fp, const void *data, size_t 
         XXH3_128bits_update(&fp->state, data, len);
 }
 
-void cellar_fingerprint_add(cellar_fingerprint *fp, char tag, const void *data, size_t len)
+void cellar_fingerprint_add(cellar_fingerprint *fp, char tag, const void *data,
+                            size_t len)
 {
     cellar_fingerprint_begin(fp, tag, len);
     cellar_fingerprint_update(fp, data, len);

@@ -19,12 +19,12 @@
 #include "cellar/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -60,7 +60,7 @@ struct cellar_store {
     MDB_env *env;
     MDB_dbi results, keys, nodes, runs;
     bool read_only;
-    int size_lock; /* fd of size.lock, or -1 (read-only) */
+    int size_lock;           /* fd of size.lock, or -1 (read-only) */
     const uint8_t *map_base; /* where data.mdb is mapped, or NULL if unknown */
     size_t map_len;
     size_t page_size;
@@ -318,8 +318,8 @@ static cellar_status open_env(cellar_store *s, size_t map_size, cellar_error *er
         size_lock(s, LOCK_EX);
         uint64_t file_size = data_file_size(s->path);
         if (!rc)
-            rc = mdb_env_set_mapsize(s->env, file_size > map_size ? (size_t)file_size
-                                                                  : map_size);
+            rc = mdb_env_set_mapsize(s->env,
+                                     file_size > map_size ? (size_t)file_size : map_size);
         if (!rc)
             rc = mdb_env_open(s->env, s->path, flags, 0600);
         size_lock(s, LOCK_UN);
@@ -1244,7 +1244,8 @@ cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_v
     return push_result(b, data_version, segs, nsegs, checksum, false, err);
 }
 
-cellar_status cellar_batch_replace_result(cellar_batch *b, const cellar_hash *data_version,
+cellar_status cellar_batch_replace_result(cellar_batch *b,
+                                          const cellar_hash *data_version,
                                           const cellar_segment *segs, size_t nsegs,
                                           const cellar_hash *checksum, cellar_error *err)
 {

@@ -13,7 +13,8 @@ static const char usage[] =
     "Inspect Python cell source and cellar stores.\n"
     "\n"
     "commands:\n"
-    "  scan FILE|-        print the top-level functions of Python/IPython source as JSON\n"
+    "  scan FILE|-        print the top-level functions of Python/IPython source as "
+    "JSON\n"
     "  ls                 list the cached entries of a store\n"
     "  show NODE|KEY      a node's metadata and history, or one cache key\n"
     "  stats              counts and sizes of a store\n"
@@ -38,7 +39,8 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
         fputs(usage, stdout);
         return 0;
     }

@@ -959,7 +959,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permission_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_bytes_are_detected, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replace_heals_damaged_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_heals_damaged_payload, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_load_peak_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
     };

@@ -49,9 +49,8 @@ void cellar_error_clear(cellar_error *err);
  * and returns `code`, so that callers can write `return cellar_error_set(...)`.
  * Messages longer than CELLAR_ERROR_MESSAGE_MAX - 1 bytes are truncated.
  */
-cellar_status cellar_error_set(cellar_error *err, cellar_status code,
-                               const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+cellar_status cellar_error_set(cellar_error *err, cellar_status code, const char *fmt,
+                               ...) __attribute__((format(printf, 3, 4)));
 
 #ifdef __cplusplus
 }

@@ -69,9 +69,9 @@ cellar_status cellar_graph_toposort(const cellar_graph *g, const int *subset,
 cellar_status cellar_graph_ancestors(const cellar_graph *g, const int *ids, size_t nids,
                                      bool include_self, int *out, size_t *n,
                                      cellar_error *err);
-cellar_status cellar_graph_descendants(const cellar_graph *g, const int *ids,
-                                       size_t nids, bool include_self, int *out,
-                                       size_t *n, cellar_error *err);
+cellar_status cellar_graph_descendants(const cellar_graph *g, const int *ids, size_t nids,
+                                       bool include_self, int *out, size_t *n,
+                                       cellar_error *err);
 
 #ifdef __cplusplus
 }

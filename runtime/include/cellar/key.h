@@ -56,8 +56,7 @@ cellar_hash cellar_key_digest(const cellar_key *k);
 cellar_status cellar_key_for_node(cellar_key *k, const char *node, size_t node_len,
                                   const cellar_hash *code_version, size_t nparams,
                                   const char *const *param_names,
-                                  const cellar_hash *param_versions,
-                                  cellar_hash *out);
+                                  const cellar_hash *param_versions, cellar_hash *out);
 
 #ifdef __cplusplus
 }

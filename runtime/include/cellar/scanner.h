@@ -47,12 +47,12 @@ typedef struct cellar_param {
 } cellar_param;
 
 typedef struct cellar_function {
-    const char *name;   /* NUL-terminated UTF-8 */
+    const char *name; /* NUL-terminated UTF-8 */
     bool is_async;
-    int line;           /* 1-based line of `def` (as ast's lineno) */
-    int end_line;       /* last line of the body (as ast's end_lineno) */
-    int first_line;     /* line of the first decorator, or `line` */
-    int decorators;     /* number of decorators */
+    int line;       /* 1-based line of `def` (as ast's lineno) */
+    int end_line;   /* last line of the body (as ast's end_lineno) */
+    int first_line; /* line of the first decorator, or `line` */
+    int decorators; /* number of decorators */
     cellar_hash code_version;
     size_t nparams;
     const cellar_param *params;

@@ -62,11 +62,11 @@ const char *cellar_store_path(const cellar_store *store);
 typedef struct cellar_key_record {
     cellar_hash data_version;
     cellar_hash code_version;
-    uint64_t created_ns;   /* wall clock, ns since the epoch */
+    uint64_t created_ns; /* wall clock, ns since the epoch */
     uint64_t last_used_ns;
-    uint64_t size;         /* bytes of the stored value */
-    uint64_t compute_ns;   /* how long the node took to compute */
-    const char *node;      /* node name, not NUL-terminated */
+    uint64_t size;       /* bytes of the stored value */
+    uint64_t compute_ns; /* how long the node took to compute */
+    const char *node;    /* node name, not NUL-terminated */
     size_t node_len;
 } cellar_key_record;
 
@@ -176,7 +176,8 @@ cellar_status cellar_batch_put_result(cellar_batch *b, const cellar_hash *data_v
  * `data_version`: for a result that failed its checksum on load and has just
  * been recomputed (content addressing alone would keep the damaged bytes).
  */
-cellar_status cellar_batch_replace_result(cellar_batch *b, const cellar_hash *data_version,
+cellar_status cellar_batch_replace_result(cellar_batch *b,
+                                          const cellar_hash *data_version,
                                           const cellar_segment *segs, size_t nsegs,
                                           const cellar_hash *checksum, cellar_error *err);
 cellar_status cellar_batch_put_key(cellar_batch *b, const cellar_hash *key,
@@ -197,7 +198,8 @@ cellar_status cellar_batch_add_run(cellar_batch *b, const char *json, uint64_t *
  * On failure nothing from the batch is stored.  The batch can be freed or
  * reused (it is emptied) afterwards.
  */
-cellar_status cellar_store_commit(cellar_store *store, cellar_batch *b, cellar_error *err);
+cellar_status cellar_store_commit(cellar_store *store, cellar_batch *b,
+                                  cellar_error *err);
 
 #ifdef __cplusplus
 }
