@@ -34,6 +34,7 @@ void cellar_warn(const char *fmt, ...)
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     PyObject *type, *value, *tb;

@@ -126,6 +126,7 @@ static void add_error(scanner *sc, int line, int col, const char *fmt, ...)
     char msg[TOK_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     size_t off = pool_add(sc, msg, strlen(msg));

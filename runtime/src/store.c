@@ -398,7 +398,8 @@ static void find_map(cellar_store *s)
             continue;
         if (inode == (unsigned long long)st.st_ino && offset == 0 &&
             makedev(major, minor) == st.st_dev && end - start == info.me_mapsize) {
-            s->map_base = (const uint8_t *)(uintptr_t)start;
+            s->map_base =
+                (const uint8_t *)(uintptr_t)start; /* NOLINT(performance-no-int-to-ptr) */
             s->map_len = (size_t)(end - start);
             break;
         }
@@ -450,8 +451,10 @@ static void advise_huge(void *dst, size_t len)
     const size_t huge = (size_t)2 << 20;
     uintptr_t start = ((uintptr_t)dst + huge - 1) & ~(uintptr_t)(huge - 1);
     uintptr_t end = ((uintptr_t)dst + len) & ~(uintptr_t)(huge - 1);
-    if (end > start)
-        madvise((void *)start, end - start, MADV_HUGEPAGE);
+    if (end > start) {
+        void *at = (void *)start; /* NOLINT(performance-no-int-to-ptr) */
+        madvise(at, end - start, MADV_HUGEPAGE);
+    }
 #else
     (void)dst;
     (void)len;

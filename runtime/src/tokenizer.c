@@ -131,6 +131,7 @@ static void fail_at(lexer *lx, uint32_t line, int col, const char *fmt, ...)
     tok_list *o = lx->out;
     va_list ap;
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
     vsnprintf(o->err_message, sizeof o->err_message, fmt, ap);
     va_end(ap);
     o->err_line = (int)line;
