@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -712,6 +713,87 @@ static void release_upto(releaser *r, const uint8_t *consumed_end, size_t min_by
 }
 
 /*
+ * Reading a large segment: this thread preads it chunk by chunk into `dst`
+ * while a helper thread hashes the chunks already read, one chunk behind, so
+ * the checksum costs no time of its own on a machine with a second core.
+ */
+typedef struct hash_behind {
+    cellar_fingerprint *fp;
+    const uint8_t *data;
+    size_t len;
+    size_t ready; /* bytes read so far; guarded by mu */
+    bool stop;    /* the reader failed */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} hash_behind;
+
+static void *hash_behind_main(void *arg)
+{
+    hash_behind *h = arg;
+    size_t done = 0;
+    while (done < h->len) {
+        pthread_mutex_lock(&h->mu);
+        while (h->ready == done && !h->stop)
+            pthread_cond_wait(&h->cv, &h->mu);
+        size_t upto = h->ready;
+        bool stop = h->stop;
+        pthread_mutex_unlock(&h->mu);
+        if (upto == done && stop)
+            break;
+        cellar_fingerprint_update(h->fp, h->data + done, upto - done);
+        done = upto;
+    }
+    return NULL;
+}
+
+static void publish_ready(hash_behind *h, size_t ready, bool stop)
+{
+    pthread_mutex_lock(&h->mu);
+    h->ready = ready;
+    h->stop = stop;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+#define READ_CHUNK ((size_t)4 << 20)
+
+static bool read_and_hash(cellar_fingerprint *fp, int fd, uint8_t *dst, size_t len,
+                          off_t at)
+{
+    hash_behind h = {.fp = fp, .data = dst, .len = len};
+    pthread_t worker;
+    bool threaded = pthread_mutex_init(&h.mu, NULL) == 0;
+    if (threaded && pthread_cond_init(&h.cv, NULL) != 0) {
+        pthread_mutex_destroy(&h.mu);
+        threaded = false;
+    }
+    if (threaded && pthread_create(&worker, NULL, hash_behind_main, &h) != 0) {
+        pthread_cond_destroy(&h.cv);
+        pthread_mutex_destroy(&h.mu);
+        threaded = false;
+    }
+    bool ok = true;
+    size_t off = 0;
+    while (ok && off < len) {
+        size_t n = len - off < READ_CHUNK ? len - off : READ_CHUNK;
+        ok = pread_all(fd, dst + off, n, at + (off_t)off);
+        if (ok && !threaded)
+            cellar_fingerprint_update(fp, dst + off, n);
+        off += ok ? n : 0;
+        if (threaded)
+            publish_ready(&h, off, !ok);
+    }
+    if (threaded) {
+        int saved = errno;
+        pthread_join(worker, NULL);
+        pthread_cond_destroy(&h.cv);
+        pthread_mutex_destroy(&h.mu);
+        errno = saved;
+    }
+    return ok;
+}
+
+/*
  * Hashes every segment of a stored value and, when `alloc` is given, copies
  * each into the destination it returns.  Fills `*digest`.
  */
@@ -733,16 +815,11 @@ static cellar_status digest_result(cellar_store *s, const result_layout *L,
         off_t at = dst && len >= DIRECT_MIN ? map_offset(s, src, len) : -1;
         int fd = at >= 0 ? data_fd(s) : -1;
         if (fd >= 0) {
-            /* Read the file, not the map: no page faults on the source, and
-             * each chunk is hashed while it is still in the cache. */
+            /* Read the file, not the map: no page faults on the source. */
             advise_huge(dst, len);
-            for (size_t off = 0; off < len; off += COPY_CHUNK) {
-                size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
-                if (!pread_all(fd, dst + off, n, at + (off_t)off))
-                    return cellar_error_set(err, CELLAR_EIO, "cannot read a result: %s",
-                                            strerror(errno ? errno : EIO));
-                cellar_fingerprint_update(s->fp, dst + off, n);
-            }
+            if (!read_and_hash(s->fp, fd, dst, len, at))
+                return cellar_error_set(err, CELLAR_EIO, "cannot read a result: %s",
+                                        strerror(errno ? errno : EIO));
             src += len;
             rel.next = page_floor(src, s->page_size);
             continue;
