@@ -681,6 +681,15 @@ static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
             };
             rc = (s->replace ? cellar_batch_replace_result : cellar_batch_put_result)(
                 b, &s->dv, s->pickled.segs, s->pickled.nsegs, &s->dv, &err);
+            if (rc == CELLAR_EINVAL) {
+                /* This value cannot be stored (LMDB's 4 GiB value limit); the
+                 * others still can, and this one stays in memory. */
+                cellar_warn("the result of node '%s' is not stored: %s; it is kept in "
+                            "memory for this session",
+                            name, err.message);
+                rc = CELLAR_OK;
+                continue;
+            }
             if (rc == CELLAR_OK)
                 rc = cellar_batch_put_key(b, &s->key, &rec, &err);
             char *js = rc == CELLAR_OK ? node_json(s, now) : NULL;
