@@ -14,6 +14,7 @@ import ast
 import os
 import queue
 import re
+import shutil
 import sys
 import textwrap
 import time
@@ -25,6 +26,21 @@ import pytest
 from jupyter_client import KernelManager
 
 # One cell may not take longer than this; a hang fails the test instead of blocking.
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cellar_bin() -> str | None:
+    """The `cellar` command under test: $CELLAR_BIN, PATH, beside this interpreter, or a
+    CMake build in build/."""
+    candidates = [os.environ.get("CELLAR_BIN"), shutil.which("cellar"),
+                  str(Path(sys.executable).parent / "cellar"),
+                  str(REPO / "build" / "runtime" / "cellar")]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
 CELL_TIMEOUT = float(os.environ.get("CELLAR_IT_CELL_TIMEOUT", "120"))
 START_TIMEOUT = 60.0
 

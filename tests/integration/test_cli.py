@@ -13,27 +13,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import Kernel, calls
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cellar_bin():
-    candidates = [os.environ.get("CELLAR_BIN"), shutil.which("cellar"),
-                  str(Path(sys.executable).parent / "cellar"),
-                  str(REPO / "build" / "runtime" / "cellar")]
-    for c in candidates:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    return None
-
+from conftest import Kernel, calls, cellar_bin
 
 CELLAR = cellar_bin()
 pytestmark = pytest.mark.skipif(

@@ -11,8 +11,6 @@ IPython lines the way IPython would make them Python.
 
 import ast
 import json
-import os
-import shutil
 import subprocess
 import sysconfig
 import warnings
@@ -21,17 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cellar_bin():
-    candidates = [os.environ.get("CELLAR_BIN"), shutil.which("cellar"),
-                  str(REPO / "build" / "runtime" / "cellar")]
-    for c in candidates:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    return None
-
+from conftest import cellar_bin
 
 CELLAR = cellar_bin()
 pytestmark = pytest.mark.skipif(
