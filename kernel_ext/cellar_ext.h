@@ -52,7 +52,10 @@ typedef struct cellar_state {
     /* IPython integration; NULL when not loaded into a shell. */
     PyObject *shell;
     PyObject *pre_hook, *post_hook;
-    PyObject *pending; /* (info, scan capsule, previous objects) from pre_run_cell */
+    /* Cells between their pre_run_cell and post_run_cell: ExecutionInfo ->
+     * (scan capsule, previous objects).  A dict, because ipykernel 7 can run
+     * cells on several subshell threads at once. */
+    PyObject *pending;
     bool loading_cell; /* the cell that ran %load_ext has no pre_run_cell record */
 
     /* Registry: name -> capsule(cellar_fn), for every notebook function. */

@@ -221,7 +221,8 @@ static PyObject *register_loading_cell(cellar_state *st, PyObject *result)
 PyObject *cellar_pre_run_cell(PyObject *module, PyObject *info)
 {
     cellar_state *st = cellar_state_of(module);
-    Py_CLEAR(st->pending);
+    if (PyDict_GET_SIZE(st->pending) > 64) /* hooks that never got their post_run_cell */
+        PyDict_Clear(st->pending);
     PyObject *raw = PyObject_GetAttrString(info, "raw_cell");
     if (!raw)
         return hook_failed("pre_run_cell");
@@ -249,9 +250,12 @@ PyObject *cellar_pre_run_cell(PyObject *module, PyObject *info)
         if (obj && PyDict_SetItemString(previous, name, obj) < 0)
             goto fail;
     }
-    st->pending = PyTuple_Pack(3, info, cap, previous);
-    if (!st->pending)
+    PyObject *entry = PyTuple_Pack(2, cap, previous);
+    if (!entry || PyDict_SetItem(st->pending, info, entry) < 0) {
+        Py_XDECREF(entry);
         goto fail;
+    }
+    Py_DECREF(entry);
     Py_DECREF(previous);
     Py_DECREF(cap);
     Py_RETURN_NONE;
@@ -264,30 +268,35 @@ fail:
 PyObject *cellar_post_run_cell(PyObject *module, PyObject *result)
 {
     cellar_state *st = cellar_state_of(module);
-    PyObject *pending = st->pending;
-    st->pending = NULL;
     bool loading = st->loading_cell;
     st->loading_cell = false;
-    if (!pending) /* post_run_cell can come without pre_run_cell */
-        return loading ? register_loading_cell(st, result) : Py_NewRef(Py_None);
     PyObject *info = PyObject_GetAttrString(result, "info");
-    PyObject *early = PyObject_GetAttrString(result, "error_before_exec");
-    if (!info || !early) {
-        Py_XDECREF(info);
-        Py_XDECREF(early);
-        Py_DECREF(pending);
+    if (!info)
         return hook_failed("post_run_cell");
+    PyObject *pending = PyDict_GetItemWithError(st->pending, info);
+    if (pending) {
+        Py_INCREF(pending);
+        if (PyDict_DelItem(st->pending, info) < 0)
+            PyErr_Clear();
     }
-    int skip = info != PyTuple_GET_ITEM(pending, 0) || PyObject_IsTrue(early) == 1;
-    Py_DECREF(early);
+    if (!pending) { /* post_run_cell can come without pre_run_cell */
+        Py_DECREF(info);
+        if (PyErr_Occurred())
+            return hook_failed("post_run_cell");
+        return loading ? register_loading_cell(st, result) : Py_NewRef(Py_None);
+    }
+    PyObject *early = PyObject_GetAttrString(result, "error_before_exec");
+    int skip = !early || PyObject_IsTrue(early) == 1;
+    Py_XDECREF(early);
+    PyErr_Clear();
     int rc = 0;
     if (!skip) {
         PyObject *cell_id = get_cell_id(info);
         cellar_scan *scan =
-            PyCapsule_GetPointer(PyTuple_GET_ITEM(pending, 1), "cellar.scan");
+            PyCapsule_GetPointer(PyTuple_GET_ITEM(pending, 0), "cellar.scan");
         PyObject *ns = cellar_user_ns(st);
         rc = (cell_id && scan && ns)
-                 ? register_scan(st, scan, cell_id, PyTuple_GET_ITEM(pending, 2), ns)
+                 ? register_scan(st, scan, cell_id, PyTuple_GET_ITEM(pending, 1), ns)
                  : -1;
         Py_XDECREF(cell_id);
     }

@@ -136,6 +136,11 @@ static PyObject *magic_run(cellar_state *st, PyObject *args)
 
 static PyObject *magic_status(cellar_state *st, PyObject *args)
 {
+    if (st->running) {
+        PyErr_SetString(st->RunError,
+                        "%cellar status cannot run while a run is in progress");
+        return NULL;
+    }
     PyObject *inputs = PyDict_New();
     PyObject *report = NULL;
     if (inputs && parse_run_args(st, args, 1, NULL, inputs) == 0)

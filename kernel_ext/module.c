@@ -184,7 +184,7 @@ static PyObject *unload_ipython_extension(PyObject *module, PyObject *ip)
     if (!b)
         PyErr_Clear();
     Py_DECREF(events);
-    Py_CLEAR(st->pending);
+    PyDict_Clear(st->pending);
     Py_RETURN_NONE;
 }
 
@@ -330,7 +330,7 @@ static int cellar_exec(PyObject *module)
         !(st->int_five = PyLong_FromLong(5)))
         return -1;
     if (!(st->functions = PyDict_New()) || !(st->memo = PyDict_New()) ||
-        !(st->warned = PySet_New(NULL)))
+        !(st->pending = PyDict_New()) || !(st->warned = PySet_New(NULL)))
         return -1;
     if (!(st->pre_hook = PyObject_GetAttrString(module, "_pre_run_cell")) ||
         !(st->post_hook = PyObject_GetAttrString(module, "_post_run_cell")))

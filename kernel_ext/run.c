@@ -487,7 +487,21 @@ static int compute(run_ctx *ctx, int id)
         if (ctx->gc_was_enabled)
             PyGC_Disable();
         s->seconds = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9;
-        if (result) {
+        if (result && (PyCoro_CheckExact(result) || PyAsyncGen_CheckExact(result))) {
+            /* The kernel's event loop is busy running this cell, so a
+             * coroutine cannot be awaited here; say so rather than store it. */
+            if (PyCoro_CheckExact(result)) { /* never started: close it quietly */
+                PyObject *closed = PyObject_CallMethod(result, "close", NULL);
+                Py_XDECREF(closed);
+                PyErr_Clear();
+            }
+            Py_DECREF(result);
+            set_error(s, ST_FAILED,
+                      PyUnicode_FromFormat("node '%U' is an async function: cellar runs "
+                                           "plain functions (call asyncio.run from a "
+                                           "regular function instead)",
+                                           s->fn->name));
+        } else if (result) {
             s->status = ST_COMPUTED;
             rc = keep_result(ctx, s, result);
         } else if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
@@ -917,7 +931,9 @@ static PyObject *failure_error(run_ctx *ctx)
 PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
 {
     if (st->running) {
-        PyErr_SetString(st->RunError, "cellar.run cannot be called from inside a node");
+        PyErr_SetString(st->RunError, "a cellar run is already in progress (cellar.run "
+                                      "cannot be called from inside a node, or from "
+                                      "another subshell during a run)");
         return NULL;
     }
     uint64_t started = now_ns(CLOCK_REALTIME), t0 = now_ns(CLOCK_MONOTONIC);
