@@ -95,6 +95,25 @@ def test_failure_from_python_api(kernel):
     assert kernel.take_calls() == calls("a", "bad", "good")
 
 
+def test_async_node_fails_clearly_and_runs_nothing_downstream(kernel):
+    kernel.ok("""
+        async def fetched():
+            _log("fetched")
+            return 1
+
+        def doubled(fetched):
+            _log("doubled")
+            return 2 * fetched
+        """, cell_id="async")
+    res = kernel.cellar_run("doubled")
+    assert res.error is not None and res.error["ename"] == "RunError"
+    assert "async function" in res.error_text
+    assert res.report.status("fetched") == "failed"
+    assert res.report.status("doubled") == "skipped"
+    assert "never awaited" not in res.stderr
+    assert kernel.take_calls() == calls(), "an un-awaited coroutine runs no body"
+
+
 UNPICKLABLE = {
     "lambda": ("lambda x: x + 1", "handle(1)", 2),
     "file": ("open(os.devnull)", "handle.name == os.devnull", True),
