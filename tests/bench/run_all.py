@@ -41,7 +41,7 @@ def main():
     print("machine: %d CPUs, %s" % (os.cpu_count(), platform.platform()))
     res["graph"] = bench_graph.run(3 if a.quick else 5, tmp)
     res["fingerprint"] = bench_fingerprint.run(3 if a.quick else 5, tmp)
-    res["large"] = bench_large.run(1 if a.quick else 3, tmp)
+    res["large"] = bench_large.run(1 if a.quick else 4, tmp)
     if os.path.exists(os.path.join(a.store_source, "tests/bench/bench_store_lookup.c")):
         res["store"] = bench_store.run(bench_store.build(a.store_source), 1_000_000)
     else:
