@@ -713,84 +713,118 @@ static void release_upto(releaser *r, const uint8_t *consumed_end, size_t min_by
 }
 
 /*
- * Reading a large segment: this thread preads it chunk by chunk into `dst`
- * while a helper thread hashes the chunks already read, one chunk behind, so
- * the checksum costs no time of its own on a machine with a second core.
+ * Reading a large segment.  Copying out of the page cache is what a load
+ * costs (the kernel zeroes and fills fresh pages), and one thread copies at
+ * about a third of memory bandwidth, so the segment is read as two halves
+ * by two threads at once while a third hashes what has been read, in order,
+ * a chunk behind.  The checksum is the same as a sequential pass.
  */
-typedef struct hash_behind {
+typedef struct parallel_read {
     cellar_fingerprint *fp;
-    const uint8_t *data;
-    size_t len;
-    size_t ready; /* bytes read so far; guarded by mu */
-    bool stop;    /* the reader failed */
+    int fd;
+    uint8_t *dst;
+    off_t at;
+    size_t len, half;
+    size_t ready[2]; /* bytes read of part 0, [0, half), and part 1, [half, len) */
+    bool failed;     /* a read failed: everyone stops */
+    int error;       /* its errno */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-} hash_behind;
+} parallel_read;
 
-static void *hash_behind_main(void *arg)
+#define READ_CHUNK ((size_t)4 << 20)
+
+static size_t part_start(const parallel_read *p, int part)
 {
-    hash_behind *h = arg;
-    size_t done = 0;
-    while (done < h->len) {
-        pthread_mutex_lock(&h->mu);
-        while (h->ready == done && !h->stop)
-            pthread_cond_wait(&h->cv, &h->mu);
-        size_t upto = h->ready;
-        bool stop = h->stop;
-        pthread_mutex_unlock(&h->mu);
-        if (upto == done && stop)
-            break;
-        cellar_fingerprint_update(h->fp, h->data + done, upto - done);
-        done = upto;
+    return part ? p->half : 0;
+}
+
+static size_t part_end(const parallel_read *p, int part)
+{
+    return part ? p->len : p->half;
+}
+
+static void read_part(parallel_read *p, int part)
+{
+    size_t base = part_start(p, part), size = part_end(p, part) - base, off = 0;
+    while (off < size) {
+        size_t n = size - off < READ_CHUNK ? size - off : READ_CHUNK;
+        bool ok = pread_all(p->fd, p->dst + base + off, n, p->at + (off_t)(base + off));
+        pthread_mutex_lock(&p->mu);
+        if (ok)
+            p->ready[part] = off += n;
+        else if (!p->failed) {
+            p->failed = true;
+            p->error = errno ? errno : EIO;
+        }
+        bool stop = p->failed;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        if (stop)
+            return;
+    }
+}
+
+static void *read_part_one(void *arg)
+{
+    read_part(arg, 1);
+    return NULL;
+}
+
+static void *hash_parts(void *arg)
+{
+    parallel_read *p = arg;
+    for (int part = 0; part < 2; part++) {
+        size_t start = part_start(p, part), done = start, end = part_end(p, part);
+        while (done < end) {
+            pthread_mutex_lock(&p->mu);
+            while (start + p->ready[part] == done && !p->failed)
+                pthread_cond_wait(&p->cv, &p->mu);
+            size_t upto = start + p->ready[part];
+            bool failed = p->failed;
+            pthread_mutex_unlock(&p->mu);
+            if (failed)
+                return NULL;
+            cellar_fingerprint_update(p->fp, p->dst + done, upto - done);
+            done = upto;
+        }
     }
     return NULL;
 }
 
-static void publish_ready(hash_behind *h, size_t ready, bool stop)
-{
-    pthread_mutex_lock(&h->mu);
-    h->ready = ready;
-    h->stop = stop;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-}
-
-#define READ_CHUNK ((size_t)4 << 20)
-
+/* Reads `len` bytes at `at` of `fd` into `dst` and feeds them to `fp`.
+ * False on a read error, with errno set. */
 static bool read_and_hash(cellar_fingerprint *fp, int fd, uint8_t *dst, size_t len,
                           off_t at)
 {
-    hash_behind h = {.fp = fp, .data = dst, .len = len};
-    pthread_t worker;
-    bool threaded = pthread_mutex_init(&h.mu, NULL) == 0;
-    if (threaded && pthread_cond_init(&h.cv, NULL) != 0) {
-        pthread_mutex_destroy(&h.mu);
-        threaded = false;
+    parallel_read p = {.fp = fp,
+                       .fd = fd,
+                       .dst = dst,
+                       .at = at,
+                       .len = len,
+                       .half = (len / 2) & ~(READ_CHUNK - 1)};
+    if (pthread_mutex_init(&p.mu, NULL) != 0)
+        return (errno = ENOMEM), false;
+    if (pthread_cond_init(&p.cv, NULL) != 0) {
+        pthread_mutex_destroy(&p.mu);
+        return (errno = ENOMEM), false;
     }
-    if (threaded && pthread_create(&worker, NULL, hash_behind_main, &h) != 0) {
-        pthread_cond_destroy(&h.cv);
-        pthread_mutex_destroy(&h.mu);
-        threaded = false;
-    }
-    bool ok = true;
-    size_t off = 0;
-    while (ok && off < len) {
-        size_t n = len - off < READ_CHUNK ? len - off : READ_CHUNK;
-        ok = pread_all(fd, dst + off, n, at + (off_t)off);
-        if (ok && !threaded)
-            cellar_fingerprint_update(fp, dst + off, n);
-        off += ok ? n : 0;
-        if (threaded)
-            publish_ready(&h, off, !ok);
-    }
-    if (threaded) {
-        int saved = errno;
-        pthread_join(worker, NULL);
-        pthread_cond_destroy(&h.cv);
-        pthread_mutex_destroy(&h.mu);
-        errno = saved;
-    }
-    return ok;
+    pthread_t hasher, reader;
+    bool hashing = pthread_create(&hasher, NULL, hash_parts, &p) == 0;
+    bool reading = pthread_create(&reader, NULL, read_part_one, &p) == 0;
+    read_part(&p, 0);
+    if (!reading)
+        read_part(&p, 1);
+    else
+        pthread_join(reader, NULL);
+    if (hashing)
+        pthread_join(hasher, NULL);
+    else if (!p.failed)
+        cellar_fingerprint_update(fp, dst, len);
+    pthread_cond_destroy(&p.cv);
+    pthread_mutex_destroy(&p.mu);
+    errno = p.error;
+    return !p.failed;
 }
 
 /*
