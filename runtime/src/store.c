@@ -1146,6 +1146,7 @@ cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     out->map_size = info.me_mapsize;
+    out->last_txn = (uint64_t)mdb_txn_id(r->txn);
     int fd;
     struct stat st;
     if (mdb_env_get_fd(s->env, &fd) == 0 && fstat(fd, &st) == 0)

@@ -567,13 +567,14 @@ int cellar_cmd_stats(int argc, char **argv)
     if (cellar_reader_stats(r, &st, &err)) {
         rc = fail(&c, err.message);
     } else if (c.json) {
-        rc = print_json(&c, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "store",
-                                      cellar_store_path(s), "keys", (json_int_t)st.keys,
-                                      "results", (json_int_t)st.results, "nodes",
-                                      (json_int_t)st.nodes, "runs", (json_int_t)st.runs,
-                                      "result_bytes", (json_int_t)st.result_bytes,
-                                      "map_size", (json_int_t)st.map_size, "file_bytes",
-                                      (json_int_t)st.file_bytes));
+        rc = print_json(
+            &c,
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "store",
+                      cellar_store_path(s), "keys", (json_int_t)st.keys, "results",
+                      (json_int_t)st.results, "nodes", (json_int_t)st.nodes, "runs",
+                      (json_int_t)st.runs, "result_bytes", (json_int_t)st.result_bytes,
+                      "map_size", (json_int_t)st.map_size, "file_bytes",
+                      (json_int_t)st.file_bytes, "last_txn", (json_int_t)st.last_txn));
     } else {
         char a[32], b[32], d[32];
         printf("store      %s\nkeys       %" PRIu64 "\nresults    %" PRIu64 " (%s)\n"

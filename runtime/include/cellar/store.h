@@ -129,6 +129,8 @@ typedef struct cellar_store_stats {
     uint64_t result_bytes; /* sum of stored value sizes */
     uint64_t map_size;     /* current LMDB map size */
     uint64_t file_bytes;   /* disk space data.mdb takes (the file is sparse) */
+    uint64_t last_txn;     /* id of the last committed write transaction; each
+                              cellar_store_commit adds exactly one */
 } cellar_store_stats;
 
 cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
