@@ -111,8 +111,10 @@ PyObject *cellar_store_summary(cellar_state *st);       /* "cellar: store PATH (
 /* cells.c */
 PyObject *cellar_pre_run_cell(PyObject *module, PyObject *info);
 PyObject *cellar_post_run_cell(PyObject *module, PyObject *result);
+/* Registers the functions that `src`, already executed, bound in the user
+ * namespace (used for the cell that ran %load_ext). */
 int cellar_register_source(cellar_state *st, const char *src, Py_ssize_t len,
-                           PyObject *cell_id, PyObject *previous);
+                           PyObject *cell_id);
 cellar_fn *cellar_fn_of(PyObject *capsule);
 /* Drops registry entries whose name no longer refers to their object. */
 int cellar_prune_functions(cellar_state *st, PyObject *ns);

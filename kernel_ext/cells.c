@@ -152,7 +152,7 @@ static cellar_scan *scan_text(const char *src, Py_ssize_t len)
 }
 
 int cellar_register_source(cellar_state *st, const char *src, Py_ssize_t len,
-                           PyObject *cell_id, PyObject *previous)
+                           PyObject *cell_id)
 {
     PyObject *ns = cellar_user_ns(st);
     if (!ns)
@@ -160,7 +160,7 @@ int cellar_register_source(cellar_state *st, const char *src, Py_ssize_t len,
     cellar_scan *scan = scan_text(src, len);
     if (!scan)
         return -1;
-    int rc = register_scan(st, scan, cell_id, previous, ns);
+    int rc = register_scan(st, scan, cell_id, NULL, ns);
     cellar_scan_free(scan);
     return rc;
 }
@@ -209,7 +209,7 @@ static PyObject *register_loading_cell(cellar_state *st, PyObject *result)
     Py_ssize_t len;
     const char *src =
         raw && PyUnicode_Check(raw) ? PyUnicode_AsUTF8AndSize(raw, &len) : NULL;
-    int rc = (src && cell_id) ? cellar_register_source(st, src, len, cell_id, NULL) : -1;
+    int rc = (src && cell_id) ? cellar_register_source(st, src, len, cell_id) : -1;
     Py_XDECREF(info);
     Py_XDECREF(raw);
     Py_XDECREF(cell_id);

@@ -216,21 +216,6 @@ static PyObject *run_py(PyObject *module, PyObject *args, PyObject *kwargs)
     return r;
 }
 
-static PyObject *define_py(PyObject *module, PyObject *args, PyObject *kwargs)
-{
-    static char *kwlist[] = {"source", "cell_id", NULL};
-    const char *src;
-    Py_ssize_t len;
-    PyObject *cell_id = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s#|O:define", kwlist, &src, &len,
-                                     &cell_id))
-        return NULL;
-    cellar_state *st = cellar_state_of(module);
-    if (cellar_register_source(st, src, len, cell_id, NULL) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 static PyObject *store_path_py(PyObject *module, PyObject *unused)
 {
     (void)unused;
@@ -275,9 +260,6 @@ static PyMethodDef cellar_methods[] = {
     {"run", (PyCFunction)(void (*)(void))run_py, METH_VARARGS | METH_KEYWORDS,
      "run(*targets, **inputs)\n\nRuns the named nodes with caching, like %cellar run: "
      "returns the value of one target or a dict for several, and shows a report."},
-    {"define", (PyCFunction)(void (*)(void))define_py, METH_VARARGS | METH_KEYWORDS,
-     "define(source, cell_id=None)\n\nRegisters the top-level functions of `source`, "
-     "already executed in the user namespace, as if a cell with that source had run."},
     {"store_path", store_path_py, METH_NOARGS, "The open store's directory, or None."},
     {"data_version", data_version_py, METH_O,
      "data_version(value) -> str\n\nThe value's data version (32 hex digits): the "
