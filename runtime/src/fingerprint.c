@@ -8,6 +8,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -68,6 +70,19 @@ bool cellar_hash_from_hex(const char *hex, cellar_hash *out)
         out->bytes[i] = (uint8_t)(hi << 4 | lo);
     }
     return hex[CELLAR_HASH_HEX_LEN] == '\0';
+}
+
+cellar_hash cellar_hash_unique(uint64_t *counter)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t parts[4] = {(uint64_t)getpid(), (uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec,
+                         ++*counter};
+    /* Framed like a segment with a tag no data version uses, so a unique
+     * version can never equal the fingerprint of a pickle. */
+    uint8_t frame[9 + sizeof parts] = {'U', sizeof parts};
+    memcpy(frame + 9, parts, sizeof parts);
+    return cellar_hash_bytes(frame, sizeof frame);
 }
 
 cellar_fingerprint *cellar_fingerprint_new(void)

@@ -1,14 +1,14 @@
 /*
  * graph.c - the dataflow graph: dense node ids, name lookup, dependency edges
- * and the order, ancestor and descendant queries.
+ * and the order and ancestor queries.
  *
  * Nodes live in one array indexed by id, so an id is just an index, and a
  * name maps to its id through an open-addressing table (linear probing over a
  * power-of-two array of ids, keyed by XXH3-64 of the name, kept at most half
- * full).  Each node keeps its dependencies in edge order and, for descendant
- * queries, the reverse list of its dependents; an edge is recorded in both or
- * in neither.  Queries never recurse: toposort is Kahn's algorithm and the
- * ancestor/descendant walks are breadth-first over an explicit queue, so a
+ * full).  Each node keeps its dependencies in edge order and, for toposort,
+ * the reverse list of its dependents; an edge is recorded in both or in
+ * neither.  Queries never recurse: toposort is Kahn's algorithm and the
+ * ancestor walk is breadth-first over an explicit queue, so a
  * 10,000-node chain costs nothing on the C stack.  Scratch arrays are
  * allocated per query and freed on every path, errors included.
  */
@@ -460,14 +460,15 @@ cellar_status cellar_graph_toposort(const cellar_graph *g, const int *subset,
     return st;
 }
 
-/* ---- ancestors and descendants ------------------------------------------ */
+/* ---- ancestors ----------------------------------------------------------- */
 
 enum { QUEUED = 1, FOUND = 2 };
 
-/* Breadth-first from `ids` along deps (up) or users (down).  A seed is only
- * FOUND when some seed reaches it, or at the end when include_self. */
-static cellar_status reach(const cellar_graph *g, const int *ids, size_t nids, bool up,
-                           bool include_self, int *out, size_t *n, cellar_error *err)
+/* Breadth-first from `ids` along deps.  A seed is only FOUND when some seed
+ * reaches it, or at the end when include_self. */
+cellar_status cellar_graph_ancestors(const cellar_graph *g, const int *ids, size_t nids,
+                                     bool include_self, int *out, size_t *n,
+                                     cellar_error *err)
 {
     if (!g || !out || !n)
         return cellar_error_set(err, CELLAR_EINVAL, "graph: query needs its outputs");
@@ -491,7 +492,7 @@ static cellar_status reach(const cellar_graph *g, const int *ids, size_t nids, b
         }
     while (head < tail) {
         const node *nd = &g->nodes[queue[head++]];
-        const id_list *next = up ? &nd->deps : &nd->users;
+        const id_list *next = &nd->deps;
         for (size_t j = 0; j < next->len; j++) {
             int v = next->ids[j];
             mark[v] |= FOUND;
@@ -509,18 +510,4 @@ static cellar_status reach(const cellar_graph *g, const int *ids, size_t nids, b
     free(mark);
     free(queue);
     return CELLAR_OK;
-}
-
-cellar_status cellar_graph_ancestors(const cellar_graph *g, const int *ids, size_t nids,
-                                     bool include_self, int *out, size_t *n,
-                                     cellar_error *err)
-{
-    return reach(g, ids, nids, true, include_self, out, n, err);
-}
-
-cellar_status cellar_graph_descendants(const cellar_graph *g, const int *ids, size_t nids,
-                                       bool include_self, int *out, size_t *n,
-                                       cellar_error *err)
-{
-    return reach(g, ids, nids, false, include_self, out, n, err);
 }

@@ -6,6 +6,12 @@
  * states its type and extent before its bytes, the encoding is prefix-free,
  * and hashing the whole buffer once with XXH3-128 gives the key.  Keys are
  * small (names and 16-byte versions), so the buffer is reused, not streamed.
+ *
+ * The two layouts the rest of cellar hashes live here, so that the extension,
+ * the tools and a future second implementation build them the same way: the
+ * cache key (cellar_key_for_node) and the code version (begin/add/finish,
+ * which counts the pairs it was promised so a short list cannot pass as a
+ * complete one).
  */
 #include "cellar/key.h"
 
@@ -13,12 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { TAG_STR = 's', TAG_BYTES = 'b', TAG_INT = 'i', TAG_HASH = 'h', TAG_LIST = 'l' };
+enum { TAG_STR = 's', TAG_HASH = 'h', TAG_LIST = 'l' };
 
 struct cellar_key {
     uint8_t *buf;
     size_t len, cap;
     bool failed;
+    size_t pending; /* (name, version) pairs a code version still expects */
+    bool in_code;   /* between cellar_key_code_version_begin and _finish */
 };
 
 cellar_key *cellar_key_new(void)
@@ -38,6 +46,8 @@ void cellar_key_reset(cellar_key *k)
 {
     k->len = 0;
     k->failed = false;
+    k->pending = 0;
+    k->in_code = false;
 }
 
 static cellar_status reserve(cellar_key *k, size_t extra)
@@ -88,20 +98,6 @@ cellar_status cellar_key_add_str(cellar_key *k, const char *s, size_t len)
     return put_field(k, TAG_STR, len, s, len);
 }
 
-cellar_status cellar_key_add_bytes(cellar_key *k, const void *data, size_t len)
-{
-    return put_field(k, TAG_BYTES, len, data, len);
-}
-
-cellar_status cellar_key_add_int(cellar_key *k, int64_t v)
-{
-    uint8_t le[8];
-    uint64_t u = (uint64_t)v;
-    for (int i = 0; i < 8; i++)
-        le[i] = (uint8_t)(u >> (8 * i));
-    return put_field(k, TAG_INT, sizeof le, le, sizeof le);
-}
-
 cellar_status cellar_key_add_hash(cellar_key *k, const cellar_hash *h)
 {
     return put_field(k, TAG_HASH, sizeof h->bytes, h->bytes, sizeof h->bytes);
@@ -110,12 +106,6 @@ cellar_status cellar_key_add_hash(cellar_key *k, const cellar_hash *h)
 cellar_status cellar_key_add_list(cellar_key *k, size_t count)
 {
     return put_field(k, TAG_LIST, count, NULL, 0);
-}
-
-const uint8_t *cellar_key_bytes(const cellar_key *k, size_t *len)
-{
-    *len = k->len;
-    return k->buf;
 }
 
 cellar_hash cellar_key_digest(const cellar_key *k)
@@ -144,4 +134,50 @@ cellar_status cellar_key_for_node(cellar_key *k, const char *node, size_t node_l
     if (st == CELLAR_OK)
         *out = cellar_key_digest(k);
     return st;
+}
+
+cellar_status cellar_key_code_version_begin(cellar_key *k,
+                                            const cellar_hash *source_version,
+                                            size_t ndeps)
+{
+    cellar_key_reset(k);
+    cellar_status st = cellar_key_add_str(k, "code", 4);
+    if (st == CELLAR_OK)
+        st = cellar_key_add_hash(k, source_version);
+    if (st == CELLAR_OK)
+        st = cellar_key_add_list(k, ndeps);
+    k->pending = ndeps;
+    k->in_code = true; /* even after ENOMEM: the adds and finish then say ENOMEM */
+    return st;
+}
+
+cellar_status cellar_key_code_version_add(cellar_key *k, const char *name, size_t len,
+                                          const cellar_hash *version)
+{
+    if (!k->in_code || k->pending == 0) {
+        k->failed = true;
+        k->in_code = false; /* so that finish says EINVAL, not ENOMEM */
+        return CELLAR_EINVAL;
+    }
+    k->pending--;
+    cellar_status st = cellar_key_add_list(k, 2);
+    if (st == CELLAR_OK)
+        st = cellar_key_add_str(k, name, len);
+    if (st == CELLAR_OK)
+        st = cellar_key_add_hash(k, version);
+    return st;
+}
+
+cellar_status cellar_key_code_version_finish(cellar_key *k, cellar_hash *out)
+{
+    bool complete = k->in_code && k->pending == 0;
+    k->in_code = false;
+    if (!complete) {
+        k->failed = true;
+        return CELLAR_EINVAL;
+    }
+    if (k->failed)
+        return CELLAR_ENOMEM;
+    *out = cellar_key_digest(k);
+    return CELLAR_OK;
 }

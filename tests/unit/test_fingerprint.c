@@ -258,6 +258,28 @@ static void test_reset_reuse(void **state)
     cellar_fingerprint_free(fresh);
 }
 
+/* Unique versions differ call to call (the counter moves, even within one
+ * clock tick), and none is the fingerprint of the same bytes as a segment of
+ * a data version. */
+static void test_unique_versions_differ(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    static cellar_hash seen[N];
+    uint64_t counter = 0;
+    for (size_t i = 0; i < N; i++) {
+        seen[i] = cellar_hash_unique(&counter);
+        for (size_t j = 0; j < i; j++)
+            assert_false(cellar_hash_equal(&seen[i], &seen[j]));
+    }
+    assert_int_equal(counter, N);
+    /* Another counter at the same value in the same process still differs:
+     * the clock moved on. */
+    uint64_t other = 0;
+    cellar_hash again = cellar_hash_unique(&other);
+    assert_false(cellar_hash_equal(&again, &seen[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_boundaries_and_tags_matter),
         cmocka_unit_test(test_piecewise_equals_whole),
         cmocka_unit_test(test_reset_reuse),
+        cmocka_unit_test(test_unique_versions_differ),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,11 @@
  * through the end of the body).  Comments, the docstring, blank lines, line
  * continuations and the width of indentation are not tokens, so they do not
  * change it; indentation structure (INDENT/DEDENT) and every other token do.
+ *
+ * Errors follow error.h: cellar_scan_source sets `err` (which may be NULL)
+ * whenever it returns a status other than CELLAR_OK.  Problems in the source
+ * itself are not errors of the call; they are data, listed in the result.
+ * Threads: no global state; a result may be read from several threads.
  */
 #ifndef CELLAR_SCANNER_H
 #define CELLAR_SCANNER_H
@@ -37,7 +42,8 @@ typedef enum cellar_param_kind {
     CELLAR_PARAM_VAR_KEYWORD,
 } cellar_param_kind;
 
-/* "positional_only", "positional_or_keyword", "var_positional", ... */
+/* "positional_only", "positional_or_keyword", "var_positional", ...: a
+ * static string ("unknown" for a value outside the enum). */
 const char *cellar_param_kind_name(cellar_param_kind kind);
 
 typedef struct cellar_param {
@@ -64,7 +70,8 @@ typedef struct cellar_scan_error {
     const char *message;
 } cellar_scan_error;
 
-/* A scan result.  Owns every string and array it hands out. */
+/* A scan result.  Owns every string and array it hands out (names, params,
+ * messages), which stay valid until cellar_scan_free. */
 typedef struct cellar_scan cellar_scan;
 
 /*
@@ -72,16 +79,19 @@ typedef struct cellar_scan cellar_scan;
  * `*out` is a new result owned by the caller (cellar_scan_free).  Problems in
  * the source are not failures: they are listed by cellar_scan_error_at.  Only
  * CELLAR_ENOMEM (or CELLAR_EINVAL for NULL arguments) is returned as an
- * error, and then `*out` is NULL.
+ * error, and then `*out` is NULL.  `source` is not kept after the call.
  */
 cellar_status cellar_scan_source(const char *source, size_t len, cellar_scan **out,
                                  cellar_error *err);
+/* Frees a result and everything it handed out; NULL is ignored. */
 void cellar_scan_free(cellar_scan *scan);
 
 size_t cellar_scan_function_count(const cellar_scan *scan);
-/* Functions in source order; NULL when i is out of range. */
+/* Functions in source order, owned by `scan`; NULL when i is out of range. */
 const cellar_function *cellar_scan_function_at(const cellar_scan *scan, size_t i);
 
+/* Problems found in the source, in source order, owned by `scan`; NULL when
+ * i is out of range. */
 size_t cellar_scan_error_count(const cellar_scan *scan);
 const cellar_scan_error *cellar_scan_error_at(const cellar_scan *scan, size_t i);
 
