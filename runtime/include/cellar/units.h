@@ -1,0 +1,43 @@
+/*
+ * units.h - the one way cellar prints sizes and durations, in the notebook
+ * report, the `%load_ext` summary and the `cellar` command alike.
+ *
+ * Sizes are in IEC binary units: whole bytes below 1 KiB ("0 B", "1023 B"),
+ * then the largest unit of KiB, MiB, GiB, TiB, PiB, EiB in which the value is
+ * at least 1, with one decimal below 100 and none from 100 on ("1.0 KiB",
+ * "12.3 MiB", "412 MiB").  A value that would round up to 1024 of a unit is
+ * shown in the next one ("1.0 MiB", never "1024 KiB").
+ *
+ * Durations keep three significant digits in ns, µs (the micro sign U+00B5,
+ * in UTF-8), ms or s: whole nanoseconds below 1 µs ("850 ns"), then two
+ * decimals below 10, one below 100, none from 100 on ("1.25 µs", "41.2 ms",
+ * "412 µs", "9.04 s", "1234 s").  A value that would round up to 1000 of a
+ * unit is shown in the next one ("1.00 ms", never "1000 µs").
+ *
+ * Both functions write a NUL-terminated string into a caller-owned buffer of
+ * CELLAR_UNITS_BUFSIZE bytes and return that buffer; they cannot fail, keep no
+ * state and are safe from any thread.
+ */
+#ifndef CELLAR_UNITS_H
+#define CELLAR_UNITS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Room for the longest output ("18446744074 s", "1023 B", "16.0 EiB"). */
+#define CELLAR_UNITS_BUFSIZE 32
+
+/* `bytes` as a size, e.g. "1.0 GiB".  Returns `buf`. */
+char *cellar_units_size(uint64_t bytes, char buf[CELLAR_UNITS_BUFSIZE]);
+
+/* `ns` nanoseconds as a duration, e.g. "412 µs".  Returns `buf`. */
+char *cellar_units_duration(uint64_t ns, char buf[CELLAR_UNITS_BUFSIZE]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

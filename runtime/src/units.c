@@ -1,0 +1,66 @@
+/*
+ * units.c - sizes and durations as people read them (the convention is in
+ * units.h).  A value is scaled into the largest unit where it is at least 1,
+ * printed with the decimals its magnitude allows, and moved one unit up when
+ * the printed form would reach the next unit's threshold: the decision is
+ * made on the rounded value, so "1024 KiB" or "1000 µs" never appear.
+ */
+#include "cellar/units.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+/* The decimals for a scaled value `v`: `most` below 10 (two for durations,
+ * one for sizes), one below 100, none from 100 on, judged on the rounded
+ * value so that 9.996 prints "10.0", not "10.00". */
+static int decimals(double v, int most)
+{
+    if (most >= 2 && v + 0.005 < 10)
+        return 2;
+    if (most >= 1 && v + 0.05 < 100)
+        return 1;
+    return 0;
+}
+
+/* `v` printed with `prec` decimals reaches `limit` (e.g. 999.96 -> "1000.0"). */
+static int rounds_to(double v, int prec, double limit)
+{
+    static const double half[] = {0.5, 0.05, 0.005};
+    return v + half[prec] >= limit;
+}
+
+char *cellar_units_size(uint64_t bytes, char buf[CELLAR_UNITS_BUFSIZE])
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024) {
+        snprintf(buf, CELLAR_UNITS_BUFSIZE, "%" PRIu64 " B", bytes);
+        return buf;
+    }
+    double v = (double)bytes / 1024;
+    size_t u = 0;
+    while (u + 1 < sizeof units / sizeof units[0] &&
+           (v >= 1024 || rounds_to(v, decimals(v, 1), 1024))) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, CELLAR_UNITS_BUFSIZE, "%.*f %s", decimals(v, 1), v, units[u]);
+    return buf;
+}
+
+char *cellar_units_duration(uint64_t ns, char buf[CELLAR_UNITS_BUFSIZE])
+{
+    static const char *const units[] = {"\xc2\xb5s", "ms", "s"};
+    if (ns < 1000) {
+        snprintf(buf, CELLAR_UNITS_BUFSIZE, "%" PRIu64 " ns", ns);
+        return buf;
+    }
+    double v = (double)ns / 1000;
+    size_t u = 0;
+    while (u + 1 < sizeof units / sizeof units[0] &&
+           (v >= 1000 || rounds_to(v, decimals(v, 2), 1000))) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(buf, CELLAR_UNITS_BUFSIZE, "%.*f %s", decimals(v, 2), v, units[u]);
+    return buf;
+}
