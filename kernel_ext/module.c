@@ -11,6 +11,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "cellar/units.h"
+
 cellar_state *cellar_state_of(PyObject *module)
 {
     return (cellar_state *)PyModule_GetState(module);
@@ -41,21 +43,6 @@ void cellar_warn(const char *fmt, ...)
     PyErr_Fetch(&type, &value, &tb); /* never clobber a pending error */
     PySys_FormatStderr("cellar: warning: %s\n", buf);
     PyErr_Restore(type, value, tb);
-}
-
-static void human_size(uint64_t n, char *out, size_t cap)
-{
-    static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1000.0 && u < 4) {
-        v /= 1000.0;
-        u++;
-    }
-    if (u == 0)
-        snprintf(out, cap, "%llu B", (unsigned long long)n);
-    else
-        snprintf(out, cap, "%.1f %s", v, units[u]);
 }
 
 int cellar_open_store(cellar_state *st, PyObject *dir)
@@ -102,8 +89,8 @@ PyObject *cellar_store_summary(cellar_state *st)
         cellar_reader_stats(r, &stats, &err);
         cellar_reader_end(r);
     }
-    char size[32];
-    human_size(stats.result_bytes, size, sizeof size);
+    char size[CELLAR_UNITS_BUFSIZE];
+    cellar_units_size(stats.result_bytes, size);
     return PyUnicode_FromFormat(
         "cellar: store %s (%llu nodes, %llu results, %s)", cellar_store_path(st->store),
         (unsigned long long)stats.nodes, (unsigned long long)stats.results, size);

@@ -14,11 +14,12 @@
  */
 #include "cellar_ext.h"
 
-#include <jansson.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cellar/graph.h"
+#include "cellar/records.h"
+#include "cellar/units.h"
 
 typedef enum {
     ST_PENDING,
@@ -606,66 +607,91 @@ static int visit(run_ctx *ctx, int id)
 
 /* ---- saving ---- */
 
-static json_t *hex_json(const cellar_hash *h)
+static const cellar_outcome outcomes[] = {
+    [ST_PENDING] = CELLAR_OUTCOME_SKIPPED, /* not reached: a saved run has none */
+    [ST_COMPUTED] = CELLAR_OUTCOME_COMPUTED, [ST_LOADED] = CELLAR_OUTCOME_LOADED,
+    [ST_MEMORY] = CELLAR_OUTCOME_IN_MEMORY,  [ST_FAILED] = CELLAR_OUTCOME_FAILED,
+    [ST_SKIPPED] = CELLAR_OUTCOME_SKIPPED,
+};
+
+/* A UTF-8 view of a str the slot keeps alive, or NULL (error cleared): a
+ * lineage row without its error text beats a run without its record. */
+static const char *utf8_or_null(PyObject *s)
 {
-    char hex[CELLAR_HASH_HEX_LEN + 1];
-    cellar_hash_to_hex(h, hex);
-    return json_string(hex);
+    const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
+    if (s && !u)
+        PyErr_Clear();
+    return u;
 }
 
-/* The run's lineage: one row per node, as arrays under "columns" (objects
- * would cost a hash table per row, and a run can have thousands of rows). */
-static json_t *lineage(run_ctx *ctx, PyObject *targets, uint64_t started)
+/* The run's lineage as a run record (records.h), into `*text` (free()).
+ * Every string in it is borrowed from the slots and targets, which outlive
+ * the call. */
+static cellar_status lineage(run_ctx *ctx, PyObject *targets, uint64_t started,
+                             char **text, cellar_error *err)
 {
-    json_t *run = json_object(), *rows = json_array(), *tj = json_array();
-    json_t *columns = json_pack("[sssssss]", "node", "status", "key", "data_version",
-                                "time_ns", "size", "error");
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++)
-        json_array_append_new(tj,
-                              json_string(PyUnicode_AsUTF8(PyList_GET_ITEM(targets, i))));
-    for (size_t i = 0; i < ctx->norder; i++) {
+    Py_ssize_t ntargets = PyList_GET_SIZE(targets);
+    const char **names = PyMem_Calloc(ntargets ? (size_t)ntargets : 1, sizeof *names);
+    cellar_lineage_row *rows = PyMem_Calloc(ctx->norder ? ctx->norder : 1, sizeof *rows);
+    cellar_status rc = names && rows ? CELLAR_OK : CELLAR_ENOMEM;
+    for (Py_ssize_t i = 0; rc == CELLAR_OK && i < ntargets; i++)
+        names[i] = utf8_or_null(PyList_GET_ITEM(targets, i));
+    for (size_t i = 0; rc == CELLAR_OK && i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         bool ok = s->status != ST_FAILED && s->status != ST_SKIPPED;
-        json_t *row = json_array();
-        json_array_append_new(row, json_string(PyUnicode_AsUTF8(s->fn->name)));
-        json_array_append_new(row, json_string(status_names[s->status]));
-        json_array_append_new(row, ok ? hex_json(&s->key) : json_null());
-        json_array_append_new(row, ok ? hex_json(&s->dv) : json_null());
-        json_array_append_new(
-            row, json_integer(s->seconds >= 0 ? (json_int_t)(s->seconds * 1e9) : 0));
-        json_array_append_new(row, s->have_size ? json_integer((json_int_t)s->size)
-                                                : json_null());
-        json_array_append_new(row, s->error ? json_string(PyUnicode_AsUTF8(s->error))
-                                            : json_null());
-        json_array_append_new(rows, row);
+        rows[i] = (cellar_lineage_row){
+            .node = utf8_or_null(s->fn->name),
+            .outcome = outcomes[s->status],
+            .has_versions = ok,
+            .key = s->key,
+            .data_version = s->dv,
+            .time_ns = s->seconds >= 0 ? (uint64_t)(s->seconds * 1e9) : 0,
+            .has_size = s->have_size,
+            .size = s->size,
+            .error = utf8_or_null(s->error),
+        };
     }
-    json_object_set_new(run, "started_ns", json_integer((json_int_t)started));
-    json_object_set_new(run, "pid", json_integer(getpid()));
-    json_object_set_new(run, "targets", tj);
-    json_object_set_new(run, "columns", columns);
-    json_object_set_new(run, "nodes", rows);
-    return run;
+    if (rc == CELLAR_OK) {
+        cellar_run_record rec = {
+            .started_ns = started,
+            .pid = getpid(),
+            .ntargets = (size_t)ntargets,
+            .targets = names,
+            .nrows = ctx->norder,
+            .rows = rows,
+        };
+        rc = cellar_run_record_encode(&rec, text, NULL, err);
+    } else {
+        cellar_error_set(err, rc, "out of memory recording the run");
+    }
+    PyMem_Free(names);
+    PyMem_Free(rows);
+    return rc;
 }
 
-static char *node_json(slot *s, uint64_t now)
+/* The node record of a computed slot, into `*text` (free()). */
+static cellar_status node_record(slot *s, uint64_t now, char **text, cellar_error *err)
 {
-    json_t *o = json_object(), *params = json_array();
-    for (Py_ssize_t i = 0; i < s->fn->nparams; i++)
-        json_array_append_new(params,
-                              json_string(PyUnicode_AsUTF8(s->fn->param_names[i])));
-    json_object_set_new(o, "name", json_string(PyUnicode_AsUTF8(s->fn->name)));
-    json_object_set_new(o, "params", params);
-    json_object_set_new(o, "cell_id",
-                        PyUnicode_Check(s->fn->cell_id)
-                            ? json_string(PyUnicode_AsUTF8(s->fn->cell_id))
-                            : json_null());
-    json_object_set_new(o, "code_version", hex_json(&s->code_version));
-    json_object_set_new(o, "key", hex_json(&s->key));
-    json_object_set_new(o, "data_version", hex_json(&s->dv));
-    json_object_set_new(o, "updated_ns", json_integer((json_int_t)now));
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return text;
+    cellar_fn *fn = s->fn;
+    const char **params =
+        PyMem_Calloc(fn->nparams ? (size_t)fn->nparams : 1, sizeof *params);
+    if (!params)
+        return cellar_error_set(err, CELLAR_ENOMEM, "out of memory recording a node");
+    for (Py_ssize_t i = 0; i < fn->nparams; i++)
+        params[i] = utf8_or_null(fn->param_names[i]);
+    cellar_node_record rec = {
+        .name = utf8_or_null(fn->name),
+        .nparams = (size_t)fn->nparams,
+        .params = params,
+        .cell_id = PyUnicode_Check(fn->cell_id) ? utf8_or_null(fn->cell_id) : NULL,
+        .code_version = s->code_version,
+        .key = s->key,
+        .data_version = s->dv,
+        .updated_ns = now,
+    };
+    cellar_status rc = cellar_node_record_encode(&rec, text, NULL, err);
+    PyMem_Free(params);
+    return rc;
 }
 
 static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
@@ -706,8 +732,10 @@ static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
             }
             if (rc == CELLAR_OK)
                 rc = cellar_batch_put_key(b, &s->key, &rec, &err);
-            char *js = rc == CELLAR_OK ? node_json(s, now) : NULL;
-            if (js)
+            char *js = NULL;
+            if (rc == CELLAR_OK)
+                rc = node_record(s, now, &js, &err);
+            if (rc == CELLAR_OK)
                 rc = cellar_batch_put_node(b, name, js, &err);
             free(js);
         } else if (s->status == ST_LOADED && now - s->last_used > TOUCH_INTERVAL_NS) {
@@ -717,10 +745,10 @@ static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
         }
     }
     if (rc == CELLAR_OK) {
-        json_t *run = lineage(ctx, targets, started);
-        char *text = json_dumps(run, JSON_COMPACT);
-        json_decref(run);
-        rc = text ? cellar_batch_add_run(b, text, NULL, &err) : CELLAR_ENOMEM;
+        char *text = NULL;
+        rc = lineage(ctx, targets, started, &text, &err);
+        if (rc == CELLAR_OK)
+            rc = cellar_batch_add_run(b, text, NULL, &err);
         free(text);
     }
     if (ctx->reader) {
@@ -738,37 +766,22 @@ static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
 
 /* ---- the report ---- */
 
+/* Times and sizes print as units.h says, the same as in `cellar` and in the
+ * %load_ext summary. */
 static PyObject *format_seconds(double s)
 {
-    char buf[32];
+    char buf[CELLAR_UNITS_BUFSIZE];
     if (s < 0)
         return PyUnicode_FromString("-");
-    if (s < 1e-3)
-        snprintf(buf, sizeof buf, "%.0f us", s * 1e6);
-    else if (s < 1)
-        snprintf(buf, sizeof buf, "%.1f ms", s * 1e3);
-    else
-        snprintf(buf, sizeof buf, "%.2f s", s);
-    return PyUnicode_FromString(buf);
+    return PyUnicode_FromString(cellar_units_duration((uint64_t)(s * 1e9), buf));
 }
 
 static PyObject *format_size(bool have, uint64_t n)
 {
-    static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
-    char buf[32];
+    char buf[CELLAR_UNITS_BUFSIZE];
     if (!have)
         return PyUnicode_FromString("-");
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1000.0 && u < 4) {
-        v /= 1000.0;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, sizeof buf, "%llu B", (unsigned long long)n);
-    else
-        snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
-    return PyUnicode_FromString(buf);
+    return PyUnicode_FromString(cellar_units_size(n, buf));
 }
 
 /* A long run's report lists every node that did something (computed,
@@ -819,13 +832,13 @@ static PyObject *run_report(run_ctx *ctx, double total)
             return NULL;
         }
     }
-    char ms[32];
-    snprintf(ms, sizeof ms, "%.1f", total * 1e3);
+    char took[CELLAR_UNITS_BUFSIZE];
+    cellar_units_duration((uint64_t)(total * 1e9), took);
     PyObject *title = PyUnicode_FromFormat(
         "cellar run: %zu nodes, %zu computed, %zu loaded, %zu in memory, %zu failed, "
-        "%zu skipped (%s ms)",
+        "%zu skipped (%s)",
         ctx->norder, counts[ST_COMPUTED], counts[ST_LOADED], counts[ST_MEMORY],
-        counts[ST_FAILED], counts[ST_SKIPPED], ms);
+        counts[ST_FAILED], counts[ST_SKIPPED], took);
     PyObject *note =
         (hidden_loaded || hidden_memory)
             ? PyUnicode_FromFormat("... and %zu more nodes not listed: %zu loaded, "

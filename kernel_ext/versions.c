@@ -113,13 +113,7 @@ int cellar_pickle(cellar_state *st, PyObject *value, cellar_pickled *out, PyObje
 
 cellar_hash cellar_unique_version(cellar_state *st)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t parts[4] = {(uint64_t)getpid(), (uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec,
-                         ++st->unique_counter};
-    cellar_fingerprint_reset(st->fp);
-    cellar_fingerprint_add(st->fp, 'U', parts, sizeof parts);
-    return cellar_fingerprint_digest(st->fp);
+    return cellar_hash_unique(&st->unique_counter);
 }
 
 int cellar_data_version(cellar_state *st, PyObject *value, cellar_hash *out,
