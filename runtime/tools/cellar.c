@@ -1,7 +1,13 @@
 /*
  * cellar.c - the `cellar` command: looks at cell source and at a store from
- * the shell.  This file only dispatches to the subcommands in commands.h.
+ * the shell.  This file dispatches to the subcommands in commands.h and then
+ * makes sure their output really got out: stdout is buffered, so a full disk
+ * or a closed pipe shows up only when it is flushed, and a command that
+ * printed into the void must not exit 0.  Each subcommand checks its own
+ * reads; this is the one place that checks the writes.
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,12 +32,28 @@ static const char usage[] =
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
+    int failed; /* its exit status for a failure (scan keeps 1 for bad source) */
 };
 
 static const struct command commands[] = {
-    {"scan", cellar_cmd_scan},   {"ls", cellar_cmd_ls},         {"show", cellar_cmd_show},
-    {"stats", cellar_cmd_stats}, {"verify", cellar_cmd_verify},
+    {"scan", cellar_cmd_scan, 2},     {"ls", cellar_cmd_ls, 1},
+    {"show", cellar_cmd_show, 1},     {"stats", cellar_cmd_stats, 1},
+    {"verify", cellar_cmd_verify, 1},
 };
+
+/* `status`, or `failed` when stdout could not be written (said on stderr):
+ * a usage error (2) stays one. */
+static int finish(const char *name, int status, int failed)
+{
+    errno = 0;
+    bool flushed = fflush(stdout) == 0;
+    int e = errno;
+    if (flushed && !ferror(stdout))
+        return status;
+    fprintf(stderr, "cellar%s%s: cannot write the output: %s\n", name ? " " : "",
+            name ? name : "", e ? strerror(e) : "a write to stdout failed");
+    return status > failed ? status : failed;
+}
 
 int main(int argc, char **argv)
 {
@@ -42,15 +64,16 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
         fputs(usage, stdout);
-        return 0;
+        return finish(NULL, 0, 1);
     }
     if (!strcmp(argv[1], "--version")) {
         puts("cellar 0.1.0");
-        return 0;
+        return finish(NULL, 0, 1);
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
-            return commands[i].run(argc - 1, argv + 1);
+            return finish(commands[i].name, commands[i].run(argc - 1, argv + 1),
+                          commands[i].failed);
     fprintf(stderr, "cellar: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -3,8 +3,10 @@
  * and verify.  Each opens the store read-only (so they work on a store the
  * user may read but not write, and never create one), takes one read
  * snapshot, and prints either aligned text for people or, with --json, one
- * JSON document built with jansson for programs.  Problems go to stderr with
- * exit status 1; bad usage exits 2.
+ * JSON document built with jansson for programs.  Run and node records are
+ * read through records.h, the codec the extension writes them with, and sizes
+ * and times print as units.h says.  Problems go to stderr with exit status 1;
+ * bad usage exits 2.  Output errors are caught once, at exit, in cellar.c.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -14,7 +16,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "cellar/records.h"
 #include "cellar/store.h"
+#include "cellar/units.h"
 #include "commands.h"
 
 #define KEY_PREFIX 12 /* hex digits of a key or data version shown by ls */
@@ -104,29 +108,12 @@ static int print_json(const cli *c, json_t *doc)
 
 static const char *fmt_size(uint64_t n, char buf[32])
 {
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, 32, "%" PRIu64 " B", n);
-    else
-        snprintf(buf, 32, "%.1f %s", v, units[u]);
-    return buf;
+    return cellar_units_size(n, buf);
 }
 
 static const char *fmt_duration(uint64_t ns, char buf[32])
 {
-    if (ns < 1000000)
-        snprintf(buf, 32, "%.1f us", (double)ns / 1e3);
-    else if (ns < 10000000000u)
-        snprintf(buf, 32, "%.1f ms", (double)ns / 1e6);
-    else
-        snprintf(buf, 32, "%.1f s", (double)ns / 1e9);
-    return buf;
+    return cellar_units_duration(ns, buf);
 }
 
 static const char *fmt_time(uint64_t ns, char buf[32])
@@ -314,56 +301,51 @@ static const char show_usage[] =
 
 typedef struct run_hits {
     const char *node;
-    json_t *runs; /* [{"run_id", "entry"}] */
-    size_t unreadable;
+    json_t *runs;       /* [{"run_id", "entry"}] */
+    size_t unreadable;  /* run records that could not be decoded */
+    uint64_t first_bad; /* the id of the first of them */
+    char why[CELLAR_ERROR_MESSAGE_MAX];
 } run_hits;
 
-/*
- * One node's row of a run record as an object.  The extension writes rows as
- * arrays under the names in "columns" (compact for runs of thousands of
- * nodes); a row that already is an object is taken as it is.  NULL when the
- * row is neither (or names no node).
- */
-static json_t *row_object(json_t *columns, json_t *row)
+static json_t *hex_json(bool have, const cellar_hash *h)
 {
-    if (json_is_object(row))
-        return json_incref(row);
-    if (!json_is_array(row) || !json_is_array(columns))
-        return NULL;
-    json_t *obj = json_object();
-    size_t i;
-    json_t *name;
-    json_array_foreach(columns, i, name)
-    {
-        json_t *v = json_array_get(row, i);
-        if (json_is_string(name) && v)
-            json_object_set(obj, json_string_value(name), v);
-    }
-    return obj;
+    char hex[CELLAR_HASH_HEX_LEN + 1];
+    if (!have)
+        return json_null();
+    hex_of(h, hex);
+    return json_string(hex);
+}
+
+/* One node's lineage row as the JSON object `show --json` prints. */
+static json_t *row_json(const cellar_lineage_row *row)
+{
+    return json_pack("{s:s, s:s, s:o, s:o, s:I, s:o, s:s?}", "node", row->node, "status",
+                     cellar_outcome_name(row->outcome), "key",
+                     hex_json(row->has_versions, &row->key), "data_version",
+                     hex_json(row->has_versions, &row->data_version), "time_ns",
+                     (json_int_t)row->time_ns, "size",
+                     row->has_size ? json_integer((json_int_t)row->size) : json_null(),
+                     "error", row->error);
 }
 
 static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
 {
     run_hits *h = ctx;
-    json_t *run = json_loadb(json, len, 0, NULL);
-    json_t *nodes = json_object_get(run, "nodes");
-    json_t *columns = json_object_get(run, "columns");
-    size_t i;
-    json_t *item;
-    if (!json_is_array(nodes))
-        h->unreadable++;
-    json_array_foreach(nodes, i, item)
-    {
-        json_t *row = row_object(columns, item);
-        const char *name = json_string_value(json_object_get(row, "node"));
-        if (name && !strcmp(name, h->node)) {
-            json_array_append_new(h->runs, json_pack("{s:I, s:o}", "run_id",
-                                                     (json_int_t)run_id, "entry", row));
-            break;
+    cellar_run_record *run;
+    cellar_error err;
+    if (cellar_run_record_decode(json, len, &run, &err) != CELLAR_OK) {
+        if (!h->unreadable++) {
+            h->first_bad = run_id;
+            snprintf(h->why, sizeof h->why, "%s", err.message);
         }
-        json_decref(row);
+        return 0;
     }
-    json_decref(run);
+    const cellar_lineage_row *row = cellar_run_record_find(run, h->node);
+    if (row)
+        json_array_append_new(h->runs,
+                              json_pack("{s:I, s:o}", "run_id", (json_int_t)run_id,
+                                        "entry", row_json(row)));
+    cellar_run_record_free(run);
     return 0;
 }
 
@@ -382,53 +364,93 @@ static void print_run_rows(json_t *runs)
         uint64_t id = (uint64_t)json_integer_value(json_object_get(run, "run_id"));
         const char *status = json_string_value(json_object_get(e, "status"));
         const char *dv = json_string_value(json_object_get(e, "data_version"));
+        json_t *size = json_object_get(e, "size");
         printf(
             "  %-19" PRIu64 "  %-19s  %-10s  %10s  %10s  %.12s\n", id, fmt_time(id, t),
             status ? status : "-",
             fmt_duration((uint64_t)json_integer_value(json_object_get(e, "time_ns")), d),
-            fmt_size((uint64_t)json_integer_value(json_object_get(e, "size")), z),
+            json_is_integer(size) ? fmt_size((uint64_t)json_integer_value(size), z) : "-",
             dv ? dv : "-");
     }
 }
 
+/* The node record as `show --json` prints it. */
+static json_t *node_json(const cellar_node_record *n)
+{
+    json_t *params = json_array();
+    for (size_t i = 0; params && i < n->nparams; i++)
+        json_array_append_new(params, json_string(n->params[i]));
+    return json_pack("{s:s, s:o*, s:s?, s:o, s:o, s:o, s:I}", "name", n->name, "params",
+                     params, "cell_id", n->cell_id, "code_version",
+                     hex_json(true, &n->code_version), "key", hex_json(true, &n->key),
+                     "data_version", hex_json(true, &n->data_version), "updated_ns",
+                     (json_int_t)n->updated_ns);
+}
+
+static void print_node(const cellar_node_record *n)
+{
+    char cv[33], key[33], dv[33], t[32];
+    hex_of(&n->code_version, cv);
+    hex_of(&n->key, key);
+    hex_of(&n->data_version, dv);
+    printf("params        ");
+    for (size_t i = 0; i < n->nparams; i++)
+        printf("%s%s", i ? ", " : "", n->params[i]);
+    printf("%s\ncell id       %s\ncode version  %s\nlatest key    %s\n"
+           "data version  %s\nupdated       %s\n",
+           n->nparams ? "" : "(none)", n->cell_id ? n->cell_id : "(none)", cv, key, dv,
+           fmt_time(n->updated_ns, t));
+}
+
+/* `meta` is the node's record, NULL when the store has none.  Records that
+ * cannot be read are named on stderr and make the exit status 1, but what
+ * can be read is still shown. */
 static int show_node(const cli *c, cellar_store *s, cellar_reader *r, const char *meta,
                      size_t meta_len, entries *e)
 {
     cellar_error err;
-    run_hits h = {c->pos[0], json_array(), 0};
+    run_hits h = {.node = c->pos[0], .runs = json_array()};
     if (!h.runs)
         return fail(c, "out of memory");
     if (cellar_reader_each_run(r, collect_run, &h, &err)) {
         json_decref(h.runs);
         return fail(c, err.message);
     }
-    json_t *meta_json = meta ? json_loadb(meta, meta_len, 0, NULL) : NULL;
-    if (meta && !meta_json) /* keep what is stored even if it is not JSON */
-        meta_json = json_stringn(meta, meta_len);
-    if (c->json)
-        return print_json(c, json_pack("{s:s, s:s, s:o*, s:o*, s:o}", "store",
-                                       cellar_store_path(s), "node", c->pos[0],
-                                       "metadata", meta_json ? meta_json : json_null(),
-                                       "keys", entries_json(e, r), "runs", h.runs));
-    printf("node %s\n", c->pos[0]);
-    if (meta_json) {
-        char *text =
-            json_dumps(meta_json, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-        printf("metadata: %s\n", text ? text : "?");
-        free(text);
-        json_decref(meta_json);
-    } else {
-        printf("metadata: (none recorded)\n");
+    int rc = 0;
+    cellar_node_record *node = NULL;
+    if (meta && cellar_node_record_decode(meta, meta_len, &node, &err) != CELLAR_OK) {
+        fprintf(stderr, "cellar show: the record of node '%s' cannot be read: %s\n",
+                c->pos[0], err.message);
+        rc = 1;
     }
+    if (h.unreadable) {
+        fprintf(stderr,
+                "cellar show: %zu run record%s cannot be read (the first, run %" PRIu64
+                ": %s)\n",
+                h.unreadable, h.unreadable == 1 ? "" : "s", h.first_bad, h.why);
+        rc = 1;
+    }
+    if (c->json) {
+        int out =
+            print_json(c, json_pack("{s:s, s:s, s:o, s:o*, s:o}", "store",
+                                    cellar_store_path(s), "node", c->pos[0], "metadata",
+                                    node ? node_json(node) : json_null(), "keys",
+                                    entries_json(e, r), "runs", h.runs));
+        cellar_node_record_free(node);
+        return out ? out : rc;
+    }
+    printf("node %s\n", c->pos[0]);
+    if (node)
+        print_node(node);
+    else
+        printf("metadata: (%s)\n", meta ? "unreadable" : "none recorded");
     printf("keys (%zu):\n", e->n);
     if (e->n)
         print_entry_rows(e, 0, CELLAR_HASH_HEX_LEN);
     print_run_rows(h.runs);
-    if (h.unreadable)
-        fprintf(stderr, "cellar show: %zu run records have no \"nodes\" array\n",
-                h.unreadable);
+    cellar_node_record_free(node);
     json_decref(h.runs);
-    return 0;
+    return rc;
 }
 
 static bool is_hex(const char *s)
