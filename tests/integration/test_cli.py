@@ -497,3 +497,124 @@ def test_scan_code_version_stability():
     ]
     versions = {code_version(src) for src in different}
     assert base not in versions and len(versions) == len(different)
+
+
+# ---- output errors, bounded input, whole messages, records it cannot read -------------------
+
+@pytest.mark.parametrize("args", [["ls"], ["ls", "--json"], ["stats"], ["stats", "--json"],
+                                  ["show", "raw"], ["show", "raw", "--json"], ["verify"],
+                                  ["--help"], ["ls", "--help"]])
+def test_write_errors_on_stdout_fail_the_command(built, args):
+    # /dev/full accepts the open and fails every write with ENOSPC: output that never arrived
+    # is a failure, said on stderr, whatever the command.
+    env = dict(os.environ, CELLAR_DIR=str(built["store"]))
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([CELLAR, *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=env, timeout=60)
+    assert proc.returncode == 1, (args, proc.returncode, proc.stderr)
+    assert "cannot write the output" in proc.stderr and "No space left" in proc.stderr, \
+        proc.stderr
+    # The same command to a real pipe succeeds, so it is the output that failed.
+    assert cellar(*args, env_dir=built["store"]).returncode == 0
+
+
+def test_scan_write_error_is_not_a_clean_scan(tmp_path):
+    path = tmp_path / "cell.py"
+    path.write_text(SCAN_SRC)
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([CELLAR, "scan", str(path)], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    assert proc.returncode == 2 and "cannot write" in proc.stderr, (proc.returncode,
+                                                                   proc.stderr)
+
+
+def test_scan_refuses_input_beyond_its_limit(tmp_path):
+    cell = "def f(a, b=1):\n    return (a + b) * 2\n\n"
+    big = tmp_path / "big.py"
+    big.write_text(cell * (50_000_000 // len(cell)))  # 50 MB
+    assert big.stat().st_size > 49_000_000
+    for proc in (cellar("scan", big), cellar("scan", "-", input=big.read_bytes())):
+        err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode()
+        assert proc.returncode == 2, (proc.returncode, err)
+        assert "larger than 16.0 MiB" in err, err
+        assert not proc.stdout
+    # One byte over the limit is refused; the same source under it is scanned.
+    over = tmp_path / "over.py"
+    over.write_bytes(b"#" * (16 * 1024 * 1024 + 1))
+    assert cellar("scan", over).returncode == 2
+    small = tmp_path / "small.py"
+    small.write_text(cell * 1000)
+    proc = cellar("scan", small)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["functions"]) == 1000
+
+
+def test_long_path_keeps_the_whole_message(tmp_path):
+    # A store directory whose path is far longer than the old 512-byte message buffer: the
+    # message still carries the whole path and the reason.
+    deep = tmp_path
+    while len(str(deep)) < 2500:
+        deep = deep / ("d" * 60)
+    deep.mkdir(parents=True, mode=0o700)
+    err = failed(cellar("ls", "--dir", deep))
+    assert "no cellar store" in err
+    assert str(deep) in err, f"the path was cut ({len(err)} bytes of message)"
+    assert len(str(deep)) > 2500
+
+
+def patch_store(src: Path, dst: Path, old: bytes, new: bytes) -> int:
+    """Copy a store and replace `old` by `new` (same length) in data.mdb; returns the count."""
+    assert len(old) == len(new)
+    shutil.copytree(src, dst)
+    data = (dst / "data.mdb").read_bytes()
+    count = data.count(old)
+    (dst / "data.mdb").write_bytes(data.replace(old, new))
+    return count
+
+
+def test_show_refuses_records_of_an_unknown_format(built, tmp_path):
+    # The run records as the extension wrote them say format 1; rewritten in place as format 7
+    # (a newer cellar), `show` names the problem, exits 1, and still shows what it can read.
+    store = tmp_path / "store"
+    assert patch_store(built["store"], store, b'{"format":1,"started_ns"',
+                       b'{"format":7,"started_ns"') >= 2
+    proc = cellar("show", "raw", "--dir", store, "--json")
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "format 7" in proc.stderr and "newer cellar" in proc.stderr, proc.stderr
+    assert "2 run records cannot be read" in proc.stderr, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["runs"] == [] and len(doc["keys"]) == 2
+    assert doc["metadata"]["name"] == "raw", "the node record itself is still format 1"
+
+    # A node record of an unknown format.
+    store2 = tmp_path / "store2"
+    assert patch_store(built["store"], store2, b'{"format":1,"name":"raw"',
+                       b'{"format":9,"name":"raw"') >= 1  # a stale copy may sit in a free page
+    proc = cellar("show", "raw", "--dir", store2)
+    assert proc.returncode == 1
+    assert "the record of node 'raw' cannot be read" in proc.stderr
+    assert "format 9" in proc.stderr
+    assert "runs (2, newest first):" in proc.stdout, "runs are still shown"
+
+
+def test_show_names_the_damaged_field(built, tmp_path):
+    store = tmp_path / "store"
+    assert patch_store(built["store"], store, b'"started_ns":', b'"started_nX":') >= 2
+    proc = cellar("show", "raw", "--dir", store)
+    assert proc.returncode == 1
+    assert '"started_ns" is missing or has the wrong type' in proc.stderr, proc.stderr
+
+
+def test_show_json_rows_match_the_run(built):
+    # Every field of a run row as the CLI decodes it, against what the kernel did.
+    doc = ok_json("show", "marked", "--dir", built["store"], "--json")
+    (run,) = doc["runs"]
+    entry = run["entry"]
+    assert set(entry) == {"node", "status", "key", "data_version", "time_ns", "size", "error"}
+    assert entry["node"] == "marked" and entry["status"] == "computed"
+    assert entry["data_version"] == built["marked_dv"] and entry["error"] is None
+    assert entry["size"] == doc["keys"][0]["size"] and entry["time_ns"] >= 0
+    meta = doc["metadata"]
+    assert meta["params"] == [] and meta["cell_id"] == "nodes"
+    assert meta["data_version"] == built["marked_dv"]
+    assert HEX32.match(meta["code_version"]) and meta["updated_ns"] > 0
