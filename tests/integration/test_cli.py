@@ -618,3 +618,37 @@ def test_show_json_rows_match_the_run(built):
     assert meta["params"] == [] and meta["cell_id"] == "nodes"
     assert meta["data_version"] == built["marked_dv"]
     assert HEX32.match(meta["code_version"]) and meta["updated_ns"] > 0
+
+
+# ---- one convention for sizes and times ------------------------------------------------------
+
+SIZE_RE = re.compile(r"^(\d+ B|\d+\.\d (KiB|MiB|GiB|TiB)|\d{3,4} (KiB|MiB|GiB|TiB))$")
+TIME_RE = re.compile(r"^(\d+ ns|\d\.\d\d (µs|ms|s)|\d\d\.\d (µs|ms|s)|\d{3} (µs|ms)|\d{3,} s)$")
+
+
+def test_notebook_and_cli_print_sizes_and_times_alike(kernel_factory):
+    k = kernel_factory()
+    k.setup()
+    # 1.5 MiB and 3 bytes of payload: sizes on both sides of the unit change.
+    k.ok("def big():\n    return b'x' * (3 * 2**19)\n\ndef small():\n    return 7\n",
+         cell_id="nodes")
+    rep = k.cellar_run("big small").ok().report
+    load = k.ok("%reload_ext cellar").stdout
+    k.stop()
+    rows = rep.rows
+    for name in ("big", "small"):
+        assert SIZE_RE.match(rows[name]["size"]), rows[name]
+        assert TIME_RE.match(rows[name]["time"]), rows[name]
+    assert rows["big"]["size"].endswith(" MiB"), rows["big"]
+    assert rows["small"]["size"].endswith(" B"), rows["small"]
+    title_time = re.search(r"\(([^)]*)\)$", rep.text.splitlines()[0]).group(1)
+    assert TIME_RE.match(title_time), rep.text.splitlines()[0]
+    # `cellar ls` prints each key's size the way the report did for the same value.
+    lines = cellar("ls", "--dir", k.store).stdout.splitlines()
+    for name in ("big", "small"):
+        line = next(ln for ln in lines if ln.split()[0] == name)
+        assert f"  {rows[name]['size']}  " in line, (rows[name], line)
+    # The %load_ext summary and `cellar stats` agree on the total.
+    stats = cellar("stats", "--dir", k.store).stdout
+    total = re.search(r"results\s+2 \(([^)]*)\)", stats).group(1)
+    assert SIZE_RE.match(total) and f", {total})" in load, (stats, load)
