@@ -23,6 +23,7 @@ static const char usage[] =
     "JSON\n"
     "  ls                 list the cached entries of a store\n"
     "  show NODE|KEY      a node's metadata and history, or one cache key\n"
+    "  log                the runs recorded in a store, newest first\n"
     "  stats              counts and sizes of a store\n"
     "  verify             check every stored result's checksum\n"
     "\n"
@@ -36,9 +37,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"scan", cellar_cmd_scan, 2},     {"ls", cellar_cmd_ls, 1},
-    {"show", cellar_cmd_show, 1},     {"stats", cellar_cmd_stats, 1},
-    {"verify", cellar_cmd_verify, 1},
+    {"scan", cellar_cmd_scan, 2},   {"ls", cellar_cmd_ls, 1},
+    {"show", cellar_cmd_show, 1},   {"log", cellar_cmd_log, 1},
+    {"stats", cellar_cmd_stats, 1}, {"verify", cellar_cmd_verify, 1},
 };
 
 /* `status`, or `failed` when stdout could not be written (said on stderr):

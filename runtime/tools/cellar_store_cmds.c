@@ -1,6 +1,6 @@
 /*
- * cellar_store_cmds.c - the store subcommands of `cellar`: ls, show, stats
- * and verify.  Each opens the store read-only (so they work on a store the
+ * cellar_store_cmds.c - the store subcommands of `cellar`: ls, show, log,
+ * stats and verify.  Each opens the store read-only (so they work on a store the
  * user may read but not write, and never create one), takes one read
  * snapshot, and prints either aligned text for people or, with --json, one
  * JSON document built with jansson for programs.  Run and node records are
@@ -32,12 +32,25 @@ typedef struct cli {
     bool json;
     int npos;
     const char *pos[2];
+    unsigned long limit; /* --limit N, for commands that take it; 0: no limit */
 } cli;
 
 enum { PARSED = -1 };
 
-/* Returns PARSED, or the exit status when the command is already done. */
-static int parse_args(int argc, char **argv, const char *usage, int max_pos, cli *c)
+/* A positive count for --limit, or 0 when `s` is not one. */
+static unsigned long parse_count(const char *s)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    unsigned long n = strtoul(s, &end, 10);
+    return *end ? 0 : n;
+}
+
+/* Returns PARSED, or the exit status when the command is already done.
+ * `--limit N` is accepted only when `takes_limit`. */
+static int parse_args(int argc, char **argv, const char *usage, int max_pos,
+                      bool takes_limit, cli *c)
 {
     const char *env = getenv("CELLAR_DIR");
     *c = (cli){.name = argv[0], .dir = env && *env ? env : "./.cellar"};
@@ -52,6 +65,11 @@ static int parse_args(int argc, char **argv, const char *usage, int max_pos, cli
             c->dir = argv[++i];
         } else if (!strncmp(a, "--dir=", 6) && a[6]) {
             c->dir = a + 6;
+        } else if (takes_limit && !strcmp(a, "--limit") && i + 1 < argc &&
+                   (c->limit = parse_count(argv[i + 1]))) {
+            i++;
+        } else if (takes_limit && !strncmp(a, "--limit=", 8) &&
+                   (c->limit = parse_count(a + 8))) {
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "cellar %s: unknown or incomplete option '%s'\n\n%s", c->name,
                     a, usage);
@@ -263,7 +281,7 @@ static const char ls_usage[] =
 int cellar_cmd_ls(int argc, char **argv)
 {
     cli c;
-    int rc = parse_args(argc, argv, ls_usage, 0, &c);
+    int rc = parse_args(argc, argv, ls_usage, 0, false, &c);
     if (rc != PARSED)
         return rc;
     cellar_store *s;
@@ -524,7 +542,7 @@ static int show_key(const cli *c, cellar_reader *r)
 int cellar_cmd_show(int argc, char **argv)
 {
     cli c;
-    int rc = parse_args(argc, argv, show_usage, 1, &c);
+    int rc = parse_args(argc, argv, show_usage, 1, false, &c);
     if (rc != PARSED)
         return rc;
     if (c.npos != 1) {
@@ -564,6 +582,131 @@ int cellar_cmd_show(int argc, char **argv)
     return rc;
 }
 
+/* ---- log ---- */
+
+static const char log_usage[] =
+    "usage: cellar log [--dir PATH] [--json] [--limit N]\n"
+    "\n"
+    "The store's runs, newest first: when each started, its process id, how many\n"
+    "nodes computed, loaded, were in memory, failed and were skipped, the time\n"
+    "its nodes took, and its targets.\n"
+    "\n"
+    "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
+    "  --json       print {\"store\", \"runs\": [...]} with raw numbers\n"
+    "  --limit N    only the newest N runs\n";
+
+typedef struct run_log {
+    unsigned long limit, seen;
+    json_t *runs;
+    size_t unreadable;
+    uint64_t first_bad;
+    char why[CELLAR_ERROR_MESSAGE_MAX];
+} run_log;
+
+static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
+{
+    run_log *l = ctx;
+    if (l->limit && l->seen >= l->limit)
+        return 1;
+    l->seen++;
+    cellar_run_record *run;
+    cellar_error err;
+    if (cellar_run_record_decode(json, len, &run, &err) != CELLAR_OK) {
+        if (!l->unreadable++) {
+            l->first_bad = run_id;
+            snprintf(l->why, sizeof l->why, "%s", err.message);
+        }
+        return 0;
+    }
+    json_int_t counts[CELLAR_OUTCOME_SKIPPED + 1] = {0};
+    uint64_t took = 0;
+    for (size_t i = 0; i < run->nrows; i++) {
+        counts[run->rows[i].outcome]++;
+        took += run->rows[i].time_ns;
+    }
+    json_t *targets = json_array();
+    for (size_t i = 0; targets && i < run->ntargets; i++)
+        json_array_append_new(targets, json_string(run->targets[i]));
+    json_array_append_new(
+        l->runs,
+        json_pack("{s:I, s:I, s:I, s:o*, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "run_id",
+                  (json_int_t)run_id, "started_ns", (json_int_t)run->started_ns, "pid",
+                  (json_int_t)run->pid, "targets", targets, "nodes",
+                  (json_int_t)run->nrows, "computed", counts[CELLAR_OUTCOME_COMPUTED],
+                  "loaded", counts[CELLAR_OUTCOME_LOADED], "in_memory",
+                  counts[CELLAR_OUTCOME_IN_MEMORY], "failed",
+                  counts[CELLAR_OUTCOME_FAILED], "skipped",
+                  counts[CELLAR_OUTCOME_SKIPPED], "node_ns", (json_int_t)took));
+    cellar_run_record_free(run);
+    return 0;
+}
+
+static void print_log_rows(json_t *runs)
+{
+    static const char *const fields[] = {"nodes",     "computed", "loaded",
+                                         "in_memory", "failed",   "skipped"};
+    printf("%-19s  %-19s  %7s  %5s  %8s  %6s  %9s  %6s  %7s  %10s  %s\n", "RUN",
+           "STARTED", "PID", "NODES", "COMPUTED", "LOADED", "IN MEMORY", "FAILED",
+           "SKIPPED", "TIME", "TARGETS");
+    size_t i;
+    json_t *run;
+    json_array_foreach(runs, i, run)
+    {
+        char t[32], d[32];
+        long long v[6];
+        for (size_t k = 0; k < 6; k++)
+            v[k] = (long long)json_integer_value(json_object_get(run, fields[k]));
+        uint64_t id = (uint64_t)json_integer_value(json_object_get(run, "run_id"));
+        printf(
+            "%-19" PRIu64
+            "  %-19s  %7lld  %5lld  %8lld  %6lld  %9lld  %6lld  %7lld  %10s  ",
+            id,
+            fmt_time((uint64_t)json_integer_value(json_object_get(run, "started_ns")), t),
+            (long long)json_integer_value(json_object_get(run, "pid")), v[0], v[1], v[2],
+            v[3], v[4], v[5],
+            fmt_duration((uint64_t)json_integer_value(json_object_get(run, "node_ns")),
+                         d));
+        size_t j;
+        json_t *target;
+        json_array_foreach(json_object_get(run, "targets"), j, target)
+            printf("%s%s", j ? " " : "", json_string_value(target));
+        putchar('\n');
+    }
+}
+
+int cellar_cmd_log(int argc, char **argv)
+{
+    cli c;
+    int rc = parse_args(argc, argv, log_usage, 0, true, &c);
+    if (rc != PARSED)
+        return rc;
+    cellar_store *s;
+    cellar_reader *r;
+    if ((rc = open_reader(&c, &s, &r)))
+        return rc;
+    run_log l = {.limit = c.limit, .runs = json_array()};
+    cellar_error err;
+    if (!l.runs)
+        rc = fail(&c, "out of memory");
+    else if (cellar_reader_each_run(r, log_run, &l, &err))
+        rc = fail(&c, err.message);
+    else if (c.json)
+        rc = print_json(
+            &c, json_pack("{s:s, s:O}", "store", cellar_store_path(s), "runs", l.runs));
+    else
+        print_log_rows(l.runs);
+    if (!rc && l.unreadable) {
+        fprintf(stderr,
+                "cellar log: %zu run record%s cannot be read (the first, run %" PRIu64
+                ": %s)\n",
+                l.unreadable, l.unreadable == 1 ? "" : "s", l.first_bad, l.why);
+        rc = 1;
+    }
+    json_decref(l.runs);
+    close_reader(s, r);
+    return rc;
+}
+
 /* ---- stats ---- */
 
 static const char stats_usage[] =
@@ -577,7 +720,7 @@ static const char stats_usage[] =
 int cellar_cmd_stats(int argc, char **argv)
 {
     cli c;
-    int rc = parse_args(argc, argv, stats_usage, 0, &c);
+    int rc = parse_args(argc, argv, stats_usage, 0, false, &c);
     if (rc != PARSED)
         return rc;
     cellar_store *s;
@@ -640,7 +783,7 @@ static void report_bad(void *ctx, const cellar_hash *dv, const char *message)
 int cellar_cmd_verify(int argc, char **argv)
 {
     cli c;
-    int rc = parse_args(argc, argv, verify_usage, 0, &c);
+    int rc = parse_args(argc, argv, verify_usage, 0, false, &c);
     if (rc != PARSED)
         return rc;
     cellar_store *s;

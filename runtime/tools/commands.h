@@ -13,6 +13,7 @@ int cellar_cmd_scan(int argc, char **argv);
  * --json where it prints data, and --help.  0 ok, 1 failure, 2 usage. */
 int cellar_cmd_ls(int argc, char **argv);
 int cellar_cmd_show(int argc, char **argv);
+int cellar_cmd_log(int argc, char **argv);
 int cellar_cmd_stats(int argc, char **argv);
 int cellar_cmd_verify(int argc, char **argv);
 

@@ -1,6 +1,8 @@
 """The `cellar` command-line tool, driven as a real process against a store that a real kernel
-built: `ls`, `show NODE|KEY`, `stats`, `verify` (text and --json, --dir and $CELLAR_DIR),
-`scan FILE|-`, `--help`, and the exit statuses and stderr messages of every failure.
+built: `ls`, `show NODE|KEY`, `log`, `stats`, `verify` (text and --json, --dir and $CELLAR_DIR),
+`scan FILE|-`, `--help`, and the exit statuses and stderr messages of every failure; output
+that cannot be written, input beyond scan's limit, records it cannot read, and the one
+convention for sizes and times shared with the notebook.
 
 One kernel per module builds the store (module fixture `built`), then is shut down; tests that
 damage a store work on a copy of it.
@@ -348,7 +350,7 @@ def test_verify_finds_a_flipped_byte(built, tmp_path):
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["help"], ["ls", "--help"],
                                   ["show", "--help"], ["stats", "--help"], ["verify", "--help"],
-                                  ["scan", "--help"]])
+                                  ["scan", "--help"], ["log", "--help"]])
 def test_help(args, tmp_path):
     proc = cellar(*args, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
@@ -356,7 +358,7 @@ def test_help(args, tmp_path):
     if args[0] not in ("--help", "-h", "help"):
         assert proc.stdout.startswith(f"usage: cellar {args[0]}")
     else:
-        for cmd in ("scan", "ls", "show", "stats", "verify"):
+        for cmd in ("scan", "ls", "show", "log", "stats", "verify"):
             assert re.search(rf"^\s+{cmd}\b", proc.stdout, re.M), cmd
     assert list(tmp_path.iterdir()) == [], "--help creates nothing"
 
@@ -373,7 +375,7 @@ def test_usage_errors_exit_2(args, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("cmd", [["ls"], ["stats"], ["verify"], ["show", "raw"]])
+@pytest.mark.parametrize("cmd", [["ls"], ["stats"], ["verify"], ["show", "raw"], ["log"]])
 def test_missing_store(cmd, tmp_path):
     missing = tmp_path / "nope" / "store"
     for proc in (cellar(*cmd, "--dir", missing), cellar(*cmd, env_dir=missing),
@@ -503,7 +505,7 @@ def test_scan_code_version_stability():
 
 @pytest.mark.parametrize("args", [["ls"], ["ls", "--json"], ["stats"], ["stats", "--json"],
                                   ["show", "raw"], ["show", "raw", "--json"], ["verify"],
-                                  ["--help"], ["ls", "--help"]])
+                                  ["log"], ["log", "--json"], ["--help"], ["ls", "--help"]])
 def test_write_errors_on_stdout_fail_the_command(built, args):
     # /dev/full accepts the open and fails every write with ENOSPC: output that never arrived
     # is a failure, said on stderr, whatever the command.
@@ -652,3 +654,41 @@ def test_notebook_and_cli_print_sizes_and_times_alike(kernel_factory):
     stats = cellar("stats", "--dir", k.store).stdout
     total = re.search(r"results\s+2 \(([^)]*)\)", stats).group(1)
     assert SIZE_RE.match(total) and f", {total})" in load, (stats, load)
+
+
+# ---- log ------------------------------------------------------------------------------------
+
+def test_log_lists_the_runs_newest_first(built):
+    doc = ok_json("log", "--dir", built["store"], "--json")
+    runs = doc["runs"]
+    assert len(runs) == 2 and runs[0]["run_id"] > runs[1]["run_id"]
+    second, first = runs
+    # What ran, as the side effects counted it (the premise test checks those).
+    assert first["targets"] == ["total", "other", "marked"]
+    assert (first["nodes"], first["computed"], first["loaded"]) == (5, 5, 0)
+    assert second["targets"] == ["total"]
+    assert (second["nodes"], second["computed"], second["in_memory"]) == (3, 3, 0)
+    for r in runs:
+        assert r["failed"] == r["skipped"] == 0 and r["pid"] > 0
+        assert 0 < r["started_ns"] <= r["run_id"] and r["node_ns"] >= 0
+    assert ok_json("log", "--dir", built["store"], "--json", "--limit", "1")["runs"] == [second]
+    assert ok_json("log", "--json", "--limit=1", env_dir=built["store"])["runs"] == [second]
+    text = cellar("log", "--dir", built["store"])
+    assert text.returncode == 0 and text.stderr == "", text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].split()[:3] == ["RUN", "STARTED", "PID"]
+    assert [ln.split()[0] for ln in lines[1:]] == [str(second["run_id"]), str(first["run_id"])]
+    assert lines[2].endswith("total other marked")
+    for bad in (["--limit", "0"], ["--limit", "x"], ["--limit"]):
+        failed(cellar("log", "--dir", built["store"], *bad), status=2)
+    failed(cellar("ls", "--dir", built["store"], "--limit", "1"), status=2)
+
+
+def test_log_names_records_it_cannot_read(built, tmp_path):
+    store = tmp_path / "store"
+    assert patch_store(built["store"], store, b'{"format":1,"started_ns"',
+                       b'{"format":3,"started_ns"') >= 2
+    proc = cellar("log", "--dir", store, "--json")
+    assert proc.returncode == 1
+    assert "2 run records cannot be read" in proc.stderr and "format 3" in proc.stderr
+    assert json.loads(proc.stdout)["runs"] == []
