@@ -502,7 +502,7 @@ cellar_status cellar_run_record_decode(const char *text, size_t len,
     if (!out)
         return cellar_error_set(err, CELLAR_EINVAL, "run record: NULL output");
     *out = NULL;
-    json_t *doc;
+    json_t *doc = NULL;
     cellar_status st = load(text, len, "run", &doc, err);
     if (st != CELLAR_OK)
         return st;
@@ -580,7 +580,7 @@ cellar_status cellar_node_record_decode(const char *text, size_t len,
     if (!out)
         return cellar_error_set(err, CELLAR_EINVAL, "node record: NULL output");
     *out = NULL;
-    json_t *doc;
+    json_t *doc = NULL;
     cellar_status st = load(text, len, "node", &doc, err);
     if (st != CELLAR_OK)
         return st;

@@ -162,7 +162,8 @@ static void test_large_fields_grow_the_buffer(void **state)
     enum { BIG = 100000 };
     uint8_t *expected = calloc(13 + 9 + BIG, 1);
     assert_non_null(expected);
-    memcpy(expected, "s\4\0\0\0\0\0\0\0head", 13);
+    static const uint8_t head[13] = {'s', 4, 0, 0, 0, 0, 0, 0, 0, 'h', 'e', 'a', 'd'};
+    memcpy(expected, head, sizeof head);
     expected[13] = 's';
     expected[14] = BIG & 0xff;
     expected[15] = (BIG >> 8) & 0xff;

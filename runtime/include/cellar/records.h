@@ -57,14 +57,13 @@ const char *cellar_outcome_name(cellar_outcome outcome);
 /* One node's row in a run record.  Strings are NUL-terminated UTF-8. */
 typedef struct cellar_lineage_row {
     const char *node;
+    const char *error;             /* why it failed or was skipped; NULL when neither */
+    uint64_t time_ns;              /* compute or load time; 0 when none */
+    uint64_t size;                 /* bytes of the serialized value */
+    cellar_hash key, data_version; /* when has_versions */
     cellar_outcome outcome;
-    bool has_versions; /* key and data_version hold something (not for failed
-                          and skipped nodes, which have neither) */
-    cellar_hash key, data_version;
-    uint64_t time_ns;  /* compute or load time; 0 when none */
+    bool has_versions; /* false for failed and skipped nodes, which have neither */
     bool has_size;     /* false for a value that could not be serialized */
-    uint64_t size;     /* bytes of the serialized value */
-    const char *error; /* why it failed or was skipped; NULL when neither */
 } cellar_lineage_row;
 
 typedef struct cellar_run_record {
