@@ -1,16 +1,23 @@
 /*
  * commands.h - the `cellar` command's subcommands.  Each takes the arguments
  * after its own name (argv[0] is the subcommand), prints data to stdout and
- * problems to stderr, and returns the process exit status.
+ * problems to stderr, and returns the process exit status.  A non-zero status
+ * always comes with a line on stderr that gives the whole reason (a
+ * cellar_error's message, which error.h keeps whole up to 4 KiB).  Whether
+ * stdout was really written is checked once for all of them, in cellar.c:
+ * a failed write turns the status into the command's failure status.
  */
 #ifndef CELLAR_TOOLS_COMMANDS_H
 #define CELLAR_TOOLS_COMMANDS_H
 
-/* cellar scan FILE|-: 0 clean, 1 source has errors (JSON still printed), 2 usage. */
+/* cellar scan FILE|-: 0 clean, 1 source has errors (JSON still printed), 2 usage,
+ * an input that cannot be read or is over the 16 MiB limit, or output that
+ * cannot be written. */
 int cellar_cmd_scan(int argc, char **argv);
 
 /* Store commands; each accepts --dir PATH (default: $CELLAR_DIR, else ./.cellar),
- * --json where it prints data, and --help.  0 ok, 1 failure, 2 usage. */
+ * --json where it prints data, and --help.  0 ok, 1 failure (including a
+ * record that cannot be read, after showing the rest), 2 usage. */
 int cellar_cmd_ls(int argc, char **argv);
 int cellar_cmd_show(int argc, char **argv);
 int cellar_cmd_log(int argc, char **argv);
