@@ -134,6 +134,15 @@ static const char *fmt_duration(uint64_t ns, char buf[32])
     return cellar_units_duration(ns, buf);
 }
 
+/* The printf width that right-aligns `s` in `columns` terminal columns:
+ * "µs" is two bytes and one column. */
+static int width_of(const char *s, int columns)
+{
+    for (; *s; s++)
+        columns += ((unsigned char)*s & 0xC0) == 0x80;
+    return columns;
+}
+
 static const char *fmt_time(uint64_t ns, char buf[32])
 {
     time_t t = (time_t)(ns / 1000000000u);
@@ -260,8 +269,9 @@ static void print_entry_rows(const entries *e, int node_width, int hex_width)
         hex_of(&it->rec.data_version, dv);
         if (node_width)
             printf("%-*s  ", node_width, it->node);
-        printf("%.*s  %.*s  %10s  %10s  %-19s  %s\n", hex_width, key, hex_width, dv,
-               fmt_size(it->rec.size, a), fmt_duration(it->rec.compute_ns, b),
+        fmt_duration(it->rec.compute_ns, b);
+        printf("%.*s  %.*s  %10s  %*s  %-19s  %s\n", hex_width, key, hex_width, dv,
+               fmt_size(it->rec.size, a), width_of(b, 10), b,
                fmt_time(it->rec.created_ns, cr), fmt_time(it->rec.last_used_ns, lu));
     }
 }
@@ -383,12 +393,12 @@ static void print_run_rows(json_t *runs)
         const char *status = json_string_value(json_object_get(e, "status"));
         const char *dv = json_string_value(json_object_get(e, "data_version"));
         json_t *size = json_object_get(e, "size");
-        printf(
-            "  %-19" PRIu64 "  %-19s  %-10s  %10s  %10s  %.12s\n", id, fmt_time(id, t),
-            status ? status : "-",
-            fmt_duration((uint64_t)json_integer_value(json_object_get(e, "time_ns")), d),
-            json_is_integer(size) ? fmt_size((uint64_t)json_integer_value(size), z) : "-",
-            dv ? dv : "-");
+        fmt_duration((uint64_t)json_integer_value(json_object_get(e, "time_ns")), d);
+        printf("  %-19" PRIu64 "  %-19s  %-10s  %*s  %10s  %.12s\n", id, fmt_time(id, t),
+               status ? status : "-", width_of(d, 10), d,
+               json_is_integer(size) ? fmt_size((uint64_t)json_integer_value(size), z)
+                                     : "-",
+               dv ? dv : "-");
     }
 }
 
@@ -657,15 +667,14 @@ static void print_log_rows(json_t *runs)
         for (size_t k = 0; k < 6; k++)
             v[k] = (long long)json_integer_value(json_object_get(run, fields[k]));
         uint64_t id = (uint64_t)json_integer_value(json_object_get(run, "run_id"));
+        fmt_duration((uint64_t)json_integer_value(json_object_get(run, "node_ns")), d);
         printf(
             "%-19" PRIu64
-            "  %-19s  %7lld  %5lld  %8lld  %6lld  %9lld  %6lld  %7lld  %10s  ",
+            "  %-19s  %7lld  %5lld  %8lld  %6lld  %9lld  %6lld  %7lld  %*s  ",
             id,
             fmt_time((uint64_t)json_integer_value(json_object_get(run, "started_ns")), t),
             (long long)json_integer_value(json_object_get(run, "pid")), v[0], v[1], v[2],
-            v[3], v[4], v[5],
-            fmt_duration((uint64_t)json_integer_value(json_object_get(run, "node_ns")),
-                         d));
+            v[3], v[4], v[5], width_of(d, 10), d);
         size_t j;
         json_t *target;
         json_array_foreach(json_object_get(run, "targets"), j, target)
