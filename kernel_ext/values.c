@@ -1,0 +1,512 @@
+/*
+ * values.c - values: pickling, data versions, and the checks that let the
+ * in-memory cache hand a value out again.
+ *
+ * A data version is the fingerprint of a value's pickle (protocol 5): the
+ * stream, then each out-of-band buffer hashed in place (a 1 GiB array is never
+ * copied to be fingerprinted), then, only when the value holds notebook code,
+ * one more segment listing that code's versions.  The stream names the type,
+ * dtype, shape and column names, so equal bytes of different shapes never
+ * share a version.
+ *
+ * Notebook code inside data.  Pickle names a function or a class by its
+ * qualified name, so a partial, a dict of functions or an instance would keep
+ * its version when the code behind the name changes.  The pickler is a
+ * subclass of the C `_pickle.Pickler` whose `reducer_override` is a C
+ * function: pickle calls it for every object but atoms and builtin
+ * containers, it returns NotImplemented at once unless the object is a
+ * function, a method or a class, and for notebook code it appends the code
+ * version (cellar_object_code_version) to a list while pickling goes on as
+ * before.  The stored stream is therefore the normal one, which loads
+ * everywhere; the versions go into a segment of their own after the buffers.
+ * That segment is stored with the result (pickle ignores unused buffers), so
+ * the store's checksum is still the fingerprint of exactly the stored
+ * segments, which is the data version.  A second stream only for the
+ * fingerprint would cost a second pickling of every value.
+ *
+ * Sets.  A set of strings pickles in hash-seed order, and the C pickler hands
+ * exact sets to no hook.  So the C stream is scanned for set opcodes (a walk
+ * over the opcodes, cheap next to pickling); a value with a non-empty set is
+ * pickled again by a subclass of the pure-Python pickler, whose
+ * reducer_override does see sets and reduces each to `set(list)` with the
+ * elements sorted by their own fingerprints.  That stream loads to an equal
+ * value and is the same in every process; it is what gets stored.  Values
+ * without sets never pay for it.  Dicts keep their insertion order: it is
+ * part of the value (iteration shows it) and pickle records it faithfully.
+ *
+ * Reuse.  A value kept in memory can be changed in place by a node body or
+ * by the user.  cellar_value_unchanged re-fingerprints it (skipped for
+ * deeply immutable values) before it is reused, and
+ * cellar_pickled_unchanged re-hashes the live buffers that a pending store
+ * write would copy.
+ */
+#include "cellar_ext.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#define CELLAR_SEG_CODE 'B' /* code versions travel as one more buffer */
+
+/* What one pickling collects while the pickler runs; pickles nest (a code
+ * version reads a global's data version, a set sorts by its elements'), so
+ * the state points at the innermost and each restores the outer one. */
+struct cellar_collect {
+    PyObject *memo;     /* the run's memo for code versions */
+    PyObject *versions; /* bytearray of 16-byte code versions, or NULL */
+    struct cellar_collect *outer;
+};
+
+void cellar_pickled_release(cellar_pickled *p)
+{
+    for (size_t i = 0; i < p->nviews; i++)
+        PyBuffer_Release(&p->views[i]);
+    PyMem_Free(p->views);
+    PyMem_Free(p->segs);
+    Py_CLEAR(p->stream);
+    Py_CLEAR(p->buffers);
+    Py_CLEAR(p->code);
+    p->views = NULL;
+    p->segs = NULL;
+    p->nsegs = 0;
+    p->nviews = 0;
+}
+
+static void hash_segments(cellar_state *st, const cellar_pickled *p, cellar_hash *out)
+{
+    cellar_fingerprint_reset(st->fp);
+    cellar_fingerprint_add(st->fp, CELLAR_SEG_STREAM, p->segs[0].data, p->segs[0].len);
+    for (size_t i = 1; i < p->nsegs; i++)
+        cellar_fingerprint_add(st->fp, CELLAR_SEG_BUFFER, p->segs[i].data, p->segs[i].len);
+    *out = cellar_fingerprint_digest(st->fp);
+}
+
+static int fill_segments(cellar_state *st, cellar_pickled *p)
+{
+    Py_ssize_t nbuf = PyList_GET_SIZE(p->buffers);
+    size_t ncode = p->code ? 1 : 0;
+    p->segs = PyMem_Calloc((size_t)nbuf + 1 + ncode, sizeof(cellar_segment));
+    p->views = PyMem_Calloc(nbuf ? (size_t)nbuf : 1, sizeof(Py_buffer));
+    if (!p->segs || !p->views) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    p->segs[0].data = PyBytes_AS_STRING(p->stream);
+    p->segs[0].len = (size_t)PyBytes_GET_SIZE(p->stream);
+    p->nsegs = 1;
+    p->size = p->segs[0].len;
+    for (Py_ssize_t i = 0; i < nbuf; i++) {
+        Py_buffer *v = &p->views[i];
+        if (PyObject_GetBuffer(PyList_GET_ITEM(p->buffers, i), v, PyBUF_ANY_CONTIGUOUS) <
+            0)
+            return -1;
+        p->nviews++;
+        p->segs[p->nsegs].data = v->buf;
+        p->segs[p->nsegs].len = (size_t)v->len;
+        p->nsegs++;
+        p->size += (uint64_t)v->len;
+    }
+    if (p->code) {
+        p->segs[p->nsegs].data = PyBytes_AS_STRING(p->code);
+        p->segs[p->nsegs].len = (size_t)PyBytes_GET_SIZE(p->code);
+        p->nsegs++;
+        p->size += (uint64_t)PyBytes_GET_SIZE(p->code);
+    }
+    hash_segments(st, p, &p->dv);
+    return 0;
+}
+
+/* ---- the stream scan for sets ---- */
+
+/* Whether a protocol-5 stream holds a set or frozenset with elements.  An
+ * opcode this walk does not know, or a stream it cannot follow, counts as
+ * "yes": the canonical pickling is always right, only slower. */
+static bool stream_has_sets(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    unsigned char prev = 0;
+    while (i < n) {
+        unsigned char op = p[i++];
+        size_t arg = 0, lenbytes = 0;
+        switch (op) {
+        case '(': case '.': case '0': case '1': case '2': case 'N': case 'Q':
+        case 'R': case 'a': case 'b': case 'd': case '}': case 'e': case 'l':
+        case ']': case 'o': case 's': case 't': case ')': case 'u': case 0x81:
+        case 0x85: case 0x86: case 0x87: case 0x88: case 0x89: case 0x8f:
+        case 0x92: case 0x93: case 0x94: case 0x97: case 0x98:
+            break;
+        case 0x90: /* ADDITEMS */
+            return true;
+        case 0x91: /* FROZENSET: empty when it closes a MARK at once */
+            if (prev != '(')
+                return true;
+            break;
+        case 'K': case 'h': case 'q': case 0x80: case 0x82:
+            arg = 1;
+            break;
+        case 'M': case 0x83:
+            arg = 2;
+            break;
+        case 'J': case 'j': case 'r': case 0x84:
+            arg = 4;
+            break;
+        case 'G': case 0x95:
+            arg = 8;
+            break;
+        case 'U': case 'C': case 0x8c: case 0x8a:
+            lenbytes = 1;
+            break;
+        case 'T': case 'X': case 'B': case 0x8b:
+            lenbytes = 4;
+            break;
+        case 0x8d: case 0x8e: case 0x96:
+            lenbytes = 8;
+            break;
+        default:
+            return true;
+        }
+        if (op == '.')
+            return false;
+        if (lenbytes) {
+            if (n - i < lenbytes)
+                return true;
+            uint64_t len = 0;
+            for (size_t b = 0; b < lenbytes; b++)
+                len |= (uint64_t)p[i + b] << (8 * b);
+            i += lenbytes;
+            if (len > n - i)
+                return true;
+            arg = (size_t)len;
+        }
+        if (arg > n - i)
+            return true;
+        i += arg;
+        prev = op;
+    }
+    return true;
+}
+
+/* ---- element order for sets ---- */
+
+typedef struct ordered {
+    cellar_hash h;
+    PyObject *item; /* borrowed from the list being sorted */
+} ordered;
+
+static int cmp_ordered(const void *a, const void *b)
+{
+    return memcmp(((const ordered *)a)->h.bytes, ((const ordered *)b)->h.bytes, 16);
+}
+
+/* Fingerprint of one set element: atoms directly (tagged by type), anything
+ * else by its data version; 1 when it cannot be pickled. */
+static int element_version(cellar_state *st, PyObject *item, cellar_hash *out)
+{
+    cellar_key *k = cellar_key_new();
+    if (!k) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rc = 0;
+    if (PyUnicode_CheckExact(item)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(item, &n);
+        if (!s) {
+            /* lone surrogates have no UTF-8: fall back to the pickle */
+            PyErr_Clear();
+            goto generic;
+        }
+        cellar_key_add_str(k, "s", 1);
+        cellar_key_add_str(k, s, (size_t)n);
+    } else if (PyBytes_CheckExact(item)) {
+        cellar_key_add_str(k, "b", 1);
+        cellar_key_add_str(k, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
+    } else {
+        goto generic;
+    }
+    *out = cellar_key_digest(k);
+    cellar_key_free(k);
+    return 0;
+generic:
+    cellar_key_free(k);
+    bool picklable = true;
+    rc = cellar_data_version(st, item, st->collect ? st->collect->memo : NULL, out,
+                             &picklable);
+    if (rc < 0)
+        return -1;
+    return picklable ? 0 : 1;
+}
+
+/* The reduction `(set, (sorted list,))` for an exact set or frozenset. */
+static PyObject *canonical_set(cellar_state *st, PyObject *obj)
+{
+    PyObject *items = PySequence_List(obj);
+    if (!items)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    ordered *o = PyMem_Calloc(n ? (size_t)n : 1, sizeof *o);
+    if (!o) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        o[i].item = PyList_GET_ITEM(items, i);
+        int rc = element_version(st, o[i].item, &o[i].h);
+        if (rc != 0) {
+            if (rc > 0)
+                PyErr_SetString(PyExc_TypeError, "a set element cannot be pickled");
+            PyMem_Free(o);
+            Py_DECREF(items);
+            return NULL;
+        }
+    }
+    qsort(o, (size_t)n, sizeof *o, cmp_ordered);
+    PyObject *sorted = PyList_New(n);
+    for (Py_ssize_t i = 0; sorted && i < n; i++)
+        PyList_SET_ITEM(sorted, i, Py_NewRef(o[i].item));
+    PyMem_Free(o);
+    Py_DECREF(items);
+    if (!sorted)
+        return NULL;
+    PyObject *r = Py_BuildValue("(O(N))", (PyObject *)Py_TYPE(obj), sorted);
+    return r;
+}
+
+/* ---- the picklers' hook ---- */
+
+static PyObject *reducer_override(PyObject *module, PyObject *obj)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    /* The fast path: pickle calls this for nearly every object it meets. */
+    if (t != &PyFunction_Type && t != &PyMethod_Type && !PyType_Check(obj) &&
+        t != &PySet_Type && t != &PyFrozenSet_Type)
+        Py_RETURN_NOTIMPLEMENTED;
+    cellar_state *st = cellar_state_of(module);
+    if (t == &PySet_Type || t == &PyFrozenSet_Type) /* only the canonical pickler */
+        return PySet_GET_SIZE(obj) > 1 ? canonical_set(st, obj)
+                                       : Py_NewRef(Py_NotImplemented);
+    struct cellar_collect *c = st->collect;
+    if (!c)
+        Py_RETURN_NOTIMPLEMENTED;
+    cellar_hash h;
+    int rc = cellar_object_code_version(st, obj, c->memo, &h);
+    if (rc < 0)
+        return NULL;
+    if (rc == 1) {
+        if (!c->versions && !(c->versions = PyByteArray_FromStringAndSize(NULL, 0)))
+            return NULL;
+        Py_ssize_t at = PyByteArray_GET_SIZE(c->versions);
+        if (PyByteArray_Resize(c->versions, at + 16) < 0)
+            return NULL;
+        memcpy(PyByteArray_AS_STRING(c->versions) + at, h.bytes, 16);
+    }
+    Py_RETURN_NOTIMPLEMENTED;
+}
+
+static PyMethodDef reducer_override_def = {
+    "reducer_override", reducer_override, METH_O,
+    "cellar's hook: notes the code version of notebook code, sorts sets."};
+
+/* type(name, (base,), {"reducer_override": <the C hook>}); the hook is a
+ * builtin function, which does not bind, so pickle calls it with the module
+ * as its self and the object to reduce. */
+static PyObject *make_pickler(PyObject *module, const char *name, const char *base_mod,
+                              const char *base_attr)
+{
+    PyObject *mod = PyImport_ImportModule(base_mod);
+    PyObject *base = mod ? PyObject_GetAttrString(mod, base_attr) : NULL;
+    Py_XDECREF(mod);
+    PyObject *modname = PyModule_GetNameObject(module);
+    PyObject *hook = modname ? PyCFunction_NewEx(&reducer_override_def, module, modname)
+                             : NULL;
+    Py_XDECREF(modname);
+    PyObject *ns = hook ? Py_BuildValue("{sO}", "reducer_override", hook) : NULL;
+    Py_XDECREF(hook);
+    PyObject *cls = (base && ns) ? PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O",
+                                                         name, base, ns)
+                                 : NULL;
+    Py_XDECREF(base);
+    Py_XDECREF(ns);
+    return cls;
+}
+
+int cellar_values_init(PyObject *module, cellar_state *st)
+{
+    PyObject *io = PyImport_ImportModule("io");
+    st->bytes_io = io ? PyObject_GetAttrString(io, "BytesIO") : NULL;
+    Py_XDECREF(io);
+    if (!st->bytes_io)
+        return -1;
+    st->fast_pickler = make_pickler(module, "cellar._Pickler", "_pickle", "Pickler");
+    st->canonical_pickler =
+        st->fast_pickler ? make_pickler(module, "cellar._CanonicalPickler", "pickle",
+                                        "_Pickler")
+                         : NULL;
+    return st->canonical_pickler ? 0 : -1;
+}
+
+/* ---- pickling ---- */
+
+/* One pickling of `value` by `cls` into out->stream and out->buffers. */
+static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo,
+                cellar_pickled *out)
+{
+    out->buffers = PyList_New(0);
+    PyObject *file = out->buffers ? PyObject_CallNoArgs(st->bytes_io) : NULL;
+    PyObject *append = file ? PyObject_GetAttrString(out->buffers, "append") : NULL;
+    PyObject *kwnames = append ? PyTuple_Pack(2, st->str_protocol,
+                                              st->str_buffer_callback)
+                               : NULL;
+    PyObject *pickler = NULL;
+    if (kwnames) {
+        PyObject *args[] = {file, st->int_five, append};
+        pickler = PyObject_Vectorcall(cls, args, 1, kwnames);
+    }
+    Py_XDECREF(append);
+    Py_XDECREF(kwnames);
+    int rc = -1;
+    if (pickler) {
+        struct cellar_collect c = {memo, NULL, st->collect};
+        st->collect = &c;
+        PyObject *r = PyObject_CallMethodOneArg(pickler, st->str_dump, value);
+        st->collect = c.outer;
+        if (r) {
+            Py_DECREF(r);
+            out->stream = PyObject_CallMethodNoArgs(file, st->str_getvalue);
+            if (out->stream && c.versions)
+                out->code = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(c.versions),
+                                                      PyByteArray_GET_SIZE(c.versions));
+            rc = (out->stream && (out->code || !c.versions)) ? 0 : -1;
+            if (rc == 0 && !PyBytes_Check(out->stream)) {
+                PyErr_SetString(PyExc_TypeError, "the pickle stream is not bytes");
+                rc = -1;
+            }
+        }
+        Py_XDECREF(c.versions);
+        Py_DECREF(pickler);
+    }
+    Py_XDECREF(file);
+    return rc;
+}
+
+/* Turns a failed pickling into "cannot be pickled" (1, *why set) when the
+ * error is an ordinary exception; -1 keeps the error (memory, interrupts). */
+static int pickling_failed(PyObject **why)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception) ||
+        PyErr_ExceptionMatches(PyExc_MemoryError))
+        return -1;
+    PyObject *exc = cellar_fetch_exception();
+    *why = exc ? PyObject_Str(exc) : NULL;
+    Py_XDECREF(exc);
+    if (!*why) {
+        PyErr_Clear();
+        *why = PyUnicode_FromString("pickling failed");
+    }
+    return *why ? 1 : -1;
+}
+
+int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
+                  PyObject **why)
+{
+    memset(out, 0, sizeof *out);
+    *why = NULL;
+    PyObject *own_memo = NULL;
+    if (!memo && !(memo = own_memo = PyDict_New()))
+        return -1;
+    int rc = dump(st, st->fast_pickler, value, memo, out);
+    if (rc == 0 && stream_has_sets((const unsigned char *)PyBytes_AS_STRING(out->stream),
+                                   (size_t)PyBytes_GET_SIZE(out->stream))) {
+        cellar_pickled_release(out);
+        rc = dump(st, st->canonical_pickler, value, memo, out);
+    }
+    Py_XDECREF(own_memo);
+    if (rc < 0) {
+        cellar_pickled_release(out);
+        return pickling_failed(why);
+    }
+    if (fill_segments(st, out) < 0) {
+        cellar_pickled_release(out);
+        return -1;
+    }
+    return 0;
+}
+
+bool cellar_pickled_unchanged(cellar_state *st, const cellar_pickled *p)
+{
+    cellar_hash now;
+    hash_segments(st, p, &now);
+    return cellar_hash_equal(&now, &p->dv);
+}
+
+cellar_hash cellar_unique_version(cellar_state *st)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t parts[4] = {(uint64_t)getpid(), (uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec,
+                         ++st->unique_counter};
+    cellar_fingerprint_reset(st->fp);
+    cellar_fingerprint_add(st->fp, 'U', parts, sizeof parts);
+    return cellar_fingerprint_digest(st->fp);
+}
+
+int cellar_data_version(cellar_state *st, PyObject *value, PyObject *memo,
+                        cellar_hash *out, bool *picklable)
+{
+    cellar_pickled p;
+    PyObject *why = NULL;
+    int rc = cellar_pickle(st, value, memo, &p, &why);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        Py_DECREF(why);
+        *picklable = false;
+        *out = cellar_unique_version(st);
+        return 0;
+    }
+    *picklable = true;
+    *out = p.dv;
+    cellar_pickled_release(&p);
+    return 0;
+}
+
+/* ---- reuse ---- */
+
+bool cellar_value_is_immutable(PyObject *v, int depth)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (v == Py_None || v == Py_Ellipsis || t == &PyLong_Type || t == &PyBool_Type ||
+        t == &PyFloat_Type || t == &PyComplex_Type || t == &PyUnicode_Type ||
+        t == &PyBytes_Type || t == &PyRange_Type)
+        return true;
+    if (depth >= 8)
+        return false;
+    if (t == &PyTuple_Type) {
+        Py_ssize_t n = PyTuple_GET_SIZE(v);
+        if (n > 64)
+            return false;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!cellar_value_is_immutable(PyTuple_GET_ITEM(v, i), depth + 1))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+bool cellar_value_is_iterator(PyObject *v)
+{
+    /* An iterator is its own iterator; a generator is one. */
+    return PyGen_Check(v) || (PyIter_Check(v) && !PyType_Check(v) &&
+                              Py_TYPE(v)->tp_iter == PyObject_SelfIter);
+}
+
+int cellar_value_unchanged(cellar_state *st, PyObject *value, const cellar_hash *dv,
+                           PyObject *memo)
+{
+    if (cellar_value_is_immutable(value, 0))
+        return 1;
+    cellar_hash now;
+    bool picklable;
+    if (cellar_data_version(st, value, memo, &now, &picklable) < 0)
+        return -1;
+    return picklable && cellar_hash_equal(&now, dv);
+}
