@@ -319,7 +319,9 @@ static PyObject *make_pickler(PyObject *module, const char *name, const char *ba
     PyObject *hook = modname ? PyCFunction_NewEx(&reducer_override_def, module, modname)
                              : NULL;
     Py_XDECREF(modname);
-    PyObject *ns = hook ? Py_BuildValue("{sO}", "reducer_override", hook) : NULL;
+    PyObject *ns = hook ? Py_BuildValue("{sOss}", "reducer_override", hook, "__module__",
+                                        "cellar")
+                        : NULL;
     Py_XDECREF(hook);
     PyObject *cls = (base && ns) ? PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O",
                                                          name, base, ns)
@@ -336,9 +338,9 @@ int cellar_values_init(PyObject *module, cellar_state *st)
     Py_XDECREF(io);
     if (!st->bytes_io)
         return -1;
-    st->fast_pickler = make_pickler(module, "cellar._Pickler", "_pickle", "Pickler");
+    st->fast_pickler = make_pickler(module, "_Pickler", "_pickle", "Pickler");
     st->canonical_pickler =
-        st->fast_pickler ? make_pickler(module, "cellar._CanonicalPickler", "pickle",
+        st->fast_pickler ? make_pickler(module, "_CanonicalPickler", "pickle",
                                         "_Pickler")
                          : NULL;
     return st->canonical_pickler ? 0 : -1;
