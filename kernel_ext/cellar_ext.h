@@ -48,14 +48,12 @@ typedef struct cellar_state {
     PyObject *pickle_dumps, *pickle_loads, *marshal_dumps;
     PyObject *literal_eval, *shlex_split, *print_exception;
     PyObject *str_protocol, *str_buffer_callback, *str_buffers;
-    PyObject *str_dump, *str_getvalue;
+    PyObject *str_dump, *str_getvalue, *str_reducer_override;
     PyObject *int_five;
 
-    /* values.c: the fingerprinting picklers (C pickler and the pure-Python one
-     * for values holding sets) and io.BytesIO; `collect` is the innermost
-     * pickling in progress (not a Python object; NULL between picklings). */
+    /* values.c: the fingerprinting picklers (subclasses of the C pickler and
+     * of the pure-Python one, for values holding sets) and io.BytesIO. */
     PyObject *fast_pickler, *canonical_pickler, *bytes_io;
-    struct cellar_collect *collect;
 
     /* IPython integration; NULL when not loaded into a shell. */
     PyObject *shell;

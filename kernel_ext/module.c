@@ -311,6 +311,7 @@ static int cellar_exec(PyObject *module)
         !(st->str_buffers = PyUnicode_InternFromString("buffers")) ||
         !(st->str_dump = PyUnicode_InternFromString("dump")) ||
         !(st->str_getvalue = PyUnicode_InternFromString("getvalue")) ||
+        !(st->str_reducer_override = PyUnicode_InternFromString("reducer_override")) ||
         !(st->int_five = PyLong_FromLong(5)))
         return -1;
     if (!(st->functions = PyDict_New()) || !(st->memo = PyDict_New()) ||
@@ -349,6 +350,7 @@ static int cellar_exec(PyObject *module)
     X(str_buffers) \
     X(str_dump) \
     X(str_getvalue) \
+    X(str_reducer_override) \
     X(int_five) \
     X(fast_pickler) \
     X(canonical_pickler) \

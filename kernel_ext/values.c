@@ -47,14 +47,27 @@
 
 #define CELLAR_SEG_CODE 'B' /* code versions travel as one more buffer */
 
-/* What one pickling collects while the pickler runs; pickles nest (a code
- * version reads a global's data version, a set sorts by its elements'), so
- * the state points at the innermost and each restores the outer one. */
-struct cellar_collect {
-    PyObject *memo;     /* the run's memo for code versions */
+/* What one pickling collects while the pickler runs.  Each pickler gets its
+ * own, in a capsule that is the `self` of its reducer_override: picklings
+ * nest (a code version reads a global's data version, a set sorts by its
+ * elements'), and with ipykernel's subshells they can interleave on threads,
+ * so nothing about a pickling in progress lives in the module state. */
+#define COLLECT_CAPSULE "cellar.collect"
+typedef struct collect {
+    cellar_state *st;
+    PyObject *memo;     /* the run's memo for code versions (strong) */
     PyObject *versions; /* bytearray of 16-byte code versions, or NULL */
-    struct cellar_collect *outer;
-};
+} collect;
+
+static void collect_free(PyObject *capsule)
+{
+    collect *c = PyCapsule_GetPointer(capsule, COLLECT_CAPSULE);
+    if (!c)
+        return;
+    Py_XDECREF(c->memo);
+    Py_XDECREF(c->versions);
+    PyMem_Free(c);
+}
 
 void cellar_pickled_release(cellar_pickled *p)
 {
@@ -199,7 +212,8 @@ static int cmp_ordered(const void *a, const void *b)
 
 /* Fingerprint of one set element: atoms directly (tagged by type), anything
  * else by its data version; 1 when it cannot be pickled. */
-static int element_version(cellar_state *st, PyObject *item, cellar_hash *out)
+static int element_version(cellar_state *st, PyObject *item, PyObject *memo,
+                           cellar_hash *out)
 {
     cellar_key *k = cellar_key_new();
     if (!k) {
@@ -229,15 +243,14 @@ static int element_version(cellar_state *st, PyObject *item, cellar_hash *out)
 generic:
     cellar_key_free(k);
     bool picklable = true;
-    rc = cellar_data_version(st, item, st->collect ? st->collect->memo : NULL, out,
-                             &picklable);
+    rc = cellar_data_version(st, item, memo, out, &picklable);
     if (rc < 0)
         return -1;
     return picklable ? 0 : 1;
 }
 
 /* The reduction `(set, (sorted list,))` for an exact set or frozenset. */
-static PyObject *canonical_set(cellar_state *st, PyObject *obj)
+static PyObject *canonical_set(cellar_state *st, PyObject *obj, PyObject *memo)
 {
     PyObject *items = PySequence_List(obj);
     if (!items)
@@ -250,7 +263,7 @@ static PyObject *canonical_set(cellar_state *st, PyObject *obj)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         o[i].item = PyList_GET_ITEM(items, i);
-        int rc = element_version(st, o[i].item, &o[i].h);
+        int rc = element_version(st, o[i].item, memo, &o[i].h);
         if (rc != 0) {
             if (rc > 0)
                 PyErr_SetString(PyExc_TypeError, "a set element cannot be pickled");
@@ -273,22 +286,21 @@ static PyObject *canonical_set(cellar_state *st, PyObject *obj)
 
 /* ---- the picklers' hook ---- */
 
-static PyObject *reducer_override(PyObject *module, PyObject *obj)
+static PyObject *reducer_override(PyObject *capsule, PyObject *obj)
 {
     PyTypeObject *t = Py_TYPE(obj);
     /* The fast path: pickle calls this for nearly every object it meets. */
     if (t != &PyFunction_Type && t != &PyMethod_Type && !PyType_Check(obj) &&
         t != &PySet_Type && t != &PyFrozenSet_Type)
         Py_RETURN_NOTIMPLEMENTED;
-    cellar_state *st = cellar_state_of(module);
-    if (t == &PySet_Type || t == &PyFrozenSet_Type) /* only the canonical pickler */
-        return PySet_GET_SIZE(obj) > 1 ? canonical_set(st, obj)
-                                       : Py_NewRef(Py_NotImplemented);
-    struct cellar_collect *c = st->collect;
+    collect *c = PyCapsule_GetPointer(capsule, COLLECT_CAPSULE);
     if (!c)
-        Py_RETURN_NOTIMPLEMENTED;
+        return NULL;
+    if (t == &PySet_Type || t == &PyFrozenSet_Type) /* only the canonical pickler */
+        return PySet_GET_SIZE(obj) > 1 ? canonical_set(c->st, obj, c->memo)
+                                       : Py_NewRef(Py_NotImplemented);
     cellar_hash h;
-    int rc = cellar_object_code_version(st, obj, c->memo, &h);
+    int rc = cellar_object_code_version(c->st, obj, c->memo, &h);
     if (rc < 0)
         return NULL;
     if (rc == 1) {
@@ -306,9 +318,9 @@ static PyMethodDef reducer_override_def = {
     "reducer_override", reducer_override, METH_O,
     "cellar's hook: notes the code version of notebook code, sorts sets."};
 
-/* type(name, (base,), {"reducer_override": <the C hook>}); the hook is a
- * builtin function, which does not bind, so pickle calls it with the module
- * as its self and the object to reduce. */
+/* type(name, (base,), {}), so that its instances take an attribute: each
+ * pickler gets its reducer_override there, a builtin bound to its capsule
+ * (pickle looks the hook up when dump starts). */
 static PyObject *make_pickler(PyObject *module, const char *name, const char *base_mod,
                               const char *base_attr)
 {
@@ -316,13 +328,8 @@ static PyObject *make_pickler(PyObject *module, const char *name, const char *ba
     PyObject *base = mod ? PyObject_GetAttrString(mod, base_attr) : NULL;
     Py_XDECREF(mod);
     PyObject *modname = PyModule_GetNameObject(module);
-    PyObject *hook = modname ? PyCFunction_NewEx(&reducer_override_def, module, modname)
-                             : NULL;
+    PyObject *ns = modname ? Py_BuildValue("{sO}", "__module__", modname) : NULL;
     Py_XDECREF(modname);
-    PyObject *ns = hook ? Py_BuildValue("{sOss}", "reducer_override", hook, "__module__",
-                                        "cellar")
-                        : NULL;
-    Py_XDECREF(hook);
     PyObject *cls = (base && ns) ? PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O",
                                                          name, base, ns)
                                  : NULL;
@@ -340,8 +347,7 @@ int cellar_values_init(PyObject *module, cellar_state *st)
         return -1;
     st->fast_pickler = make_pickler(module, "_Pickler", "_pickle", "Pickler");
     st->canonical_pickler =
-        st->fast_pickler ? make_pickler(module, "_CanonicalPickler", "pickle",
-                                        "_Pickler")
+        st->fast_pickler ? make_pickler(module, "_CanonicalPickler", "pickle", "_Pickler")
                          : NULL;
     return st->canonical_pickler ? 0 : -1;
 }
@@ -365,27 +371,37 @@ static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo
     }
     Py_XDECREF(append);
     Py_XDECREF(kwnames);
+    collect *c = pickler ? PyMem_Calloc(1, sizeof *c) : NULL;
+    if (pickler && !c)
+        PyErr_NoMemory();
+    PyObject *capsule = c ? PyCapsule_New(c, COLLECT_CAPSULE, collect_free) : NULL;
+    if (c && !capsule)
+        PyMem_Free(c);
+    else if (c) {
+        c->st = st;
+        c->memo = Py_NewRef(memo);
+    }
+    PyObject *hook = capsule ? PyCFunction_NewEx(&reducer_override_def, capsule, NULL)
+                             : NULL;
     int rc = -1;
-    if (pickler) {
-        struct cellar_collect c = {memo, NULL, st->collect};
-        st->collect = &c;
+    if (hook && PyObject_SetAttr(pickler, st->str_reducer_override, hook) == 0) {
         PyObject *r = PyObject_CallMethodOneArg(pickler, st->str_dump, value);
-        st->collect = c.outer;
         if (r) {
             Py_DECREF(r);
             out->stream = PyObject_CallMethodNoArgs(file, st->str_getvalue);
-            if (out->stream && c.versions)
-                out->code = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(c.versions),
-                                                      PyByteArray_GET_SIZE(c.versions));
-            rc = (out->stream && (out->code || !c.versions)) ? 0 : -1;
+            if (out->stream && c->versions)
+                out->code = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(c->versions),
+                                                      PyByteArray_GET_SIZE(c->versions));
+            rc = (out->stream && (out->code || !c->versions)) ? 0 : -1;
             if (rc == 0 && !PyBytes_Check(out->stream)) {
                 PyErr_SetString(PyExc_TypeError, "the pickle stream is not bytes");
                 rc = -1;
             }
         }
-        Py_XDECREF(c.versions);
-        Py_DECREF(pickler);
     }
+    Py_XDECREF(hook);
+    Py_XDECREF(capsule);
+    Py_XDECREF(pickler);
     Py_XDECREF(file);
     return rc;
 }
