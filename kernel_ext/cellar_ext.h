@@ -3,13 +3,14 @@
  * and the internal functions of each part.
  *
  * The module is split by concept: module.c (initialization, state, the
- * IPython entry points), cells.c (cell hooks and the registry of
- * notebook-defined functions), values.c (pickling, data versions and the
- * checks behind in-memory reuse), versions.c (code versions), results.c
- * (loading stored values), run.c (planning
- * and executing a run), report.c (the run report shown in the notebook) and
- * magic.c (the `%cellar` line).  All state lives in cellar_state, reached from
- * the module object; every entry point holds the GIL, which serializes access.
+ * IPython entry points), shell.c (the leaf all share: state, namespace,
+ * warnings), cells.c (cell hooks and the registry of notebook-defined
+ * functions), values.c (pickling, data versions and the checks behind
+ * in-memory reuse), versions.c (code versions), results.c (loading stored
+ * values), run.c (planning and executing a run), report.c (the run report
+ * shown in the notebook) and magic.c (the `%cellar` line).  All state lives
+ * in cellar_state, reached from the module object; every entry point holds
+ * the GIL, which serializes access.
  */
 #ifndef CELLAR_EXT_H
 #define CELLAR_EXT_H
@@ -78,6 +79,8 @@ typedef struct cellar_state {
     bool running;
 } cellar_state;
 
+/* shell.c: the state of the module object `module` (never NULL once it is
+ * initialized). */
 cellar_state *cellar_state_of(PyObject *module);
 
 /* getattr that treats a missing attribute as "none": 1 found, 0 missing,
@@ -107,10 +110,15 @@ static inline PyObject *cellar_fetch_exception(void)
     return value;
 }
 
+/* shell.c */
+/* The user's namespace: the shell's user_ns, else __main__'s dict.  Borrowed
+ * (the shell or the module keeps it alive); NULL with a Python error. */
+PyObject *cellar_user_ns(cellar_state *st);
+/* Writes "cellar: warning: " and the printf-formatted message (cut at 1 kB)
+ * to sys.stderr; a pending Python error is kept as it was. */
+void cellar_warn(const char *fmt, ...);
+
 /* module.c */
-PyObject *
-cellar_user_ns(cellar_state *st); /* borrowed; the shell's user_ns or __main__'s dict */
-void cellar_warn(const char *fmt, ...); /* "cellar: warning: ..." to sys.stderr */
 int cellar_open_store(cellar_state *st, PyObject *dir); /* -1 with StoreError set */
 PyObject *cellar_store_summary(cellar_state *st);       /* "cellar: store PATH (...)" */
 

@@ -8,40 +8,7 @@
  */
 #include "cellar_ext.h"
 
-#include <stdarg.h>
 #include <stdio.h>
-
-cellar_state *cellar_state_of(PyObject *module)
-{
-    return (cellar_state *)PyModule_GetState(module);
-}
-
-PyObject *cellar_user_ns(cellar_state *st)
-{
-    if (st->shell) {
-        PyObject *ns = PyObject_GetAttrString(st->shell, "user_ns");
-        if (!ns)
-            return NULL;
-        Py_DECREF(ns); /* the shell keeps it alive */
-        return ns;
-    }
-    PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
-    return main ? PyModule_GetDict(main) : NULL;
-}
-
-void cellar_warn(const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb); /* never clobber a pending error */
-    PySys_FormatStderr("cellar: warning: %s\n", buf);
-    PyErr_Restore(type, value, tb);
-}
 
 static void human_size(uint64_t n, char *out, size_t cap)
 {
