@@ -49,12 +49,16 @@ typedef struct cellar_state {
     PyObject *pickle_dumps, *pickle_loads, *marshal_dumps;
     PyObject *literal_eval, *shlex_split, *print_exception;
     PyObject *str_protocol, *str_buffer_callback, *str_buffers;
-    PyObject *str_dump, *str_getvalue, *str_reducer_override;
+    PyObject *str_dump, *str_getvalue, *str_reducer_override, *str_clear_memo, *str_truncate;
     PyObject *int_five;
 
     /* values.c: the fingerprinting picklers (subclasses of the C pickler and
      * of the pure-Python one, for values holding sets) and io.BytesIO. */
     PyObject *fast_pickler, *canonical_pickler, *bytes_io;
+    /* A C pickler kept for reuse between picklings (a tuple; NULL until the
+     * first), and whether a pickling is using it right now. */
+    PyObject *cached_pickler;
+    bool pickler_busy;
 
     /* IPython integration; NULL when not loaded into a shell. */
     PyObject *shell;

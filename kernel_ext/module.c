@@ -279,6 +279,8 @@ static int cellar_exec(PyObject *module)
         !(st->str_dump = PyUnicode_InternFromString("dump")) ||
         !(st->str_getvalue = PyUnicode_InternFromString("getvalue")) ||
         !(st->str_reducer_override = PyUnicode_InternFromString("reducer_override")) ||
+        !(st->str_clear_memo = PyUnicode_InternFromString("clear_memo")) ||
+        !(st->str_truncate = PyUnicode_InternFromString("truncate")) ||
         !(st->int_five = PyLong_FromLong(5)))
         return -1;
     if (!(st->functions = PyDict_New()) || !(st->memo = PyDict_New()) ||
@@ -318,10 +320,13 @@ static int cellar_exec(PyObject *module)
     X(str_dump) \
     X(str_getvalue) \
     X(str_reducer_override) \
+    X(str_clear_memo) \
+    X(str_truncate) \
     X(int_five) \
     X(fast_pickler) \
     X(canonical_pickler) \
     X(bytes_io) \
+    X(cached_pickler) \
     X(shell) \
     X(pre_hook) \
     X(post_hook) \

@@ -354,16 +354,15 @@ int cellar_values_init(PyObject *module, cellar_state *st)
 
 /* ---- pickling ---- */
 
-/* One pickling of `value` by `cls` into out->stream and out->buffers. */
-static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo,
-                cellar_pickled *out)
+/* A pickler ready to dump: (pickler, BytesIO, buffer list, capsule of its
+ * collect), as a tuple so that the state can keep one for reuse. */
+static PyObject *pickler_new(cellar_state *st, PyObject *cls)
 {
-    out->buffers = PyList_New(0);
-    PyObject *file = out->buffers ? PyObject_CallNoArgs(st->bytes_io) : NULL;
-    PyObject *append = file ? PyObject_GetAttrString(out->buffers, "append") : NULL;
-    PyObject *kwnames = append ? PyTuple_Pack(2, st->str_protocol,
-                                              st->str_buffer_callback)
-                               : NULL;
+    PyObject *buffers = PyList_New(0);
+    PyObject *file = buffers ? PyObject_CallNoArgs(st->bytes_io) : NULL;
+    PyObject *append = file ? PyObject_GetAttrString(buffers, "append") : NULL;
+    PyObject *kwnames =
+        append ? PyTuple_Pack(2, st->str_protocol, st->str_buffer_callback) : NULL;
     PyObject *pickler = NULL;
     if (kwnames) {
         PyObject *args[] = {file, st->int_five, append};
@@ -377,32 +376,104 @@ static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo
     PyObject *capsule = c ? PyCapsule_New(c, COLLECT_CAPSULE, collect_free) : NULL;
     if (c && !capsule)
         PyMem_Free(c);
-    else if (c) {
+    else if (c)
         c->st = st;
-        c->memo = Py_NewRef(memo);
-    }
-    PyObject *hook = capsule ? PyCFunction_NewEx(&reducer_override_def, capsule, NULL)
-                             : NULL;
-    int rc = -1;
-    if (hook && PyObject_SetAttr(pickler, st->str_reducer_override, hook) == 0) {
-        PyObject *r = PyObject_CallMethodOneArg(pickler, st->str_dump, value);
-        if (r) {
-            Py_DECREF(r);
-            out->stream = PyObject_CallMethodNoArgs(file, st->str_getvalue);
-            if (out->stream && c->versions)
-                out->code = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(c->versions),
-                                                      PyByteArray_GET_SIZE(c->versions));
-            rc = (out->stream && (out->code || !c->versions)) ? 0 : -1;
-            if (rc == 0 && !PyBytes_Check(out->stream)) {
-                PyErr_SetString(PyExc_TypeError, "the pickle stream is not bytes");
-                rc = -1;
-            }
-        }
-    }
+    PyObject *hook =
+        capsule ? PyCFunction_NewEx(&reducer_override_def, capsule, NULL) : NULL;
+    PyObject *set = NULL;
+    if (hook && PyObject_SetAttr(pickler, st->str_reducer_override, hook) == 0)
+        set = PyTuple_Pack(4, pickler, file, buffers, capsule);
     Py_XDECREF(hook);
     Py_XDECREF(capsule);
     Py_XDECREF(pickler);
     Py_XDECREF(file);
+    Py_XDECREF(buffers);
+    return set;
+}
+
+/* Readies a used pickler for the next value: nothing of the last one stays
+ * referenced (pickle's memo holds every object it pickled).  -1 when it
+ * cannot be reused. */
+static int pickler_reset(cellar_state *st, PyObject *set)
+{
+    collect *c = PyCapsule_GetPointer(PyTuple_GET_ITEM(set, 3), COLLECT_CAPSULE);
+    if (!c)
+        return -1;
+    Py_CLEAR(c->memo);
+    Py_CLEAR(c->versions);
+    PyObject *buffers = PyTuple_GET_ITEM(set, 2);
+    if (PyList_SetSlice(buffers, 0, PyList_GET_SIZE(buffers), NULL) < 0)
+        return -1;
+    PyObject *r = PyObject_CallMethodNoArgs(PyTuple_GET_ITEM(set, 0), st->str_clear_memo);
+    Py_XDECREF(r);
+    PyObject *file = PyTuple_GET_ITEM(set, 1);
+    PyObject *z = r ? PyObject_CallMethod(file, "seek", "i", 0) : NULL;
+    Py_XDECREF(z);
+    PyObject *t = z ? PyObject_CallMethodNoArgs(file, st->str_truncate) : NULL;
+    Py_XDECREF(t);
+    return t ? 0 : -1;
+}
+
+/* One pickling of `value` by the pickler `set` into out->stream, ->buffers
+ * and ->code. */
+static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObject *memo,
+                        cellar_pickled *out)
+{
+    collect *c = PyCapsule_GetPointer(PyTuple_GET_ITEM(set, 3), COLLECT_CAPSULE);
+    if (!c)
+        return -1;
+    Py_XSETREF(c->memo, Py_NewRef(memo));
+    Py_CLEAR(c->versions);
+    PyObject *r = PyObject_CallMethodOneArg(PyTuple_GET_ITEM(set, 0), st->str_dump, value);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    out->stream = PyObject_CallMethodNoArgs(PyTuple_GET_ITEM(set, 1), st->str_getvalue);
+    if (!out->stream)
+        return -1;
+    if (!PyBytes_Check(out->stream)) {
+        PyErr_SetString(PyExc_TypeError, "the pickle stream is not bytes");
+        return -1;
+    }
+    PyObject *buffers = PyTuple_GET_ITEM(set, 2);
+    out->buffers = PyList_GetSlice(buffers, 0, PyList_GET_SIZE(buffers));
+    if (!out->buffers)
+        return -1;
+    if (c->versions &&
+        !(out->code = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(c->versions),
+                                                PyByteArray_GET_SIZE(c->versions))))
+        return -1;
+    return 0;
+}
+
+/* Pickles with `cls`.  The C pickler is kept in the state between picklings
+ * (creating one costs about as much as pickling a small value); a pickling
+ * nested in another, or on another thread meanwhile, gets a fresh one. */
+static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo,
+                cellar_pickled *out)
+{
+    bool cached = cls == st->fast_pickler && !st->pickler_busy;
+    PyObject *set = NULL;
+    if (cached && st->cached_pickler)
+        set = Py_NewRef(st->cached_pickler);
+    else if (!(set = pickler_new(st, cls)))
+        return -1;
+    if (cached)
+        st->pickler_busy = true;
+    int rc = pickler_dump(st, set, value, memo, out);
+    PyObject *type, *val, *tb;
+    PyErr_Fetch(&type, &val, &tb); /* the reset must not lose pickling's error */
+    bool reusable = pickler_reset(st, set) == 0;
+    PyErr_Clear();
+    PyErr_Restore(type, val, tb);
+    if (cached) {
+        st->pickler_busy = false;
+        if (reusable && !st->cached_pickler)
+            st->cached_pickler = Py_NewRef(set);
+        else if (!reusable)
+            Py_CLEAR(st->cached_pickler);
+    }
+    Py_DECREF(set);
     return rc;
 }
 
