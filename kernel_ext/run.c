@@ -507,16 +507,23 @@ static int compute(run_ctx *ctx, int id)
     slot *s = &ctx->slots[id];
     size_t ndeps;
     const int *deps = cellar_graph_deps(ctx->g, id, &ndeps);
-    for (size_t i = 0; i < ndeps; i++) {
-        int rc = ensure_value(ctx, deps[i]);
-        if (rc < 0)
-            return -1;
-        if (rc > 0) {
-            set_error(s, ST_SKIPPED,
-                      PyUnicode_FromFormat("skipped because '%U' failed",
-                                           ctx->slots[deps[i]].fn->name));
-            return 0;
+    /* Fetching one dependency again can run bodies that get another one: the
+     * pass repeats until none went to a body since it was checked. */
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < ndeps; i++) {
+            int rc = ensure_value(ctx, deps[i]);
+            if (rc < 0)
+                return -1;
+            if (rc > 0) {
+                set_error(s, ST_SKIPPED,
+                          PyUnicode_FromFormat("skipped because '%U' failed",
+                                               ctx->slots[deps[i]].fn->name));
+                return 0;
+            }
         }
+        for (size_t i = 0; i < ndeps; i++)
+            again = again || ctx->slots[deps[i]].handed;
     }
     Py_ssize_t n = s->fn->nparams;
     PyObject **values = PyMem_Calloc(n ? (size_t)n : 1, sizeof(PyObject *));

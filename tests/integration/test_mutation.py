@@ -213,3 +213,25 @@ def test_generator_reruns_for_each_consumer(kernel):
     assert kernel.eval("(sum(g), sum(h))") == (30, 30)
     kernel.cellar_run("joined").ok()
     assert kernel.eval("_v") == fresh(kernel, "joined(mapped())") == "0,1,2"
+
+
+def test_body_changing_a_frame_in_place(kernel):
+    kernel.ok(FRAME_NODES + '''
+def scaled(frame):
+    _log("scaled")
+    frame["a"] *= 100
+    frame.loc[0, "b"] = "changed"
+    return int(frame["a"].sum())
+''', cell_id="nodes")
+    res = kernel.cellar_run("scaled total frame").ok()
+    assert kernel.eval("_v['scaled']") == fresh(kernel, "scaled(frame())") == 1500
+    assert kernel.eval("_v['total']") == fresh(kernel, "total(frame())") == 15
+    assert kernel.eval("bool(_v['frame'].equals(frame()))")
+    kernel.take_calls()
+    assert changed_warnings(res, "frame"), res.stderr
+    kernel.restart()
+    kernel.setup()
+    kernel.ok(FRAME_NODES, cell_id="nodes")
+    res = kernel.cellar_run("frame").ok()
+    assert not res.warnings, res.stderr
+    assert kernel.eval("bool(_v.equals(frame()))")
