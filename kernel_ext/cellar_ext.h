@@ -49,7 +49,8 @@ typedef struct cellar_state {
     PyObject *pickle_dumps, *pickle_loads, *marshal_dumps;
     PyObject *literal_eval, *shlex_split, *print_exception;
     PyObject *str_protocol, *str_buffer_callback, *str_buffers;
-    PyObject *str_dump, *str_getvalue, *str_reducer_override, *str_clear_memo, *str_truncate;
+    PyObject *str_dump, *str_getvalue, *str_reducer_override, *str_clear_memo,
+        *str_truncate;
     PyObject *int_five;
 
     /* values.c: the fingerprinting picklers (subclasses of the C pickler and
@@ -186,12 +187,13 @@ int cellar_value_unchanged(cellar_state *st, PyObject *value, const cellar_hash 
  * from the notebook.  `memo` maps names to versions within one run. */
 int cellar_code_version(cellar_state *st, cellar_fn *fn, PyObject *ns, PyObject *memo,
                         cellar_hash *out);
-/* The code version of `obj` when it is notebook code: a function (node, helper, lambda, nested,
- * exec-bound, or from one of the user's own modules), a bound method, or a class.  Returns 1 and
- * fills *out when obj is such code, 0 when it is not (library code, builtins, C functions: pickle
- * names those by qualified name, which is stable), -1 with a Python error set.  `memo` is the
- * run's memo dict (NULL: a fresh one). */
-int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo, cellar_hash *out);
+/* The code version of `obj` when it is notebook code: a function (node, helper, lambda,
+ * nested, exec-bound, or from one of the user's own modules), a bound method, or a class.
+ * Returns 1 and fills *out when obj is such code, 0 when it is not (library code,
+ * builtins, C functions: pickle names those by qualified name, which is stable), -1 with
+ * a Python error set.  `memo` is the run's memo dict (NULL: a fresh one). */
+int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
+                               cellar_hash *out);
 
 /* results.c */
 /* Loads a stored value; returns new ref, or NULL with *status = CELLAR_ENOTFOUND /

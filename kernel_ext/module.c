@@ -304,35 +304,35 @@ static int cellar_exec(PyObject *module)
  * a borrowed back-pointer and the store is C), so the cyclic GC can see
  * cycles through the module: a node's value that refers to the module, the
  * shell that holds the hooks that hold the module. */
-#define CELLAR_STATE_OBJECTS(X) \
-    X(RunError) \
-    X(StoreError) \
-    X(ReportType) \
-    X(pickle_dumps) \
-    X(pickle_loads) \
-    X(marshal_dumps) \
-    X(literal_eval) \
-    X(shlex_split) \
-    X(print_exception) \
-    X(str_protocol) \
-    X(str_buffer_callback) \
-    X(str_buffers) \
-    X(str_dump) \
-    X(str_getvalue) \
-    X(str_reducer_override) \
-    X(str_clear_memo) \
-    X(str_truncate) \
-    X(int_five) \
-    X(fast_pickler) \
-    X(canonical_pickler) \
-    X(bytes_io) \
-    X(cached_pickler) \
-    X(shell) \
-    X(pre_hook) \
-    X(post_hook) \
-    X(pending) \
-    X(functions) \
-    X(memo) \
+#define CELLAR_STATE_OBJECTS(X)                                                          \
+    X(RunError)                                                                          \
+    X(StoreError)                                                                        \
+    X(ReportType)                                                                        \
+    X(pickle_dumps)                                                                      \
+    X(pickle_loads)                                                                      \
+    X(marshal_dumps)                                                                     \
+    X(literal_eval)                                                                      \
+    X(shlex_split)                                                                       \
+    X(print_exception)                                                                   \
+    X(str_protocol)                                                                      \
+    X(str_buffer_callback)                                                               \
+    X(str_buffers)                                                                       \
+    X(str_dump)                                                                          \
+    X(str_getvalue)                                                                      \
+    X(str_reducer_override)                                                              \
+    X(str_clear_memo)                                                                    \
+    X(str_truncate)                                                                      \
+    X(int_five)                                                                          \
+    X(fast_pickler)                                                                      \
+    X(canonical_pickler)                                                                 \
+    X(bytes_io)                                                                          \
+    X(cached_pickler)                                                                    \
+    X(shell)                                                                             \
+    X(pre_hook)                                                                          \
+    X(post_hook)                                                                         \
+    X(pending)                                                                           \
+    X(functions)                                                                         \
+    X(memo)                                                                              \
     X(warned)
 
 static int cellar_traverse(PyObject *module, visitproc visit, void *arg)

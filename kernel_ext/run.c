@@ -243,7 +243,8 @@ static int input_version(run_ctx *ctx, PyObject *value, cellar_hash *dv)
         return 0;
     }
     bool picklable;
-    if (PyErr_Occurred() || cellar_data_version(ctx->st, value, ctx->versions, dv, &picklable) < 0) {
+    if (PyErr_Occurred() ||
+        cellar_data_version(ctx->st, value, ctx->versions, dv, &picklable) < 0) {
         Py_DECREF(id);
         return -1;
     }
@@ -630,7 +631,8 @@ static int reacquire(run_ctx *ctx, int id)
     s->stored = false;
     s->handed = false;
     PyObject *entry = PyDict_GetItemWithError(ctx->st->memo, s->fn->name);
-    if (entry && memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 0)), s->key.bytes, 16) == 0 &&
+    if (entry &&
+        memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 0)), s->key.bytes, 16) == 0 &&
         PyDict_DelItem(ctx->st->memo, s->fn->name) < 0)
         return -1;
     if (PyErr_Occurred())
@@ -661,8 +663,9 @@ static int check_handed(run_ctx *ctx, int id)
     int same = 0;
     if (!s->iterator) {
         bool checkable = s->status == ST_COMPUTED ? s->stored : s->have_size;
-        same = checkable ? cellar_value_unchanged(ctx->st, s->value, &s->dv, ctx->versions)
-                         : 1;
+        same = checkable
+                   ? cellar_value_unchanged(ctx->st, s->value, &s->dv, ctx->versions)
+                   : 1;
         if (same < 0)
             return -1;
         if (same)
@@ -787,7 +790,8 @@ static char *node_json(slot *s, uint64_t now)
  * a body keeps a target's store write at the cost of the write. */
 static bool stored_bytes_versioned(run_ctx *ctx, slot *s)
 {
-    if (!s->exposed || s->pickled.nviews == 0 || cellar_pickled_unchanged(ctx->st, &s->pickled))
+    if (!s->exposed || s->pickled.nviews == 0 ||
+        cellar_pickled_unchanged(ctx->st, &s->pickled))
         return true;
     cellar_warn("the result of node '%s' was changed in place by a node that used it, "
                 "before it could be stored; it is not stored (a later run computes it "

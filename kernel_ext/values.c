@@ -89,7 +89,8 @@ static void hash_segments(cellar_state *st, const cellar_pickled *p, cellar_hash
     cellar_fingerprint_reset(st->fp);
     cellar_fingerprint_add(st->fp, CELLAR_SEG_STREAM, p->segs[0].data, p->segs[0].len);
     for (size_t i = 1; i < p->nsegs; i++)
-        cellar_fingerprint_add(st->fp, CELLAR_SEG_BUFFER, p->segs[i].data, p->segs[i].len);
+        cellar_fingerprint_add(st->fp, CELLAR_SEG_BUFFER, p->segs[i].data,
+                               p->segs[i].len);
     *out = cellar_fingerprint_digest(st->fp);
 }
 
@@ -130,56 +131,50 @@ static int fill_segments(cellar_state *st, cellar_pickled *p)
 
 /* ---- the stream scan for sets ---- */
 
+/* How each opcode's argument is laid out in a protocol-5 stream (pickletools
+ * lists them): nothing, a fixed number of bytes, or a little-endian length
+ * of 1, 4 or 8 bytes followed by that many bytes.  0: not an opcode the C
+ * pickler writes at protocol 5. */
+enum { NOARG = 1, FIX1, FIX2, FIX4, FIX8, LEN1, LEN4, LEN8 };
+static const unsigned char opcode_arg[256] = {
+    ['('] = NOARG,  ['.'] = NOARG,  ['0'] = NOARG,  ['1'] = NOARG,  ['2'] = NOARG,
+    ['N'] = NOARG,  ['Q'] = NOARG,  ['R'] = NOARG,  ['a'] = NOARG,  ['b'] = NOARG,
+    ['d'] = NOARG,  ['}'] = NOARG,  ['e'] = NOARG,  ['l'] = NOARG,  [']'] = NOARG,
+    ['o'] = NOARG,  ['s'] = NOARG,  ['t'] = NOARG,  [')'] = NOARG,  ['u'] = NOARG,
+    [0x81] = NOARG, [0x85] = NOARG, [0x86] = NOARG, [0x87] = NOARG, [0x88] = NOARG,
+    [0x89] = NOARG, [0x8f] = NOARG, [0x90] = NOARG, [0x91] = NOARG, [0x92] = NOARG,
+    [0x93] = NOARG, [0x94] = NOARG, [0x97] = NOARG, [0x98] = NOARG, ['K'] = FIX1,
+    ['h'] = FIX1,   ['q'] = FIX1,   [0x80] = FIX1,  [0x82] = FIX1,  ['M'] = FIX2,
+    [0x83] = FIX2,  ['J'] = FIX4,   ['j'] = FIX4,   ['r'] = FIX4,   [0x84] = FIX4,
+    ['G'] = FIX8,   [0x95] = FIX8,  ['U'] = LEN1,   ['C'] = LEN1,   [0x8c] = LEN1,
+    [0x8a] = LEN1,  ['T'] = LEN4,   ['X'] = LEN4,   ['B'] = LEN4,   [0x8b] = LEN4,
+    [0x8d] = LEN8,  [0x8e] = LEN8,  [0x96] = LEN8,
+};
+
+#define OP_MARK '('
+#define OP_STOP '.'
+#define OP_ADDITEMS 0x90  /* fills a set: it has elements */
+#define OP_FROZENSET 0x91 /* empty when it closes a MARK at once */
+
 /* Whether a protocol-5 stream holds a set or frozenset with elements.  An
  * opcode this walk does not know, or a stream it cannot follow, counts as
  * "yes": the canonical pickling is always right, only slower. */
 static bool stream_has_sets(const unsigned char *p, size_t n)
 {
-    size_t i = 0;
+    static const size_t fixed[] = {
+        [NOARG] = 0, [FIX1] = 1, [FIX2] = 2, [FIX4] = 4, [FIX8] = 8};
     unsigned char prev = 0;
-    while (i < n) {
-        unsigned char op = p[i++];
-        size_t arg = 0, lenbytes = 0;
-        switch (op) {
-        case '(': case '.': case '0': case '1': case '2': case 'N': case 'Q':
-        case 'R': case 'a': case 'b': case 'd': case '}': case 'e': case 'l':
-        case ']': case 'o': case 's': case 't': case ')': case 'u': case 0x81:
-        case 0x85: case 0x86: case 0x87: case 0x88: case 0x89: case 0x8f:
-        case 0x92: case 0x93: case 0x94: case 0x97: case 0x98:
-            break;
-        case 0x90: /* ADDITEMS */
-            return true;
-        case 0x91: /* FROZENSET: empty when it closes a MARK at once */
-            if (prev != '(')
-                return true;
-            break;
-        case 'K': case 'h': case 'q': case 0x80: case 0x82:
-            arg = 1;
-            break;
-        case 'M': case 0x83:
-            arg = 2;
-            break;
-        case 'J': case 'j': case 'r': case 0x84:
-            arg = 4;
-            break;
-        case 'G': case 0x95:
-            arg = 8;
-            break;
-        case 'U': case 'C': case 0x8c: case 0x8a:
-            lenbytes = 1;
-            break;
-        case 'T': case 'X': case 'B': case 0x8b:
-            lenbytes = 4;
-            break;
-        case 0x8d: case 0x8e: case 0x96:
-            lenbytes = 8;
-            break;
-        default:
-            return true;
-        }
-        if (op == '.')
+    for (size_t i = 0; i < n;) {
+        unsigned char op = p[i++], kind = opcode_arg[op];
+        if (op == OP_STOP)
             return false;
-        if (lenbytes) {
+        if (kind == 0 || op == OP_ADDITEMS || (op == OP_FROZENSET && prev != OP_MARK))
+            return true;
+        size_t arg;
+        if (kind <= FIX8) {
+            arg = fixed[kind];
+        } else {
+            size_t lenbytes = kind == LEN1 ? 1 : kind == LEN4 ? 4 : 8;
             if (n - i < lenbytes)
                 return true;
             uint64_t len = 0;
@@ -330,8 +325,8 @@ static PyObject *make_pickler(PyObject *module, const char *name, const char *ba
     PyObject *modname = PyModule_GetNameObject(module);
     PyObject *ns = modname ? Py_BuildValue("{sO}", "__module__", modname) : NULL;
     Py_XDECREF(modname);
-    PyObject *cls = (base && ns) ? PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O",
-                                                         name, base, ns)
+    PyObject *cls = (base && ns) ? PyObject_CallFunction((PyObject *)&PyType_Type,
+                                                         "s(O)O", name, base, ns)
                                  : NULL;
     Py_XDECREF(base);
     Py_XDECREF(ns);
@@ -424,7 +419,8 @@ static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObje
         return -1;
     Py_XSETREF(c->memo, Py_NewRef(memo));
     Py_CLEAR(c->versions);
-    PyObject *r = PyObject_CallMethodOneArg(PyTuple_GET_ITEM(set, 0), st->str_dump, value);
+    PyObject *r =
+        PyObject_CallMethodOneArg(PyTuple_GET_ITEM(set, 0), st->str_dump, value);
     if (!r)
         return -1;
     Py_DECREF(r);

@@ -10,7 +10,6 @@
  */
 #include "cellar_ext.h"
 
-
 /* ---- code versions ---- */
 
 /* Adds the names used by `code` and its nested code objects to `names`
@@ -297,8 +296,8 @@ int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
         return defined_in_main(obj) ? (class_version(st, obj, out) < 0 ? -1 : 1) : 0;
     if (!PyFunction_Check(obj) || !defined_in_main(obj))
         return 0;
-    PyObject *cap = PyDict_GetItemWithError(st->functions,
-                                            ((PyFunctionObject *)obj)->func_name);
+    PyObject *cap =
+        PyDict_GetItemWithError(st->functions, ((PyFunctionObject *)obj)->func_name);
     if (!cap && PyErr_Occurred())
         return -1;
     if (!cap || cellar_fn_of(cap)->func != obj)
