@@ -3,12 +3,14 @@
  * and the internal functions of each part.
  *
  * The module is split by concept: module.c (initialization, state, the
- * IPython entry points), cells.c (cell hooks and the registry of
- * notebook-defined functions), versions.c (code versions and data versions),
- * results.c (moving Python values in and out of the store), run.c (planning
- * and executing a run), report.c (the run report shown in the notebook) and
- * magic.c (the `%cellar` line).  All state lives in cellar_state, reached from
- * the module object; every entry point holds the GIL, which serializes access.
+ * IPython entry points), shell.c (the leaf all share: state, namespace,
+ * warnings), cells.c (cell hooks and the registry of notebook-defined
+ * functions), values.c (pickling, data versions and the checks behind
+ * in-memory reuse), versions.c (code versions), results.c (loading stored
+ * values), run.c (planning and executing a run), report.c (the run report
+ * shown in the notebook) and magic.c (the `%cellar` line).  All state lives
+ * in cellar_state, reached from the module object; every entry point holds
+ * the GIL, which serializes access.
  */
 #ifndef CELLAR_EXT_H
 #define CELLAR_EXT_H
@@ -47,7 +49,17 @@ typedef struct cellar_state {
     PyObject *pickle_dumps, *pickle_loads, *marshal_dumps;
     PyObject *literal_eval, *shlex_split, *print_exception;
     PyObject *str_protocol, *str_buffer_callback, *str_buffers;
+    PyObject *str_dump, *str_getvalue, *str_reducer_override, *str_clear_memo,
+        *str_truncate;
     PyObject *int_five;
+
+    /* values.c: the fingerprinting picklers (subclasses of the C pickler and
+     * of the pure-Python one, for values holding sets) and io.BytesIO. */
+    PyObject *fast_pickler, *canonical_pickler, *bytes_io;
+    /* A C pickler kept for reuse between picklings (a tuple; NULL until the
+     * first), and whether a pickling is using it right now. */
+    PyObject *cached_pickler;
+    bool pickler_busy;
 
     /* IPython integration; NULL when not loaded into a shell. */
     PyObject *shell;
@@ -72,6 +84,8 @@ typedef struct cellar_state {
     bool running;
 } cellar_state;
 
+/* shell.c: the state of the module object `module` (never NULL once it is
+ * initialized). */
 cellar_state *cellar_state_of(PyObject *module);
 
 /* getattr that treats a missing attribute as "none": 1 found, 0 missing,
@@ -101,10 +115,15 @@ static inline PyObject *cellar_fetch_exception(void)
     return value;
 }
 
+/* shell.c */
+/* The user's namespace: the shell's user_ns, else __main__'s dict.  Borrowed
+ * (the shell or the module keeps it alive); NULL with a Python error. */
+PyObject *cellar_user_ns(cellar_state *st);
+/* Writes "cellar: warning: " and the printf-formatted message (cut at 1 kB)
+ * to sys.stderr; a pending Python error is kept as it was. */
+void cellar_warn(const char *fmt, ...);
+
 /* module.c */
-PyObject *
-cellar_user_ns(cellar_state *st); /* borrowed; the shell's user_ns or __main__'s dict */
-void cellar_warn(const char *fmt, ...); /* "cellar: warning: ..." to sys.stderr */
 int cellar_open_store(cellar_state *st, PyObject *dir); /* -1 with StoreError set */
 PyObject *cellar_store_summary(cellar_state *st);       /* "cellar: store PATH (...)" */
 
@@ -119,31 +138,62 @@ cellar_fn *cellar_fn_of(PyObject *capsule);
 /* Drops registry entries whose name no longer refers to their object. */
 int cellar_prune_functions(cellar_state *st, PyObject *ns);
 
-/* versions.c */
-/* A value serialized with pickle protocol 5: the stream and its out-of-band
- * buffers, held (with their buffer views) until released, as store segments. */
+/* values.c */
+/* A value serialized with pickle protocol 5: the stream, its out-of-band
+ * buffers and, when the value holds notebook code, a last segment with that
+ * code's versions; held (with the buffer views) until released, as store
+ * segments.  dv is the fingerprint of exactly these segments. */
 typedef struct cellar_pickled {
     PyObject *stream;  /* bytes */
     PyObject *buffers; /* list of PickleBuffer */
+    PyObject *code;    /* bytes of 16-byte code versions, or NULL */
     Py_buffer *views;
+    size_t nviews;
     cellar_segment *segs;
     size_t nsegs;
     uint64_t size; /* total bytes */
     cellar_hash dv;
 } cellar_pickled;
-/* 0: pickled and fingerprinted.  1: the value cannot be pickled (no Python
+/* Creates the picklers; -1 with a Python error. */
+int cellar_values_init(PyObject *module, cellar_state *st);
+/* Pickles and fingerprints `value`.  `memo` is the run's memo for code
+ * versions (NULL: a fresh one).  0: done, *out holds references and views
+ * until cellar_pickled_release.  1: the value cannot be pickled (no Python
  * error; *why gets a new str saying why).  -1: hard error, Python error set. */
-int cellar_pickle(cellar_state *st, PyObject *value, cellar_pickled *out, PyObject **why);
+int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
+                  PyObject **why);
+/* Safe on a zeroed or already released struct. */
 void cellar_pickled_release(cellar_pickled *p);
+/* Whether the segments, buffers read where they live, still hash to p->dv:
+ * false once something wrote into a buffer after pickling. */
+bool cellar_pickled_unchanged(cellar_state *st, const cellar_pickled *p);
 /* Data version of any value; an unpicklable value gets a unique version and
  * *picklable = false.  -1 only on hard errors. */
-int cellar_data_version(cellar_state *st, PyObject *value, cellar_hash *out,
-                        bool *picklable);
+int cellar_data_version(cellar_state *st, PyObject *value, PyObject *memo,
+                        cellar_hash *out, bool *picklable);
 cellar_hash cellar_unique_version(cellar_state *st);
+/* True for values nothing can change in place (numbers, str, bytes, None,
+ * tuples of those): reuse needs no check.  Call with depth 0. */
+bool cellar_value_is_immutable(PyObject *v, int depth);
+/* True for iterators and generators: one consumer exhausts them. */
+bool cellar_value_is_iterator(PyObject *v);
+/* 1 when `value` still has data version `dv`, 0 when it changed (or can no
+ * longer be pickled), -1 with a Python error. */
+int cellar_value_unchanged(cellar_state *st, PyObject *value, const cellar_hash *dv,
+                           PyObject *memo);
+
+/* versions.c */
 /* Full code version of a registered function: its source plus what it reads
  * from the notebook.  `memo` maps names to versions within one run. */
 int cellar_code_version(cellar_state *st, cellar_fn *fn, PyObject *ns, PyObject *memo,
                         cellar_hash *out);
+/* The code version of `obj` when it is notebook code: a function (node, helper, lambda,
+ * nested, exec-bound, or from one of the user's own modules), a bound method, or a class.
+ * Returns 1 and fills *out when obj is such code, 0 when it is not (library code,
+ * builtins, C functions: pickle names those by qualified name, which is stable), -1 with
+ * a Python error set.  `memo` is the run's memo dict (NULL: a fresh one). */
+int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
+                               cellar_hash *out);
 
 /* results.c */
 /* Loads a stored value; returns new ref, or NULL with *status = CELLAR_ENOTFOUND /

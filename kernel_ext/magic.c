@@ -71,6 +71,18 @@ static int add_input(cellar_state *st, PyObject *inputs, PyObject *item)
     return rc;
 }
 
+/* Whether `arg` starts with the ASCII `prefix` (no temporary object). */
+static bool starts_with(PyObject *arg, const char *prefix)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(prefix);
+    if (PyUnicode_GET_LENGTH(arg) < n)
+        return false;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyUnicode_READ_CHAR(arg, i) != (Py_UCS4)(unsigned char)prefix[i])
+            return false;
+    return true;
+}
+
 static int is_flag(PyObject *arg, const char *a, const char *b)
 {
     return PyUnicode_CompareWithASCIIString(arg, a) == 0 ||
@@ -95,8 +107,7 @@ static int parse_run_args(cellar_state *st, PyObject *args, Py_ssize_t from,
                             PyList_GET_ITEM(args, i));
             if (rc < 0)
                 return -1;
-        } else if (PyUnicode_Tailmatch(arg, PyUnicode_FromString("--input="), 0,
-                                       PY_SSIZE_T_MAX, -1) == 1) {
+        } else if (starts_with(arg, "--input=")) {
             PyObject *rest = PyUnicode_Substring(arg, 8, PyUnicode_GET_LENGTH(arg));
             int rc = rest ? add_input(st, inputs, rest) : -1;
             if (rc == -2)
@@ -104,7 +115,7 @@ static int parse_run_args(cellar_state *st, PyObject *args, Py_ssize_t from,
             Py_XDECREF(rest);
             if (rc < 0)
                 return -1;
-        } else if (PyUnicode_READ_CHAR(arg, 0) == '-') {
+        } else if (PyUnicode_GET_LENGTH(arg) > 0 && PyUnicode_READ_CHAR(arg, 0) == '-') {
             usage_error(st, "unknown option '%U'", arg);
             return -1;
         } else if (!targets) {

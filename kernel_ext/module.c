@@ -8,42 +8,9 @@
  */
 #include "cellar_ext.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 
 #include "cellar/units.h"
-
-cellar_state *cellar_state_of(PyObject *module)
-{
-    return (cellar_state *)PyModule_GetState(module);
-}
-
-PyObject *cellar_user_ns(cellar_state *st)
-{
-    if (st->shell) {
-        PyObject *ns = PyObject_GetAttrString(st->shell, "user_ns");
-        if (!ns)
-            return NULL;
-        Py_DECREF(ns); /* the shell keeps it alive */
-        return ns;
-    }
-    PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
-    return main ? PyModule_GetDict(main) : NULL;
-}
-
-void cellar_warn(const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb); /* never clobber a pending error */
-    PySys_FormatStderr("cellar: warning: %s\n", buf);
-    PyErr_Restore(type, value, tb);
-}
 
 int cellar_open_store(cellar_state *st, PyObject *dir)
 {
@@ -217,7 +184,7 @@ static PyObject *data_version_py(PyObject *module, PyObject *value)
     cellar_state *st = cellar_state_of(module);
     cellar_pickled p;
     PyObject *why = NULL;
-    int rc = cellar_pickle(st, value, &p, &why);
+    int rc = cellar_pickle(st, value, NULL, &p, &why);
     if (rc < 0)
         return NULL;
     if (rc == 1) {
@@ -296,6 +263,11 @@ static int cellar_exec(PyObject *module)
     if (!(st->str_protocol = PyUnicode_InternFromString("protocol")) ||
         !(st->str_buffer_callback = PyUnicode_InternFromString("buffer_callback")) ||
         !(st->str_buffers = PyUnicode_InternFromString("buffers")) ||
+        !(st->str_dump = PyUnicode_InternFromString("dump")) ||
+        !(st->str_getvalue = PyUnicode_InternFromString("getvalue")) ||
+        !(st->str_reducer_override = PyUnicode_InternFromString("reducer_override")) ||
+        !(st->str_clear_memo = PyUnicode_InternFromString("clear_memo")) ||
+        !(st->str_truncate = PyUnicode_InternFromString("truncate")) ||
         !(st->int_five = PyLong_FromLong(5)))
         return -1;
     if (!(st->functions = PyDict_New()) || !(st->memo = PyDict_New()) ||
@@ -310,25 +282,54 @@ static int cellar_exec(PyObject *module)
         PyErr_NoMemory();
         return -1;
     }
-    if (cellar_report_type_init(module, st) < 0)
+    if (cellar_report_type_init(module, st) < 0 || cellar_values_init(module, st) < 0)
         return -1;
     return PyModule_AddStringConstant(module, "__version__", "0.1.0");
 }
+
+/* Visits and clears every Python object the state owns (module->module is
+ * a borrowed back-pointer and the store is C), so the cyclic GC can see
+ * cycles through the module: a node's value that refers to the module, the
+ * shell that holds the hooks that hold the module. */
+#define CELLAR_STATE_OBJECTS(X)                                                          \
+    X(RunError)                                                                          \
+    X(StoreError)                                                                        \
+    X(ReportType)                                                                        \
+    X(pickle_dumps)                                                                      \
+    X(pickle_loads)                                                                      \
+    X(marshal_dumps)                                                                     \
+    X(literal_eval)                                                                      \
+    X(shlex_split)                                                                       \
+    X(print_exception)                                                                   \
+    X(str_protocol)                                                                      \
+    X(str_buffer_callback)                                                               \
+    X(str_buffers)                                                                       \
+    X(str_dump)                                                                          \
+    X(str_getvalue)                                                                      \
+    X(str_reducer_override)                                                              \
+    X(str_clear_memo)                                                                    \
+    X(str_truncate)                                                                      \
+    X(int_five)                                                                          \
+    X(fast_pickler)                                                                      \
+    X(canonical_pickler)                                                                 \
+    X(bytes_io)                                                                          \
+    X(cached_pickler)                                                                    \
+    X(shell)                                                                             \
+    X(pre_hook)                                                                          \
+    X(post_hook)                                                                         \
+    X(pending)                                                                           \
+    X(functions)                                                                         \
+    X(memo)                                                                              \
+    X(warned)
 
 static int cellar_traverse(PyObject *module, visitproc visit, void *arg)
 {
     cellar_state *st = cellar_state_of(module);
     if (!st)
         return 0;
-    Py_VISIT(st->RunError);
-    Py_VISIT(st->StoreError);
-    Py_VISIT(st->ReportType);
-    Py_VISIT(st->shell);
-    Py_VISIT(st->pre_hook);
-    Py_VISIT(st->post_hook);
-    Py_VISIT(st->pending);
-    Py_VISIT(st->functions);
-    Py_VISIT(st->memo);
+#define CELLAR_VISIT(f) Py_VISIT(st->f);
+    CELLAR_STATE_OBJECTS(CELLAR_VISIT)
+#undef CELLAR_VISIT
     return 0;
 }
 
@@ -337,26 +338,9 @@ static int cellar_clear(PyObject *module)
     cellar_state *st = cellar_state_of(module);
     if (!st)
         return 0;
-    Py_CLEAR(st->RunError);
-    Py_CLEAR(st->StoreError);
-    Py_CLEAR(st->ReportType);
-    Py_CLEAR(st->pickle_dumps);
-    Py_CLEAR(st->pickle_loads);
-    Py_CLEAR(st->marshal_dumps);
-    Py_CLEAR(st->literal_eval);
-    Py_CLEAR(st->shlex_split);
-    Py_CLEAR(st->print_exception);
-    Py_CLEAR(st->str_protocol);
-    Py_CLEAR(st->str_buffer_callback);
-    Py_CLEAR(st->str_buffers);
-    Py_CLEAR(st->int_five);
-    Py_CLEAR(st->shell);
-    Py_CLEAR(st->pre_hook);
-    Py_CLEAR(st->post_hook);
-    Py_CLEAR(st->pending);
-    Py_CLEAR(st->functions);
-    Py_CLEAR(st->memo);
-    Py_CLEAR(st->warned);
+#define CELLAR_CLEAR(f) Py_CLEAR(st->f);
+    CELLAR_STATE_OBJECTS(CELLAR_CLEAR)
+#undef CELLAR_CLEAR
     return 0;
 }
 

@@ -46,6 +46,9 @@ typedef struct slot {
     bool stored;        /* computed, picklable: to be written */
     uint64_t last_used; /* the key record's, for hits from the store */
     bool replace;       /* its stored result failed to load: overwrite it */
+    bool handed;        /* its value went to a body since it was last checked */
+    bool exposed;       /* its value went to a body during this run */
+    bool iterator;      /* its value is an iterator: never stored or reused */
     cellar_pickled pickled;
 } slot;
 
@@ -241,7 +244,8 @@ static int input_version(run_ctx *ctx, PyObject *value, cellar_hash *dv)
         return 0;
     }
     bool picklable;
-    if (PyErr_Occurred() || cellar_data_version(ctx->st, value, dv, &picklable) < 0) {
+    if (PyErr_Occurred() ||
+        cellar_data_version(ctx->st, value, ctx->versions, dv, &picklable) < 0) {
         Py_DECREF(id);
         return -1;
     }
@@ -345,6 +349,17 @@ static int node_key(run_ctx *ctx, int id, PyObject **values)
 
 /* ---- memory of this session ---- */
 
+static void warn_changed(slot *s)
+{
+    cellar_warn("the value of node '%s' kept in memory was changed in place since it was "
+                "computed (by a node body or in the notebook); it is not reused, it is "
+                "loaded from the store or recomputed",
+                PyUnicode_AsUTF8(s->fn->name));
+}
+
+/* Reuses the session's value for s->key if it still has its data version.  A
+ * value that cannot be pickled cannot be checked: it is kept, as documented
+ * for such values.  1 reused, 0 not, -1 on error. */
 static int memo_lookup(run_ctx *ctx, slot *s)
 {
     PyObject *entry = PyDict_GetItemWithError(ctx->st->memo, s->fn->name);
@@ -352,9 +367,26 @@ static int memo_lookup(run_ctx *ctx, slot *s)
         return PyErr_Occurred() ? -1 : 0;
     if (memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 0)), s->key.bytes, 16) != 0)
         return 0;
-    memcpy(s->dv.bytes, PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 1)), 16);
-    Py_XSETREF(s->value, Py_NewRef(PyTuple_GET_ITEM(entry, 2)));
+    cellar_hash dv;
+    memcpy(dv.bytes, PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 1)), 16);
+    PyObject *value = PyTuple_GET_ITEM(entry, 2);
     PyObject *size = PyTuple_GET_ITEM(entry, 3);
+    if (size != Py_None) {
+        Py_INCREF(entry);
+        int same = cellar_value_unchanged(ctx->st, value, &dv, ctx->versions);
+        Py_DECREF(entry);
+        if (same <= 0) {
+            if (same < 0)
+                return -1;
+            warn_changed(s);
+            return PyDict_DelItem(ctx->st->memo, s->fn->name) < 0 ? -1 : 0;
+        }
+        entry = PyDict_GetItemWithError(ctx->st->memo, s->fn->name);
+        if (!entry || PyTuple_GET_ITEM(entry, 2) != value)
+            return PyErr_Occurred() ? -1 : 0; /* a body run by the check replaced it */
+    }
+    s->dv = dv;
+    Py_XSETREF(s->value, Py_NewRef(value));
     s->have_size = size != Py_None;
     s->size = s->have_size ? PyLong_AsUnsignedLongLong(size) : 0;
     s->status = ST_MEMORY;
@@ -378,6 +410,7 @@ static int memo_store(run_ctx *ctx, slot *s)
 /* ---- computing and loading ---- */
 
 static int ensure_value(run_ctx *ctx, int id);
+static int load(run_ctx *ctx, int id);
 
 static PyObject *exception_text(PyObject *exc)
 {
@@ -435,7 +468,22 @@ static int keep_result(run_ctx *ctx, slot *s, PyObject *value)
 {
     PyObject *why = NULL;
     Py_XSETREF(s->value, value);
-    int rc = cellar_pickle(ctx->st, value, &s->pickled, &why);
+    cellar_pickled_release(&s->pickled);
+    s->stored = false;
+    s->have_size = false;
+    if (cellar_value_is_iterator(value)) {
+        /* Consuming it changes it, and its pickle (when there is one) says
+         * nothing about what is left in it: each consumer gets a fresh one. */
+        if (!s->iterator)
+            cellar_warn("node '%s' returned an iterator (%s): a consumer exhausts it, so "
+                        "it is neither stored nor reused, and the node reruns for each "
+                        "consumer",
+                        PyUnicode_AsUTF8(s->fn->name), Py_TYPE(value)->tp_name);
+        s->iterator = true;
+        s->dv = cellar_unique_version(ctx->st);
+        return 0;
+    }
+    int rc = cellar_pickle(ctx->st, value, ctx->versions, &s->pickled, &why);
     if (rc < 0)
         return -1;
     if (rc == 1) {
@@ -461,16 +509,23 @@ static int compute(run_ctx *ctx, int id)
     slot *s = &ctx->slots[id];
     size_t ndeps;
     const int *deps = cellar_graph_deps(ctx->g, id, &ndeps);
-    for (size_t i = 0; i < ndeps; i++) {
-        int rc = ensure_value(ctx, deps[i]);
-        if (rc < 0)
-            return -1;
-        if (rc > 0) {
-            set_error(s, ST_SKIPPED,
-                      PyUnicode_FromFormat("skipped because '%U' failed",
-                                           ctx->slots[deps[i]].fn->name));
-            return 0;
+    /* Fetching one dependency again can run bodies that get another one: the
+     * pass repeats until none went to a body since it was checked. */
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < ndeps; i++) {
+            int rc = ensure_value(ctx, deps[i]);
+            if (rc < 0)
+                return -1;
+            if (rc > 0) {
+                set_error(s, ST_SKIPPED,
+                          PyUnicode_FromFormat("skipped because '%U' failed",
+                                               ctx->slots[deps[i]].fn->name));
+                return 0;
+            }
         }
+        for (size_t i = 0; i < ndeps; i++)
+            again = again || ctx->slots[deps[i]].handed;
     }
     Py_ssize_t n = s->fn->nparams;
     PyObject **values = PyMem_Calloc(n ? (size_t)n : 1, sizeof(PyObject *));
@@ -480,6 +535,10 @@ static int compute(run_ctx *ctx, int id)
     }
     /* Dependencies may have been recomputed: the key is taken again. */
     int rc = node_key(ctx, id, values);
+    for (size_t i = 0; rc == 0 && i < ndeps; i++) {
+        ctx->slots[deps[i]].handed = true;
+        ctx->slots[deps[i]].exposed = true;
+    }
     if (rc == 0) {
         uint64_t t0 = now_ns(CLOCK_MONOTONIC);
         if (ctx->gc_was_enabled)
@@ -562,10 +621,67 @@ static int load(run_ctx *ctx, int id)
     return compute(ctx, id);
 }
 
+/* The value of `s` went to a body that may have changed it in place: it is
+ * fetched again, from the store when the key is there, else by running the
+ * node. */
+static int reacquire(run_ctx *ctx, int id)
+{
+    slot *s = &ctx->slots[id];
+    Py_CLEAR(s->value);
+    cellar_pickled_release(&s->pickled);
+    s->stored = false;
+    s->handed = false;
+    PyObject *entry = PyDict_GetItemWithError(ctx->st->memo, s->fn->name);
+    if (entry &&
+        memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 0)), s->key.bytes, 16) == 0 &&
+        PyDict_DelItem(ctx->st->memo, s->fn->name) < 0)
+        return -1;
+    if (PyErr_Occurred())
+        return -1;
+    cellar_key_record rec;
+    cellar_error err;
+    if (!s->iterator && ctx->reader &&
+        cellar_reader_get_key(ctx->reader, &s->key, &rec, &err) == CELLAR_OK &&
+        cellar_reader_has_result(ctx->reader, &rec.data_version)) {
+        s->status = ST_LOADED;
+        s->dv = rec.data_version;
+        s->last_used = rec.last_used_ns;
+        return load(ctx, id);
+    }
+    s->status = ST_PENDING;
+    return compute(ctx, id);
+}
+
+/* Before a value goes out again (to a body or to the caller) after a body
+ * had it: an iterator is never handed out twice, another value only while it
+ * still has its data version.  0 fine, 1 fetched again, -1 on error. */
+static int check_handed(run_ctx *ctx, int id)
+{
+    slot *s = &ctx->slots[id];
+    if (!s->handed)
+        return 0;
+    s->handed = false;
+    int same = 0;
+    if (!s->iterator) {
+        bool checkable = s->status == ST_COMPUTED ? s->stored : s->have_size;
+        same = checkable
+                   ? cellar_value_unchanged(ctx->st, s->value, &s->dv, ctx->versions)
+                   : 1;
+        if (same < 0)
+            return -1;
+        if (same)
+            return 0;
+        warn_changed(s);
+    }
+    return reacquire(ctx, id) < 0 ? -1 : 1;
+}
+
 /* 0 when the node's value is available, 1 when it failed, -1 on error. */
 static int ensure_value(run_ctx *ctx, int id)
 {
     slot *s = &ctx->slots[id];
+    if (s->value && check_handed(ctx, id) < 0)
+        return -1;
     if (s->value)
         return 0;
     if (s->status == ST_LOADED) {
@@ -694,6 +810,22 @@ static cellar_status node_record(slot *s, uint64_t now, char **text, cellar_erro
     return rc;
 }
 
+/* The bytes a batch would copy are the pickle stream (taken when the node
+ * finished) and its buffers, read where they live: a body that had the value
+ * may have written into them.  Re-hashing them only for values that went to
+ * a body keeps a target's store write at the cost of the write. */
+static bool stored_bytes_versioned(run_ctx *ctx, slot *s)
+{
+    if (!s->exposed || s->pickled.nviews == 0 ||
+        cellar_pickled_unchanged(ctx->st, &s->pickled))
+        return true;
+    cellar_warn("the result of node '%s' was changed in place by a node that used it, "
+                "before it could be stored; it is not stored (a later run computes it "
+                "again)",
+                PyUnicode_AsUTF8(s->fn->name));
+    return false;
+}
+
 static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
 {
     cellar_state *st = ctx->st;
@@ -706,7 +838,7 @@ static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
     cellar_status rc = b ? CELLAR_OK : CELLAR_ENOMEM;
     for (size_t i = 0; rc == CELLAR_OK && i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
-        if (s->status == ST_COMPUTED && s->stored) {
+        if (s->status == ST_COMPUTED && s->stored && stored_bytes_versioned(ctx, s)) {
             Py_ssize_t nlen;
             const char *name = PyUnicode_AsUTF8AndSize(s->fn->name, &nlen);
             cellar_key_record rec = {

@@ -1,0 +1,588 @@
+/*
+ * values.c - values: pickling, data versions, and the checks that let the
+ * in-memory cache hand a value out again.
+ *
+ * A data version is the fingerprint of a value's pickle (protocol 5): the
+ * stream, then each out-of-band buffer hashed in place (a 1 GiB array is never
+ * copied to be fingerprinted), then, only when the value holds notebook code,
+ * one more segment listing that code's versions.  The stream names the type,
+ * dtype, shape and column names, so equal bytes of different shapes never
+ * share a version.
+ *
+ * Notebook code inside data.  Pickle names a function or a class by its
+ * qualified name, so a partial, a dict of functions or an instance would keep
+ * its version when the code behind the name changes.  The pickler is a
+ * subclass of the C `_pickle.Pickler` whose `reducer_override` is a C
+ * function: pickle calls it for every object but atoms and builtin
+ * containers, it returns NotImplemented at once unless the object is a
+ * function, a method or a class, and for notebook code it appends the code
+ * version (cellar_object_code_version) to a list while pickling goes on as
+ * before.  The stored stream is therefore the normal one, which loads
+ * everywhere; the versions go into a segment of their own after the buffers.
+ * That segment is stored with the result (pickle ignores unused buffers), so
+ * the store's checksum is still the fingerprint of exactly the stored
+ * segments, which is the data version.  A second stream only for the
+ * fingerprint would cost a second pickling of every value.
+ *
+ * Sets.  A set of strings pickles in hash-seed order, and the C pickler hands
+ * exact sets to no hook.  So the C stream is scanned for set opcodes (a walk
+ * over the opcodes, cheap next to pickling); a value with a non-empty set is
+ * pickled again by a subclass of the pure-Python pickler, whose
+ * reducer_override does see sets and reduces each to `set(list)` with the
+ * elements sorted by their own fingerprints.  That stream loads to an equal
+ * value and is the same in every process; it is what gets stored.  Values
+ * without sets never pay for it.  Dicts keep their insertion order: it is
+ * part of the value (iteration shows it) and pickle records it faithfully.
+ *
+ * Reuse.  A value kept in memory can be changed in place by a node body or
+ * by the user.  cellar_value_unchanged re-fingerprints it (skipped for
+ * deeply immutable values) before it is reused, and
+ * cellar_pickled_unchanged re-hashes the live buffers that a pending store
+ * write would copy.
+ */
+#include "cellar_ext.h"
+
+#define CELLAR_SEG_CODE 'B' /* code versions travel as one more buffer */
+
+/* What one pickling collects while the pickler runs.  Each pickler gets its
+ * own, in a capsule that is the `self` of its reducer_override: picklings
+ * nest (a code version reads a global's data version, a set sorts by its
+ * elements'), and with ipykernel's subshells they can interleave on threads,
+ * so nothing about a pickling in progress lives in the module state. */
+#define COLLECT_CAPSULE "cellar.collect"
+typedef struct collect {
+    cellar_state *st;
+    PyObject *memo;     /* the run's memo for code versions (strong) */
+    PyObject *versions; /* bytearray of 16-byte code versions, or NULL */
+} collect;
+
+static void collect_free(PyObject *capsule)
+{
+    collect *c = PyCapsule_GetPointer(capsule, COLLECT_CAPSULE);
+    if (!c)
+        return;
+    Py_XDECREF(c->memo);
+    Py_XDECREF(c->versions);
+    PyMem_Free(c);
+}
+
+void cellar_pickled_release(cellar_pickled *p)
+{
+    for (size_t i = 0; i < p->nviews; i++)
+        PyBuffer_Release(&p->views[i]);
+    PyMem_Free(p->views);
+    PyMem_Free(p->segs);
+    Py_CLEAR(p->stream);
+    Py_CLEAR(p->buffers);
+    Py_CLEAR(p->code);
+    p->views = NULL;
+    p->segs = NULL;
+    p->nsegs = 0;
+    p->nviews = 0;
+}
+
+static void hash_segments(cellar_state *st, const cellar_pickled *p, cellar_hash *out)
+{
+    cellar_fingerprint_reset(st->fp);
+    cellar_fingerprint_add(st->fp, CELLAR_SEG_STREAM, p->segs[0].data, p->segs[0].len);
+    for (size_t i = 1; i < p->nsegs; i++)
+        cellar_fingerprint_add(st->fp, CELLAR_SEG_BUFFER, p->segs[i].data,
+                               p->segs[i].len);
+    *out = cellar_fingerprint_digest(st->fp);
+}
+
+static int fill_segments(cellar_state *st, cellar_pickled *p)
+{
+    Py_ssize_t nbuf = PyList_GET_SIZE(p->buffers);
+    size_t ncode = p->code ? 1 : 0;
+    p->segs = PyMem_Calloc((size_t)nbuf + 1 + ncode, sizeof(cellar_segment));
+    p->views = PyMem_Calloc(nbuf ? (size_t)nbuf : 1, sizeof(Py_buffer));
+    if (!p->segs || !p->views) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    p->segs[0].data = PyBytes_AS_STRING(p->stream);
+    p->segs[0].len = (size_t)PyBytes_GET_SIZE(p->stream);
+    p->nsegs = 1;
+    p->size = p->segs[0].len;
+    for (Py_ssize_t i = 0; i < nbuf; i++) {
+        Py_buffer *v = &p->views[i];
+        if (PyObject_GetBuffer(PyList_GET_ITEM(p->buffers, i), v, PyBUF_ANY_CONTIGUOUS) <
+            0)
+            return -1;
+        p->nviews++;
+        p->segs[p->nsegs].data = v->buf;
+        p->segs[p->nsegs].len = (size_t)v->len;
+        p->nsegs++;
+        p->size += (uint64_t)v->len;
+    }
+    if (p->code) {
+        p->segs[p->nsegs].data = PyBytes_AS_STRING(p->code);
+        p->segs[p->nsegs].len = (size_t)PyBytes_GET_SIZE(p->code);
+        p->nsegs++;
+        p->size += (uint64_t)PyBytes_GET_SIZE(p->code);
+    }
+    hash_segments(st, p, &p->dv);
+    return 0;
+}
+
+/* ---- the stream scan for sets ---- */
+
+/* How each opcode's argument is laid out in a protocol-5 stream (pickletools
+ * lists them): nothing, a fixed number of bytes, or a little-endian length
+ * of 1, 4 or 8 bytes followed by that many bytes.  0: not an opcode the C
+ * pickler writes at protocol 5. */
+enum { NOARG = 1, FIX1, FIX2, FIX4, FIX8, LEN1, LEN4, LEN8 };
+static const unsigned char opcode_arg[256] = {
+    ['('] = NOARG,  ['.'] = NOARG,  ['0'] = NOARG,  ['1'] = NOARG,  ['2'] = NOARG,
+    ['N'] = NOARG,  ['Q'] = NOARG,  ['R'] = NOARG,  ['a'] = NOARG,  ['b'] = NOARG,
+    ['d'] = NOARG,  ['}'] = NOARG,  ['e'] = NOARG,  ['l'] = NOARG,  [']'] = NOARG,
+    ['o'] = NOARG,  ['s'] = NOARG,  ['t'] = NOARG,  [')'] = NOARG,  ['u'] = NOARG,
+    [0x81] = NOARG, [0x85] = NOARG, [0x86] = NOARG, [0x87] = NOARG, [0x88] = NOARG,
+    [0x89] = NOARG, [0x8f] = NOARG, [0x90] = NOARG, [0x91] = NOARG, [0x92] = NOARG,
+    [0x93] = NOARG, [0x94] = NOARG, [0x97] = NOARG, [0x98] = NOARG, ['K'] = FIX1,
+    ['h'] = FIX1,   ['q'] = FIX1,   [0x80] = FIX1,  [0x82] = FIX1,  ['M'] = FIX2,
+    [0x83] = FIX2,  ['J'] = FIX4,   ['j'] = FIX4,   ['r'] = FIX4,   [0x84] = FIX4,
+    ['G'] = FIX8,   [0x95] = FIX8,  ['U'] = LEN1,   ['C'] = LEN1,   [0x8c] = LEN1,
+    [0x8a] = LEN1,  ['T'] = LEN4,   ['X'] = LEN4,   ['B'] = LEN4,   [0x8b] = LEN4,
+    [0x8d] = LEN8,  [0x8e] = LEN8,  [0x96] = LEN8,
+};
+
+#define OP_MARK '('
+#define OP_STOP '.'
+#define OP_ADDITEMS 0x90  /* fills a set: it has elements */
+#define OP_FROZENSET 0x91 /* empty when it closes a MARK at once */
+
+/* Whether a protocol-5 stream holds a set or frozenset with elements.  An
+ * opcode this walk does not know, or a stream it cannot follow, counts as
+ * "yes": the canonical pickling is always right, only slower. */
+static bool stream_has_sets(const unsigned char *p, size_t n)
+{
+    static const size_t fixed[] = {
+        [NOARG] = 0, [FIX1] = 1, [FIX2] = 2, [FIX4] = 4, [FIX8] = 8};
+    unsigned char prev = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char op = p[i++], kind = opcode_arg[op];
+        if (op == OP_STOP)
+            return false;
+        if (kind == 0 || op == OP_ADDITEMS || (op == OP_FROZENSET && prev != OP_MARK))
+            return true;
+        size_t arg;
+        if (kind <= FIX8) {
+            arg = fixed[kind];
+        } else {
+            size_t lenbytes = kind == LEN1 ? 1 : kind == LEN4 ? 4 : 8;
+            if (n - i < lenbytes)
+                return true;
+            uint64_t len = 0;
+            for (size_t b = 0; b < lenbytes; b++)
+                len |= (uint64_t)p[i + b] << (8 * b);
+            i += lenbytes;
+            if (len > n - i)
+                return true;
+            arg = (size_t)len;
+        }
+        if (arg > n - i)
+            return true;
+        i += arg;
+        prev = op;
+    }
+    return true;
+}
+
+/* ---- element order for sets ---- */
+
+typedef struct ordered {
+    cellar_hash h;
+    PyObject *item; /* borrowed from the list being sorted */
+} ordered;
+
+static int cmp_ordered(const void *a, const void *b)
+{
+    return memcmp(((const ordered *)a)->h.bytes, ((const ordered *)b)->h.bytes, 16);
+}
+
+/* Fingerprint of one set element: atoms directly (tagged by type), anything
+ * else by its data version; 1 when it cannot be pickled. */
+static int element_version(cellar_state *st, PyObject *item, PyObject *memo,
+                           cellar_hash *out)
+{
+    cellar_key *k = cellar_key_new();
+    if (!k) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rc = 0;
+    if (PyUnicode_CheckExact(item)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(item, &n);
+        if (!s) {
+            /* lone surrogates have no UTF-8: fall back to the pickle */
+            PyErr_Clear();
+            goto generic;
+        }
+        cellar_key_add_str(k, "s", 1);
+        cellar_key_add_str(k, s, (size_t)n);
+    } else if (PyBytes_CheckExact(item)) {
+        cellar_key_add_str(k, "b", 1);
+        cellar_key_add_str(k, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
+    } else {
+        goto generic;
+    }
+    *out = cellar_key_digest(k);
+    cellar_key_free(k);
+    return 0;
+generic:
+    cellar_key_free(k);
+    bool picklable = true;
+    rc = cellar_data_version(st, item, memo, out, &picklable);
+    if (rc < 0)
+        return -1;
+    return picklable ? 0 : 1;
+}
+
+/* The reduction `(set, (sorted list,))` for an exact set or frozenset. */
+static PyObject *canonical_set(cellar_state *st, PyObject *obj, PyObject *memo)
+{
+    PyObject *items = PySequence_List(obj);
+    if (!items)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    ordered *o = PyMem_Calloc(n ? (size_t)n : 1, sizeof *o);
+    if (!o) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        o[i].item = PyList_GET_ITEM(items, i);
+        int rc = element_version(st, o[i].item, memo, &o[i].h);
+        if (rc != 0) {
+            if (rc > 0)
+                PyErr_SetString(PyExc_TypeError, "a set element cannot be pickled");
+            PyMem_Free(o);
+            Py_DECREF(items);
+            return NULL;
+        }
+    }
+    qsort(o, (size_t)n, sizeof *o, cmp_ordered);
+    PyObject *sorted = PyList_New(n);
+    for (Py_ssize_t i = 0; sorted && i < n; i++)
+        PyList_SET_ITEM(sorted, i, Py_NewRef(o[i].item));
+    PyMem_Free(o);
+    Py_DECREF(items);
+    if (!sorted)
+        return NULL;
+    PyObject *r = Py_BuildValue("(O(N))", (PyObject *)Py_TYPE(obj), sorted);
+    return r;
+}
+
+/* ---- the picklers' hook ---- */
+
+static PyObject *reducer_override(PyObject *capsule, PyObject *obj)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    /* The fast path: pickle calls this for nearly every object it meets. */
+    if (t != &PyFunction_Type && t != &PyMethod_Type && !PyType_Check(obj) &&
+        t != &PySet_Type && t != &PyFrozenSet_Type)
+        Py_RETURN_NOTIMPLEMENTED;
+    collect *c = PyCapsule_GetPointer(capsule, COLLECT_CAPSULE);
+    if (!c)
+        return NULL;
+    if (t == &PySet_Type || t == &PyFrozenSet_Type) /* only the canonical pickler */
+        return PySet_GET_SIZE(obj) > 1 ? canonical_set(c->st, obj, c->memo)
+                                       : Py_NewRef(Py_NotImplemented);
+    cellar_hash h;
+    int rc = cellar_object_code_version(c->st, obj, c->memo, &h);
+    if (rc < 0)
+        return NULL;
+    if (rc == 1) {
+        if (!c->versions && !(c->versions = PyByteArray_FromStringAndSize(NULL, 0)))
+            return NULL;
+        Py_ssize_t at = PyByteArray_GET_SIZE(c->versions);
+        if (PyByteArray_Resize(c->versions, at + 16) < 0)
+            return NULL;
+        memcpy(PyByteArray_AS_STRING(c->versions) + at, h.bytes, 16);
+    }
+    Py_RETURN_NOTIMPLEMENTED;
+}
+
+static PyMethodDef reducer_override_def = {
+    "reducer_override", reducer_override, METH_O,
+    "cellar's hook: notes the code version of notebook code, sorts sets."};
+
+/* type(name, (base,), {}), so that its instances take an attribute: each
+ * pickler gets its reducer_override there, a builtin bound to its capsule
+ * (pickle looks the hook up when dump starts). */
+static PyObject *make_pickler(PyObject *module, const char *name, const char *base_mod,
+                              const char *base_attr)
+{
+    PyObject *mod = PyImport_ImportModule(base_mod);
+    PyObject *base = mod ? PyObject_GetAttrString(mod, base_attr) : NULL;
+    Py_XDECREF(mod);
+    PyObject *modname = PyModule_GetNameObject(module);
+    PyObject *ns = modname ? Py_BuildValue("{sO}", "__module__", modname) : NULL;
+    Py_XDECREF(modname);
+    PyObject *cls = (base && ns) ? PyObject_CallFunction((PyObject *)&PyType_Type,
+                                                         "s(O)O", name, base, ns)
+                                 : NULL;
+    Py_XDECREF(base);
+    Py_XDECREF(ns);
+    return cls;
+}
+
+int cellar_values_init(PyObject *module, cellar_state *st)
+{
+    PyObject *io = PyImport_ImportModule("io");
+    st->bytes_io = io ? PyObject_GetAttrString(io, "BytesIO") : NULL;
+    Py_XDECREF(io);
+    if (!st->bytes_io)
+        return -1;
+    st->fast_pickler = make_pickler(module, "_Pickler", "_pickle", "Pickler");
+    st->canonical_pickler =
+        st->fast_pickler ? make_pickler(module, "_CanonicalPickler", "pickle", "_Pickler")
+                         : NULL;
+    return st->canonical_pickler ? 0 : -1;
+}
+
+/* ---- pickling ---- */
+
+/* A pickler ready to dump: (pickler, BytesIO, buffer list, capsule of its
+ * collect), as a tuple so that the state can keep one for reuse. */
+static PyObject *pickler_new(cellar_state *st, PyObject *cls)
+{
+    PyObject *buffers = PyList_New(0);
+    PyObject *file = buffers ? PyObject_CallNoArgs(st->bytes_io) : NULL;
+    PyObject *append = file ? PyObject_GetAttrString(buffers, "append") : NULL;
+    PyObject *kwnames =
+        append ? PyTuple_Pack(2, st->str_protocol, st->str_buffer_callback) : NULL;
+    PyObject *pickler = NULL;
+    if (kwnames) {
+        PyObject *args[] = {file, st->int_five, append};
+        pickler = PyObject_Vectorcall(cls, args, 1, kwnames);
+    }
+    Py_XDECREF(append);
+    Py_XDECREF(kwnames);
+    collect *c = pickler ? PyMem_Calloc(1, sizeof *c) : NULL;
+    if (pickler && !c)
+        PyErr_NoMemory();
+    PyObject *capsule = c ? PyCapsule_New(c, COLLECT_CAPSULE, collect_free) : NULL;
+    if (c && !capsule)
+        PyMem_Free(c);
+    else if (c)
+        c->st = st;
+    PyObject *hook =
+        capsule ? PyCFunction_NewEx(&reducer_override_def, capsule, NULL) : NULL;
+    PyObject *set = NULL;
+    if (hook && PyObject_SetAttr(pickler, st->str_reducer_override, hook) == 0)
+        set = PyTuple_Pack(4, pickler, file, buffers, capsule);
+    Py_XDECREF(hook);
+    Py_XDECREF(capsule);
+    Py_XDECREF(pickler);
+    Py_XDECREF(file);
+    Py_XDECREF(buffers);
+    return set;
+}
+
+/* Readies a used pickler for the next value: nothing of the last one stays
+ * referenced (pickle's memo holds every object it pickled).  -1 when it
+ * cannot be reused. */
+static int pickler_reset(cellar_state *st, PyObject *set)
+{
+    collect *c = PyCapsule_GetPointer(PyTuple_GET_ITEM(set, 3), COLLECT_CAPSULE);
+    if (!c)
+        return -1;
+    Py_CLEAR(c->memo);
+    Py_CLEAR(c->versions);
+    PyObject *buffers = PyTuple_GET_ITEM(set, 2);
+    if (PyList_SetSlice(buffers, 0, PyList_GET_SIZE(buffers), NULL) < 0)
+        return -1;
+    PyObject *r = PyObject_CallMethodNoArgs(PyTuple_GET_ITEM(set, 0), st->str_clear_memo);
+    Py_XDECREF(r);
+    PyObject *file = PyTuple_GET_ITEM(set, 1);
+    PyObject *z = r ? PyObject_CallMethod(file, "seek", "i", 0) : NULL;
+    Py_XDECREF(z);
+    PyObject *t = z ? PyObject_CallMethodNoArgs(file, st->str_truncate) : NULL;
+    Py_XDECREF(t);
+    return t ? 0 : -1;
+}
+
+/* One pickling of `value` by the pickler `set` into out->stream, ->buffers
+ * and ->code. */
+static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObject *memo,
+                        cellar_pickled *out)
+{
+    collect *c = PyCapsule_GetPointer(PyTuple_GET_ITEM(set, 3), COLLECT_CAPSULE);
+    if (!c)
+        return -1;
+    Py_XSETREF(c->memo, Py_NewRef(memo));
+    Py_CLEAR(c->versions);
+    PyObject *r =
+        PyObject_CallMethodOneArg(PyTuple_GET_ITEM(set, 0), st->str_dump, value);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    out->stream = PyObject_CallMethodNoArgs(PyTuple_GET_ITEM(set, 1), st->str_getvalue);
+    if (!out->stream)
+        return -1;
+    if (!PyBytes_Check(out->stream)) {
+        PyErr_SetString(PyExc_TypeError, "the pickle stream is not bytes");
+        return -1;
+    }
+    PyObject *buffers = PyTuple_GET_ITEM(set, 2);
+    out->buffers = PyList_GetSlice(buffers, 0, PyList_GET_SIZE(buffers));
+    if (!out->buffers)
+        return -1;
+    if (c->versions &&
+        !(out->code = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(c->versions),
+                                                PyByteArray_GET_SIZE(c->versions))))
+        return -1;
+    return 0;
+}
+
+/* Pickles with `cls`.  The C pickler is kept in the state between picklings
+ * (creating one costs about as much as pickling a small value); a pickling
+ * nested in another, or on another thread meanwhile, gets a fresh one. */
+static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo,
+                cellar_pickled *out)
+{
+    bool cached = cls == st->fast_pickler && !st->pickler_busy;
+    PyObject *set = NULL;
+    if (cached && st->cached_pickler)
+        set = Py_NewRef(st->cached_pickler);
+    else if (!(set = pickler_new(st, cls)))
+        return -1;
+    if (cached)
+        st->pickler_busy = true;
+    int rc = pickler_dump(st, set, value, memo, out);
+    PyObject *type, *val, *tb;
+    PyErr_Fetch(&type, &val, &tb); /* the reset must not lose pickling's error */
+    bool reusable = pickler_reset(st, set) == 0;
+    PyErr_Clear();
+    PyErr_Restore(type, val, tb);
+    if (cached) {
+        st->pickler_busy = false;
+        if (reusable && !st->cached_pickler)
+            st->cached_pickler = Py_NewRef(set);
+        else if (!reusable)
+            Py_CLEAR(st->cached_pickler);
+    }
+    Py_DECREF(set);
+    return rc;
+}
+
+/* Turns a failed pickling into "cannot be pickled" (1, *why set) when the
+ * error is an ordinary exception; -1 keeps the error (memory, interrupts). */
+static int pickling_failed(PyObject **why)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception) ||
+        PyErr_ExceptionMatches(PyExc_MemoryError))
+        return -1;
+    PyObject *exc = cellar_fetch_exception();
+    *why = exc ? PyObject_Str(exc) : NULL;
+    Py_XDECREF(exc);
+    if (!*why) {
+        PyErr_Clear();
+        *why = PyUnicode_FromString("pickling failed");
+    }
+    return *why ? 1 : -1;
+}
+
+int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
+                  PyObject **why)
+{
+    memset(out, 0, sizeof *out);
+    *why = NULL;
+    PyObject *own_memo = NULL;
+    if (!memo && !(memo = own_memo = PyDict_New()))
+        return -1;
+    int rc = dump(st, st->fast_pickler, value, memo, out);
+    if (rc == 0 && stream_has_sets((const unsigned char *)PyBytes_AS_STRING(out->stream),
+                                   (size_t)PyBytes_GET_SIZE(out->stream))) {
+        cellar_pickled_release(out);
+        rc = dump(st, st->canonical_pickler, value, memo, out);
+    }
+    Py_XDECREF(own_memo);
+    if (rc < 0) {
+        cellar_pickled_release(out);
+        return pickling_failed(why);
+    }
+    if (fill_segments(st, out) < 0) {
+        cellar_pickled_release(out);
+        return -1;
+    }
+    return 0;
+}
+
+bool cellar_pickled_unchanged(cellar_state *st, const cellar_pickled *p)
+{
+    cellar_hash now;
+    hash_segments(st, p, &now);
+    return cellar_hash_equal(&now, &p->dv);
+}
+
+cellar_hash cellar_unique_version(cellar_state *st)
+{
+    return cellar_hash_unique(&st->unique_counter);
+}
+
+int cellar_data_version(cellar_state *st, PyObject *value, PyObject *memo,
+                        cellar_hash *out, bool *picklable)
+{
+    cellar_pickled p;
+    PyObject *why = NULL;
+    int rc = cellar_pickle(st, value, memo, &p, &why);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        Py_DECREF(why);
+        *picklable = false;
+        *out = cellar_unique_version(st);
+        return 0;
+    }
+    *picklable = true;
+    *out = p.dv;
+    cellar_pickled_release(&p);
+    return 0;
+}
+
+/* ---- reuse ---- */
+
+bool cellar_value_is_immutable(PyObject *v, int depth)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (v == Py_None || v == Py_Ellipsis || t == &PyLong_Type || t == &PyBool_Type ||
+        t == &PyFloat_Type || t == &PyComplex_Type || t == &PyUnicode_Type ||
+        t == &PyBytes_Type || t == &PyRange_Type)
+        return true;
+    if (depth >= 8)
+        return false;
+    if (t == &PyTuple_Type) {
+        Py_ssize_t n = PyTuple_GET_SIZE(v);
+        if (n > 64)
+            return false;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!cellar_value_is_immutable(PyTuple_GET_ITEM(v, i), depth + 1))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+bool cellar_value_is_iterator(PyObject *v)
+{
+    /* An iterator is its own iterator; a generator is one. */
+    return PyGen_Check(v) || (PyIter_Check(v) && !PyType_Check(v) &&
+                              Py_TYPE(v)->tp_iter == PyObject_SelfIter);
+}
+
+int cellar_value_unchanged(cellar_state *st, PyObject *value, const cellar_hash *dv,
+                           PyObject *memo)
+{
+    if (cellar_value_is_immutable(value, 0))
+        return 1;
+    cellar_hash now;
+    bool picklable;
+    if (cellar_data_version(st, value, memo, &now, &picklable) < 0)
+        return -1;
+    return picklable && cellar_hash_equal(&now, dv);
+}
