@@ -342,6 +342,9 @@ static int cellar_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->pending);
     Py_VISIT(st->functions);
     Py_VISIT(st->memo);
+    Py_VISIT(st->code_cache);
+    Py_VISIT(st->module_kinds);
+    Py_VISIT(st->library_dirs);
     return 0;
 }
 
@@ -370,6 +373,9 @@ static int cellar_clear(PyObject *module)
     Py_CLEAR(st->functions);
     Py_CLEAR(st->memo);
     Py_CLEAR(st->warned);
+    Py_CLEAR(st->code_cache);
+    Py_CLEAR(st->module_kinds);
+    Py_CLEAR(st->library_dirs);
     return 0;
 }
 

@@ -853,7 +853,9 @@ static int start(run_ctx *ctx, cellar_state *st, PyObject *inputs)
     ctx->gc_was_enabled = PyGC_Disable();
     ctx->inputs = inputs;
     ctx->ns = cellar_user_ns(st);
-    if (!ctx->ns || cellar_prune_functions(st, ctx->ns) < 0)
+    /* A cell that redefines a node and then runs: its definitions count. */
+    if (!ctx->ns || cellar_hooks_register_pending(st) < 0 ||
+        cellar_prune_functions(st, ctx->ns) < 0)
         return -1;
     ctx->versions = PyDict_New();
     ctx->input_versions = PyDict_New();
