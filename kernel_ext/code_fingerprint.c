@@ -139,6 +139,11 @@ static int add_pystr(cellar_key *k, PyObject *s)
 {
     if (!PyUnicode_Check(s))
         return add_tag(k, "?");
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(s, &len); /* cached in the str */
+    if (utf8)
+        return cellar_key_add_str(k, utf8, (size_t)len) == CELLAR_OK ? 0 : -1;
+    PyErr_Clear(); /* a lone surrogate */
     PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
     if (!b)
         return -1;
@@ -255,6 +260,19 @@ static int add_const(cellar_state *st, cellar_key *k, PyObject *c, int depth)
                                                : add_text(k, "repr", PyObject_Repr(c));
 }
 
+#if PY_VERSION_HEX >= 0x030B0000
+static int add_names(cellar_key *k, PyObject *names)
+{
+    if (cellar_key_add_list(k, (size_t)PyTuple_GET_SIZE(names)) != CELLAR_OK)
+        return -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++)
+        if (add_pystr(k, PyTuple_GET_ITEM(names, i)) < 0)
+            return -1;
+    return 0;
+}
+#endif
+
+#if PY_VERSION_HEX < 0x030B0000
 static int add_code_attr(cellar_key *k, PyObject *code, const char *attr)
 {
     PyObject *v = PyObject_GetAttrString(code, attr);
@@ -281,6 +299,7 @@ static int add_code_attr(cellar_key *k, PyObject *code, const char *attr)
     Py_DECREF(v);
     return rc;
 }
+#endif
 
 /* Whether consts[0] of `code` is its docstring slot: a `def` body puts its
  * docstring (or None) first up to 3.13; 3.14 says so with CO_HAS_DOCSTRING.
@@ -325,14 +344,42 @@ static int build_code_fingerprint(cellar_state *st, PyObject *code, cellar_hash 
         PyErr_NoMemory();
         return -1;
     }
+    int rc = add_tag(k, "code-v1");
+#if PY_VERSION_HEX >= 0x030B0000
+    /* The fields themselves: this runs for every function of a cell, and
+     * getattr would build the variable-name tuples each time. */
+    PyObject *bytecode = rc == 0 ? PyCode_GetCode(co) : NULL;
+    if (!bytecode)
+        rc = -1;
+    if (rc == 0)
+        rc = add_pystr(k, co->co_name) < 0 || add_pystr(k, co->co_qualname) < 0 ||
+                     cellar_key_add_int(k, co->co_argcount) != CELLAR_OK ||
+                     cellar_key_add_int(k, co->co_posonlyargcount) != CELLAR_OK ||
+                     cellar_key_add_int(k, co->co_kwonlyargcount) != CELLAR_OK ||
+                     cellar_key_add_int(k, co->co_flags) != CELLAR_OK ||
+                     cellar_key_add_bytes(k, PyBytes_AS_STRING(bytecode),
+                                          (size_t)PyBytes_GET_SIZE(bytecode)) !=
+                         CELLAR_OK ||
+                     add_names(k, co->co_names) < 0 ||
+                     add_names(k, co->co_localsplusnames) < 0 ||
+                     cellar_key_add_bytes(
+                         k, PyBytes_AS_STRING(co->co_localspluskinds),
+                         (size_t)PyBytes_GET_SIZE(co->co_localspluskinds)) != CELLAR_OK ||
+                     cellar_key_add_bytes(
+                         k, PyBytes_AS_STRING(co->co_exceptiontable),
+                         (size_t)PyBytes_GET_SIZE(co->co_exceptiontable)) != CELLAR_OK
+                 ? -1
+                 : 0;
+    Py_XDECREF(bytecode);
+#else
     static const char *attrs[] = {
         "co_name",           "co_qualname", "co_argcount", "co_posonlyargcount",
         "co_kwonlyargcount", "co_flags",    "co_code",     "co_names",
         "co_varnames",       "co_cellvars", "co_freevars", "co_exceptiontable",
     };
-    int rc = add_tag(k, "code-v1");
     for (size_t i = 0; rc == 0 && i < sizeof attrs / sizeof *attrs; i++)
         rc = add_code_attr(k, code, attrs[i]);
+#endif
     Py_ssize_t n = PyTuple_GET_SIZE(co->co_consts);
     Py_ssize_t first = (n > 0 && has_doc_slot(co)) ? 1 : 0;
     if (rc == 0)

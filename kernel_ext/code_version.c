@@ -51,6 +51,11 @@ static int add_pystr(cellar_key *k, PyObject *s)
 {
     if (!PyUnicode_Check(s))
         return add_tag(k, "?");
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(s, &len); /* cached in the str */
+    if (utf8)
+        return cellar_key_add_str(k, utf8, (size_t)len) == CELLAR_OK ? 0 : -1;
+    PyErr_Clear(); /* a lone surrogate */
     PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
     if (!b)
         return -1;
@@ -75,7 +80,7 @@ static int cmp_hash(const void *a, const void *b)
 typedef enum { K_NONE, K_FUNCTION, K_CLASS, K_METHOD, K_WRAPPED } code_kind;
 
 /* What kind of notebook code `v` is (K_NONE: not notebook code); -1 on error. */
-static int kind_of(cellar_state *st, PyObject *v)
+static int kind_at(cellar_state *st, PyObject *v, int depth)
 {
     if (PyFunction_Check(v)) {
         int u = cellar_module_is_users(st, ((PyFunctionObject *)v)->func_module);
@@ -89,21 +94,52 @@ static int kind_of(cellar_state *st, PyObject *v)
         return u < 0 ? -1 : u ? K_CLASS : K_NONE;
     }
     if (PyMethod_Check(v)) {
-        int k = kind_of(st, PyMethod_GET_FUNCTION(v));
+        int k = kind_at(st, PyMethod_GET_FUNCTION(v), depth + 1);
         return k <= 0 ? k : K_METHOD;
     }
-    if (!PyCallable_Check(v) || PyCFunction_Check(v) || PyModule_Check(v))
+    if (depth > 16 || !PyCallable_Check(v) || PyCFunction_Check(v) || PyModule_Check(v))
         return K_NONE;
     /* A wrapper such as functools.lru_cache's: notebook code when what it
-     * wraps is. */
-    PyObject *wrapped = NULL;
-    if (cellar_optional_attr(v, "__wrapped__", &wrapped) < 0)
-        return -1;
-    if (!wrapped)
+     * wraps is.  An object whose __getattr__ fails otherwise is data. */
+    PyObject *wrapped = PyObject_GetAttrString(v, "__wrapped__");
+    if (!wrapped) {
+        if (PyErr_ExceptionMatches(PyExc_MemoryError) ||
+            PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+            return -1;
+        PyErr_Clear();
         return K_NONE;
-    int k = wrapped == v ? K_NONE : kind_of(st, wrapped);
+    }
+    int k = wrapped == v ? K_NONE : kind_at(st, wrapped, depth + 1);
     Py_DECREF(wrapped);
     return k <= 0 ? k : K_WRAPPED;
+}
+
+/* What kind of notebook code `v` is (K_NONE: not notebook code); -1 on error. */
+static int kind_of(cellar_state *st, PyObject *v)
+{
+    return kind_at(st, v, 0);
+}
+
+/* A function that reads no name and has no defaults, closure or __wrapped__
+ * depends on its code alone: 1 with its version in *out, computed without a
+ * walk (most nodes are such functions, and cached runs stay cheap); 0 when it
+ * is not such a function; -1 on error.  The walk gives the same version. */
+static int leaf_version(cellar_state *st, PyObject *obj, cellar_hash *out)
+{
+    PyFunctionObject *f = (PyFunctionObject *)obj;
+    if (f->func_defaults || f->func_kwdefaults || f->func_closure ||
+        (f->func_dict && PyDict_GetItemString(f->func_dict, "__wrapped__")))
+        return 0;
+    cellar_hash fp;
+    PyObject *names = NULL;
+    if (cellar_code_fingerprint(st, f->func_code, &fp, &names) < 0)
+        return -1;
+    if (PyTuple_GET_SIZE(names) > 0)
+        return 0;
+    uint8_t buf[32] = "cellar leaf function";
+    memcpy(buf + 16, fp.bytes, 16);
+    *out = cellar_hash_bytes(buf, sizeof buf);
+    return 1;
 }
 
 /* ---- the walk: Tarjan's algorithm over notebook code ---- */
@@ -279,7 +315,7 @@ static int global_data_version(walk *w, PyObject *globals, PyObject *name, PyObj
 /* The attributes of the user's module `m` (bound to global `mname`) that the
  * code names: `mod.THING` reads THING through co_names. */
 static int add_module_attrs(walk *w, size_t from, cellar_key *k, PyObject *mname,
-                            PyObject *m, PyObject *names)
+                            PyObject *m, PyObject *names, int depth)
 {
     PyObject *md = PyModule_GetDict(m);
     if (!md)
@@ -292,8 +328,22 @@ static int add_module_attrs(walk *w, size_t from, cellar_key *k, PyObject *mname
                 return -1;
             continue;
         }
-        if (PyModule_Check(v))
+        if (PyModule_Check(v)) { /* `pkg.sub.THING`: the user's subpackages too */
+            PyObject *sub = PyModule_GetNameObject(v);
+            int users = sub && depth < 4 ? cellar_module_is_users(w->st, sub) : 0;
+            Py_XDECREF(sub);
+            PyErr_Clear();
+            if (users == 1) {
+                Py_INCREF(v);
+                int rc = add_pystr(k, mname) < 0
+                             ? -1
+                             : add_module_attrs(w, from, k, attr, v, names, depth + 1);
+                Py_DECREF(v);
+                if (rc < 0)
+                    return -1;
+            }
             continue;
+        }
         Py_INCREF(v);
         int kind = kind_of(w->st, v);
         int rc = kind < 0 || add_pystr(k, mname) < 0 || add_pystr(k, attr) < 0 ? -1 : 0;
@@ -337,7 +387,7 @@ static int add_globals(walk *w, size_t from, cellar_key *k, PyObject *globals,
             Py_XDECREF(mname);
             PyErr_Clear();
             if (users == 1)
-                rc = add_module_attrs(w, from, k, name, v, names);
+                rc = add_module_attrs(w, from, k, name, v, names, 0);
         } else {
             int kind = kind_of(w->st, v);
             if (kind < 0)
@@ -450,6 +500,33 @@ static int add_attr_of(walk *w, size_t me, cellar_key *k, PyObject *obj, const c
     return rc;
 }
 
+/* A set as the sorted fingerprints of its elements, whatever the hash seed. */
+static int add_set(walk *w, size_t me, cellar_key *k, PyObject *v, int depth)
+{
+    Py_ssize_t n = PySet_GET_SIZE(v), i = 0;
+    PyObject *items = PySequence_List(v); /* a copy: a data version may run code */
+    cellar_hash *hs = items ? PyMem_Calloc(n ? (size_t)n : 1, sizeof *hs) : NULL;
+    cellar_key *sub = hs ? cellar_key_new() : NULL;
+    int rc = sub ? 0 : -1;
+    if (items && rc < 0)
+        PyErr_NoMemory();
+    for (; rc == 0 && i < n && i < PyList_GET_SIZE(items); i++) {
+        cellar_key_reset(sub);
+        rc = add_attr(w, me, sub, PyList_GET_ITEM(items, i), depth + 1);
+        hs[i] = cellar_key_digest(sub);
+    }
+    if (rc == 0) {
+        qsort(hs, (size_t)i, sizeof *hs, cmp_hash);
+        rc = add_tag(k, "set") < 0 || cellar_key_add_list(k, (size_t)i) != CELLAR_OK;
+        for (Py_ssize_t j = 0; rc == 0 && j < i; j++)
+            rc = add_hash(k, &hs[j]);
+    }
+    cellar_key_free(sub);
+    PyMem_Free(hs);
+    Py_XDECREF(items);
+    return rc ? -1 : 0;
+}
+
 /* A class attribute: descriptors by what they hold, the rest as values. */
 static int add_attr(walk *w, size_t me, cellar_key *k, PyObject *v, int depth)
 {
@@ -471,6 +548,8 @@ static int add_attr(walk *w, size_t me, cellar_key *k, PyObject *v, int depth)
         t == &PyWrapperDescr_Type || t == &PyMethodDescr_Type ||
         t == &PyClassMethodDescr_Type) /* slots and C methods: by name */
         return add_tag(k, t->tp_name) < 0 ? -1 : add_pystr(k, PyDescr_NAME(v));
+    if (PyAnySet_CheckExact(v)) /* `__abstractmethods__`: not in hash-seed order */
+        return add_set(w, me, k, v, depth);
     if (strcmp(t->tp_name, "functools.cached_property") == 0 ||
         strcmp(t->tp_name, "cached_property") == 0) /* holds an RLock: not picklable */
         return add_tag(k, "cached_property") < 0
@@ -695,7 +774,11 @@ static int visit(walk *w, PyObject *obj, int kind, size_t *at)
         PyErr_NoMemory();
         rc = -1;
     }
-    if (rc == 0) {
+    int leaf =
+        rc == 0 && kind == K_FUNCTION ? leaf_version(w->st, obj, &w->items[me].local) : 0;
+    if (leaf < 0)
+        rc = -1;
+    if (rc == 0 && !leaf) {
         size_t saved = w->cur;
         w->cur = me;
         rc = local_fingerprint(w, me, kind, obj, k);
@@ -748,6 +831,11 @@ int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
     }
     if (PyErr_Occurred())
         return -1;
+    if (kind == K_FUNCTION) {
+        int leaf = leaf_version(st, obj, out);
+        if (leaf != 0)
+            return leaf;
+    }
     PyObject *own = memo ? Py_NewRef(memo) : PyDict_New();
     if (!own)
         return -1;

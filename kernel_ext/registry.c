@@ -11,7 +11,9 @@
  * parse time (PEP 3131), so the scanner's raw UTF-8 is normalized here, with
  * the interpreter's own unicodedata, before it is looked up or stored.
  *
- * This file is a leaf for the cell hooks and the run: it calls neither.
+ * This file is below the cell hooks and the run and calls neither; it asks
+ * code_fingerprint.c for each new function's code fingerprint, so that the
+ * work is done once per definition.
  */
 #include "cellar_ext.h"
 
@@ -152,6 +154,12 @@ int cellar_registry_add_scan(cellar_state *st, const cellar_scan *scan, PyObject
             if (!cap || PyDict_SetItem(st->functions, name, cap) < 0)
                 rc = -1;
             Py_XDECREF(cap);
+            /* Fingerprint the code now, once per definition, not in the first
+             * run after a restart; a failure here is retried by the run. */
+            cellar_hash unused;
+            if (rc == 0 && PyFunction_Check(obj) &&
+                cellar_code_fingerprint(st, PyFunction_GET_CODE(obj), &unused, NULL) < 0)
+                PyErr_Clear();
         }
         Py_DECREF(name);
     }

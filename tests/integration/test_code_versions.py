@@ -65,7 +65,6 @@ def restart_reruns_nothing(nb, kernel_factory, targets_fresh):
 
 CLASSES = """\
     from dataclasses import dataclass, field
-    FACTOR = 2
 
     class Meta(type):
         BONUS = 1
@@ -119,16 +118,22 @@ USES = """\
     ("lambda: [1, 2]", "lambda: [1, 3]"),                 # a dataclass default_factory
 ])
 def test_every_kind_of_class_attribute(nb, old, new):
-    assert old in CLASSES
+    cell_id = "factor" if old.startswith("FACTOR") else "classes"
+    nb.cell("factor", "FACTOR = 2\n")
     nb.cell("classes", CLASSES)
     nb.cell("uses", USES)
+    assert old in nb.cells[cell_id]
     nb.run("uses_class", calls("uses_class"), "uses_class()")
-    nb.cell("classes", CLASSES.replace(old, new))
+    nb.cell(cell_id, nb.cells[cell_id].replace(old, new))
     nb.run("uses_class", calls("uses_class"), "uses_class()")
+    nb.run("uses_class", calls(), "uses_class()")
+    # Reverting the edit (new objects, the first code again) finds the first result.
+    nb.cell(cell_id, nb.cells[cell_id].replace(new, old))
     nb.run("uses_class", calls(), "uses_class()")
 
 
 def test_classes_redefined_unchanged_or_with_docstrings_rerun_nothing(nb, kernel_factory):
+    nb.cell("factor", "FACTOR = 2\n")
     nb.cell("classes", CLASSES)
     nb.cell("uses", USES)
     nb.run("uses_class", calls("uses_class"), "uses_class()")
@@ -227,10 +232,11 @@ def test_lambdas_closures_and_defaults(nb, kernel_factory):
         def member(x):
             return x in {"a", "b", "c", "d"}
         """)
+    nb.cell("exec", 'exec("def made_by_exec(x):\\n    return x + 100\\n")\n')
     nb.cell("user", """\
         def closure_user():
             _log("closure_user")
-            return scaler(3) + square(2) + add_default(1) + member("c")
+            return scaler(3) + square(2) + add_default(1) + member("c") + made_by_exec(0)
         """)
     f = "closure_user()"
     nb.run("closure_user", calls("closure_user"), f)
@@ -243,6 +249,8 @@ def test_lambdas_closures_and_defaults(nb, kernel_factory):
     nb.cell("k0", "K0 = 2\n")  # the default was taken when add_default was defined
     nb.run("closure_user", calls(), f)
     nb.cell("hd", nb.cells["hd"])  # now the default is 2
+    nb.run("closure_user", calls("closure_user"), f)
+    nb.cell("exec", nb.cells["exec"].replace("x + 100", "x + 200"))  # exec-bound code
     nb.run("closure_user", calls("closure_user"), f)
     nb.cell("make", nb.cells["make"].replace("x * k", "x * k + 1"))
     nb.run("closure_user", calls(), f)  # scaler is still the old closure: same value
