@@ -236,6 +236,35 @@ static int publish(walk *w);
 
 /* Adds what value `v` contributes: notebook code by version, anything else
  * by data version.  */
+static int add_value(walk *w, size_t from, cellar_key *k, PyObject *v);
+
+/* A library function, by where it is defined (library code is stable, and
+ * pickle cannot name the methods some library factories make, such as a
+ * namedtuple's), plus its closure cells: a library-made closure may hold
+ * notebook code (a decorator without functools.wraps). */
+static int add_library_function(walk *w, size_t from, cellar_key *k, PyObject *v)
+{
+    PyFunctionObject *f = (PyFunctionObject *)v;
+    PyObject *closure = f->func_closure ? Py_NewRef(f->func_closure) : NULL;
+    Py_ssize_t nc = closure ? PyTuple_GET_SIZE(closure) : 0;
+    int rc =
+        add_tag(k, "library function") < 0 ||
+                (f->func_module ? add_pystr(k, f->func_module) : add_tag(k, "-")) < 0 ||
+                add_pystr(k, f->func_qualname) < 0 ||
+                cellar_key_add_list(k, (size_t)nc) != CELLAR_OK
+            ? -1
+            : 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < nc; i++) {
+        PyObject *cell = PyTuple_GET_ITEM(closure, i);
+        PyObject *c = PyCell_Check(cell) ? PyCell_GET(cell) : NULL;
+        Py_XINCREF(c);
+        rc = c ? add_value(w, from, k, c) : add_tag(k, "empty");
+        Py_XDECREF(c);
+    }
+    Py_XDECREF(closure);
+    return rc;
+}
+
 static int add_value(walk *w, size_t from, cellar_key *k, PyObject *v)
 {
     int kind = kind_of(w->st, v);
@@ -251,6 +280,8 @@ static int add_value(walk *w, size_t from, cellar_key *k, PyObject *v)
         Py_XDECREF(name);
         return rc;
     }
+    if (PyFunction_Check(v))
+        return add_library_function(w, from, k, v);
     bool picklable;
     if (publish(w) < 0 || cellar_data_version(w->st, v, &h, &picklable) < 0)
         return -1;
@@ -474,7 +505,7 @@ static int add_function(walk *w, size_t me, cellar_key *k, PyObject *obj)
 static bool noise_attr(PyObject *key)
 {
     static const char *noise[] = {"__dict__", "__weakref__", "__module__", "__doc__",
-                                  "_abc_impl"};
+                                  "_abc_impl", "__slotnames__"};
     if (!PyUnicode_Check(key))
         return false;
     for (size_t i = 0; i < sizeof noise / sizeof *noise; i++)

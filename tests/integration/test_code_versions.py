@@ -397,3 +397,56 @@ def test_local_module_edited_and_reloaded(nb, kernel_factory):
     for t, f in fresh.items():
         nb.run(t, calls(t) if t != "untouched" else calls(), f)
     restart_reruns_nothing(nb, kernel_factory, fresh)
+
+
+LIBRARY_SHAPED = """\
+    import abc, collections, enum, functools
+
+    class Color(enum.Enum):
+        RED = 1
+        GREEN = 2
+
+    class Shape(abc.ABC):
+        @abc.abstractmethod
+        def area(self): ...
+        @abc.abstractmethod
+        def perimeter(self): ...
+
+    class Square(Shape):
+        __slots__ = ("s",)
+        def __init__(self, s):
+            self.s = s
+        def area(self):
+            return self.s * self.s
+        def perimeter(self):
+            return 4 * self.s
+
+    class Tree:
+        pass
+    Tree.ROOT = Tree()  # a class attribute holding its own instance
+
+    Pair = collections.namedtuple("Pair", "x y")
+    bigger = functools.partial(max, 3)
+    """
+
+
+def test_classes_made_with_library_machinery_survive_a_restart(nb, kernel_factory):
+    """Enums, ABCs (a frozenset of abstract names, in hash-seed order), __slots__,
+    namedtuples (methods pickle cannot name), a class holding its own instance: the same
+    cells give the same versions under another hash seed, and edits still count."""
+    nb.cell("shapes", LIBRARY_SHAPED)
+    nb.cell("node", """\
+        def shaped():
+            _log("shaped")
+            return (Color.GREEN.value, Square(3).area(), Square(3).perimeter(),
+                    Pair(1, 2).y, Tree.ROOT is not None, bigger(1))
+        """)
+    nb.run("shaped", calls("shaped"), "shaped()")
+    nb.run("shaped", calls(), "shaped()")
+    nb.cell("shapes", LIBRARY_SHAPED)  # new objects, same code
+    nb.run("shaped", calls(), "shaped()")
+    nb.cell("shapes", LIBRARY_SHAPED.replace("4 * self.s", "4 * self.s + 0.5"))
+    nb.run("shaped", calls("shaped"), "shaped()")
+    nb.cell("shapes", LIBRARY_SHAPED.replace("GREEN = 2", "GREEN = 3"))
+    nb.run("shaped", calls("shaped"), "shaped()")
+    restart_reruns_nothing(nb, kernel_factory, {"shaped": "shaped()"})
