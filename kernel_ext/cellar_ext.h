@@ -69,6 +69,9 @@ typedef struct cellar_state {
      * id -> (code, fingerprint, names read); module name -> (module, is the
      * user's own); the library directories (tuple of str). */
     PyObject *code_cache, *module_kinds, *library_dirs;
+    /* The code-version walk in progress (code_version.c), or NULL: a data
+     * version taken inside it that meets notebook code joins it. */
+    void *code_walk;
 
     cellar_store *store;
     cellar_key *keyenc;
@@ -177,6 +180,13 @@ int cellar_code_version(cellar_state *st, cellar_fn *fn, PyObject *ns, PyObject 
  * dict (NULL: a fresh one). */
 int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
                                cellar_hash *out);
+/* Called while a code-version walk is in progress (from a data version that
+ * the walk takes, such as a pickler's reducer_override), cellar_object_code_version
+ * joins that walk and ignores `memo`; for a member of the component being built
+ * it returns a placeholder version, which is right inside that component only.
+ * This counter grows with each placeholder handed out (0 outside a walk): a data
+ * version during which it grew must not be memoized beyond the walk. */
+uint64_t cellar_code_walk_placeholders(cellar_state *st);
 
 /* code_fingerprint.c */
 /* 1 when code whose __module__ is `modname` is the user's (`__main__`, no

@@ -32,15 +32,15 @@
  * fingerprints of the whole component.  Which member a walk starts from, and
  * which targets a run has, do not change the result.  Finished versions go
  * into the run's memo (keyed by object id, the object kept alive with it).  A
- * data version computed while the walk is active may call back into
- * cellar_object_code_version (notebook code inside data): the callback joins
- * the walk as an edge of the item being fingerprinted.
+ * data version computed while the walk is active (st->code_walk) may call
+ * back into cellar_object_code_version (notebook code inside data): the
+ * callback joins the walk as an edge of the item being fingerprinted, so a
+ * cycle through data (a class attribute holding an instance of the class)
+ * is a component like any other.
  */
 #include "cellar_ext.h"
 
 #include <stdlib.h>
-
-#define WALK_CAPSULE "cellar.walk"
 
 static int add_tag(cellar_key *k, const char *tag)
 {
@@ -161,7 +161,6 @@ typedef struct walk {
     size_t sp;
     size_t cur;            /* the item being fingerprinted, or SIZE_MAX */
     uint64_t placeholders; /* bumped whenever a placeholder is handed out */
-    bool published;        /* the walk is in memo[None], for callbacks */
 } walk;
 
 static int visit(walk *w, PyObject *obj, int kind, size_t *at);
@@ -232,8 +231,6 @@ static int ref(walk *w, size_t from, PyObject *obj, int kind, cellar_hash *out)
     return rc == 1 ? 0 : -1;
 }
 
-static int publish(walk *w);
-
 /* Adds what value `v` contributes: notebook code by version, anything else
  * by data version.  */
 static int add_value(walk *w, size_t from, cellar_key *k, PyObject *v);
@@ -283,7 +280,7 @@ static int add_value(walk *w, size_t from, cellar_key *k, PyObject *v)
     if (PyFunction_Check(v))
         return add_library_function(w, from, k, v);
     bool picklable;
-    if (publish(w) < 0 || cellar_data_version(w->st, v, &h, &picklable) < 0)
+    if (cellar_data_version(w->st, v, &h, &picklable) < 0)
         return -1;
     return add_tag(k, "data") < 0 ? -1 : add_hash(k, &h);
 }
@@ -325,8 +322,7 @@ static int global_data_version(walk *w, PyObject *globals, PyObject *name, PyObj
     }
     uint64_t before = w->placeholders;
     bool picklable;
-    if (PyErr_Occurred() || publish(w) < 0 ||
-        cellar_data_version(w->st, v, out, &picklable) < 0) {
+    if (PyErr_Occurred() || cellar_data_version(w->st, v, out, &picklable) < 0) {
         Py_DECREF(mkey);
         return -1;
     }
@@ -504,8 +500,8 @@ static int add_function(walk *w, size_t me, cellar_key *k, PyObject *obj)
 /* Attributes that say nothing about what the class computes. */
 static bool noise_attr(PyObject *key)
 {
-    static const char *noise[] = {"__dict__", "__weakref__", "__module__", "__doc__",
-                                  "_abc_impl", "__slotnames__"};
+    static const char *noise[] = {"__dict__", "__weakref__", "__module__",
+                                  "__doc__",  "_abc_impl",   "__slotnames__"};
     if (!PyUnicode_Check(key))
         return false;
     for (size_t i = 0; i < sizeof noise / sizeof *noise; i++)
@@ -798,7 +794,7 @@ static int visit(walk *w, PyObject *obj, int kind, size_t *at)
 {
     if (Py_EnterRecursiveCall(" while computing a cellar code version"))
         return -1;
-    size_t me;
+    size_t me = 0;
     int rc = push(w, obj, &me);
     cellar_key *k = rc == 0 ? cellar_key_new() : NULL;
     if (rc == 0 && !k) {
@@ -836,17 +832,9 @@ static void walk_release(walk *w)
     Py_XDECREF(w->index_of);
 }
 
-/* Makes the walk findable by a data version's callback into
- * cellar_object_code_version (memo[None] holds it while it runs). */
-static int publish(walk *w)
+uint64_t cellar_code_walk_placeholders(cellar_state *st)
 {
-    if (w->published)
-        return 0;
-    PyObject *cap = PyCapsule_New(w, WALK_CAPSULE, NULL);
-    int rc = cap ? PyDict_SetItem(w->memo, Py_None, cap) : -1;
-    Py_XDECREF(cap);
-    w->published = rc == 0;
-    return rc;
+    return st->code_walk ? ((walk *)st->code_walk)->placeholders : 0;
 }
 
 int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
@@ -855,13 +843,9 @@ int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
     int kind = kind_of(st, obj);
     if (kind <= 0)
         return kind;
-    PyObject *cap = memo ? PyDict_GetItemWithError(memo, Py_None) : NULL;
-    if (cap) {
-        walk *active = PyCapsule_GetPointer(cap, WALK_CAPSULE);
-        return active && ref(active, active->cur, obj, kind, out) == 0 ? 1 : -1;
-    }
-    if (PyErr_Occurred())
-        return -1;
+    walk *active = st->code_walk;
+    if (active) /* a data version inside the walk met notebook code: an edge */
+        return ref(active, active->cur, obj, kind, out) == 0 ? 1 : -1;
     if (kind == K_FUNCTION) {
         int leaf = leaf_version(st, obj, out);
         if (leaf != 0)
@@ -871,9 +855,9 @@ int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
     if (!own)
         return -1;
     walk w = {.st = st, .memo = own, .cur = SIZE_MAX, .index_of = PyDict_New()};
+    st->code_walk = &w;
     int rc = w.index_of ? ref(&w, SIZE_MAX, obj, kind, out) : -1;
-    if (w.published && PyDict_DelItem(own, Py_None) < 0)
-        rc = -1;
+    st->code_walk = NULL;
     walk_release(&w);
     Py_DECREF(own);
     return rc < 0 ? -1 : 1;
