@@ -450,3 +450,33 @@ def test_classes_made_with_library_machinery_survive_a_restart(nb, kernel_factor
     nb.cell("shapes", LIBRARY_SHAPED.replace("GREEN = 2", "GREEN = 3"))
     nb.run("shaped", calls("shaped"), "shaped()")
     restart_reruns_nothing(nb, kernel_factory, {"shaped": "shaped()"})
+
+
+def test_autoreload_reruns_exactly_the_users_of_what_changed(nb, kernel_factory):
+    """%autoreload swaps the edited functions' code in place, also under names that were
+    imported with `from ... import`: the nodes that use them rerun, and only those."""
+    import os
+    path = nb.k.dir / "auto_mod.py"
+    path.write_text(HELPERS_V1)
+    nb.cell("auto", "%load_ext autoreload\n%autoreload 2\n")
+    nb.cell("imports", "import auto_mod\nfrom auto_mod import scale\n")
+    nb.cell("nodes", """\
+        def uses_scale():
+            _log("uses_scale")
+            return scale(4)
+
+        def uses_box():
+            _log("uses_box")
+            return auto_mod.Box().size()
+        """)
+    fresh = {"uses_scale": "uses_scale()", "uses_box": "uses_box()"}
+    for t, f in fresh.items():
+        nb.run(t, calls(t), f)
+    path.write_text(HELPERS_V1.replace("x * SCALE", "x * SCALE + 1"))
+    st = path.stat()
+    os.utime(path, (st.st_atime + 5, st.st_mtime + 5))  # autoreload compares mtimes
+    nb.k.ok("pass")  # autoreload reloads before this cell
+    nb.run("uses_scale", calls("uses_scale"), fresh["uses_scale"])
+    nb.run("uses_box", calls(), fresh["uses_box"])
+    assert nb.k.eval("scale(4)") == 9
+    restart_reruns_nothing(nb, kernel_factory, fresh)
