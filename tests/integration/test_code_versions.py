@@ -227,8 +227,8 @@ def test_lambdas_closures_and_defaults(nb, kernel_factory):
     nb.cell("square", "square = lambda x: x * x + BIAS\n")
     nb.cell("k0", "K0 = 1\n")
     nb.cell("hd", """\
-        def add_default(x, k=K0):
-            return x + k
+        def add_default(x, k=K0, *, j=K0):
+            return x + k + j
         def member(x):
             return x in {"a", "b", "c", "d"}
         """)
@@ -279,6 +279,16 @@ CYCLE_NODES = """\
         return odd(7)
     """
 
+CLASS_CYCLE = """\
+    class Ping:
+        def hit(self, n):
+            return 0 if n == 0 else Pong().hit(n - 1) + 1
+
+    class Pong:
+        def hit(self, n):
+            return 0 if n == 0 else Ping().hit(n - 1) + STEP
+    """
+
 
 def test_cycle_of_helpers_with_a_global(nb, kernel_factory):
     nb.cell("limit", "LIMIT = 100\n")
@@ -298,6 +308,16 @@ def test_cycle_of_helpers_with_a_global(nb, kernel_factory):
     nb.cell("cycle", CYCLE.replace("even(n - 1)", "even(n - 1) and True"))
     nb.k.cellar_run("cyc_b cyc_a").ok()
     assert nb.k.take_calls() == calls("cyc_a", "cyc_b")
+    # Classes that refer to each other, a global read by one of them.
+    nb.cell("step", "STEP = 1\n")
+    nb.cell("classes", CLASS_CYCLE)
+    nb.cell("ping", 'def ping():\n    _log("ping")\n    return Ping().hit(5)\n')
+    fresh["ping"] = "ping()"
+    nb.run("ping", calls("ping"), fresh["ping"])
+    nb.cell("step", "STEP = 10\n")
+    nb.run("ping", calls("ping"), fresh["ping"])
+    nb.cell("classes", CLASS_CYCLE)
+    nb.run("ping", calls(), fresh["ping"])
     restart_reruns_nothing(nb, kernel_factory, fresh)
 
 
