@@ -36,6 +36,10 @@ typedef struct cellar_fn {
     PyObject **param_names; /* str, owned */
     cellar_param_kind *kinds;
     bool *has_default;
+    /* code_version.c's cache for a node that is a leaf function: its version,
+     * valid while `func.__code__` is still `leaf_code` (strong, or NULL). */
+    PyObject *leaf_code;
+    cellar_hash leaf_version;
 } cellar_fn;
 
 typedef struct cellar_state {
@@ -193,6 +197,16 @@ uint64_t cellar_code_walk_placeholders(cellar_state *st);
  * importable module, or a module loaded from a file outside the standard
  * library and site-packages), 0 when it is library code, -1 on error. */
 int cellar_module_is_users(cellar_state *st, PyObject *modname);
+/* What kind of notebook code an object is. */
+typedef enum cellar_code_kind_t {
+    CELLAR_CODE_NONE,     /* not notebook code: data, library code, builtins */
+    CELLAR_CODE_FUNCTION, /* a Python function of the user's */
+    CELLAR_CODE_CLASS,    /* a heap class of the user's */
+    CELLAR_CODE_METHOD,   /* a bound method of such a function */
+    CELLAR_CODE_WRAPPED,  /* a callable whose __wrapped__ is such code (lru_cache) */
+} cellar_code_kind_t;
+/* The kind of `v` (a cellar_code_kind_t), or -1 with a Python error. */
+int cellar_code_kind(cellar_state *st, PyObject *v);
 /* The structural fingerprint of code object `code` (bytecode, constants,
  * names, argument layout, flags, exception table; never file names or line
  * numbers) and, when `names` is not NULL, the tuple of names it and its

@@ -128,6 +128,45 @@ int cellar_module_is_users(cellar_state *st, PyObject *modname)
     return users;
 }
 
+static int kind_at(cellar_state *st, PyObject *v, int depth)
+{
+    if (PyFunction_Check(v)) {
+        int u = cellar_module_is_users(st, ((PyFunctionObject *)v)->func_module);
+        return u < 0 ? -1 : u ? CELLAR_CODE_FUNCTION : CELLAR_CODE_NONE;
+    }
+    if (PyType_Check(v)) {
+        if (!PyType_HasFeature((PyTypeObject *)v, Py_TPFLAGS_HEAPTYPE))
+            return CELLAR_CODE_NONE;
+        PyObject *mod = PyDict_GetItemString(((PyTypeObject *)v)->tp_dict, "__module__");
+        int u = mod ? cellar_module_is_users(st, mod) : 1;
+        return u < 0 ? -1 : u ? CELLAR_CODE_CLASS : CELLAR_CODE_NONE;
+    }
+    if (PyMethod_Check(v)) {
+        int k = kind_at(st, PyMethod_GET_FUNCTION(v), depth + 1);
+        return k <= 0 ? k : CELLAR_CODE_METHOD;
+    }
+    if (depth > 16 || !PyCallable_Check(v) || PyCFunction_Check(v) || PyModule_Check(v))
+        return CELLAR_CODE_NONE;
+    /* A wrapper such as functools.lru_cache's: notebook code when what it
+     * wraps is.  An object whose __getattr__ fails otherwise is data. */
+    PyObject *wrapped = PyObject_GetAttrString(v, "__wrapped__");
+    if (!wrapped) {
+        if (PyErr_ExceptionMatches(PyExc_MemoryError) ||
+            PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+            return -1;
+        PyErr_Clear();
+        return CELLAR_CODE_NONE;
+    }
+    int k = wrapped == v ? CELLAR_CODE_NONE : kind_at(st, wrapped, depth + 1);
+    Py_DECREF(wrapped);
+    return k <= 0 ? k : CELLAR_CODE_WRAPPED;
+}
+
+int cellar_code_kind(cellar_state *st, PyObject *v)
+{
+    return kind_at(st, v, 0);
+}
+
 /* ---- structural fingerprints of code objects ---- */
 
 static int add_tag(cellar_key *k, const char *tag)

@@ -77,49 +77,6 @@ static int cmp_hash(const void *a, const void *b)
     return memcmp(a, b, sizeof(cellar_hash));
 }
 
-typedef enum { K_NONE, K_FUNCTION, K_CLASS, K_METHOD, K_WRAPPED } code_kind;
-
-/* What kind of notebook code `v` is (K_NONE: not notebook code); -1 on error. */
-static int kind_at(cellar_state *st, PyObject *v, int depth)
-{
-    if (PyFunction_Check(v)) {
-        int u = cellar_module_is_users(st, ((PyFunctionObject *)v)->func_module);
-        return u < 0 ? -1 : u ? K_FUNCTION : K_NONE;
-    }
-    if (PyType_Check(v)) {
-        if (!PyType_HasFeature((PyTypeObject *)v, Py_TPFLAGS_HEAPTYPE))
-            return K_NONE;
-        PyObject *mod = PyDict_GetItemString(((PyTypeObject *)v)->tp_dict, "__module__");
-        int u = mod ? cellar_module_is_users(st, mod) : 1;
-        return u < 0 ? -1 : u ? K_CLASS : K_NONE;
-    }
-    if (PyMethod_Check(v)) {
-        int k = kind_at(st, PyMethod_GET_FUNCTION(v), depth + 1);
-        return k <= 0 ? k : K_METHOD;
-    }
-    if (depth > 16 || !PyCallable_Check(v) || PyCFunction_Check(v) || PyModule_Check(v))
-        return K_NONE;
-    /* A wrapper such as functools.lru_cache's: notebook code when what it
-     * wraps is.  An object whose __getattr__ fails otherwise is data. */
-    PyObject *wrapped = PyObject_GetAttrString(v, "__wrapped__");
-    if (!wrapped) {
-        if (PyErr_ExceptionMatches(PyExc_MemoryError) ||
-            PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
-            return -1;
-        PyErr_Clear();
-        return K_NONE;
-    }
-    int k = wrapped == v ? K_NONE : kind_at(st, wrapped, depth + 1);
-    Py_DECREF(wrapped);
-    return k <= 0 ? k : K_WRAPPED;
-}
-
-/* What kind of notebook code `v` is (K_NONE: not notebook code); -1 on error. */
-static int kind_of(cellar_state *st, PyObject *v)
-{
-    return kind_at(st, v, 0);
-}
-
 /* A function that reads no name and has no defaults, closure or __wrapped__
  * depends on its code alone: 1 with its version in *out, computed without a
  * walk (most nodes are such functions, and cached runs stay cheap); 0 when it
@@ -264,11 +221,11 @@ static int add_library_function(walk *w, size_t from, cellar_key *k, PyObject *v
 
 static int add_value(walk *w, size_t from, cellar_key *k, PyObject *v)
 {
-    int kind = kind_of(w->st, v);
+    int kind = cellar_code_kind(w->st, v);
     if (kind < 0)
         return -1;
     cellar_hash h;
-    if (kind != K_NONE)
+    if (kind != CELLAR_CODE_NONE)
         return ref(w, from, v, kind, &h) < 0 || add_tag(k, "code") < 0 ? -1
                                                                        : add_hash(k, &h);
     if (PyModule_Check(v)) {
@@ -372,9 +329,9 @@ static int add_module_attrs(walk *w, size_t from, cellar_key *k, PyObject *mname
             continue;
         }
         Py_INCREF(v);
-        int kind = kind_of(w->st, v);
+        int kind = cellar_code_kind(w->st, v);
         int rc = kind < 0 || add_pystr(k, mname) < 0 || add_pystr(k, attr) < 0 ? -1 : 0;
-        if (rc == 0 && kind != K_NONE) {
+        if (rc == 0 && kind != CELLAR_CODE_NONE) {
             rc = add_value(w, from, k, v);
         } else if (rc == 0) {
             cellar_hash h;
@@ -416,10 +373,10 @@ static int add_globals(walk *w, size_t from, cellar_key *k, PyObject *globals,
             if (users == 1)
                 rc = add_module_attrs(w, from, k, name, v, names, 0);
         } else {
-            int kind = kind_of(w->st, v);
+            int kind = cellar_code_kind(w->st, v);
             if (kind < 0)
                 rc = -1;
-            else if (kind != K_NONE)
+            else if (kind != CELLAR_CODE_NONE)
                 rc = add_pystr(k, name) < 0 ? -1 : add_value(w, from, k, v);
             else {
                 cellar_hash h;
@@ -629,10 +586,10 @@ static int add_class_name(cellar_key *k, const char *tag, PyObject *cls)
 /* A base, or the metaclass: notebook classes by version, others by name. */
 static int add_class_ref(walk *w, size_t me, cellar_key *k, PyObject *cls)
 {
-    int kind = kind_of(w->st, cls);
+    int kind = cellar_code_kind(w->st, cls);
     if (kind < 0)
         return -1;
-    if (kind != K_CLASS)
+    if (kind != CELLAR_CODE_CLASS)
         return add_class_name(k, "library", cls);
     cellar_hash h;
     return ref(w, me, cls, kind, &h) < 0 || add_tag(k, "class") < 0 ? -1
@@ -682,9 +639,9 @@ static int add_class(walk *w, size_t me, cellar_key *k, PyObject *obj)
 static int local_fingerprint(walk *w, size_t me, int kind, PyObject *obj, cellar_key *k)
 {
     switch (kind) {
-    case K_FUNCTION: return add_function(w, me, k, obj);
-    case K_CLASS: return add_class(w, me, k, obj);
-    case K_METHOD:
+    case CELLAR_CODE_FUNCTION: return add_function(w, me, k, obj);
+    case CELLAR_CODE_CLASS: return add_class(w, me, k, obj);
+    case CELLAR_CODE_METHOD:
         return add_tag(k, "method") < 0 ||
                        add_value(w, me, k, PyMethod_GET_FUNCTION(obj)) < 0
                    ? -1
@@ -801,8 +758,9 @@ static int visit(walk *w, PyObject *obj, int kind, size_t *at)
         PyErr_NoMemory();
         rc = -1;
     }
-    int leaf =
-        rc == 0 && kind == K_FUNCTION ? leaf_version(w->st, obj, &w->items[me].local) : 0;
+    int leaf = rc == 0 && kind == CELLAR_CODE_FUNCTION
+                   ? leaf_version(w->st, obj, &w->items[me].local)
+                   : 0;
     if (leaf < 0)
         rc = -1;
     if (rc == 0 && !leaf) {
@@ -840,13 +798,13 @@ uint64_t cellar_code_walk_placeholders(cellar_state *st)
 int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
                                cellar_hash *out)
 {
-    int kind = kind_of(st, obj);
+    int kind = cellar_code_kind(st, obj);
     if (kind <= 0)
         return kind;
     walk *active = st->code_walk;
     if (active) /* a data version inside the walk met notebook code: an edge */
         return ref(active, active->cur, obj, kind, out) == 0 ? 1 : -1;
-    if (kind == K_FUNCTION) {
+    if (kind == CELLAR_CODE_FUNCTION) {
         int leaf = leaf_version(st, obj, out);
         if (leaf != 0)
             return leaf;
@@ -863,10 +821,53 @@ int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
     return rc < 0 ? -1 : 1;
 }
 
+/* The node's version from its source hash and its object's version. */
+static cellar_hash node_version(cellar_state *st, cellar_fn *fn, bool object,
+                                const cellar_hash *v)
+{
+    cellar_key *k = st->keyenc;
+    cellar_key_reset(k);
+    cellar_key_add_str(k, "code", 4);
+    cellar_key_add_hash(k, &fn->source_version);
+    cellar_key_add_str(k, object ? "object" : "data", object ? 6 : 4);
+    cellar_key_add_hash(k, v);
+    return cellar_key_digest(k);
+}
+
+/* A node that is a leaf function (leaf_version) keeps its version in its
+ * registry entry, tied to its code object: a cached run then costs a few
+ * pointer comparisons per node instead of lookups in cold dictionaries.
+ * 1 when *out was filled that way, 0 when the node needs a walk, -1. */
+static int leaf_node_version(cellar_state *st, cellar_fn *fn, cellar_hash *out)
+{
+    PyFunctionObject *f = (PyFunctionObject *)fn->func;
+    if (!PyFunction_Check(fn->func) || f->func_defaults || f->func_kwdefaults ||
+        f->func_closure ||
+        (f->func_dict && PyDict_GetItemString(f->func_dict, "__wrapped__")))
+        return 0;
+    int kind = cellar_code_kind(st, fn->func);
+    if (kind != CELLAR_CODE_FUNCTION)
+        return kind < 0 ? -1 : 0;
+    if (fn->leaf_code == f->func_code) {
+        *out = fn->leaf_version;
+        return 1;
+    }
+    cellar_hash v;
+    int leaf = leaf_version(st, fn->func, &v);
+    if (leaf != 1)
+        return leaf;
+    *out = fn->leaf_version = node_version(st, fn, true, &v);
+    Py_XSETREF(fn->leaf_code, Py_NewRef(f->func_code));
+    return 1;
+}
+
 int cellar_code_version(cellar_state *st, cellar_fn *fn, PyObject *ns, PyObject *memo,
                         cellar_hash *out)
 {
     (void)ns; /* each function reads its own __globals__ */
+    int leaf = leaf_node_version(st, fn, out);
+    if (leaf != 0)
+        return leaf < 0 ? -1 : 0;
     PyObject *hit = PyDict_GetItemWithError(memo, fn->name);
     if (hit) {
         memcpy(out->bytes, PyBytes_AS_STRING(hit), 16);
@@ -887,13 +888,7 @@ int cellar_code_version(cellar_state *st, cellar_fn *fn, PyObject *ns, PyObject 
     bool picklable;
     if (r < 0 || (r == 0 && cellar_data_version(st, fn->func, &v, &picklable) < 0))
         return -1;
-    cellar_key *k = st->keyenc;
-    cellar_key_reset(k);
-    cellar_key_add_str(k, "code", 4);
-    cellar_key_add_hash(k, &fn->source_version);
-    cellar_key_add_str(k, r ? "object" : "data", r ? 6 : 4);
-    cellar_key_add_hash(k, &v);
-    *out = cellar_key_digest(k);
+    *out = node_version(st, fn, r == 1, &v);
     PyObject *b = PyBytes_FromStringAndSize((const char *)out->bytes, 16);
     int rc = b ? PyDict_SetItem(memo, fn->name, b) : -1;
     Py_XDECREF(b);

@@ -26,6 +26,7 @@ static void fn_free(cellar_fn *fn)
     Py_XDECREF(fn->name);
     Py_XDECREF(fn->func);
     Py_XDECREF(fn->cell_id);
+    Py_XDECREF(fn->leaf_code);
     for (Py_ssize_t i = 0; i < fn->nparams; i++)
         Py_XDECREF(fn->param_names[i]);
     PyMem_Free(fn->param_names);
