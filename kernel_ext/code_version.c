@@ -2,18 +2,12 @@
  * code_version.c - code versions: structural fingerprints of the live code a
  * node can reach, the same in every process.
  *
- * A code object is fingerprinted by what decides what it computes: bytecode,
- * constants (nested code by its own fingerprint, other constants by a
- * type-tagged canonical value), names, argument layout and flags, and the
- * exception table; never file names, line numbers or line tables, so a
- * restart, or the same cell typed in another cell above, gives the same
- * version.  Code objects are immutable, so that fingerprint (and the list of
- * names the code reads) is cached across runs, keyed by the code object.
- *
- * "Notebook code" is a Python function or a heap class whose module is
- * `__main__`, has no importable module, or is loaded from a file outside the
- * standard library and site-packages (the user's own modules); a bound method
- * or a wrapper (`__wrapped__`) of such code counts too.  Its version covers:
+ * Code objects are fingerprinted structurally by code_fingerprint.c (never
+ * marshal output, file names or line numbers), which also says what is
+ * notebook code: a Python function or heap class of `__main__`, of no
+ * importable module, or of a module loaded from a file outside the standard
+ * library and site-packages (the user's own modules); a bound method or a
+ * wrapper (`__wrapped__`) of such code counts too.  Its version covers:
  *
  *   - a function: its code, defaults, keyword defaults, closure cells, what it
  *     reads through co_names from its globals (functions and classes by their
@@ -23,6 +17,12 @@
  *   - a class: every attribute of its __dict__ (methods, static and class
  *     methods, properties, nested classes, constants, dataclass fields), its
  *     bases (notebook bases by their versions, others by name) and metaclass.
+ *
+ * Library functions met on the way count by module and qualified name plus
+ * their closure cells (a library-made closure may hold notebook code), other
+ * values by data version.  A function that reads nothing and has no
+ * defaults, closure or __wrapped__ (most nodes) is versioned from its code
+ * alone, without a walk, and a node keeps that version in its registry entry.
  *
  * Those references form a graph that can have cycles (mutually recursive
  * helpers, a class whose attributes hold its own instances).  The versions are
