@@ -125,6 +125,11 @@ cellar_fn *cellar_fn_of(PyObject *capsule);
 /* The name Python binds for identifier `utf8` from the scanner: NFKC
  * normalized (PEP 3131) when not ASCII.  New reference, NULL with an error. */
 PyObject *cellar_registry_name(const char *utf8);
+/* `name` as Python would bind it (NFKC when not ASCII), for names typed into
+ * the magic: new reference, NULL with an error. */
+PyObject *cellar_registry_normalize(PyObject *name);
+/* `dict` (new reference) or a copy whose str keys are normalized so. */
+PyObject *cellar_registry_normalize_keys(PyObject *dict);
 /* Registers each function of `scan` that `ns` binds to a new object (one that
  * is not `previous[name]`; previous may be NULL).  With drop_missing and a
  * str cell_id, also drops the entries of that cell that the scan no longer

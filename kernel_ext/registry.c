@@ -45,23 +45,49 @@ cellar_fn *cellar_fn_of(PyObject *capsule)
     return (cellar_fn *)PyCapsule_GetPointer(capsule, FN_CAPSULE);
 }
 
-PyObject *cellar_registry_name(const char *utf8)
+/* The interpreter's own tables, so a name is exactly the one Python's parser
+ * bound, for the Unicode version this Python implements. */
+PyObject *cellar_registry_normalize(PyObject *name)
 {
-    PyObject *raw = PyUnicode_FromString(utf8);
-    if (!raw || PyUnicode_IS_ASCII(raw)) /* ASCII is already NFKC: nothing to do */
-        return raw;
-    /* The interpreter's own tables, so the name is exactly the one Python's
-     * parser bound, for the Unicode version this Python implements. */
+    if (!PyUnicode_Check(name) || PyUnicode_IS_ASCII(name)) /* ASCII is NFKC already */
+        return Py_NewRef(name);
     PyObject *ud = PyImport_ImportModule("unicodedata");
-    PyObject *norm = ud ? PyObject_CallMethod(ud, "normalize", "sO", "NFKC", raw) : NULL;
+    PyObject *norm = ud ? PyObject_CallMethod(ud, "normalize", "sO", "NFKC", name) : NULL;
     Py_XDECREF(ud);
-    Py_DECREF(raw);
     if (norm && !PyUnicode_Check(norm)) {
         Py_DECREF(norm);
         PyErr_SetString(PyExc_TypeError, "unicodedata.normalize did not return str");
         return NULL;
     }
     return norm;
+}
+
+PyObject *cellar_registry_name(const char *utf8)
+{
+    PyObject *raw = PyUnicode_FromString(utf8);
+    PyObject *norm = raw ? cellar_registry_normalize(raw) : NULL;
+    Py_XDECREF(raw);
+    return norm;
+}
+
+PyObject *cellar_registry_normalize_keys(PyObject *dict)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    bool ascii = true;
+    while (ascii && PyDict_Next(dict, &pos, &key, &value))
+        ascii = !PyUnicode_Check(key) || PyUnicode_IS_ASCII(key);
+    if (ascii)
+        return Py_NewRef(dict);
+    PyObject *out = PyDict_New();
+    pos = 0;
+    while (out && PyDict_Next(dict, &pos, &key, &value)) {
+        PyObject *norm = cellar_registry_normalize(key);
+        if (!norm || PyDict_SetItem(out, norm, value) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(norm);
+    }
+    return out;
 }
 
 static PyObject *fn_capsule(const cellar_function *f, PyObject *name, PyObject *func,

@@ -876,10 +876,12 @@ static int target_ids(run_ctx *ctx, PyObject *targets, int *ids)
 {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++) {
         PyObject *t = PyList_GET_ITEM(targets, i);
-        const char *name = PyUnicode_AsUTF8(t);
+        PyObject *norm = cellar_registry_normalize(t); /* `µ` typed in the magic */
+        const char *name = norm ? PyUnicode_AsUTF8(norm) : NULL;
+        ids[i] = name ? cellar_graph_find(ctx->g, name) : -1;
+        Py_XDECREF(norm);
         if (!name)
             return -1;
-        ids[i] = cellar_graph_find(ctx->g, name);
         if (ids[i] < 0) {
             PyErr_Format(ctx->st->RunError,
                          "unknown node '%U': define a top-level function named '%U' in a "
@@ -946,6 +948,14 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
     run_ctx ctx;
     PyObject *result = NULL;
     st->running = true;
+    /* Input names typed into the magic, as Python binds parameter names. */
+    PyObject *named = cellar_registry_normalize_keys(inputs);
+    if (!named) {
+        st->running = false;
+        PyMem_Free(ids);
+        return NULL;
+    }
+    inputs = named;
     if (start(&ctx, st, inputs) < 0 || target_ids(&ctx, targets, ids) < 0 ||
         plan_order(&ctx, ids, (size_t)ntargets) < 0)
         goto done;
@@ -984,6 +994,7 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
 done:
     st->running = false;
     release_ctx(&ctx);
+    Py_DECREF(named);
     PyMem_Free(ids);
     return result;
 }

@@ -341,6 +341,11 @@ def test_identifiers_are_nfkc_normalized(nb, kernel_factory):
     nb.run("consumer", calls(), f"consumer({mu}_hat())")
     nb.k.ok(f"_v = cellar.run('consumer', {mu}_k=5)")
     assert nb.k.eval("_v") == 35 and nb.k.take_calls() == calls("consumer")
+    # Typed into the magic with the MICRO SIGN, as in the def: the same node and input.
+    nb.k.cellar_run(f"{micro}_hat").ok()
+    assert nb.k.eval("_v") == 3 and nb.k.take_calls() == calls()
+    nb.k.cellar_run(f"consumer --input {micro}_k=6").ok()
+    assert nb.k.eval("_v") == 36 and nb.k.take_calls() == calls("consumer")
     restart_reruns_nothing(nb, kernel_factory, {"consumer": f"consumer({mu}_hat())"})
 
 
