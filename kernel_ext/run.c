@@ -1005,7 +1005,10 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
 {
     run_ctx ctx;
     PyObject *report = NULL, *rows = NULL;
-    if (start(&ctx, st, inputs) < 0)
+    PyObject *named = cellar_registry_normalize_keys(inputs); /* as in cellar_run */
+    if (!named)
+        return NULL;
+    if (start(&ctx, st, named) < 0)
         goto done;
     cellar_error err;
     if (cellar_graph_toposort(ctx.g, NULL, 0, ctx.order, &ctx.norder, &err) !=
@@ -1060,5 +1063,6 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
 done:
     Py_XDECREF(rows);
     release_ctx(&ctx);
+    Py_DECREF(named);
     return report;
 }
