@@ -4,13 +4,14 @@
  *
  * The module is split by concept: module.c (initialization, state, the
  * IPython entry points), shell.c (the leaf all share: state, namespace,
- * warnings), cells.c (cell hooks and the registry of notebook-defined
- * functions), values.c (pickling, data versions and the checks behind
- * in-memory reuse), versions.c (code versions), results.c (loading stored
- * values), run.c (planning and executing a run), report.c (the run report
- * shown in the notebook) and magic.c (the `%cellar` line).  All state lives
- * in cellar_state, reached from the module object; every entry point holds
- * the GIL, which serializes access.
+ * warnings), hooks.c (the cell hooks), registry.c (the registry of
+ * notebook-defined functions), values.c (pickling, data versions and the
+ * checks behind in-memory reuse), code_version.c and code_fingerprint.c
+ * (code versions), results.c (loading stored values), run.c (planning and
+ * executing a run), report.c (the run report shown in the notebook) and
+ * magic.c (the `%cellar` line).  All state lives in cellar_state, reached
+ * from the module object; every entry point holds the GIL, which serializes
+ * access.
  */
 #ifndef CELLAR_EXT_H
 #define CELLAR_EXT_H
@@ -37,6 +38,10 @@ typedef struct cellar_fn {
     PyObject **param_names; /* str, owned */
     cellar_param_kind *kinds;
     bool *has_default;
+    /* code_version.c's cache for a node that is a leaf function: its version,
+     * valid while `func.__code__` is still `leaf_code` (strong, or NULL). */
+    PyObject *leaf_code;
+    cellar_hash leaf_version;
 } cellar_fn;
 
 typedef struct cellar_state {
@@ -46,7 +51,7 @@ typedef struct cellar_state {
     PyTypeObject *ReportType; /* cellar.Report */
 
     /* Python helpers looked up once. */
-    PyObject *pickle_dumps, *pickle_loads, *marshal_dumps;
+    PyObject *pickle_loads;
     PyObject *literal_eval, *shlex_split, *print_exception;
     PyObject *str_protocol, *str_buffer_callback, *str_buffers;
     PyObject *str_dump, *str_getvalue, *str_reducer_override, *str_clear_memo,
@@ -76,6 +81,13 @@ typedef struct cellar_state {
     PyObject *memo;
     /* Names of globals already warned about (unfingerprintable). */
     PyObject *warned;
+    /* Code versions (code_fingerprint.c), each made on first use: code object
+     * id -> (code, fingerprint, names read); module name -> (module, is the
+     * user's own); the library directories (tuple of str). */
+    PyObject *code_cache, *module_kinds, *library_dirs;
+    /* The code-version walk in progress (code_version.c), or NULL: a data
+     * version taken inside it that meets notebook code joins it. */
+    void *code_walk;
 
     cellar_store *store;
     cellar_key *keyenc;
@@ -127,16 +139,36 @@ void cellar_warn(const char *fmt, ...);
 int cellar_open_store(cellar_state *st, PyObject *dir); /* -1 with StoreError set */
 PyObject *cellar_store_summary(cellar_state *st);       /* "cellar: store PATH (...)" */
 
-/* cells.c */
+/* registry.c */
+cellar_fn *cellar_fn_of(PyObject *capsule);
+/* The name Python binds for identifier `utf8` from the scanner: NFKC
+ * normalized (PEP 3131) when not ASCII.  New reference, NULL with an error. */
+PyObject *cellar_registry_name(const char *utf8);
+/* `name` as Python would bind it (NFKC when not ASCII), for names typed into
+ * the magic: new reference, NULL with an error. */
+PyObject *cellar_registry_normalize(PyObject *name);
+/* `dict` (new reference) or a copy whose str keys are normalized so. */
+PyObject *cellar_registry_normalize_keys(PyObject *dict);
+/* Registers each function of `scan` that `ns` binds to a new object (one that
+ * is not `previous[name]`; previous may be NULL).  With drop_missing and a
+ * str cell_id, also drops the entries of that cell that the scan no longer
+ * defines.  0, or -1 with a Python error. */
+int cellar_registry_add_scan(cellar_state *st, const cellar_scan *scan, PyObject *cell_id,
+                             PyObject *previous, PyObject *ns, bool drop_missing);
+/* Drops registry entries whose name no longer refers to their object. */
+int cellar_prune_functions(cellar_state *st, PyObject *ns);
+
+/* hooks.c */
 PyObject *cellar_pre_run_cell(PyObject *module, PyObject *info);
 PyObject *cellar_post_run_cell(PyObject *module, PyObject *result);
 /* Registers the functions that `src`, already executed, bound in the user
  * namespace (used for the cell that ran %load_ext). */
 int cellar_register_source(cellar_state *st, const char *src, Py_ssize_t len,
                            PyObject *cell_id);
-cellar_fn *cellar_fn_of(PyObject *capsule);
-/* Drops registry entries whose name no longer refers to their object. */
-int cellar_prune_functions(cellar_state *st, PyObject *ns);
+/* Registers what the cells now running (between their pre_run_cell and
+ * post_run_cell) have bound so far, so that a run started from inside a cell
+ * sees the definitions made above it.  0, or -1 with a Python error. */
+int cellar_hooks_register_pending(cellar_state *st);
 
 /* values.c */
 /* A value serialized with pickle protocol 5: the stream, its out-of-band
@@ -182,18 +214,52 @@ bool cellar_value_is_iterator(PyObject *v);
 int cellar_value_unchanged(cellar_state *st, PyObject *value, const cellar_hash *dv,
                            PyObject *memo);
 
-/* versions.c */
-/* Full code version of a registered function: its source plus what it reads
- * from the notebook.  `memo` maps names to versions within one run. */
+/* code_version.c */
+/* Full code version of a registered node: the scanner's hash of its source
+ * and the version of the object it is bound to (cellar_object_code_version).
+ * `memo` is the run's memo dict (node names -> version bytes, and the walk's
+ * entries); `ns` is unused (each function reads its own __globals__).  0, or
+ * -1 with a Python error. */
 int cellar_code_version(cellar_state *st, cellar_fn *fn, PyObject *ns, PyObject *memo,
                         cellar_hash *out);
 /* The code version of `obj` when it is notebook code: a function (node, helper, lambda,
- * nested, exec-bound, or from one of the user's own modules), a bound method, or a class.
- * Returns 1 and fills *out when obj is such code, 0 when it is not (library code,
- * builtins, C functions: pickle names those by qualified name, which is stable), -1 with
- * a Python error set.  `memo` is the run's memo dict (NULL: a fresh one). */
+ * nested, exec-bound, or from one of the user's own modules), a bound method, or a class
+ * (see code_version.c for what is covered).  Returns 1 and fills *out when obj is such
+ * code, 0 when it is not (library code, builtins, C functions: pickle names those by
+ * qualified name, which is stable), -1 with a Python error set.  `memo` is the run's memo
+ * dict (NULL: a fresh one). */
 int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
                                cellar_hash *out);
+/* Called while a code-version walk is in progress (from a data version that
+ * the walk takes, such as a pickler's reducer_override), cellar_object_code_version
+ * joins that walk and ignores `memo`; for a member of the component being built
+ * it returns a placeholder version, which is right inside that component only.
+ * This counter grows with each placeholder handed out (0 outside a walk): a data
+ * version during which it grew must not be memoized beyond the walk. */
+uint64_t cellar_code_walk_placeholders(cellar_state *st);
+
+/* code_fingerprint.c */
+/* 1 when code whose __module__ is `modname` is the user's (`__main__`, no
+ * importable module, or a module loaded from a file outside the standard
+ * library and site-packages), 0 when it is library code, -1 on error. */
+int cellar_module_is_users(cellar_state *st, PyObject *modname);
+/* What kind of notebook code an object is. */
+typedef enum cellar_code_kind_t {
+    CELLAR_CODE_NONE,     /* not notebook code: data, library code, builtins */
+    CELLAR_CODE_FUNCTION, /* a Python function of the user's */
+    CELLAR_CODE_CLASS,    /* a heap class of the user's */
+    CELLAR_CODE_METHOD,   /* a bound method of such a function */
+    CELLAR_CODE_WRAPPED,  /* a callable whose __wrapped__ is such code (lru_cache) */
+} cellar_code_kind_t;
+/* The kind of `v` (a cellar_code_kind_t), or -1 with a Python error. */
+int cellar_code_kind(cellar_state *st, PyObject *v);
+/* The structural fingerprint of code object `code` (bytecode, constants,
+ * names, argument layout, flags, exception table; never file names or line
+ * numbers) and, when `names` is not NULL, the tuple of names it and its
+ * nested code read (borrowed: take a reference before calling anything that
+ * may run Python code).  Cached across runs.  0, or -1 with an error. */
+int cellar_code_fingerprint(cellar_state *st, PyObject *code, cellar_hash *out,
+                            PyObject **names);
 
 /* results.c */
 /* Loads a stored value; returns new ref, or NULL with *status = CELLAR_ENOTFOUND /

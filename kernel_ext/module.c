@@ -253,9 +253,7 @@ static int cellar_exec(PyObject *module)
     if (PyModule_AddObjectRef(module, "RunError", st->RunError) < 0 ||
         PyModule_AddObjectRef(module, "StoreError", st->StoreError) < 0)
         return -1;
-    if (!(st->pickle_dumps = import_attr("pickle", "dumps")) ||
-        !(st->pickle_loads = import_attr("pickle", "loads")) ||
-        !(st->marshal_dumps = import_attr("marshal", "dumps")) ||
+    if (!(st->pickle_loads = import_attr("pickle", "loads")) ||
         !(st->literal_eval = import_attr("ast", "literal_eval")) ||
         !(st->shlex_split = import_attr("shlex", "split")) ||
         !(st->print_exception = import_attr("traceback", "print_exception")))
@@ -295,9 +293,7 @@ static int cellar_exec(PyObject *module)
     X(RunError)                                                                          \
     X(StoreError)                                                                        \
     X(ReportType)                                                                        \
-    X(pickle_dumps)                                                                      \
     X(pickle_loads)                                                                      \
-    X(marshal_dumps)                                                                     \
     X(literal_eval)                                                                      \
     X(shlex_split)                                                                       \
     X(print_exception)                                                                   \
@@ -320,7 +316,10 @@ static int cellar_exec(PyObject *module)
     X(pending)                                                                           \
     X(functions)                                                                         \
     X(memo)                                                                              \
-    X(warned)
+    X(warned)                                                                            \
+    X(code_cache)                                                                        \
+    X(module_kinds)                                                                      \
+    X(library_dirs)
 
 static int cellar_traverse(PyObject *module, visitproc visit, void *arg)
 {

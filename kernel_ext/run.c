@@ -998,7 +998,9 @@ static int start(run_ctx *ctx, cellar_state *st, PyObject *inputs)
     ctx->gc_was_enabled = PyGC_Disable();
     ctx->inputs = inputs;
     ctx->ns = cellar_user_ns(st);
-    if (!ctx->ns || cellar_prune_functions(st, ctx->ns) < 0)
+    /* A cell that redefines a node and then runs: its definitions count. */
+    if (!ctx->ns || cellar_hooks_register_pending(st) < 0 ||
+        cellar_prune_functions(st, ctx->ns) < 0)
         return -1;
     ctx->versions = PyDict_New();
     ctx->input_versions = PyDict_New();
@@ -1019,10 +1021,12 @@ static int target_ids(run_ctx *ctx, PyObject *targets, int *ids)
 {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++) {
         PyObject *t = PyList_GET_ITEM(targets, i);
-        const char *name = PyUnicode_AsUTF8(t);
+        PyObject *norm = cellar_registry_normalize(t); /* `µ` typed in the magic */
+        const char *name = norm ? PyUnicode_AsUTF8(norm) : NULL;
+        ids[i] = name ? cellar_graph_find(ctx->g, name) : -1;
+        Py_XDECREF(norm);
         if (!name)
             return -1;
-        ids[i] = cellar_graph_find(ctx->g, name);
         if (ids[i] < 0) {
             PyErr_Format(ctx->st->RunError,
                          "unknown node '%U': define a top-level function named '%U' in a "
@@ -1089,6 +1093,14 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
     run_ctx ctx;
     PyObject *result = NULL;
     st->running = true;
+    /* Input names typed into the magic, as Python binds parameter names. */
+    PyObject *named = cellar_registry_normalize_keys(inputs);
+    if (!named) {
+        st->running = false;
+        PyMem_Free(ids);
+        return NULL;
+    }
+    inputs = named;
     if (start(&ctx, st, inputs) < 0 || target_ids(&ctx, targets, ids) < 0 ||
         plan_order(&ctx, ids, (size_t)ntargets) < 0)
         goto done;
@@ -1127,6 +1139,7 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
 done:
     st->running = false;
     release_ctx(&ctx);
+    Py_DECREF(named);
     PyMem_Free(ids);
     return result;
 }
@@ -1137,7 +1150,10 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
 {
     run_ctx ctx;
     PyObject *report = NULL, *rows = NULL;
-    if (start(&ctx, st, inputs) < 0)
+    PyObject *named = cellar_registry_normalize_keys(inputs); /* as in cellar_run */
+    if (!named)
+        return NULL;
+    if (start(&ctx, st, named) < 0)
         goto done;
     cellar_error err;
     if (cellar_graph_toposort(ctx.g, NULL, 0, ctx.order, &ctx.norder, &err) !=
@@ -1192,5 +1208,6 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
 done:
     Py_XDECREF(rows);
     release_ctx(&ctx);
+    Py_DECREF(named);
     return report;
 }

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { TAG_STR = 's', TAG_HASH = 'h', TAG_LIST = 'l' };
+enum { TAG_STR = 's', TAG_BYTES = 'b', TAG_INT = 'i', TAG_HASH = 'h', TAG_LIST = 'l' };
 
 struct cellar_key {
     uint8_t *buf;
@@ -96,6 +96,20 @@ static cellar_status put_field(cellar_key *k, uint8_t tag, uint64_t n, const voi
 cellar_status cellar_key_add_str(cellar_key *k, const char *s, size_t len)
 {
     return put_field(k, TAG_STR, len, s, len);
+}
+
+cellar_status cellar_key_add_bytes(cellar_key *k, const void *data, size_t len)
+{
+    return put_field(k, TAG_BYTES, len, data, len);
+}
+
+cellar_status cellar_key_add_int(cellar_key *k, int64_t v)
+{
+    uint8_t le[8];
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(u >> (8 * i));
+    return put_field(k, TAG_INT, sizeof le, le, sizeof le);
 }
 
 cellar_status cellar_key_add_hash(cellar_key *k, const cellar_hash *h)

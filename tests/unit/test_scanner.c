@@ -307,6 +307,37 @@ static void test_layout(void **state)
                  "f");
 }
 
+/* Identifiers that NFKC normalization changes (U+00B5 MICRO SIGN becomes U+03BC,
+ * U+FB01 "fi" ligature becomes "fi", fullwidth letters become ASCII) are reported
+ * byte for byte as the source spells them: the extension normalizes them with the
+ * interpreter's own tables (registry.c), so the scanner must neither drop nor
+ * alter them, and their hash must still tell different spellings apart. */
+static void test_identifiers_kept_for_nfkc(void **state)
+{
+    (void)state;
+    cellar_scan *s = scan("def \xC2\xB5_hat(\xEF\xAC\x81le, *, \xEF\xBD\x8B=1):\n"
+                          "    return \xEF\xAC\x81le\n");
+    const cellar_function *f = only_function(s);
+    assert_string_equal(f->name, "\xC2\xB5_hat");
+    expect_param(f, 0, "\xEF\xAC\x81le", CELLAR_PARAM_POSITIONAL_OR_KEYWORD, false);
+    expect_param(f, 1, "\xEF\xBD\x8B", CELLAR_PARAM_KEYWORD_ONLY, true);
+    cellar_hash micro = f->code_version;
+    cellar_scan_free(s);
+    s = scan("def \xCE\xBC_hat(\xEF\xAC\x81le, *, \xEF\xBD\x8B=1):\n"
+             "    return \xEF\xAC\x81le\n");
+    f = only_function(s);
+    assert_string_equal(f->name, "\xCE\xBC_hat");
+    assert_false(cellar_hash_equal(&micro, &f->code_version));
+    cellar_scan_free(s);
+    /* U+00B7 MIDDLE DOT starts no Python name but may continue one: the name
+     * stays whole. */
+    s = scan("def a\xC2\xB7"
+             "b():\n    pass\n");
+    assert_string_equal(only_function(s)->name, "a\xC2\xB7"
+                                                "b");
+    cellar_scan_free(s);
+}
+
 static void test_ipython_lines(void **state)
 {
     (void)state;
@@ -672,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_many_functions),
         cmocka_unit_test(test_version_ignores_layout),
         cmocka_unit_test(test_version_sees_code),
+        cmocka_unit_test(test_identifiers_kept_for_nfkc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,11 @@ void cellar_key_reset(cellar_key *k);
 /* Each append returns CELLAR_OK or CELLAR_ENOMEM.  `s` holds `len` bytes,
  * which may include NULs; it is copied. */
 cellar_status cellar_key_add_str(cellar_key *k, const char *s, size_t len);
+/* Raw bytes (`len` of them, copied), tagged apart from strings: the same
+ * bytes as a str and as bytes never encode alike. */
+cellar_status cellar_key_add_bytes(cellar_key *k, const void *data, size_t len);
+/* A signed integer, encoded as 8 little-endian bytes under its own tag. */
+cellar_status cellar_key_add_int(cellar_key *k, int64_t v);
 cellar_status cellar_key_add_hash(cellar_key *k, const cellar_hash *h);
 /* Starts a list: the next `count` fields (lists count as one) are its items. */
 cellar_status cellar_key_add_list(cellar_key *k, size_t count);

@@ -11,6 +11,12 @@
  * every cell in the user's kernel, so it is linear in the input, bounded in
  * memory and never crashes.
  *
+ * Names are reported exactly as the source spells them (UTF-8).  Python
+ * binds the NFKC normalization of a non-ASCII identifier (PEP 3131: `µ`,
+ * U+00B5, is bound as `μ`, U+03BC); the extension applies it with the running
+ * interpreter's unicodedata, whose tables are the parser's own, rather than
+ * this library carrying a copy of the Unicode tables that could disagree.
+ *
  * Code version: XXH3-128 over the function's normalized tokens (decorators
  * through the end of the body).  Comments, the docstring, blank lines, line
  * continuations and the width of indentation are not tokens, so they do not
