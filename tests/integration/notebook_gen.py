@@ -784,9 +784,13 @@ def _without(m: Model, drop: set) -> Model:
     m = m.copy()
     for n in drop:
         m.defs.pop(n, None)
+    cells = []
     for c in m.cells:
-        c.names = [n for n in c.names if n not in drop]
-    m.cells = [c for c in m.cells if c.names]
+        kept = [n for n in c.names if n not in drop]
+        if kept or not c.names:  # a cell emptied by the user stays: executing it removes a node
+            c.names = kept
+            cells.append(c)
+    m.cells = cells
     return m
 
 
@@ -889,21 +893,26 @@ def shrink(kernel_factory, tmp_path, failure: Failure, session: Session, budget:
             else:
                 i += chunk
         chunk //= 2
-    # 2. fewer definitions: all but what the culprits need, then one at a time.
+    # 2. fewer definitions: all but what the culprits need, else the other nodes, then one
+    #    at a time (nodes first).
     models = [m for m, _, _ in trace]
     everything = set().union(*(m.defs for m in models))
-    culprits = set(re.findall(r"\bn\d+\b", " ".join(failure.problems)))
-    named = {w.strip(",.:") for _, st, _ in trace for w in st.what.split()} & everything
+    is_node = {n for m in models for n, d in m.defs.items() if d.is_node}
+    culprits = set(re.findall(r"\\bn\\d+\\b", " ".join(failure.problems)))
+    named = {w.strip(",.:()") for _, st, _ in trace for w in st.what.split()} & everything
     keep = _closure(models, culprits | named)
-    if culprits and keep != everything and time.monotonic() < deadline:
-        f = fails(trace, everything - keep)
-        if f is not None:
-            best, drop = f, everything - keep
-    for n in sorted(everything - drop, reverse=True):
+    for cut in (everything - keep, (everything - keep) & is_node):
+        if culprits and cut and time.monotonic() < deadline:
+            f = fails(trace, cut)
+            if f is not None:
+                best, drop = f, set(cut)
+                break
+    for n in sorted(everything - drop, key=lambda n: (n not in is_node, n), reverse=False):
         if time.monotonic() > deadline:
             break
         rest = everything - drop - {n}
-        if n in culprits or any(n in _needs(m.defs[o]) for m in models for o in rest if o in m.defs):
+        if n in culprits or n in named or any(n in _needs(m.defs[o]) for m in models for o in rest
+                                              if o in m.defs):
             continue
         f = fails(trace, drop | {n})
         if f is not None:
