@@ -3,15 +3,14 @@
     .venv/bin/python tests/bench/soak_random_notebooks.py --steps 500 --seed 7 [--seeds 4]
         [--features mixed] [--shrink-seconds 120]
 
-Runs tests/integration/notebook_gen.py's Session (a real ipykernel per seed, a fresh store
-per seed) for `--steps` steps on each of `--seeds` consecutive seeds starting at `--seed`.
+Runs the Session of tests/integration/test_random_notebooks.py (a real ipykernel and a fresh
+store per seed) for `--steps` steps on each of `--seeds` consecutive seeds from `--seed`.
 A seed stops at its first failure (after it the store and the oracle disagree on what was
 computed), which is printed with its shrunk repro; the next seed goes on. Prints one line
 per seed and a summary line with steps per second; exits 1 if any seed failed.
 """
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from conftest import Kernel  # noqa: E402
-from notebook_gen import FEATURE_SETS, Session, shrink  # noqa: E402
+from notebook_gen import FEATURE_SETS  # noqa: E402
+from test_random_notebooks import Session, shrink  # noqa: E402
 
 
 def main() -> int:

@@ -4,9 +4,11 @@ A seeded ``Generator`` builds a ``Model``: definitions (globals of many types, p
 lambdas, closure factories and their closures, decorators with and without
 ``functools.wraps``, mutually recursive helpers, notebook classes with a base, properties,
 static and class methods, dataclasses, partials and dicts of functions) and nodes whose
-parameters name other nodes or globals (a random DAG), laid out in cells with fixed cellIds.
-Each step is an edit (a value, a body, an attribute, a decorator, a factory argument, a node
-added or removed, a revert, a comment-only change) or a kernel restart.
+parameters name other nodes or globals (a random DAG), some mutating their inputs, some named
+with characters that NFKC changes, laid out in cells with fixed cellIds. Each step is an
+edit (a value, an equal value written otherwise, a body, an attribute, a decorator, a
+factory argument, a node added or removed, a revert, a comment-only change, sometimes with
+the run in the same cell), a user mutating a returned value in place, or a kernel restart.
 
 The oracle does not ask cellar anything. A ``Replica`` executes exactly the cells the kernel
 executes, in the same order, in a plain module of this process (``_log`` is a no-op there),
@@ -16,9 +18,8 @@ partials, a snapshot of what they were then). A node's code identity is that rec
 records (or, for plain values, the value fingerprints) of everything it reaches at call time,
 recursively. A node's cache key is its code identity and the fingerprints of its inputs'
 values, computed fresh by calling the functions; the node must run iff that key was never
-computed before in this store (so reverts hit, equal values cut off). ``Session`` drives a
-real kernel through the same steps and compares what ran (calls.log) with the oracle, and
-each target's value with a fresh computation in the same kernel.
+computed before in this store (so reverts hit, equal values cut off). The kernel side
+(``Session`` and the shrinking replay) is in test_random_notebooks.py.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import random
 import sys
 import textwrap
 import types
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-FEATURES = ("globals", "helpers", "classes", "closures", "decorators", "recursion", "data_functions")
+FEATURES = ("globals", "helpers", "classes", "closures", "decorators", "recursion", "data_functions",
+            "mutation", "edit_and_run", "unicode")
 
 # Feature sets the suite runs, each selectable with -k (every set includes globals, helpers
 # and the node DAG with add/remove/revert/no-op edits and restarts).
@@ -45,19 +48,35 @@ FEATURE_SETS = {
     "decorators": ("globals", "helpers", "decorators"),
     "recursion": ("globals", "helpers", "recursion"),
     "data_functions": ("globals", "helpers", "data_functions"),
+    "mutation": ("globals", "helpers", "mutation"),
+    "edit_and_run": ("globals", "helpers", "edit_and_run"),
+    "unicode": ("globals", "helpers", "unicode"),
     "mixed": FEATURES,
 }
 
-# The cell every generated notebook runs after conftest's `_log` cell: imports and two
-# private helpers that are never edited. `_num` turns any node value into a number (calling
+# The cell every generated notebook runs after conftest's `_log` cell: imports and private
+# helpers that are never edited. `_num` turns any node value into a number (calling
 # functions and partials, so a function handed through data matters downstream); `_eq` is
 # the value check's comparison (types by name, arrays by dtype/shape/content, dict order,
-# functions and partials by what they return, instances by their fields).
+# functions and partials by what they return, instances by their fields); `_poke` mutates a
+# container in place, as a body or a user might (an array only if it is writeable: handing
+# out read-only views is one way the design allows to keep values intact).
 PRELUDE = textwrap.dedent(
     """\
+    import copy
     import dataclasses
     import functools
     import numpy as np
+
+    def _poke(v):
+        if isinstance(v, list):
+            v.append(0)
+        elif isinstance(v, dict):
+            v["poked"] = 1
+        elif isinstance(v, set):
+            v.add("poked")
+        elif isinstance(v, np.ndarray) and v.flags.writeable:
+            v += 1
 
     def _num(v):
         if isinstance(v, (bool, int, float, np.number)):
@@ -166,8 +185,9 @@ class Cell:
     names: list
 
 
-def _lit(v) -> str:
-    return str(v)
+def nk(name: str) -> str:
+    """The identifier Python binds for `name` (PEP 3131: NFKC)."""
+    return unicodedata.normalize("NFKC", name)
 
 
 class Model:
@@ -190,7 +210,7 @@ class Model:
         return [n for c in self.cells for n in c.names if self.defs[n].is_node]
 
     def node_deps(self, name: str) -> list[str]:
-        return [p for p in self.defs[name].x["params"] if p in self.defs and self.defs[p].is_node]
+        return [nk(p) for p in self.defs[name].x["params"] if nk(p) in self.defs and self.defs[nk(p)].is_node]
 
     def closure_nodes(self, targets) -> list[str]:
         """Targets and their node ancestors, in an order where inputs come first."""
@@ -280,8 +300,9 @@ class Model:
             shape = SHAPES[d.x["shape"]].format(cls=d.x.get("cls"), fn=d.x.get("fn"))
             body = f"    v = {p['a']}" + "".join(f" + _num({q})" for q in params)
             body += self.terms(d.x["terms"])
+            pokes = "".join(f"    _poke({q})\n" for q in d.x.get("pokes", ()))
             return (f"{deco}def {d.name}({', '.join(params)}):\n{doc}    _log(\"{d.name}\")\n"
-                    f"{body}{cm}\n    v = int(v) % 997\n    return {shape}\n")
+                    f"{body}{cm}\n{pokes}    v = int(v) % 997\n    return {shape}\n")
         raise ValueError(k)
 
     def cell_source(self, cell: Cell) -> str:
@@ -376,7 +397,8 @@ class Replica:
         vals, keys = {}, {}
         for n in self.model.closure_nodes(targets):
             d = self.model.defs[n]
-            args = {q: (vals[q] if q in vals else self.ns[q]) for q in d.x["params"]}
+            # each consumer gets the value as its node returned it, whatever others did to it
+            args = {nk(q): (copy.deepcopy(vals[nk(q)]) if nk(q) in vals else self.ns[q]) for q in d.x["params"]}
             vals[n] = self.ns[n](**args)
             keys[n] = (self.code_id(self.rec[n]), tuple((q, repr(self.vfp(a))) for q, a in args.items()))
         return vals, keys
@@ -389,6 +411,8 @@ class Step:
     what: str
     cells: list  # cell ids, in execution order
     restart: bool = False
+    run_in_cell: bool = False  # `_v = %cellar run ...` is the last executed cell's last line
+    poke: bool | str = False  # the user mutates a value that the last run returned (which one, once done)
 
 
 class Generator:
@@ -429,11 +453,12 @@ class Generator:
         return None
 
     def _add(self, m: Model, d: Def, cell: str | None = None) -> None:
-        m.defs[d.name] = d
+        key = nk(d.name)
+        m.defs[key] = d
         if cell is not None and self.rng.random() < 0.25 and m.cells and m.cells[-1].cid == cell:
-            m.cells[-1].names.append(d.name)  # a cell that defines two things
+            m.cells[-1].names.append(key)  # a cell that defines two things
         else:
-            m.cells.append(Cell(f"c_{d.name}", [d.name]))
+            m.cells.append(Cell(f"c_{key}", [key]))
 
     def build(self) -> Model:
         r, m = self.rng, Model()
@@ -513,6 +538,10 @@ class Generator:
         name = self.fresh("n")
         nodes = m.nodes()
         params = r.sample(nodes, min(len(nodes), r.randint(0, 2)))
+        if "unicode" in self.f:  # the parameter typed the other way than the def, sometimes
+            params = [r.choice([p, p.replace("\u03bc", "\u00b5")]) for p in params]
+            if r.random() < 0.5:
+                name = name.replace("n", "n\u00b5", 1)  # MICRO SIGN: Python binds GREEK SMALL MU
         if r.random() < 0.3:
             g = r.choice(self._usable(m, {"global"}))
             params.append(g)
@@ -524,6 +553,10 @@ class Generator:
             shapes += ["fn", "partial"] * 2
         shape = r.choice(shapes)
         x = {"params": params, "terms": t, "shape": shape}
+        if "mutation" in self.f:
+            mine = [q for q in params if nk(q) in m.defs and m.defs[nk(q)].is_node]
+            if mine and r.random() < 0.6:
+                x["pokes"] = [r.choice(mine)]
         if shape == "inst":
             x["cls"] = r.choice(self._usable(m, {"dataclass"}))
         if shape in ("fn", "partial"):
@@ -536,7 +569,7 @@ class Generator:
         # a function named in the return statement is read by the body, as a term is
         self._add(m, Def(name, "node", {"a": r.randint(1, 9)}, refs=list(dict.fromkeys(t)), deftime=deftime,
                          x=x), cell=self._last_cell(m, "node"))
-        return name
+        return nk(name)
 
     # -- edits -------------------------------------------------------------------------------
     def _dependents_cells(self, m: Model, name: str) -> list:
@@ -554,7 +587,18 @@ class Generator:
                  "remove_node", "revert", "noop", "restart"]
         if "closures" in self.f:
             kinds += ["factory_arg"]
-        what = r.choice(kinds)
+        if "mutation" in self.f:
+            kinds += ["poke", "poke"]
+        st = self._step(m, r.choice(kinds))
+        if "edit_and_run" in self.f and st.cells and not st.restart and r.random() < 0.4:
+            st.run_in_cell = True
+            st.what += ", and run the targets in that same cell"
+        return st
+
+    def _step(self, m: Model, what: str) -> Step:
+        r = self.rng
+        if what == "poke":
+            return Step("the user mutates in place a value that the last run returned", [], poke=True)
         if what == "restart":
             return Step("restart the kernel, re-run every cell", [c.cid for c in m.cells], restart=True)
         if what == "add_node":
@@ -562,7 +606,7 @@ class Generator:
             return Step(f"add node {n}", [m.cell_of(n).cid])
         if what == "remove_node":
             nodes = m.nodes()
-            sinks = [n for n in nodes if not any(n in m.defs[o].x["params"] for o in nodes)]
+            sinks = [n for n in nodes if not any(n in m.node_deps(o) for o in nodes)]
             if len(nodes) > 2 and sinks:
                 n = r.choice(sinks)
                 cell = m.cell_of(n)
@@ -576,9 +620,9 @@ class Generator:
                 return self._set(m, name, key, old, f"revert {name}.{key} to {old}")
             what = "noop"
         if what == "noop":
-            d = m.defs[r.choice(list(m.defs))]
-            d.noise += 1
-            return Step(f"comment/docstring-only edit of {d.name}", [m.cell_of(d.name).cid])
+            n = r.choice(list(m.defs))
+            m.defs[n].noise += 1
+            return Step(f"comment/docstring-only edit of {m.defs[n].name}", [m.cell_of(n).cid])
         if what in ("value", "same_value"):
             g = m.defs[r.choice(self._usable(m, {"global"}))]
             if what == "same_value":
@@ -616,166 +660,10 @@ class Generator:
         return sorted(self.rng.sample(nodes, self.rng.randint(1, len(nodes))), key=nodes.index)
 
 
-@dataclass
-class Failure:
-    """What differed at one step, with everything needed to replay it."""
-
-    seed: int
-    features: tuple
-    step_no: int
-    step: str
-    problems: list
-    executed: list  # (cell id, source) executed by the step
-    listing: str  # the notebook after the step
-    history: list  # the steps before, as descriptions
-    targets: list
-    report: str = ""
-    shrunk: str = ""
-    before: str = ""  # the notebook before the step
-
-    def text(self) -> str:
-        ex = "\n".join(f"# --- executed cell {cid}\n{src}" for cid, src in self.executed)
-        hist = "\n".join(f"  {i}: {h}" for i, h in enumerate(self.history))
-        out = (f"seed={self.seed} features={','.join(self.features)} step {self.step_no}: {self.step}\n"
-               f"targets: {' '.join(self.targets)}\n"
-               + "\n".join(f"PROBLEM: {p}" for p in self.problems)
-               + f"\n--- steps before (each: what, then the run):\n{hist}\n"
-               f"--- notebook before the step:\n{self.before}\n--- the step executed:\n{ex or '(no cell)'}\n"
-               f"--- notebook after the step:\n{self.listing}\n--- cellar's report (diagnosis only):\n{self.report}")
-        if self.shrunk:
-            out += f"\n--- shrunk repro (fresh kernel and store):\n{self.shrunk}"
-        return out
-
-
-class Session:
-    """One generated notebook driven through a real kernel, step by step, against the oracle.
-
-    `kernel` is tests/integration/conftest.py's Kernel (run/ok/cellar_run/take_calls/restart/
-    setup)."""
-
-    def __init__(self, kernel, seed: int, features=FEATURES, model: Model | None = None, targets=None):
-        self.k = kernel
-        self.seed = seed
-        self.features = tuple(features)
-        self.gen = Generator(seed, features)
-        self.model = self.gen.build() if model is None else model
-        self.fixed_targets = targets  # a replay runs the failing step's targets
-        self.replica = None
-        self.seen: dict[str, set] = {}
-        self.history: list = []
-        self.trace: list = []  # (notebook after the step, step, targets), for shrinking
-
-    # -- driving the kernel ------------------------------------------------------------------
-    def _load_notebook(self, fresh_kernel: bool) -> list:
-        """Setup cells, prelude, then every cell in notebook order, in kernel and replica."""
-        if fresh_kernel:
-            self.k.setup()
-        self.k.ok(PRELUDE, cell_id="prelude")
-        self.replica = Replica(self.model)
-        problems = []
-        for c in self.model.cells:
-            problems += self._exec(c.cid)
-        return problems
-
-    def _exec(self, cid: str) -> list:
-        cell = self.model.cell(cid)
-        res = self.k.run(self.model.cell_source(cell), cell_id=cid)
-        self.replica.exec_cell(cell)
-        if res.status != "ok":
-            return [f"cell {cid} failed in the kernel:\n{res.error_text}"]
-        return []
-
-    def start(self) -> Failure | None:
-        problems = self._load_notebook(fresh_kernel=True)
-        return self._run_and_check(0, Step("first run of the whole notebook",
-                                           [c.cid for c in self.model.cells]), problems)
-
-    def step(self, i: int) -> Failure | None:
-        return self.apply(i, self.gen.step(self.model))
-
-    def apply(self, i: int, st: Step) -> Failure | None:
-        """Execute a step's cells (or restart and re-run all), then run and check."""
-        self.replica.model = self.model
-        problems = []
-        if st.restart:
-            self.k.restart()
-            self.k.setup()
-            problems = self._load_notebook(fresh_kernel=False)
-        else:
-            for cid in st.cells:
-                problems += self._exec(cid)
-        return self._run_and_check(i, st, problems)
-
-    def _run_and_check(self, i: int, st: Step, problems: list) -> Failure | None:
-        m, k = self.model, self.k
-        defined = k.take_calls()
-        if defined:
-            problems.append(f"executing the cells ran bodies: {dict(defined)}")
-        if self.fixed_targets is not None:
-            nodes = m.nodes()
-            targets = [t for t in self.fixed_targets if t in nodes] or nodes
-        else:
-            targets = self.gen.targets(m)
-        _, keys = self.replica.evaluate(targets)
-        expected = Counter(n for n, key in keys.items() if key not in self.seen.get(n, set()))
-        res = k.cellar_run(" ".join(targets))
-        report = "\n".join(r.text for r in res.reports) if res.status == "ok" else res.error_text
-        ran = k.take_calls()
-        if res.status != "ok":
-            problems.append(f"%cellar run failed:\n{res.error_text}")
-        else:
-            extra, missing = ran - expected, expected - ran
-            if extra:
-                problems.append(f"ran but nothing it depends on changed (needless recompute): {sorted(extra)}")
-            if missing:
-                problems.append(f"did not run though its code or an input changed (stale): {sorted(missing)}")
-            problems += self._check_values(targets)
-        for n, key in keys.items():
-            self.seen.setdefault(n, set()).add(key)
-        executed = [(cid, m.cell_source(m.cell(cid))) for cid in st.cells] if not st.restart else []
-        before = self.trace[-1][0].listing() if self.trace else "(empty)"
-        self.history.append(f"{st.what}; then %cellar run {' '.join(targets)}")
-        self.trace.append((m.copy(), st, list(targets)))
-        if not problems:
-            return None
-        return Failure(self.seed, self.features, i, st.what, problems, executed, m.listing(),
-                       self.history[:-1], targets, report, before=before)
-
-    def _check_values(self, targets) -> list:
-        """Each target's value against the plain functions called in this kernel now."""
-        m = self.model
-        lines = ["_fr = {}"]
-        for n in m.closure_nodes(targets):
-            args = ", ".join(f"{q}=_fr[{q!r}]" if q in m.defs and m.defs[q].is_node else f"{q}={q}"
-                             for q in m.defs[n].x["params"])
-            lines.append(f"_fr[{n!r}] = {n}({args})")
-        got = "_v" if len(targets) > 1 else f"{{{targets[0]!r}: _v}}"
-        lines.append(f"_vd = {got}")
-        lines.append(f"print(repr([(t, repr(_vd[t]), repr(_fr[t])) for t in {list(targets)!r} "
-                     f"if not _eq(_vd[t], _fr[t])]))")
-        res = self.k.run("\n".join(lines))
-        self.k.take_calls()  # the fresh computation logs too; it is not cellar's doing
-        if res.status != "ok":
-            return [f"the fresh computation failed:\n{res.error_text}"]
-        import ast
-        bad = ast.literal_eval(res.stdout.strip().splitlines()[-1])
-        return [f"wrong value for {t}: cellar returned {a}, a fresh computation gives {b}" for t, a, b in bad]
-
-    def run(self, steps: int) -> Failure | None:
-        """The first run and `steps` steps; stops at the first failure (after it the store and
-        the oracle no longer agree on what was computed)."""
-        f = self.start()
-        for i in range(1, steps + 1):
-            if f is not None:
-                return f
-            f = self.step(i)
-        return f
-
-
 def _needs(d: Def) -> set:
     """Every name a definition cannot do without."""
     x = d.x
-    out = set(d.refs) | set(d.deftime) | set(x.get("params", ())) | set(x.get("fns", ()))
+    out = set(d.refs) | set(d.deftime) | {nk(p) for p in x.get("params", ())} | set(x.get("fns", ()))
     out |= {x[k] for k in ("fn", "cls", "other", "factory", "base", "deco", "fdefault") if x.get(k)}
     return out
 
@@ -805,119 +693,3 @@ def _closure(models, roots) -> set:
             if n in m.defs:
                 todo += _needs(m.defs[n])
     return keep
-
-
-def _category(problems) -> set:
-    return {p.split(":")[0].split(" for ")[0] for p in problems}
-
-
-def replay(kernel, seed, features, trace, drop: set = frozenset()) -> Failure | None:
-    """Replays a trace (notebook after each step, step, targets) without the definitions in
-    `drop`, in `kernel` (fresh, on a fresh store); the first failure, or None."""
-    m0, st0, t0 = trace[0]
-    s = Session(kernel, seed, features, model=_without(m0, drop), targets=t0)
-    s.history = []
-    f = s.start() if st0.cells or not st0.restart else None
-    for i, (m, st, targets) in enumerate(trace[1:], 1):
-        if f is not None:
-            return f
-        s.model, s.fixed_targets = _without(m, drop), targets
-        ids = {c.cid for c in s.model.cells}
-        f = s.apply(i, Step(st.what, [c for c in st.cells if c in ids], st.restart))
-    return f
-
-
-def _merge(trace, gone: set) -> list:
-    """The trace without the steps in `gone` (never the first or last): a dropped step's
-    cells are executed by the next kept step, so kernel and replica still run the same cells."""
-    out, pending = [], []
-    for i, (m, st, t) in enumerate(trace):
-        if i in gone:
-            pending += st.cells
-            continue
-        cells = list(dict.fromkeys(pending + st.cells)) if not st.restart else st.cells
-        out.append((m, Step(st.what, cells, st.restart), t))
-        pending = []
-    return out
-
-
-def shrink(kernel_factory, tmp_path, failure: Failure, session: Session, budget: float | None = None) -> str:
-    """Replays the failing trace in fresh kernels and stores with fewer steps and fewer
-    definitions, keeping each cut whenever the same kind of problem still shows. Returns the
-    smallest failing replay's text (empty if shrinking is off). `budget` seconds
-    (CELLAR_PROPTEST_SHRINK_SECONDS, default 30; 0: off)."""
-    import os
-    import re
-    import time
-
-    if budget is None:
-        budget = float(os.environ.get("CELLAR_PROPTEST_SHRINK_SECONDS", "30"))
-    if budget <= 0 or not session.trace:
-        return ""
-    deadline = time.monotonic() + budget
-    want = _category(failure.problems)
-    attempt = [0]
-
-    def fails(trace, drop) -> Failure | None:
-        attempt[0] += 1
-        wd = tmp_path / f"shrink{attempt[0]}"
-        wd.mkdir()
-        k = kernel_factory(wd)
-        try:
-            if not _without(trace[-1][0], drop).nodes():
-                return None
-            f = replay(k, failure.seed, failure.features, trace, drop)
-            return f if f is not None and _category(f.problems) & want else None
-        finally:
-            k.stop()
-
-    trace, drop, best = session.trace, set(), None
-    # 1. fewer steps: the last step alone after a first run of the notebook before it, then
-    #    halves, quarters, ... of the steps before it.
-    if len(trace) > 2:
-        m_before = trace[-2][0]
-        alone = [(m_before, Step("first run of the notebook before the step",
-                                 [c.cid for c in m_before.cells]), trace[-2][2]), trace[-1]]
-        f = fails(alone, drop)
-        if f is not None:
-            trace, best = alone, f
-    chunk = max(1, (len(trace) - 2) // 2)
-    while chunk >= 1 and len(trace) > 2 and time.monotonic() < deadline:
-        i = 1
-        while i < len(trace) - 1 and time.monotonic() < deadline:
-            gone = set(range(i, min(i + chunk, len(trace) - 1)))
-            cut = _merge(trace, gone)
-            f = fails(cut, drop)
-            if f is not None:
-                trace, best = cut, f
-            else:
-                i += chunk
-        chunk //= 2
-    # 2. fewer definitions: all but what the culprits need, else the other nodes, then one
-    #    at a time (nodes first).
-    models = [m for m, _, _ in trace]
-    everything = set().union(*(m.defs for m in models))
-    is_node = {n for m in models for n, d in m.defs.items() if d.is_node}
-    culprits = set(re.findall(r"\\bn\\d+\\b", " ".join(failure.problems)))
-    named = {w.strip(",.:()") for _, st, _ in trace for w in st.what.split()} & everything
-    keep = _closure(models, culprits | named)
-    for cut in (everything - keep, (everything - keep) & is_node):
-        if culprits and cut and time.monotonic() < deadline:
-            f = fails(trace, cut)
-            if f is not None:
-                best, drop = f, set(cut)
-                break
-    for n in sorted(everything - drop, key=lambda n: (n not in is_node, n), reverse=False):
-        if time.monotonic() > deadline:
-            break
-        rest = everything - drop - {n}
-        if n in culprits or n in named or any(n in _needs(m.defs[o]) for m in models for o in rest
-                                              if o in m.defs):
-            continue
-        f = fails(trace, drop | {n})
-        if f is not None:
-            best, drop = f, drop | {n}
-    if best is None:
-        return "(no replay in a fresh kernel with fewer steps or definitions shows it)"
-    return (f"{len(trace)} steps, {len(everything - drop)} definitions, {attempt[0]} replays\n"
-            + best.text())
