@@ -1,7 +1,7 @@
 """Soak of issue 9's generated-notebook check: many more steps than the suite runs.
 
     .venv/bin/python tests/bench/soak_random_notebooks.py --steps 500 --seed 7 [--seeds 4]
-        [--features mixed] [--shrink-seconds 120]
+        [--features mixed | --features classes,closures,...] [--shrink-seconds 120]
 
 Runs the Session of tests/integration/test_random_notebooks.py (a real ipykernel and a fresh
 store per seed) for `--steps` steps on each of `--seeds` consecutive seeds from `--seed`.
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from conftest import Kernel  # noqa: E402
-from notebook_gen import FEATURE_SETS  # noqa: E402
+from notebook_gen import FEATURE_SETS, FEATURES  # noqa: E402
 from test_random_notebooks import Session, shrink  # noqa: E402
 
 
@@ -29,11 +29,17 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300, help="steps per seed")
     ap.add_argument("--seed", type=int, default=1, help="first seed")
     ap.add_argument("--seeds", type=int, default=1, help="how many consecutive seeds")
-    ap.add_argument("--features", default="mixed", choices=sorted(FEATURE_SETS))
+    ap.add_argument("--features", default="mixed",
+                    help=f"a feature set ({', '.join(FEATURE_SETS)}) or a comma-separated list of "
+                         f"features ({', '.join(FEATURES)})")
     ap.add_argument("--shrink-seconds", type=float, default=120.0,
                     help="time to spend shrinking each failure (0: off)")
     ap.add_argument("--keep", action="store_true", help="keep each seed's directory")
     args = ap.parse_args()
+    features = FEATURE_SETS.get(args.features) or tuple(args.features.split(","))
+    unknown = set(features) - set(FEATURES)
+    if unknown:
+        ap.error(f"unknown features: {', '.join(sorted(unknown))}")
 
     failed, steps_done, t0 = 0, 0, time.monotonic()
     for seed in range(args.seed, args.seed + args.seeds):
@@ -47,7 +53,7 @@ def main() -> int:
 
         t = time.monotonic()
         try:
-            s = Session(make(), seed, FEATURE_SETS[args.features])
+            s = Session(make(), seed, features)
             f = s.run(args.steps)
             done = len(s.trace)
             steps_done += done

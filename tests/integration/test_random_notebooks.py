@@ -63,6 +63,7 @@ class Failure:
     report: str = ""
     shrunk: str = ""
     before: str = ""  # the notebook before the step
+    script: list = None  # the cells the kernel was sent, in order
 
     def text(self) -> str:
         ex = "\n".join(f"# --- executed cell {cid}\n{src}" for cid, src in self.executed)
@@ -73,6 +74,9 @@ class Failure:
                + f"\n--- steps before (each: what, then the run):\n{hist}\n"
                f"--- notebook before the step:\n{self.before}\n--- the step executed:\n{ex or '(no cell)'}\n"
                f"--- notebook after the step:\n{self.listing}\n--- cellar's report (diagnosis only):\n{self.report}")
+        if self.script and len(self.script) <= 40:
+            out += "\n--- every cell the kernel was sent, in order (value checks left out):\n"
+            out += "\n".join(self.script)
         if self.shrunk:
             out += f"\n--- shrunk repro (fresh kernel and store):\n{self.shrunk}"
         return out
@@ -95,18 +99,29 @@ class Session:
         self.seen: dict[str, set] = {}
         self.history: list = []
         self.trace: list = []  # (notebook after the step, step, targets), for shrinking
+        self.script: list = []  # every cell sent to the kernel but the value checks
 
     # -- driving the kernel ------------------------------------------------------------------
     def _load_notebook(self, fresh_kernel: bool) -> list:
         """Setup cells, prelude, then every cell in notebook order, in kernel and replica."""
         if fresh_kernel:
-            self.k.setup()
-        self.k.ok(PRELUDE, cell_id="prelude")
+            self._setup()
+        self._send(PRELUDE, "prelude")
         self.replica = Replica(self.model)
         problems = []
         for c in self.model.cells:
             problems += self._exec(c.cid)
         return problems
+
+    def _setup(self) -> None:
+        self.k.setup()
+        self.script.append("# --- conftest's setup cells: %load_ext cellar, then _log (cellIds load, helper)")
+
+    def _send(self, code: str, cid: str | None):
+        """One cell to the kernel, recorded for the repro script (the value check is not)."""
+        shown = "# (notebook_gen.PRELUDE: imports, _poke, _num, _eq)\n" if code == PRELUDE else code
+        self.script.append(f"# --- cell {cid}\n{shown}" if cid else f"# --- cell without cellId\n{shown}")
+        return self.k.run(code, cell_id=cid)
 
     def _exec(self, cid: str) -> list:
         return self._exec_cell(cid, None)[1]
@@ -137,7 +152,8 @@ class Session:
         problems, res, allowed = [], None, set()
         if st.restart:
             self.k.restart()
-            self.k.setup()
+            self.script.append("# --- restart the kernel")
+            self._setup()
             problems = self._load_notebook(fresh_kernel=False)
         elif st.poke:
             allowed = self._poke(st)
@@ -152,7 +168,7 @@ class Session:
     def _exec_cell(self, cid: str, run_line: str | None):
         cell = self.model.cell(cid)
         src = self.model.cell_source(cell) + (f"\n{run_line}\n" if run_line else "")
-        res = self.k.run(src, cell_id=cid)
+        res = self._send(src, cid)
         self.replica.exec_cell(cell)
         if res.status != "ok" and not run_line:
             return res, [f"cell {cid} failed in the kernel:\n{res.error_text}"]
@@ -171,7 +187,7 @@ class Session:
         t = self.gen.rng.choice(mutable)
         name = self.model.defs[t].name
         ref = f"_v[{name!r}] if {name!r} in _v else _v[{t!r}]" if len(last) > 1 else "_v"
-        self.k.ok(f"_poke({ref})", cell_id="user")
+        self._send(f"_poke({ref})", "user").ok()
         if not isinstance(st.poke, str):
             st.what += f": {name}"
             st.poke = t
@@ -186,8 +202,12 @@ class Session:
                 problems.append(f"executing the cells ran bodies: {dict(defined)}")
         _, keys = self.replica.evaluate(targets)
         expected = Counter(m.defs[n].name for n, key in keys.items() if key not in self.seen.get(n, set()))
+        # A value that a body running now mutates may be recomputed for its later consumers
+        # instead of reloaded: the design allows either once the change is seen.
+        allowed = set(allowed) | {m.defs[nk(q)].name for n in keys if m.defs[n].name in expected
+                                  for q in m.defs[n].x.get("pokes", ())}
         if res is None:
-            res = k.run(self._run_line(targets))
+            res = self._send(self._run_line(targets), None)
         report = "\n".join(r.text for r in res.reports) if res.status == "ok" else res.error_text
         ran = k.take_calls()
         if res.status != "ok":
@@ -212,7 +232,8 @@ class Session:
         if not problems:
             return None
         return Failure(self.seed, self.features, i, st.what, problems, executed, m.listing(),
-                       self.history[:-1], [m.defs[t].name for t in targets], report, before=before)
+                       self.history[:-1], [m.defs[t].name for t in targets], report, before=before,
+                       script=list(self.script))
 
     def _check_values(self, targets) -> list:
         """Each target's value against the plain functions called in this kernel now (each
