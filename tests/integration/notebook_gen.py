@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FEATURES = ("globals", "helpers", "classes", "closures", "decorators", "recursion", "data_functions",
-            "mutation", "edit_and_run", "unicode")
+            "mutation", "frames", "edit_and_run", "unicode")
 
 # Feature sets the suite runs, each selectable with -k (every set includes globals, helpers
 # and the node DAG with add/remove/revert/no-op edits and restarts).
@@ -49,6 +49,7 @@ FEATURE_SETS = {
     "recursion": ("globals", "helpers", "recursion"),
     "data_functions": ("globals", "helpers", "data_functions"),
     "mutation": ("globals", "helpers", "mutation"),
+    "frames": ("globals", "helpers", "frames", "mutation"),
     "edit_and_run": ("globals", "helpers", "edit_and_run"),
     "unicode": ("globals", "helpers", "unicode"),
     # everything but the NFKC names, which (unfixed) stop a session at its first run and would
@@ -79,6 +80,11 @@ PRELUDE = textwrap.dedent(
             v.add("poked")
         elif isinstance(v, np.ndarray) and v.flags.writeable:
             v += 1
+        elif type(v).__name__ == "DataFrame":
+            try:
+                v[v.columns[0]] = v[v.columns[0]] * 100
+            except ValueError:  # a read-only frame
+                pass
 
     def _num(v):
         if isinstance(v, (bool, int, float, np.number)):
@@ -87,6 +93,8 @@ PRELUDE = textwrap.dedent(
             return len(v)
         if isinstance(v, np.ndarray):
             return float(v.sum())
+        if type(v).__name__ == "DataFrame":
+            return float(v.to_numpy().sum())
         if isinstance(v, dict):
             return sum(_num(x) for x in v.values())
         if isinstance(v, (list, tuple, set, frozenset)):
@@ -104,6 +112,8 @@ PRELUDE = textwrap.dedent(
             return False
         if isinstance(a, np.ndarray):
             return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+        if type(a).__name__ == "DataFrame":
+            return list(a.columns) == list(b.columns) and list(a.dtypes) == list(b.dtypes) and a.equals(b)
         if isinstance(a, dict):
             return list(a) == list(b) and all(_eq(a[k], b[k]) for k in a)
         if isinstance(a, (list, tuple)):
@@ -120,6 +130,14 @@ PRELUDE = textwrap.dedent(
     """
 )
 
+
+
+def prelude(features) -> str:
+    """The prelude cell for a feature set (pandas only where frames are generated: its import
+    costs every kernel start)."""
+    return PRELUDE + ("import pandas as pd\n" if "frames" in features else "")
+
+
 # Global types: (literal form, equal-value alternative form, how a body reads it).
 GTYPES = {
     "int": ("{k}", "{km} + 1", "{g}"),
@@ -132,6 +150,8 @@ GTYPES = {
             "sum(x for x in {g} if isinstance(x, int))"),
     "array": ("np.arange({k}, {k} + 4)", "np.array([{k}, {k} + 1, {k} + 2, {k} + 3])",
               "int({g}.sum())"),
+    "frame": ('pd.DataFrame({{"a": [{k}, 2], "b": [1.5, 2.5]}})', 'pd.DataFrame({{"a": [{km} + 1, 2], "b": [1.5, 2.5]}})',
+              'int({g}["a"].sum())'),
 }
 
 # Node return shapes; "inst", "fn" and "partial" need a dataclass / helpers to exist.
@@ -144,6 +164,7 @@ SHAPES = {
     "tuple": '(v % 3, "t")',
     "array": "np.array([v % 4, 1.5])",
     "set": '{{v % 3, "p", "q"}}',
+    "frame": 'pd.DataFrame({{"v": [v % 4, 1], "w": [0.5, v / 2]}})',
     "inst": "{cls}(v % 5)",
     "fn": "{fn}",
     "partial": "functools.partial({fn}, v % 3)",
@@ -323,7 +344,7 @@ class Model:
 class Replica:
     """The notebook executed in this process, cell for cell as the kernel executes it."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, features=FEATURES):
         self.model = model
         self.mod = types.ModuleType("_cellar_nb_replica")
         sys.modules[self.mod.__name__] = self.mod
@@ -331,7 +352,7 @@ class Replica:
         self.rec: dict[str, tuple] = {}  # name -> record of the object it is bound to
         self.obj_rec: dict[int, tuple] = {}  # id(object) -> its record
         self.keep: list = []  # keeps recorded objects alive, so ids stay theirs
-        exec(compile("def _log(name):\n    pass\n" + PRELUDE, "<prelude>", "exec"), self.ns)
+        exec(compile("def _log(name):\n    pass\n" + prelude(features), "<prelude>", "exec"), self.ns)
 
     def exec_cell(self, cell: Cell) -> None:
         exec(compile(self.model.cell_source(cell), f"<cell {cell.cid}>", "exec"), self.ns)
@@ -386,6 +407,9 @@ class Replica:
             return ("ndarray", v.dtype.str, v.shape, v.tobytes())
         if isinstance(v, np.generic):
             return ("npscalar", v.dtype.str, v.tobytes())
+        if type(v).__name__ == "DataFrame":
+            return ("frame", tuple(v.columns), tuple(str(t) for t in v.dtypes), tuple(v.index),
+                    tuple(v[c].to_numpy().tobytes() for c in v.columns))
         if isinstance(v, functools.partial):
             return ("partial", self.vfp(v.func), self.vfp(v.args), self.vfp(v.keywords))
         if id(v) in self.obj_rec:
@@ -464,7 +488,7 @@ class Generator:
 
     def build(self) -> Model:
         r, m = self.rng, Model()
-        gtypes = list(GTYPES)
+        gtypes = [g for g in GTYPES if g != "frame" or "frames" in self.f]
         for _ in range(r.randint(2, 4)):
             g = self.fresh("G")
             self._add(m, Def(g, "global", {"k": r.randint(1, 6), "form": 0}, x={"gtype": r.choice(gtypes)}))
@@ -549,6 +573,8 @@ class Generator:
             params.append(g)
         t = self._pick_terms(m, self.term_kinds, 3)
         shapes = ["int", "float", "str", "list", "dict", "tuple", "array", "set"]
+        if "frames" in self.f:
+            shapes += ["frame"] * 3
         if "classes" in self.f:
             shapes += ["inst"] * 2
         if "data_functions" in self.f and self._named_helpers(m):

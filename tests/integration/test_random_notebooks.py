@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from notebook_gen import (FEATURE_SETS, FEATURES, PRELUDE, Model, Replica, Step, Generator, _closure,
+from notebook_gen import (FEATURE_SETS, FEATURES, Model, Replica, Step, Generator, _closure, prelude,
                           _needs, _without, nk)
 
 STEPS = int(os.environ.get("CELLAR_PROPTEST_STEPS", "20"))
@@ -106,8 +106,8 @@ class Session:
         """Setup cells, prelude, then every cell in notebook order, in kernel and replica."""
         if fresh_kernel:
             self._setup()
-        self._send(PRELUDE, "prelude")
-        self.replica = Replica(self.model)
+        self._send(prelude(self.features), "prelude")
+        self.replica = Replica(self.model, self.features)
         problems = []
         for c in self.model.cells:
             problems += self._exec(c.cid)
@@ -119,7 +119,7 @@ class Session:
 
     def _send(self, code: str, cid: str | None):
         """One cell to the kernel, recorded for the repro script (the value check is not)."""
-        shown = "# (notebook_gen.PRELUDE: imports, _poke, _num, _eq)\n" if code == PRELUDE else code
+        shown = "# (notebook_gen.prelude(): imports, _poke, _num, _eq)\n" if code == prelude(self.features) else code
         self.script.append(f"# --- cell {cid}\n{shown}" if cid else f"# --- cell without cellId\n{shown}")
         return self.k.run(code, cell_id=cid)
 
@@ -178,7 +178,7 @@ class Session:
         """Mutates one mutable value of the last run's targets in the kernel, through `_v`."""
         last = self.trace[-1][2] if self.trace else []
         mutable = [t for t in last if t in self.model.defs
-                   and self.model.defs[t].x["shape"] in ("list", "dict", "set", "array")]
+                   and self.model.defs[t].x["shape"] in ("list", "dict", "set", "array", "frame")]
         if isinstance(st.poke, str):  # a replay pokes what the original step poked
             mutable = [t for t in mutable if t == st.poke]
         if not mutable:
