@@ -698,7 +698,7 @@ class Generator:
         return sorted(self.rng.sample(nodes, self.rng.randint(1, len(nodes))), key=nodes.index)
 
 
-def _needs(d: Def) -> set:
+def needs(d: Def) -> set:
     """Every name a definition cannot do without."""
     x = d.x
     out = set(d.refs) | set(d.deftime) | {nk(p) for p in x.get("params", ())} | set(x.get("fns", ()))
@@ -706,7 +706,10 @@ def _needs(d: Def) -> set:
     return out
 
 
-def _without(m: Model, drop: set) -> Model:
+# -- for shrinking a failure: which definitions may go --------------------------------------
+def without(m: Model, drop: set) -> Model:
+    """A copy of the notebook without the definitions in `drop` (and the cells they leave
+    empty)."""
     m = m.copy()
     for n in drop:
         m.defs.pop(n, None)
@@ -720,7 +723,8 @@ def _without(m: Model, drop: set) -> Model:
     return m
 
 
-def _closure(models, roots) -> set:
+def closure_of(models, roots) -> set:
+    """The roots and every definition they need, in any of the notebooks."""
     keep, todo = set(), list(roots)
     while todo:
         n = todo.pop()
@@ -729,5 +733,5 @@ def _closure(models, roots) -> set:
         keep.add(n)
         for m in models:
             if n in m.defs:
-                todo += _needs(m.defs[n])
+                todo += needs(m.defs[n])
     return keep

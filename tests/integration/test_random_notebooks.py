@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from notebook_gen import (FEATURE_SETS, FEATURES, Model, Replica, Step, Generator, _closure, prelude,
-                          _needs, _without, nk)
+from notebook_gen import (FEATURE_SETS, FEATURES, Model, Replica, Step, Generator, closure_of, prelude,
+                          needs, without, nk)
 
 STEPS = int(os.environ.get("CELLAR_PROPTEST_STEPS", "20"))
 SEEDS = (1, 2)
@@ -106,7 +106,7 @@ class Session:
         """Setup cells, prelude, then every cell in notebook order, in kernel and replica."""
         if fresh_kernel:
             self._setup()
-        self._send(prelude(self.features), "prelude")
+        self._send(prelude(self.features), "prelude").ok()
         self.replica = Replica(self.model, self.features)
         problems = []
         for c in self.model.cells:
@@ -276,13 +276,13 @@ def replay(kernel, seed, features, trace, drop: set = frozenset()) -> Failure | 
     """Replays a trace (notebook after each step, step, targets) without the definitions in
     `drop`, in `kernel` (fresh, on a fresh store); the first failure, or None."""
     m0, st0, t0 = trace[0]
-    s = Session(kernel, seed, features, model=_without(m0, drop), targets=t0)
+    s = Session(kernel, seed, features, model=without(m0, drop), targets=t0)
     s.history = []
     f = s.start() if st0.cells or not st0.restart else None
     for i, (m, st, targets) in enumerate(trace[1:], 1):
         if f is not None:
             return f
-        s.model, s.fixed_targets = _without(m, drop), targets
+        s.model, s.fixed_targets = without(m, drop), targets
         ids = {c.cid for c in s.model.cells}
         f = s.apply(i, Step(st.what, [c for c in st.cells if c in ids], st.restart, st.run_in_cell, st.poke))
     return f
@@ -321,7 +321,7 @@ def shrink(kernel_factory, tmp_path, failure: Failure, session: Session, budget:
         wd.mkdir()
         k = kernel_factory(wd)
         try:
-            if not _without(trace[-1][0], drop).nodes():
+            if not without(trace[-1][0], drop).nodes():
                 return None
             f = replay(k, failure.seed, failure.features, trace, drop)
             return f if f is not None and _category(f.problems) & want else None
@@ -357,7 +357,7 @@ def shrink(kernel_factory, tmp_path, failure: Failure, session: Session, budget:
     is_node = {n for m in models for n, d in m.defs.items() if d.is_node}
     culprits = {nk(c) for c in re.findall(r"\\bn\\w*?\\d+\\b", " ".join(failure.problems))}
     named = {w.strip(",.:()") for _, st, _ in trace for w in st.what.split()} & everything
-    keep = _closure(models, culprits | named)
+    keep = closure_of(models, culprits | named)
     for cut in (everything - keep, (everything - keep) & is_node):
         if culprits and cut and time.monotonic() < deadline:
             f = fails(trace, cut)
@@ -368,7 +368,7 @@ def shrink(kernel_factory, tmp_path, failure: Failure, session: Session, budget:
         if time.monotonic() > deadline:
             break
         rest = everything - drop - {n}
-        if n in culprits or n in named or any(n in _needs(m.defs[o]) for m in models for o in rest
+        if n in culprits or n in named or any(n in needs(m.defs[o]) for m in models for o in rest
                                               if o in m.defs):
             continue
         f = fails(trace, drop | {n})
