@@ -698,6 +698,7 @@ class Generator:
         return sorted(self.rng.sample(nodes, self.rng.randint(1, len(nodes))), key=nodes.index)
 
 
+# -- for shrinking a failure: which definitions may go --------------------------------------
 def needs(d: Def) -> set:
     """Every name a definition cannot do without."""
     x = d.x
@@ -706,7 +707,6 @@ def needs(d: Def) -> set:
     return out
 
 
-# -- for shrinking a failure: which definitions may go --------------------------------------
 def without(m: Model, drop: set) -> Model:
     """A copy of the notebook without the definitions in `drop` (and the cells they leave
     empty)."""

@@ -13,7 +13,7 @@ after, the step, what differed and cellar's report, then a shrunk repro: the sam
 replayed in fresh kernels and stores with fewer steps and definitions, as long as the same
 kind of problem shows.
 
-`CELLAR_PROPTEST_STEPS` (default 20) sets the steps per case, `CELLAR_PROPTEST_SHRINK_SECONDS`
+`CELLAR_PROPTEST_STEPS` (default 15) sets the steps per case, `CELLAR_PROPTEST_SHRINK_SECONDS`
 (default 30, 0: off) the time spent shrinking a failure; tests/bench/soak_random_notebooks.py
 runs many more steps.
 """
@@ -32,8 +32,8 @@ import pytest
 from notebook_gen import (FEATURE_SETS, FEATURES, Model, Replica, Step, Generator, closure_of, prelude,
                           needs, without, nk)
 
-STEPS = int(os.environ.get("CELLAR_PROPTEST_STEPS", "20"))
-SEEDS = (1, 2)
+STEPS = int(os.environ.get("CELLAR_PROPTEST_STEPS", "15"))
+SEEDS = (1, 2, 3)
 CASES = [(name, seed) for name in FEATURE_SETS for seed in SEEDS]
 
 
