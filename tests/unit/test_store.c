@@ -64,7 +64,8 @@ static int teardown(void **state)
 
 static cellar_store *open_store(const char *dir, size_t map_size, bool read_only)
 {
-    cellar_store_options o = {map_size, read_only};
+    /* A small map is for growth tests: keep their values inside LMDB. */
+    cellar_store_options o = {map_size ? (size_t)64 << 20 : 0, read_only, map_size};
     cellar_store *s = NULL;
     cellar_error err;
     cellar_status st = cellar_store_open(dir, &o, &s, &err);
@@ -228,13 +229,16 @@ static void test_round_trip(void **state)
     assert_int_equal(cellar_reader_get_node(r, "nope", &json, &len, &err),
                      CELLAR_ENOTFOUND);
 
-    /* One reader at a time, and no commit while it is open. */
+    /* Several readers at once, and a commit while they are open: each keeps
+     * its snapshot. */
     cellar_reader *r2;
-    assert_int_equal(cellar_reader_begin(s, &r2, &err), CELLAR_EINVAL);
+    assert_int_equal(cellar_reader_begin(s, &r2, &err), CELLAR_OK);
     cellar_batch_touch_key(b, &key, 99, NULL);
-    assert_int_equal(cellar_store_commit(s, b, &err), CELLAR_EINVAL);
-    cellar_reader_end(r);
     commit_ok(s, b);
+    assert_int_equal(cellar_reader_get_key(r2, &key, &got, &err), CELLAR_OK);
+    assert_int_equal(got.last_used_ns, 43);
+    cellar_reader_end(r2);
+    cellar_reader_end(r);
     assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
     assert_int_equal(cellar_reader_get_key(r, &key, &got, &err), CELLAR_OK);
     assert_int_equal(got.last_used_ns, 99);
@@ -304,7 +308,7 @@ static void test_reopen_and_read_only(void **state)
     fixture *f = *state;
     cellar_error err;
     cellar_store *s = NULL;
-    cellar_store_options ro = {0, true};
+    cellar_store_options ro = {.read_only = true};
 
     /* Read-only never creates a store. */
     assert_int_equal(cellar_store_open(f->dir, &ro, &s, &err), CELLAR_ENOTFOUND);
@@ -366,16 +370,6 @@ static int collect_key(void *ctx, const cellar_hash *key, const cellar_key_recor
     return ++c->n == c->stop_after;
 }
 
-static int collect_node(void *ctx, const char *name, size_t name_len, const char *json,
-                        size_t json_len)
-{
-    collected *c = ctx;
-    (void)json;
-    (void)json_len;
-    memcpy(c->names[c->n], name, name_len);
-    c->names[c->n][name_len] = '\0';
-    return ++c->n == c->stop_after;
-}
 
 static int collect_run(void *ctx, uint64_t id, const char *json, size_t len)
 {
@@ -416,13 +410,6 @@ static void test_iteration_order(void **state)
         assert_true(memcmp(c.names[i - 1], c.names[i], 16) < 0);
 
     memset(&c, 0, sizeof c);
-    assert_int_equal(cellar_reader_each_node(r, collect_node, &c, &err), CELLAR_OK);
-    assert_int_equal(c.n, 5);
-    const char *sorted[] = {"alpha", "beta", "beta2", "mid", "zeta"};
-    for (size_t i = 0; i < 5; i++)
-        assert_string_equal(c.names[i], sorted[i]);
-
-    memset(&c, 0, sizeof c);
     assert_int_equal(cellar_reader_each_run(r, collect_run, &c, &err), CELLAR_OK);
     assert_int_equal(c.n, 3);
     assert_string_equal(c.names[0], "run2");
@@ -433,7 +420,7 @@ static void test_iteration_order(void **state)
     /* A callback that returns non-zero stops the walk. */
     memset(&c, 0, sizeof c);
     c.stop_after = 2;
-    assert_int_equal(cellar_reader_each_node(r, collect_node, &c, &err), CELLAR_OK);
+    assert_int_equal(cellar_reader_each_key(r, collect_key, &c, &err), CELLAR_OK);
     assert_int_equal(c.n, 2);
     cellar_reader_end(r);
     cellar_batch_free(b);
@@ -467,8 +454,10 @@ static void test_stats(void **state)
     assert_int_equal(st.results, 2);
     assert_int_equal(st.nodes, 1);
     assert_int_equal(st.runs, 1);
-    /* Two headers (32 bytes + 8 per segment) and the segment bytes. */
-    assert_int_equal(st.result_bytes, (32 + 16 + 1 + sizeof big) + (32 + 8 + 4));
+    /* The pages holding two headers (32 bytes + 16 per segment) and the
+     * segment bytes. */
+    assert_true(st.result_bytes >= (32 + 32 + 1 + sizeof big) + (32 + 16 + 4));
+    assert_true(st.result_bytes < 8 * 4096);
     assert_int_equal(st.map_size, (uint64_t)1 << 30);
     assert_true(st.file_bytes > 0);
     cellar_batch_free(b);
@@ -532,7 +521,7 @@ static void expect_unsafe(const char *dir, const char *must_contain)
     assert_non_null(strstr(err.message, "loading a pickle runs code"));
     if (!strstr(err.message, must_contain))
         fail_msg("message lacks '%s': %s", must_contain, err.message);
-    cellar_store_options ro = {0, true};
+    cellar_store_options ro = {.read_only = true};
     assert_int_equal(cellar_store_open(dir, &ro, &s, &err), CELLAR_EUNSAFE);
 }
 
@@ -815,7 +804,7 @@ static size_t value_size(int w, int batch, int item)
 static int writer_main(const char *dir, int w)
 {
     cellar_store *s = NULL;
-    cellar_store_options o = {1 << 20, false};
+    cellar_store_options o = {1 << 20, false, 1 << 20};
     cellar_error err;
     if (cellar_store_open(dir, &o, &s, &err)) {
         fprintf(stderr, "writer %d: %s\n", w, err.message);
