@@ -84,6 +84,9 @@ int cellar_open_store(cellar_state *st, PyObject *dir)
         PyErr_Format(st->StoreError, "cannot open the store: %s", err.message);
         return -1;
     }
+    /* Set aside as damaged, or read-only: said once, here. */
+    if (cellar_store_notice(store))
+        cellar_warn("%s", cellar_store_notice(store));
     if (st->store)
         cellar_store_close(st->store);
     st->store = store;

@@ -119,7 +119,8 @@ void cellar_batch_free(cellar_batch *b)
 
 bool cellar_batch_empty(const cellar_batch *b)
 {
-    return !b || (!b->results.n && !b->keys.n && !b->touches.n && !b->nodes.n && !b->runs.n);
+    return !b ||
+           (!b->results.n && !b->keys.n && !b->touches.n && !b->nodes.n && !b->runs.n);
 }
 
 static cellar_status oom(cellar_error *err)
@@ -320,7 +321,8 @@ static int apply_result(commit_ctx *c, const result_op *op)
         /* Content-addressed: same data version, same bytes.  Only a value
          * whose header is damaged is replaced. */
         result_layout L;
-        if (v.mv_size <= RESULT_VALUE_MAX && record_result_parse(v.mv_data, v.mv_size, &L))
+        if (v.mv_size <= RESULT_VALUE_MAX &&
+            record_result_parse(v.mv_data, v.mv_size, &L))
             return 0;
     }
     int rc = check_unsummed(c, op);
@@ -486,10 +488,11 @@ static cellar_status set_aside_if_damaged(cellar_store *s, cellar_error *err)
         s->resizing = true;
     pthread_mutex_unlock(&s->mu);
     if (!idle)
-        return cellar_error_set(err, CELLAR_ECORRUPT,
-                                "the store %s is damaged; close its readers to rebuild it",
-                                s->path);
-    cellar_status st = env_set_aside(s, "LMDB reported corruption while it was in use", err);
+        return cellar_error_set(
+            err, CELLAR_ECORRUPT,
+            "the store %s is damaged; close its readers to rebuild it", s->path);
+    cellar_status st =
+        env_set_aside(s, "LMDB reported corruption while it was in use", err);
     pthread_mutex_lock(&s->mu);
     s->resizing = false;
     pthread_cond_broadcast(&s->idle);

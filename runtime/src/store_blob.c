@@ -89,7 +89,7 @@ bool blob_parse_name(const char *name, cellar_hash *dv, size_t *index)
 
 static cellar_status errno_status(int e)
 {
-    return e == ENOSPC || e == EDQUOT || e == EFBIG ? CELLAR_EFULL
+    return e == ENOSPC || e == EDQUOT || e == EFBIG  ? CELLAR_EFULL
            : e == EACCES || e == EROFS || e == EPERM ? CELLAR_EREADONLY
                                                      : CELLAR_EIO;
 }
@@ -141,8 +141,8 @@ cellar_status blob_write(cellar_store *s, const cellar_hash *dv, size_t index,
         rc = make_dir(dir, err);
     if (rc)
         return rc;
-    snprintf(tmp, sizeof tmp, "%s/%s.%ld.%llu", dir, strrchr(final, '/') + 1, (long)getpid(),
-             (unsigned long long)now_ns());
+    snprintf(tmp, sizeof tmp, "%s/%s.%ld.%llu", dir, strrchr(final, '/') + 1,
+             (long)getpid(), (unsigned long long)now_ns());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int e = errno;
@@ -162,8 +162,9 @@ cellar_status blob_write(cellar_store *s, const cellar_hash *dv, size_t index,
     if (ok)
         return CELLAR_OK;
     unlink(tmp);
-    return cellar_error_set(err, errno_status(e), "cannot write the blob %s (%zu bytes): %s",
-                            final, len, strerror(e));
+    return cellar_error_set(err, errno_status(e),
+                            "cannot write the blob %s (%zu bytes): %s", final, len,
+                            strerror(e));
 }
 
 /* Opens a blob for reading and checks that it is ours, private, of `len`. */
@@ -181,7 +182,8 @@ static cellar_status open_blob(const cellar_store *s, const cellar_hash *dv, siz
     }
     cellar_status rc = CELLAR_OK;
     if (fstat(fd, &st) != 0)
-        rc = cellar_error_set(err, CELLAR_EIO, "cannot stat %s: %s", path, strerror(errno));
+        rc = cellar_error_set(err, CELLAR_EIO, "cannot stat %s: %s", path,
+                              strerror(errno));
     else if (!S_ISREG(st.st_mode))
         rc = cellar_error_set(err, CELLAR_ECORRUPT, "the blob %s is not a file", path);
     else if ((rc = safety_check_private(&st, path, false, err)) != CELLAR_OK)
@@ -203,7 +205,8 @@ cellar_status blob_map(const cellar_store *s, const cellar_hash *dv, size_t inde
 {
     int fd;
     if (len > SIZE_MAX)
-        return cellar_error_set(err, CELLAR_ENOMEM, "a blob of %llu bytes cannot be mapped",
+        return cellar_error_set(err, CELLAR_ENOMEM,
+                                "a blob of %llu bytes cannot be mapped",
                                 (unsigned long long)len);
     cellar_status rc = open_blob(s, dv, index, len, &fd, err);
     if (rc)
@@ -234,14 +237,16 @@ cellar_status blob_read(const cellar_store *s, const cellar_hash *dv, size_t ind
     uint8_t *p = dst;
     off_t at = 0;
     while ((uint64_t)at < len) {
-        size_t want = len - (uint64_t)at < WRITE_MAX ? (size_t)(len - (uint64_t)at) : WRITE_MAX;
+        size_t want =
+            len - (uint64_t)at < WRITE_MAX ? (size_t)(len - (uint64_t)at) : WRITE_MAX;
         ssize_t n = pread(fd, p + at, want, at);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
             int e = n < 0 ? errno : EIO;
             close(fd);
-            return cellar_error_set(err, CELLAR_EIO, "cannot read a blob: %s", strerror(e));
+            return cellar_error_set(err, CELLAR_EIO, "cannot read a blob: %s",
+                                    strerror(e));
         }
         at += n;
     }

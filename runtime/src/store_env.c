@@ -170,8 +170,7 @@ static bool page_header_ok(const uint8_t *p, uint64_t pgno, uint32_t psize)
 
 /* The named databases' records in the main database's root (a leaf while
  * there are few databases): each root page must be in the file and sound. */
-static bool main_root_ok(int fd, const meta_view *m, uint8_t *page, char *why,
-                         size_t wl)
+static bool main_root_ok(int fd, const meta_view *m, uint8_t *page, char *why, size_t wl)
 {
     if (m->main_root == P_INVALID)
         return true;
@@ -202,7 +201,8 @@ static bool main_root_ok(int fd, const meta_view *m, uint8_t *page, char *why,
         uint64_t root = get_u64le(node + 8 + ksize + DB_ROOT);
         if (root == P_INVALID)
             continue;
-        if (root > m->last_pg || !read_at(fd, sub, sizeof sub, (off_t)(root * m->psize)) ||
+        if (root > m->last_pg ||
+            !read_at(fd, sub, sizeof sub, (off_t)(root * m->psize)) ||
             get_u64le(sub) != root || !((sub[10] | sub[11] << 8) & (P_BRANCH | P_LEAF)))
             goto bad;
     }
@@ -290,7 +290,8 @@ static int open_dbis(cellar_store *s)
         return rc;
     for (size_t i = 0; i < DB_COUNT; i++) {
         rc = mdb_dbi_open(txn, store_dbs[i].name,
-                          store_dbs[i].flags | (s->read_only ? 0 : MDB_CREATE), &s->dbi[i]);
+                          store_dbs[i].flags | (s->read_only ? 0 : MDB_CREATE),
+                          &s->dbi[i]);
         if (rc) {
             mdb_txn_abort(txn);
             return rc;
@@ -319,7 +320,8 @@ static int open_env_at(cellar_store *s, size_t map_size)
     size_t need = (size_t)data_file_size(s);
     if (map_size < need)
         map_size = need;
-    unsigned flags = ENV_FLAGS | (s->read_only ? MDB_RDONLY : 0) | (s->no_lock ? MDB_NOLOCK : 0);
+    unsigned flags =
+        ENV_FLAGS | (s->read_only ? MDB_RDONLY : 0) | (s->no_lock ? MDB_NOLOCK : 0);
     for (;;) {
         int rc = mdb_env_create(&s->env);
         if (!rc)
@@ -449,8 +451,7 @@ static cellar_status open_or_set_aside(cellar_store *s, bool have_data, cellar_e
                                 "%s is not a cellar store (a database is missing)",
                                 s->path);
     if (rc == ENOENT && s->read_only)
-        return cellar_error_set(err, CELLAR_ENOTFOUND, "no cellar store at %s",
-                                s->path);
+        return cellar_error_set(err, CELLAR_ENOTFOUND, "no cellar store at %s", s->path);
     return env_error(s, err, rc, "cannot open the LMDB environment");
 }
 
@@ -467,8 +468,8 @@ cellar_status cellar_store_open(const char *dir, const cellar_store_options *opt
     if (st)
         return st;
     if (asked_ro && !have_data)
-        return cellar_error_set(err, CELLAR_ENOTFOUND, "no cellar store at %s (no data.mdb)",
-                                dir);
+        return cellar_error_set(err, CELLAR_ENOTFOUND,
+                                "no cellar store at %s (no data.mdb)", dir);
     bool read_only = asked_ro || !safety_dir_writable(dir);
     if (read_only && !asked_ro && !have_data)
         return cellar_error_set(err, CELLAR_EREADONLY,
@@ -598,7 +599,7 @@ int env_txn_begin(cellar_store *s, unsigned flags, MDB_txn **txn)
         pthread_mutex_lock(&s->mu);
         while (s->resizing)
             pthread_cond_wait(&s->idle, &s->mu);
-        int rc = !s->env                    ? MDB_PANIC
+        int rc = !s->env                     ? MDB_PANIC
                  : !safety_lock_unchanged(s) ? EACCES
                  : !file_still_whole(s)      ? MDB_CORRUPTED
                                              : 0;

@@ -33,7 +33,7 @@ enum { DB_RESULTS, DB_KEYS, DB_NODES, DB_RUNS, DB_COUNT };
 
 typedef struct store_db_spec {
     const char *name;
-    unsigned flags;   /* mdb_dbi_open flags besides MDB_CREATE */
+    unsigned flags;    /* mdb_dbi_open flags besides MDB_CREATE */
     MDB_cmp_func *cmp; /* key order, or NULL for LMDB's memcmp order */
 } store_db_spec;
 
@@ -44,14 +44,14 @@ extern const store_db_spec store_dbs[DB_COUNT];
 struct cellar_store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
-    char *path;    /* absolute */
-    char *notice;  /* what to warn about after open, or NULL */
+    char *path;   /* absolute */
+    char *notice; /* what to warn about after open, or NULL */
     size_t blob_min;
     size_t page_size;
     size_t initial_map_size;
-    bool read_only;    /* by request or because it cannot be written */
+    bool read_only; /* by request or because it cannot be written */
     bool asked_read_only;
-    bool no_lock;      /* opened with MDB_NOLOCK (read-only users) */
+    bool no_lock; /* opened with MDB_NOLOCK (read-only users) */
 
     /* lock.mdb as found at open; checked before each transaction */
     dev_t lock_dev;

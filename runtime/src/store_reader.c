@@ -283,8 +283,8 @@ cellar_status cellar_reader_get_node(cellar_reader *r, const char *node,
  * hands each pair to `visit`, which returns <0 on a parse error (with the
  * status in *bad and the message in err), 0 to go on, >0 to stop.
  */
-typedef int (*visit_fn)(void *ctx, const MDB_val *k, const MDB_val *v,
-                        cellar_status *bad, cellar_error *err);
+typedef int (*visit_fn)(void *ctx, const MDB_val *k, const MDB_val *v, cellar_status *bad,
+                        cellar_error *err);
 
 static cellar_status walk(cellar_reader *r, int db, bool backwards, visit_fn visit,
                           void *ctx, cellar_error *err)
@@ -389,9 +389,9 @@ cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
             return env_error(s, err, rc, "cannot read database statistics");
         *counts[i] = ms.ms_entries;
         if (order[i] == DB_RESULTS)
-            out->result_bytes = (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages +
-                                           ms.ms_overflow_pages) *
-                                ms.ms_psize;
+            out->result_bytes =
+                (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) *
+                ms.ms_psize;
     }
     uint64_t blob_bytes;
     blob_totals(s, &out->blobs, &blob_bytes);

@@ -117,7 +117,8 @@ bool record_key_decode(const void *data, size_t len, cellar_key_record *out)
 {
     const uint8_t *p = data;
     /* 511 bytes is the longest node name a batch accepts. */
-    if (len < KEY_RECORD_FIXED || len > KEY_RECORD_FIXED + 511 || p[0] != KEY_RECORD_VERSION)
+    if (len < KEY_RECORD_FIXED || len > KEY_RECORD_FIXED + 511 ||
+        p[0] != KEY_RECORD_VERSION)
         return false;
     memcpy(out->data_version.bytes, p + 1, 16);
     memcpy(out->code_version.bytes, p + 17, 16);

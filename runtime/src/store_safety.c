@@ -74,8 +74,7 @@ static cellar_status make_dirs(const char *dir, cellar_error *err)
         if (*s != '/')
             continue;
         *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST && errno != EACCES &&
-            errno != EROFS) {
+        if (mkdir(p, 0777) != 0 && errno != EEXIST && errno != EACCES && errno != EROFS) {
             cellar_status st = cellar_error_set(err, CELLAR_EIO, "cannot create %s: %s",
                                                 p, strerror(errno));
             free(p);

@@ -31,16 +31,11 @@
 const char *cellar_problem_name(cellar_problem p)
 {
     switch (p) {
-    case CELLAR_PROBLEM_STRUCTURE:
-        return "structure";
-    case CELLAR_PROBLEM_RECORD:
-        return "record";
-    case CELLAR_PROBLEM_RESULT:
-        return "result";
-    case CELLAR_PROBLEM_BLOB:
-        return "blob";
-    case CELLAR_PROBLEM_ORPHAN:
-        return "orphan";
+    case CELLAR_PROBLEM_STRUCTURE: return "structure";
+    case CELLAR_PROBLEM_RECORD: return "record";
+    case CELLAR_PROBLEM_RESULT: return "result";
+    case CELLAR_PROBLEM_BLOB: return "blob";
+    case CELLAR_PROBLEM_ORPHAN: return "orphan";
     }
     return "?";
 }
@@ -99,7 +94,8 @@ static void forward_orphan(void *ctx, cellar_problem kind, const char *where,
 }
 
 /* Checks one entry of a named database by what that database holds. */
-static void check_entry(child *c, MDB_txn *txn, int db, const MDB_val *k, const MDB_val *v)
+static void check_entry(child *c, MDB_txn *txn, int db, const MDB_val *k,
+                        const MDB_val *v)
 {
     char where[1200], hex[1100];
     hex_key(k, hex, sizeof hex);
@@ -121,10 +117,8 @@ static void check_entry(child *c, MDB_txn *txn, int db, const MDB_val *k, const 
             to_delete(c, db, k);
         }
         return;
-    case DB_RESULTS:
-        break;
-    default:
-        return;
+    case DB_RESULTS: break;
+    default: return;
     }
     if (k->mv_size != 16 || v->mv_size > RESULT_VALUE_MAX ||
         !record_result_parse(v->mv_data, v->mv_size, &L)) {
@@ -142,7 +136,8 @@ static void check_entry(child *c, MDB_txn *txn, int db, const MDB_val *k, const 
         to_delete(c, db, k);
     } else if (st) {
         problem(c, CELLAR_PROBLEM_RESULT, where, why.message);
-    } else if (memcmp(digest.bytes, L.checksum, 16) || memcmp(digest.bytes, dv.bytes, 16)) {
+    } else if (memcmp(digest.bytes, L.checksum, 16) ||
+               memcmp(digest.bytes, dv.bytes, 16)) {
         problem(c, CELLAR_PROBLEM_RESULT, where,
                 "its bytes do not match its checksum and data version");
         to_delete(c, db, k);
@@ -197,7 +192,8 @@ static int child_walk(child *c)
     if (!rc)
         rc = mdb_env_open(s->env, s->path, flags, 0600);
     if (rc == EACCES || rc == EROFS)
-        return fprintf(c->out, "E\tcannot open the environment: %s\n", mdb_strerror(rc)), 0;
+        return fprintf(c->out, "E\tcannot open the environment: %s\n", mdb_strerror(rc)),
+               0;
     if (!rc)
         rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (!rc)
@@ -311,7 +307,8 @@ static cellar_status run_child(cellar_store *s, parent *p, cellar_error *err)
 {
     int fds[2];
     if (pipe(fds) != 0)
-        return cellar_error_set(err, CELLAR_EIO, "cannot make a pipe: %s", strerror(errno));
+        return cellar_error_set(err, CELLAR_EIO, "cannot make a pipe: %s",
+                                strerror(errno));
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -360,7 +357,8 @@ static cellar_status run_child(cellar_store *s, parent *p, cellar_error *err)
 static cellar_status repair(cellar_store *s, parent *p, cellar_error *err)
 {
     if (p->structure) {
-        cellar_status st = env_set_aside(s, "cellar verify found its structure damaged", err);
+        cellar_status st =
+            env_set_aside(s, "cellar verify found its structure damaged", err);
         if (!st)
             p->counts.repaired++;
         return st;
@@ -386,15 +384,16 @@ static cellar_status repair(cellar_store *s, parent *p, cellar_error *err)
     return rc ? env_error(s, err, rc, "cannot commit the repair") : CELLAR_OK;
 }
 
-cellar_status cellar_store_verify(cellar_store *store, bool repair_it, cellar_problem_fn fn,
-                                  void *ctx, cellar_verify_counts *counts,
-                                  cellar_error *err)
+cellar_status cellar_store_verify(cellar_store *store, bool repair_it,
+                                  cellar_problem_fn fn, void *ctx,
+                                  cellar_verify_counts *counts, cellar_error *err)
 {
     if (!store)
         return cellar_error_set(err, CELLAR_EINVAL, "verify: no store");
     if (repair_it && cellar_store_read_only(store))
         return cellar_error_set(err, CELLAR_EREADONLY,
-                                "cannot repair the store %s: it is read-only", store->path);
+                                "cannot repair the store %s: it is read-only",
+                                store->path);
     parent p = {.fn = fn, .ctx = ctx};
     cellar_status st = run_child(store, &p, err);
     if (!st && repair_it)

@@ -370,7 +370,6 @@ static int collect_key(void *ctx, const cellar_hash *key, const cellar_key_recor
     return ++c->n == c->stop_after;
 }
 
-
 static int collect_run(void *ctx, uint64_t id, const char *json, size_t len)
 {
     collected *c = ctx;

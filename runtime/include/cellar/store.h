@@ -315,7 +315,7 @@ typedef struct cellar_segment {
     size_t len;
 } cellar_segment;
 
-cellar_batch *cellar_batch_new(void); /* NULL when out of memory */
+cellar_batch *cellar_batch_new(void);    /* NULL when out of memory */
 void cellar_batch_free(cellar_batch *b); /* `b` may be NULL */
 bool cellar_batch_empty(const cellar_batch *b);
 
