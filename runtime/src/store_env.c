@@ -558,13 +558,17 @@ static bool file_still_whole(cellar_store *s)
 {
     int fd;
     struct stat st;
+    MDB_envinfo info;
+    MDB_stat ms;
     if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
         return true;
     if ((uint64_t)st.st_size < 2 * s->page_size)
-        return false;
-    MDB_envinfo info;
-    MDB_stat ms;
-    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &ms) != 0)
+        return false; /* reading the meta pages would fault */
+    /* The meta first, the size second: a writer extends the file before it
+     * writes the meta that names the new pages, so this order never sees a
+     * committed meta beyond a file that is still being written. */
+    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &ms) != 0 ||
+        fstat(fd, &st) != 0)
         return true;
     return (uint64_t)st.st_size >= ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
 }

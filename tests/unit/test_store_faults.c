@@ -1,0 +1,3 @@
+/* placeholder, filled below */
+#include "store_testlib.h"
+int main(void) { return 0; }
