@@ -271,6 +271,9 @@ typedef struct commit_ctx {
     cellar_error *err;
 } commit_ctx;
 
+static int put(commit_ctx *c, int db, MDB_val *k, MDB_val *v, unsigned flags);
+static int preflight(commit_ctx *c, cellar_batch *b);
+
 static char seg_tag(size_t i)
 {
     return i == 0 ? CELLAR_SEG_STREAM : CELLAR_SEG_BUFFER;
@@ -317,11 +320,15 @@ static int apply_result(commit_ctx *c, const result_op *op)
 {
     cellar_store *s = c->s;
     MDB_val k = {16, (void *)op->dv.bytes}, v;
-    if (!op->replace && mdb_get(c->txn, s->dbi[DB_RESULTS], &k, &v) == 0) {
+    if (mdb_get(c->txn, s->dbi[DB_RESULTS], &k, &v) == 0) {
         /* Content-addressed: same data version, same bytes.  Only a value
-         * whose header is damaged is replaced. */
+         * whose header is damaged is replaced.  Overwriting frees the old
+         * value's overflow pages, and LMDB asserts (aborting the process)
+         * when their header is damaged, which is exactly when a result failed
+         * to load and is replaced: preflight checked that header (and that
+         * the value is inside the file) in a read snapshot. */
         result_layout L;
-        if (v.mv_size <= RESULT_VALUE_MAX &&
+        if (!op->replace && v.mv_size <= RESULT_VALUE_MAX &&
             record_result_parse(v.mv_data, v.mv_size, &L))
             return 0;
     }
@@ -348,7 +355,7 @@ static int apply_result(commit_ctx *c, const result_op *op)
         }
     }
     v = (MDB_val){size, NULL};
-    rc = mdb_put(c->txn, s->dbi[DB_RESULTS], &k, &v, MDB_RESERVE);
+    rc = put(c, DB_RESULTS, &k, &v, MDB_RESERVE);
     if (rc == 0) {
         uint8_t *out = v.mv_data;
         record_result_encode(out, op->nsegs, op->segs, blob, &op->dv);
@@ -427,11 +434,72 @@ static int apply_runs(commit_ctx *c, cellar_batch *b)
         put_u64be(key, id);
         k = (MDB_val){8, key};
         v = (MDB_val){runs[i].len, runs[i].json};
-        if ((rc = mdb_put(c->txn, c->s->dbi[DB_RUNS], &k, &v, 0)))
+        if ((rc = put(c, DB_RUNS, &k, &v, 0)))
             return rc;
         runs[i].assigned = id;
     }
     return 0;
+}
+
+static int put(commit_ctx *c, int db, MDB_val *k, MDB_val *v, unsigned flags)
+{
+    return mdb_put(c->txn, c->s->dbi[db], k, v, flags);
+}
+
+/*
+ * Before writing, checks in a read snapshot each leaf page the batch will
+ * add to: LMDB asserts, aborting the process, when it adds to a damaged one.
+ * A read snapshot, because its pages are the map's own (page-aligned, so a
+ * key's page is found from the key), where a write transaction's are copies.
+ */
+static int preflight(commit_ctx *c, cellar_batch *b)
+{
+    MDB_txn *txn;
+    int rc = env_txn_begin(c->s, MDB_RDONLY, &txn);
+    if (rc)
+        return rc;
+    bool ok = true;
+    result_op *res = b->results.items;
+    key_op *keys = b->keys.items;
+    touch_op *touches = b->touches.items;
+    node_op *nodes = b->nodes.items;
+    for (size_t i = 0; ok && i < b->results.n; i++) {
+        MDB_val k = {16, res[i].dv.bytes}, v;
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_RESULTS], &k);
+        if (ok && mdb_get(txn, c->s->dbi[DB_RESULTS], &k, &v) == 0)
+            ok = env_value_ok(c->s, &v); /* about to be read or overwritten */
+    }
+    for (size_t i = 0; ok && i < b->keys.n; i++) {
+        MDB_val k = {16, keys[i].key.bytes};
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_KEYS], &k);
+    }
+    for (size_t i = 0; ok && i < b->touches.n; i++) {
+        MDB_val k = {16, touches[i].key.bytes};
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_KEYS], &k);
+    }
+    for (size_t i = 0; ok && i < b->nodes.n; i++) {
+        MDB_val k = {nodes[i].name_len, nodes[i].name};
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_NODES], &k);
+    }
+    uint8_t last[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    MDB_val k = {8, last};
+    if (ok && b->runs.n)
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_RUNS], &k);
+    /* Every commit also adds to the free list (keyed by txn id, so at its
+     * end) and rewrites the named databases' records in the main one. */
+    if (ok)
+        ok = env_leaf_ok(c->s, txn, 0, &k);
+    MDB_val name = {strlen(store_dbs[0].name), (void *)store_dbs[0].name};
+    if (ok)
+        ok = env_leaf_ok(c->s, txn, 1, &name);
+    mdb_txn_abort(txn);
+    env_txn_done(c->s);
+    if (ok)
+        return 0;
+    c->failed = cellar_error_set(
+        c->err, CELLAR_ECORRUPT,
+        "the store %s is damaged (a B-tree page it would change)", c->s->path);
+    return APPLY_FAILED;
 }
 
 static int apply_batch(commit_ctx *c, cellar_batch *b)
@@ -444,14 +512,14 @@ static int apply_batch(commit_ctx *c, cellar_batch *b)
         rc = apply_result(c, &res[i]);
     for (size_t i = 0; !rc && i < b->keys.n; i++) {
         MDB_val k = {16, keys[i].key.bytes}, v = {keys[i].len, keys[i].rec};
-        rc = mdb_put(c->txn, c->s->dbi[DB_KEYS], &k, &v, 0);
+        rc = put(c, DB_KEYS, &k, &v, 0);
     }
     if (!rc && b->touches.n)
         rc = apply_touches(c, b);
     for (size_t i = 0; !rc && i < b->nodes.n; i++) {
         MDB_val k = {nodes[i].name_len, nodes[i].name};
         MDB_val v = {nodes[i].json_len, nodes[i].json};
-        rc = mdb_put(c->txn, c->s->dbi[DB_NODES], &k, &v, 0);
+        rc = put(c, DB_NODES, &k, &v, 0);
     }
     if (!rc && b->runs.n)
         rc = apply_runs(c, b);
@@ -506,7 +574,9 @@ static int commit_once(commit_ctx *c, cellar_batch *b)
     cellar_store *s = c->s;
     char marker[PATH_MAX];
     bool marked = false;
-    int rc = env_txn_begin(s, 0, &c->txn);
+    int rc = preflight(c, b);
+    if (!rc)
+        rc = env_txn_begin(s, 0, &c->txn);
     if (rc)
         return rc;
     if (blob_is_dirty(s)) {
@@ -526,6 +596,8 @@ static int commit_once(commit_ctx *c, cellar_batch *b)
     else
         rc = mdb_txn_commit(c->txn);
     env_txn_done(s);
+    if (rc == 0)
+        env_pad_file(s);
     if (rc == 0 && marked)
         blob_unmark(marker);
     return rc;
@@ -553,10 +625,17 @@ cellar_status cellar_store_commit(cellar_store *store, cellar_batch *b, cellar_e
             cellar_fingerprint_free(c.fp);
             return CELLAR_OK;
         }
+        if (store->damaged && !set_aside_if_damaged(store, err))
+            continue; /* a fresh store took its place: store the batch there */
         if (rc == APPLY_FAILED || rc != MDB_MAP_FULL) {
             cellar_fingerprint_free(c.fp);
-            return rc == APPLY_FAILED ? c.failed
-                                      : env_error(store, err, rc, "cannot commit");
+            if (rc == APPLY_FAILED)
+                return c.failed;
+            /* LMDB reports a short write (a full disk, a quota, a file size
+             * limit) as EIO: tell the user what is full instead. */
+            if (rc == EIO && env_out_of_space(store, b->bytes))
+                rc = ENOSPC;
+            return env_error(store, err, rc, "cannot commit");
         }
         if ((rc = env_grow(store, b->bytes))) {
             cellar_fingerprint_free(c.fp);

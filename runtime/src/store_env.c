@@ -37,6 +37,8 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,7 +96,9 @@ cellar_status env_error(cellar_store *s, cellar_error *err, int rc, const char *
                                 what, mdb_strerror(rc), s->path);
     }
     if (rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT || rc == EFBIG)
-        return cellar_error_set(err, CELLAR_EFULL, "%s: %s", what, mdb_strerror(rc));
+        return cellar_error_set(err, CELLAR_EFULL,
+                                "%s: %s (the disk, a quota or a file size limit is full)",
+                                what, mdb_strerror(rc));
     if (rc == EACCES && s->lock_lost)
         return cellar_error_set(
             err, CELLAR_EREADONLY,
@@ -105,6 +109,22 @@ cellar_status env_error(cellar_store *s, cellar_error *err, int rc, const char *
     if (rc == EACCES || rc == EROFS || rc == EPERM)
         return cellar_error_set(err, CELLAR_EREADONLY, "%s: %s", what, mdb_strerror(rc));
     return cellar_error_set(err, CELLAR_ELMDB, "%s: %s", what, mdb_strerror(rc));
+}
+
+bool env_out_of_space(const cellar_store *s, uint64_t bytes)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    struct statvfs vfs;
+    struct rlimit rl;
+    uint64_t need = bytes + ((uint64_t)1 << 20);
+    snprintf(path, sizeof path, "%s/data.mdb", s->path);
+    if (stat(path, &st) != 0)
+        return false;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)st.st_size + need > (uint64_t)rl.rlim_cur)
+        return true;
+    return statvfs(path, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need;
 }
 
 /* ---- checking data.mdb before LMDB maps it ---- */
@@ -126,6 +146,7 @@ cellar_status env_error(cellar_store *s, cellar_error *err, int rc, const char *
 
 typedef struct meta_view {
     uint32_t psize;
+    unsigned free_depth;
     uint64_t last_pg, txnid, free_root, main_root;
 } meta_view;
 
@@ -154,6 +175,7 @@ static bool parse_meta(const uint8_t *p, meta_view *m)
     m->last_pg = get_u64le(p + META_LAST_PG);
     m->txnid = get_u64le(p + META_TXNID);
     m->free_root = get_u64le(p + META_DB(0) + DB_ROOT);
+    m->free_depth = p[META_DB(0) + 6] | p[META_DB(0) + 7] << 8;
     m->main_root = get_u64le(p + META_DB(1) + DB_ROOT);
     return m->psize >= 512 && m->psize <= 65536 && !(m->psize & (m->psize - 1));
 }
@@ -168,8 +190,64 @@ static bool page_header_ok(const uint8_t *p, uint64_t pgno, uint32_t psize)
            lower <= upper && upper <= psize;
 }
 
+/*
+ * LMDB 0.9 follows a branch page's child page numbers without comparing them
+ * with the file's end, so one garbage number sends it outside the map
+ * (SIGSEGV).  Branch pages are about 1% of a tree, so opening walks them all
+ * with pread and checks that every child is a page of the file, whose header
+ * names it; leaves are only named, never read.  Beyond TREE_BUDGET pages the
+ * rest is left unchecked (the cost must stay small on the kernel's path).
+ */
+#define TREE_BUDGET 4096
+
+/* LMDB tells branch from leaf by the page's flags, not the tree's depth, so
+ * every child's header is read (16 bytes) and branches are followed. */
+static bool tree_ok(int fd, const meta_view *m, uint64_t pgno, unsigned depth,
+                    uint8_t *page, size_t *budget)
+{
+    (void)depth;
+    if (pgno == P_INVALID)
+        return true;
+    if (pgno > m->last_pg || pgno < 2)
+        return false;
+    if (*budget == 0)
+        return true;
+    (*budget)--;
+    if (!read_at(fd, page, PAGEHDRSZ, (off_t)(pgno * m->psize)) ||
+        !page_header_ok(page, pgno, m->psize))
+        return false;
+    unsigned flags = page[10] | page[11] << 8;
+    if (!(flags & P_BRANCH))
+        return true; /* a leaf: LMDB reads no page number from it */
+    if (!read_at(fd, page, m->psize, (off_t)(pgno * m->psize)))
+        return false;
+    unsigned lower = page[12] | page[13] << 8;
+    size_t n = (lower - PAGEHDRSZ) / 2;
+    uint64_t *children = malloc(n * sizeof *children + 1);
+    if (!children)
+        return true;
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned off = page[PAGEHDRSZ + 2 * i] | page[PAGEHDRSZ + 2 * i + 1] << 8;
+        if (off + 8 > m->psize) {
+            ok = false;
+            break;
+        }
+        const uint8_t *node = page + off;
+        children[i] = (uint64_t)(node[0] | node[1] << 8 | node[2] << 16) |
+                      (uint64_t)node[3] << 24 | (uint64_t)(node[4] | node[5] << 8) << 32;
+        ok = children[i] <= m->last_pg && children[i] >= 2;
+    }
+    uint8_t *child = ok ? malloc(m->psize) : NULL;
+    for (size_t i = 0; ok && child && i < n; i++)
+        ok = tree_ok(fd, m, children[i], depth - 1, child, budget);
+    free(child);
+    free(children);
+    return ok;
+}
+
 /* The named databases' records in the main database's root (a leaf while
- * there are few databases): each root page must be in the file and sound. */
+ * there are few databases): each tree must be in the file and sound. */
 static bool main_root_ok(int fd, const meta_view *m, uint8_t *page, char *why, size_t wl)
 {
     if (m->main_root == P_INVALID)
@@ -199,12 +277,22 @@ static bool main_root_ok(int fd, const meta_view *m, uint8_t *page, char *why, s
         if (dsize != 48)
             goto bad;
         uint64_t root = get_u64le(node + 8 + ksize + DB_ROOT);
+        unsigned depth = node[8 + ksize + 6] | node[8 + ksize + 7] << 8;
         if (root == P_INVALID)
             continue;
         if (root > m->last_pg ||
             !read_at(fd, sub, sizeof sub, (off_t)(root * m->psize)) ||
             get_u64le(sub) != root || !((sub[10] | sub[11] << 8) & (P_BRANCH | P_LEAF)))
             goto bad;
+        size_t budget = TREE_BUDGET;
+        uint8_t *scratch = malloc(m->psize);
+        bool ok = !scratch || tree_ok(fd, m, root, depth, scratch, &budget);
+        free(scratch);
+        if (!ok) {
+            snprintf(why, wl, "a branch page of the '%.*s' database is damaged",
+                     (int)(ksize < 64 ? ksize : 64), (const char *)node + 8);
+            return false;
+        }
     }
     return true;
 bad:
@@ -271,6 +359,11 @@ bool env_check_file(const char *path, char *why, size_t wl)
         goto done;
     }
     ok = main_root_ok(fd, mm, page, why, wl);
+    size_t budget = TREE_BUDGET;
+    if (ok && !tree_ok(fd, mm, mm->free_root, mm->free_depth, page, &budget)) {
+        snprintf(why, wl, "a branch page of the free-page list is damaged");
+        ok = false;
+    }
     goto done;
 unreadable:
     snprintf(why, wl, "cannot read data.mdb: %s", strerror(errno ? errno : EIO));
@@ -300,6 +393,31 @@ static int open_dbis(cellar_store *s)
             mdb_set_compare(txn, s->dbi[i], store_dbs[i].cmp);
     }
     return mdb_txn_commit(txn);
+}
+
+/*
+ * LMDB does not say where it mapped data.mdb, but a named database's record
+ * is stored inline in the main database's leaf page, whose header holds its
+ * page number: the map starts that many pages before the page.  Bounds on
+ * values need it (env_value_ok).
+ */
+void env_find_map_base(cellar_store *s, MDB_txn *in)
+{
+    MDB_txn *txn = in;
+    MDB_stat ms;
+    s->map_base = NULL;
+    if (mdb_env_stat(s->env, &ms) != 0 || ms.ms_psize != s->page_size ||
+        (!in && mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0))
+        return;
+    MDB_val k = {strlen(store_dbs[0].name), (void *)store_dbs[0].name}, v;
+    if (mdb_get(txn, 1, &k, &v) == 0) {
+        uintptr_t page = (uintptr_t)v.mv_data & ~(uintptr_t)(ms.ms_psize - 1);
+        uint64_t pgno = get_u64le((const uint8_t *)page);
+        if (pgno < ((uint64_t)1 << 40) && pgno * ms.ms_psize <= page)
+            s->map_base = (const uint8_t *)(page - (uintptr_t)(pgno * ms.ms_psize));
+    }
+    if (!in)
+        mdb_txn_abort(txn);
 }
 
 static uint64_t data_file_size(const cellar_store *s)
@@ -334,6 +452,7 @@ static int open_env_at(cellar_store *s, size_t map_size)
             rc = open_dbis(s);
         if (!rc) {
             s->map_size = map_size;
+            env_find_map_base(s, NULL);
             return 0;
         }
         mdb_env_close(s->env);
@@ -440,8 +559,10 @@ static cellar_status open_or_set_aside(cellar_store *s, bool have_data, cellar_e
         return env_set_aside(s, why, err);
     }
     int rc = open_env_at(s, s->initial_map_size);
-    if (rc == 0)
+    if (rc == 0) {
+        env_pad_file(s);
         return check_open_data_file(s, err);
+    }
     if (is_corruption(rc) && !s->read_only) {
         snprintf(why, sizeof why, "LMDB: %s", mdb_strerror(rc));
         return env_set_aside(s, why, err);
@@ -550,6 +671,114 @@ bool cellar_store_read_only(const cellar_store *store)
     return store->read_only || store->lock_lost;
 }
 
+/* ---- guarding reads of damaged pages ---- */
+
+/*
+ * A damaged page can make LMDB read up to ~128 KiB past the page it is on
+ * (16-bit node offsets and key sizes), which past the end of data.mdb is
+ * SIGBUS.  So a writable store keeps the file at least PAD_BYTES longer than
+ * its last page: the sparse tail costs no disk, and a garbage offset then
+ * reads zeros instead of faulting.  Checked after each commit (one fstat).
+ */
+#define PAD_BYTES ((off_t)256 << 10)
+
+void env_pad_file(cellar_store *s)
+{
+    int fd;
+    struct stat st;
+    MDB_envinfo info;
+    MDB_stat ms;
+    if (s->read_only || !s->env || mdb_env_get_fd(s->env, &fd) != 0 ||
+        mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &ms) != 0 ||
+        fstat(fd, &st) != 0)
+        return;
+    off_t want = (off_t)(info.me_last_pgno + 1) * ms.ms_psize + PAD_BYTES;
+    if (st.st_size < want && (uint64_t)want <= s->map_size)
+        (void)!ftruncate(fd, want);
+}
+
+bool env_value_ok(cellar_store *s, const MDB_val *v)
+{
+    MDB_stat ms;
+    MDB_envinfo info;
+    if (mdb_env_stat(s->env, &ms) != 0 || mdb_env_info(s->env, &info) != 0)
+        return false;
+    /* A garbage overflow page number gives a pointer anywhere: it must lie
+     * in the pages of the file before anything is read through it. */
+    if (s->map_base) {
+        const uint8_t *p = v->mv_data, *lo = s->map_base + 2 * ms.ms_psize;
+        const uint8_t *end = s->map_base + (info.me_last_pgno + 1) * ms.ms_psize;
+        if (p < lo || p > end || v->mv_size > (size_t)(end - p)) {
+            s->damaged = true;
+            return false;
+        }
+    }
+    if (v->mv_size < ms.ms_psize / 2)
+        return true; /* inside its leaf page; the padding covers garbage */
+    const uint8_t *hdr = (const uint8_t *)v->mv_data - 16;
+    unsigned flags = hdr[10] | hdr[11] << 8;
+    uint64_t pages = get_u32le(hdr + 12), pgno = get_u64le(hdr);
+    uint64_t need = (v->mv_size + 16 + ms.ms_psize - 1) / ms.ms_psize;
+    if (!(flags & 0x04) || pages != need || pgno + pages > info.me_last_pgno + 1) {
+        s->damaged = true;
+        return false;
+    }
+    return true;
+}
+
+/* A leaf page header (and its node pointers) that LMDB can add to without
+ * tripping an assertion. */
+static bool leaf_page_ok(const uint8_t *p, size_t psize)
+{
+    unsigned flags = p[10] | p[11] << 8, lower = p[12] | p[13] << 8,
+             upper = p[14] | p[15] << 8;
+    if (!(flags & P_LEAF) || (flags & P_BRANCH) || lower < PAGEHDRSZ || lower > upper ||
+        upper > psize)
+        return false;
+    for (unsigned i = PAGEHDRSZ; i + 1 < lower; i += 2) {
+        unsigned off = p[i] | p[i + 1] << 8;
+        if (off < upper || off + 8 > psize)
+            return false;
+    }
+    return true;
+}
+
+bool env_leaf_ok(cellar_store *s, MDB_txn *txn, MDB_dbi dbi, const MDB_val *key)
+{
+    MDB_cursor *c;
+    MDB_val k = *key, v;
+    MDB_stat ms;
+    if (mdb_env_stat(s->env, &ms) != 0 || ms.ms_psize != s->page_size ||
+        mdb_cursor_open(txn, dbi, &c) != 0)
+        return true; /* pages not aligned to the OS page: cannot tell */
+    /* The new key goes into the page of the next key or of the one before
+     * it (at a page boundary LMDB picks the earlier page): check both. */
+    const uint8_t *pages[2] = {NULL, NULL};
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == 0) {
+        pages[0] = k.mv_data;
+        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    } else if (rc == MDB_NOTFOUND) {
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    }
+    if (rc == 0)
+        pages[1] = k.mv_data;
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND) {
+        s->damaged = s->damaged || is_corruption(rc);
+        return !is_corruption(rc);
+    }
+    for (int i = 0; i < 2; i++) {
+        /* A key lives in its leaf page, and the map is page-aligned. */
+        uintptr_t at = (uintptr_t)pages[i] & ~(uintptr_t)(ms.ms_psize - 1);
+        if (pages[i] && !leaf_page_ok((const uint8_t *)at, ms.ms_psize)) {
+            s->damaged = true;
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- transactions and the map ---- */
 
 /* data.mdb must still hold every page the current meta names: a file cut
@@ -590,6 +819,7 @@ static int resize_locked(cellar_store *s, size_t size)
         MDB_envinfo info;
         mdb_env_info(s->env, &info);
         s->map_size = info.me_mapsize;
+        env_find_map_base(s, NULL); /* the map moved */
         return 0;
     }
     size_t old = s->map_size;

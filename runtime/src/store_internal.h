@@ -66,7 +66,8 @@ struct cellar_store {
     unsigned active;
     bool resizing;
     size_t map_size;
-    bool damaged; /* LMDB reported corruption: set aside at the next chance */
+    const uint8_t *map_base; /* where LMDB mapped data.mdb, or NULL if unknown */
+    bool damaged;            /* LMDB reported corruption: set aside at the next chance */
 };
 
 struct cellar_reader {
@@ -158,6 +159,23 @@ cellar_status env_set_aside(cellar_store *s, const char *reason, cellar_error *e
  * size.  True and `*why` untouched when sound, else false with a reason. */
 bool env_check_file(const char *path, char *why, size_t why_len);
 uint64_t now_ns(void);
+/* Finds where LMDB mapped data.mdb into s->map_base (after any (re)map). */
+void env_find_map_base(cellar_store *s, MDB_txn *txn_or_null);
+/* Keeps data.mdb a margin longer than its last page (see store_env.c). */
+void env_pad_file(cellar_store *s);
+/* False (and marks the store damaged) when a value LMDB returned cannot be
+ * where it claims: it must lie in the file's pages, and a large value's
+ * overflow page header must match it.  Call before touching the bytes of a
+ * value, in read transactions only (a write transaction's dirty pages are
+ * outside the map). */
+bool env_value_ok(cellar_store *s, const MDB_val *v);
+/* False (and marks the store damaged) when the leaf page where `key` would
+ * go is damaged: LMDB asserts, aborting the process, when it adds to one.
+ * Call inside a write transaction before each put. */
+bool env_leaf_ok(cellar_store *s, MDB_txn *txn, MDB_dbi dbi, const MDB_val *key);
+/* True when `bytes` more would not fit data.mdb: the file size limit
+ * (RLIMIT_FSIZE) or the free space of its filesystem. */
+bool env_out_of_space(const cellar_store *s, uint64_t bytes);
 
 /* ---- store_records.c ---- */
 

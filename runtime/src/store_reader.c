@@ -85,7 +85,7 @@ cellar_status cellar_reader_get_key(cellar_reader *r, const cellar_hash *key,
     }
     if (rc)
         return env_error(r->store, err, rc, "cannot read a cache key");
-    if (record_key_decode(v.mv_data, v.mv_size, out))
+    if (env_value_ok(r->store, &v) && record_key_decode(v.mv_data, v.mv_size, out))
         return CELLAR_OK;
     hex_of(key, hex);
     return cellar_error_set(err, CELLAR_ECORRUPT,
@@ -114,8 +114,8 @@ static cellar_status find_result(cellar_reader *r, const cellar_hash *dv,
         return cellar_error_set(err, CELLAR_ENOTFOUND, "no stored result %s", hex);
     if (rc)
         return env_error(r->store, err, rc, "cannot read a result");
-    if ((v.mv_size > RESULT_VALUE_MAX && v.mv_size >= 5 &&
-         ((const uint8_t *)v.mv_data)[4] != 1) ||
+    if (!env_value_ok(r->store, &v) ||
+        (v.mv_size > RESULT_VALUE_MAX && ((const uint8_t *)v.mv_data)[4] != 1) ||
         !record_result_parse(v.mv_data, v.mv_size, L))
         return cellar_error_set(err, CELLAR_ECORRUPT,
                                 "the stored result %s is corrupt: its header does not "
@@ -273,6 +273,9 @@ cellar_status cellar_reader_get_node(cellar_reader *r, const char *node,
         return cellar_error_set(err, CELLAR_ENOTFOUND, "no node '%.200s'", node);
     if (rc)
         return env_error(r->store, err, rc, "cannot read a node");
+    if (!env_value_ok(r->store, &v))
+        return cellar_error_set(err, CELLAR_ECORRUPT,
+                                "the record of node '%.200s' is damaged", node);
     *json = v.mv_data;
     *len = v.mv_size;
     return CELLAR_OK;
@@ -301,6 +304,12 @@ static cellar_status walk(cellar_reader *r, int db, bool backwards, visit_fn vis
     cellar_status st = CELLAR_OK;
     for (rc = mdb_cursor_get(c, &k, &v, first); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, next)) {
+        if (!env_value_ok(r->store, &v)) {
+            st = cellar_error_set(err, CELLAR_ECORRUPT,
+                                  "a value in the %s database is damaged",
+                                  store_dbs[db].name);
+            break;
+        }
         int how = visit(ctx, &k, &v, &st, err);
         if (how != 0)
             break;

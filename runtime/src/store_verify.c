@@ -13,10 +13,11 @@
  * free list, the main database and every named database with cursors,
  * decodes every record, recomputes every result's checksum (blobs included)
  * and lists orphan files.  If it dies of a signal or an LMDB error, that is
- * a structure problem at the last place it announced.  The parent repairs:
- * a store whose structure is damaged is set aside and replaced by a fresh
- * one; otherwise the listed entries are deleted and orphans swept in one
- * write transaction.
+ * a structure problem at the last place it announced.  Repairs: a store
+ * whose structure is damaged is set aside and replaced by a fresh one;
+ * otherwise a second child deletes the listed entries and sweeps orphans in
+ * one write transaction (freeing pages is where LMDB asserts on damage), and
+ * if that child dies the store is set aside after all.
  */
 #include "store_internal.h"
 
@@ -165,8 +166,18 @@ static int walk_db(child *c, MDB_txn *txn, MDB_dbi dbi, int db, const char *name
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         c->records++;
-        if (db >= 0)
+        if (k.mv_size > 511) {
+            problem(c, CELLAR_PROBLEM_STRUCTURE, store_dbs[db >= 0 ? db : 0].name,
+                    "a key longer than LMDB allows: its leaf page is damaged");
+        } else if (db >= 0 && !env_value_ok(c->s, &v)) {
+            char at[1200], hex[1100];
+            hex_key(&k, hex, sizeof hex);
+            snprintf(at, sizeof at, "%s/%s", store_dbs[db].name, hex);
+            problem(c, CELLAR_PROBLEM_STRUCTURE, at,
+                    "its overflow pages do not match the value's size");
+        } else if (db >= 0) {
             check_entry(c, txn, db, &k, &v);
+        }
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
@@ -197,16 +208,20 @@ static int child_walk(child *c)
     if (!rc)
         rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (!rc)
-        rc = walk_db(c, txn, 0, -1, "free-page");
-    if (!rc)
-        rc = walk_db(c, txn, 1, -1, "main");
+        announce(c, "the table of named databases");
     for (int i = 0; !rc && i < DB_COUNT; i++) {
         rc = mdb_dbi_open(txn, store_dbs[i].name, 0, &s->dbi[i]);
         if (!rc && store_dbs[i].cmp)
             mdb_set_compare(txn, s->dbi[i], store_dbs[i].cmp);
-        if (!rc)
-            rc = walk_db(c, txn, s->dbi[i], i, store_dbs[i].name);
     }
+    if (!rc)
+        env_find_map_base(s, txn); /* this child's own map */
+    if (!rc)
+        rc = walk_db(c, txn, 0, -1, "free-page");
+    if (!rc)
+        rc = walk_db(c, txn, 1, -1, "main");
+    for (int i = 0; !rc && i < DB_COUNT; i++)
+        rc = walk_db(c, txn, s->dbi[i], i, store_dbs[i].name);
     if (rc) {
         problem(c, CELLAR_PROBLEM_STRUCTURE, "data.mdb", mdb_strerror(rc));
         return 0;
@@ -218,6 +233,15 @@ static int child_walk(child *c)
     mdb_txn_abort(txn); /* frees the reader slot in lock.mdb */
     mdb_env_close(s->env);
     return 0;
+}
+
+/* A crash in a child must end the child: the parent's handlers (a test
+ * framework's, Python's faulthandler) would otherwise run in its place. */
+static void child_signals(void)
+{
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        signal(sigs[i], SIG_DFL);
 }
 
 /* ---- the parent ---- */
@@ -318,6 +342,7 @@ static cellar_status run_child(cellar_store *s, parent *p, cellar_error *err)
                                 strerror(errno));
     }
     if (pid == 0) {
+        child_signals();
         close(fds[0]);
         child c = {.out = fdopen(fds[1], "w"), .s = s};
         if (c.out)
@@ -354,34 +379,102 @@ static cellar_status run_child(cellar_store *s, parent *p, cellar_error *err)
     return CELLAR_OK;
 }
 
-static cellar_status repair(cellar_store *s, parent *p, cellar_error *err)
+/* In the repair child: deletes what the walk listed and sweeps orphans, in
+ * one write transaction of its own environment.  Exit 0, or 1 on an error. */
+static int repair_child(cellar_store *s, const parent *p, int out)
 {
-    if (p->structure) {
-        cellar_status st =
-            env_set_aside(s, "cellar verify found its structure damaged", err);
-        if (!st)
-            p->counts.repaired++;
-        return st;
-    }
-    if (!p->ndels && !p->orphans)
-        return CELLAR_OK;
     MDB_txn *txn;
-    int rc = env_txn_begin(s, 0, &txn);
-    if (rc)
-        return env_error(s, err, rc, "cannot begin the repair");
+    unsigned flags = MDB_NOTLS | MDB_NOSYNC;
+    int rc = mdb_env_create(&s->env);
+    if (!rc)
+        rc = mdb_env_set_maxdbs(s->env, DB_COUNT + 4);
+    if (!rc)
+        rc = mdb_env_set_mapsize(s->env, s->map_size);
+    if (!rc)
+        rc = mdb_env_open(s->env, s->path, flags, 0600);
+    if (!rc)
+        rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    for (int i = 0; !rc && i < DB_COUNT; i++)
+        rc = mdb_dbi_open(txn, store_dbs[i].name, 0, &s->dbi[i]);
+    uint64_t removed = 0;
     for (size_t i = 0; !rc && i < p->ndels; i++) {
-        MDB_val k = {p->dels[i].len, p->dels[i].key};
+        MDB_val k = {p->dels[i].len, (void *)p->dels[i].key};
         rc = mdb_del(txn, s->dbi[p->dels[i].db], &k, NULL);
         if (rc == MDB_NOTFOUND)
             rc = 0;
         else if (!rc)
-            p->counts.repaired++;
+            removed++;
     }
     if (!rc)
-        p->counts.repaired += blob_sweep(s, txn, true, NULL, NULL);
-    rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+        removed += blob_sweep(s, txn, true, NULL, NULL);
+    if (!rc)
+        rc = mdb_txn_commit(txn);
+    if (!rc)
+        rc = mdb_env_sync(s->env, 1);
+    if (!rc && write(out, &removed, sizeof removed) != (ssize_t)sizeof removed)
+        rc = EIO;
+    return rc ? 1 : 0;
+}
+
+/*
+ * Repairs.  Deleting frees pages, and LMDB asserts on a damaged free list or
+ * overflow header, so the deletes run in a child too; if it dies, the store
+ * is treated as structurally damaged and set aside.
+ */
+static cellar_status repair(cellar_store *s, parent *p, cellar_error *err)
+{
+    if (!p->structure && !p->ndels && !p->orphans)
+        return CELLAR_OK;
+    uint64_t removed = 0;
+    if (!p->structure) {
+        int fds[2];
+        if (pipe(fds) != 0)
+            return cellar_error_set(err, CELLAR_EIO, "cannot make a pipe: %s",
+                                    strerror(errno));
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) {
+            close(fds[0]);
+            close(fds[1]);
+            return cellar_error_set(err, CELLAR_EIO, "cannot fork the repair: %s",
+                                    strerror(errno));
+        }
+        if (pid == 0) {
+            child_signals();
+            close(fds[0]);
+            _exit(repair_child(s, p, fds[1]));
+        }
+        close(fds[1]);
+        ssize_t got;
+        while ((got = read(fds[0], &removed, sizeof removed)) < 0 && errno == EINTR)
+            ;
+        close(fds[0]);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (got == (ssize_t)sizeof removed && WIFEXITED(status) && !WEXITSTATUS(status)) {
+            p->counts.repaired += removed;
+            return CELLAR_OK;
+        }
+    }
+    cellar_status st =
+        env_set_aside(s,
+                      p->structure ? "cellar verify found its structure damaged"
+                                   : "deleting its damaged entries failed",
+                      err);
+    if (st)
+        return st;
+    p->counts.repaired++;
+    /* The old store's blobs are orphans of the fresh one. */
+    MDB_txn *txn;
+    int rc = env_txn_begin(s, 0, &txn);
+    if (rc)
+        return env_error(s, err, rc, "cannot begin the sweep");
+    p->counts.repaired += blob_sweep(s, txn, true, NULL, NULL);
+    blob_clear_markers(s);
+    rc = mdb_txn_commit(txn);
     env_txn_done(s);
-    return rc ? env_error(s, err, rc, "cannot commit the repair") : CELLAR_OK;
+    return rc ? env_error(s, err, rc, "cannot commit the sweep") : CELLAR_OK;
 }
 
 cellar_status cellar_store_verify(cellar_store *store, bool repair_it,

@@ -27,8 +27,8 @@
 #include "cellar/store.h"
 
 typedef struct fixture {
-    char root[64];  /* mkdtemp directory */
-    char dir[128];  /* root/store: created by cellar_store_open */
+    char root[64]; /* mkdtemp directory */
+    char dir[128]; /* root/store: created by cellar_store_open */
 } fixture;
 
 static inline int setup(void **state)
@@ -99,7 +99,8 @@ static inline void fill_pattern(uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
-static inline cellar_key_record record(const char *node, const cellar_hash *dv, uint64_t t)
+static inline cellar_key_record record(const char *node, const cellar_hash *dv,
+                                       uint64_t t)
 {
     cellar_key_record r = {0};
     r.data_version = *dv;

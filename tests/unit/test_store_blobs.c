@@ -51,7 +51,8 @@ static void on_problem(void *ctx, cellar_problem kind, const char *where,
     p->n++;
     p->by_kind[kind]++;
     if (getenv("STORE_TEST_DEBUG"))
-        fprintf(stderr, "problem: %s %s: %s\n", cellar_problem_name(kind), where, message);
+        fprintf(stderr, "problem: %s %s: %s\n", cellar_problem_name(kind), where,
+                message);
     snprintf(p->last, sizeof p->last, "%s %s: %s", cellar_problem_name(kind), where,
              message);
 }
@@ -159,26 +160,26 @@ static void test_blob_deleted_damaged_truncated(void **state)
     loaded l = {0};
     char hex[33];
     assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
-    assert_int_equal(cellar_reader_map_result(r, &dv[0], true, alloc_seg, adopt_seg, &l,
-                                              &err),
-                     CELLAR_ENOTFOUND);
+    assert_int_equal(
+        cellar_reader_map_result(r, &dv[0], true, alloc_seg, adopt_seg, &l, &err),
+        CELLAR_ENOTFOUND);
     assert_int_equal(err.code, CELLAR_ENOTFOUND);
     assert_non_null(strstr(err.message, path[0]));
     loaded_free(&l);
-    assert_int_equal(cellar_reader_map_result(r, &dv[1], true, alloc_seg, adopt_seg, &l,
-                                              &err),
-                     CELLAR_ECORRUPT);
+    assert_int_equal(
+        cellar_reader_map_result(r, &dv[1], true, alloc_seg, adopt_seg, &l, &err),
+        CELLAR_ECORRUPT);
     cellar_hash_to_hex(&dv[1], hex);
     assert_non_null(strstr(err.message, hex));
     loaded_free(&l);
     /* Unverified, the damage goes unseen: that is what the opt-out costs. */
-    assert_int_equal(cellar_reader_map_result(r, &dv[1], false, alloc_seg, adopt_seg, &l,
-                                              &err),
-                     CELLAR_OK);
+    assert_int_equal(
+        cellar_reader_map_result(r, &dv[1], false, alloc_seg, adopt_seg, &l, &err),
+        CELLAR_OK);
     loaded_free(&l);
-    assert_int_equal(cellar_reader_map_result(r, &dv[2], false, alloc_seg, adopt_seg, &l,
-                                              &err),
-                     CELLAR_ECORRUPT);
+    assert_int_equal(
+        cellar_reader_map_result(r, &dv[2], false, alloc_seg, adopt_seg, &l, &err),
+        CELLAR_ECORRUPT);
     assert_non_null(strstr(err.message, "100 bytes"));
     loaded_free(&l);
     cellar_reader_end(r);
@@ -196,9 +197,9 @@ static void test_blob_deleted_damaged_truncated(void **state)
     commit_ok(s, b);
     assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(cellar_reader_map_result(r, &dv[i], true, alloc_seg, adopt_seg,
-                                                  &l, &err),
-                         CELLAR_OK);
+        assert_int_equal(
+            cellar_reader_map_result(r, &dv[i], true, alloc_seg, adopt_seg, &l, &err),
+            CELLAR_OK);
         assert_memory_equal(l.bufs[1], big[i], sizeof big[i]);
         loaded_free(&l);
     }
@@ -288,7 +289,9 @@ static void test_killed_writer_orphans_are_swept(void **state)
         cellar_store *s = open_with(f->dir, SMALL_BLOB, false);
         problems p = verify(s, false);
         if (p.n > p.by_kind[CELLAR_PROBLEM_ORPHAN])
-            fail_msg("round %d: after a kill: %zu problems (%zu %zu %zu %zu %zu): %s", round, p.n, p.by_kind[0], p.by_kind[1], p.by_kind[2], p.by_kind[3], p.by_kind[4], p.last);
+            fail_msg("round %d: after a kill: %zu problems (%zu %zu %zu %zu %zu): %s",
+                     round, p.n, p.by_kind[0], p.by_kind[1], p.by_kind[2], p.by_kind[3],
+                     p.by_kind[4], p.last);
         orphans += p.by_kind[CELLAR_PROBLEM_ORPHAN];
         /* Every key's result loads: commits are all or nothing. */
         cellar_batch *b = cellar_batch_new();
@@ -332,7 +335,8 @@ static int check_key(void *ctx, const cellar_hash *key, const cellar_key_record 
     cellar_status st = cellar_reader_map_result(a->r, &rec->data_version, true, alloc_seg,
                                                 adopt_seg, &l, &err);
     if (st != CELLAR_OK || l.n != 2 || l.lens[1] != rec->size) {
-        fprintf(stderr, "reader %d: %s: %s\n", a->id, cellar_status_name(st), err.message);
+        fprintf(stderr, "reader %d: %s: %s\n", a->id, cellar_status_name(st),
+                err.message);
         a->sh->bad[a->id]++;
     }
     a->sh->loads[a->id]++;
@@ -467,20 +471,21 @@ static void test_result_header_codec(void **state)
 
 /* Calls `call` with err = NULL and with an error; same status, and the error
  * holds it with a message whenever it is not OK. */
-#define SAME_STATUS(expected, call_with)                                              \
-    do {                                                                              \
-        cellar_error e_;                                                              \
-        memset(&e_, 0x55, sizeof e_);                                                 \
-        cellar_error *err_ = NULL;                                                    \
-        cellar_status a_ = (call_with);                                               \
-        err_ = &e_;                                                                   \
-        cellar_status b_ = (call_with);                                               \
-        assert_int_equal(a_, expected);                                               \
-        assert_int_equal(b_, expected);                                               \
-        if (b_ != CELLAR_OK) {                                                        \
-            assert_int_equal(e_.code, b_);                                            \
-            assert_true(e_.message[0] != '\0' && strlen(e_.message) < sizeof e_.message); \
-        }                                                                             \
+#define SAME_STATUS(expected, call_with)                                                 \
+    do {                                                                                 \
+        cellar_error e_;                                                                 \
+        memset(&e_, 0x55, sizeof e_);                                                    \
+        cellar_error *err_ = NULL;                                                       \
+        cellar_status a_ = (call_with);                                                  \
+        err_ = &e_;                                                                      \
+        cellar_status b_ = (call_with);                                                  \
+        assert_int_equal(a_, expected);                                                  \
+        assert_int_equal(b_, expected);                                                  \
+        if (b_ != CELLAR_OK) {                                                           \
+            assert_int_equal(e_.code, b_);                                               \
+            assert_true(e_.message[0] != '\0' &&                                         \
+                        strlen(e_.message) < sizeof e_.message);                         \
+        }                                                                                \
     } while (0)
 
 static void test_error_contract(void **state)
@@ -520,7 +525,8 @@ static void test_error_contract(void **state)
     cellar_store_stats st;
     SAME_STATUS(CELLAR_ENOTFOUND, cellar_reader_get_key(r, &other, &got, err_));
     SAME_STATUS(CELLAR_ENOTFOUND, cellar_reader_get_node(r, "absent", &json, &len, err_));
-    SAME_STATUS(CELLAR_ENOTFOUND, cellar_reader_load_result(r, &other, alloc_seg, &l, err_));
+    SAME_STATUS(CELLAR_ENOTFOUND,
+                cellar_reader_load_result(r, &other, alloc_seg, &l, err_));
     SAME_STATUS(CELLAR_ENOTFOUND, cellar_reader_map_result(r, &other, false, alloc_seg,
                                                            adopt_seg, &l, err_));
     SAME_STATUS(CELLAR_EINVAL, cellar_reader_load_result(r, &dv, NULL, NULL, err_));
