@@ -9,6 +9,8 @@
  *   store_records.c  the store's own record formats: result headers, key records
  *   store_env.c      the LMDB environment: opening, the database table, map
  *                    size, transactions, setting a damaged store aside
+ *   store_pages.c    checks of LMDB's own pages, so damage is found, not
+ *                    crashed on
  *   store_safety.c   ownership and modes of the directory and its files, and
  *                    the lock file's identity
  * Everything here is private to those files.
@@ -139,6 +141,8 @@ bool safety_lock_unchanged(cellar_store *s);
 
 /* ---- store_env.c ---- */
 
+/* True for the LMDB codes that mean the file is damaged. */
+bool env_is_corruption(int rc);
 /* A status for an LMDB return code: ECORRUPT for corruption (and marks the
  * store damaged), EFULL for a full map or disk, ELMDB otherwise. */
 cellar_status env_error(cellar_store *s, cellar_error *err, int rc, const char *what);
@@ -155,23 +159,22 @@ int env_grow(cellar_store *s, uint64_t extra);
 /* Moves data.mdb (and lock.mdb) aside and opens a fresh environment; the
  * notice names the new path and `reason`.  Needs no active transaction. */
 cellar_status env_set_aside(cellar_store *s, const char *reason, cellar_error *err);
-/* Reads the meta pages of `path` (data.mdb) and checks them against the file
- * size.  True and `*why` untouched when sound, else false with a reason. */
+/* (store_pages.c) Reads the meta pages of `path` (data.mdb) and checks them against the
+ * file size.  True and `*why` untouched when sound, else false with a reason. */
 bool env_check_file(const char *path, char *why, size_t why_len);
 uint64_t now_ns(void);
 /* Finds where LMDB mapped data.mdb into s->map_base (after any (re)map). */
 void env_find_map_base(cellar_store *s, MDB_txn *txn_or_null);
-/* Keeps data.mdb a margin longer than its last page (see store_env.c). */
+/* (store_pages.c) Keeps data.mdb a margin longer than its last page (see store_env.c). */
 void env_pad_file(cellar_store *s);
-/* False (and marks the store damaged) when a value LMDB returned cannot be
- * where it claims: it must lie in the file's pages, and a large value's
- * overflow page header must match it.  Call before touching the bytes of a
- * value, in read transactions only (a write transaction's dirty pages are
- * outside the map). */
+/* (store_pages.c) False (and marks the store damaged) when a value LMDB returned cannot
+ * be where it claims: it must lie in the file's pages, and a large value's overflow page
+ * header must match it.  Call before touching the bytes of a value, in read transactions
+ * only (a write transaction's dirty pages are outside the map). */
 bool env_value_ok(cellar_store *s, const MDB_val *v);
-/* False (and marks the store damaged) when the leaf page where `key` would
- * go is damaged: LMDB asserts, aborting the process, when it adds to one.
- * Call inside a write transaction before each put. */
+/* (store_pages.c) False (and marks the store damaged) when the leaf page where `key`
+ * would go is damaged: LMDB asserts, aborting the process, when it adds to one. Call
+ * inside a write transaction before each put. */
 bool env_leaf_ok(cellar_store *s, MDB_txn *txn, MDB_dbi dbi, const MDB_val *key);
 /* True when `bytes` more would not fit data.mdb: the file size limit
  * (RLIMIT_FSIZE) or the free space of its filesystem. */
