@@ -373,6 +373,11 @@ cellar_status cellar_store_open(const char *dir, const cellar_store_options *opt
         return st;
     }
     st = open_or_set_aside(s, have_data, err);
+    if (st == CELLAR_EREADONLY && !read_only && have_data) {
+        /* The directory is writable but LMDB's files are not: read-only. */
+        s->read_only = read_only = true;
+        st = open_or_set_aside(s, have_data, err);
+    }
     if (st) {
         cellar_store_close(s);
         return st;
