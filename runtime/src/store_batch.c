@@ -639,9 +639,10 @@ cellar_status cellar_store_commit(cellar_store *store, cellar_batch *b, cellar_e
         }
         if ((rc = env_grow(store, b->bytes))) {
             cellar_fingerprint_free(c.fp);
-            return cellar_error_set(err, CELLAR_EFULL,
-                                    "the store %s is full and its map cannot grow: %s",
-                                    store->path, mdb_strerror(rc));
+            return cellar_error_set(
+                err, CELLAR_EFULL, "the store %s is full and its map cannot grow: %s",
+                store->path,
+                rc == EBUSY ? "readers of this process stayed open" : mdb_strerror(rc));
         }
     }
     cellar_fingerprint_free(c.fp);

@@ -534,8 +534,20 @@ int env_grow(cellar_store *s, uint64_t extra)
     while (s->resizing)
         pthread_cond_wait(&s->idle, &s->mu);
     s->resizing = true;
-    while (s->active)
-        pthread_cond_wait(&s->idle, &s->mu);
+    /* Readers of other threads end soon; one held by the committing thread
+     * never would, so the wait is bounded and then the commit fails. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    int waited = 0;
+    while (s->active && waited != ETIMEDOUT)
+        waited = pthread_cond_timedwait(&s->idle, &s->mu, &until);
+    if (s->active) {
+        s->resizing = false;
+        pthread_cond_broadcast(&s->idle);
+        pthread_mutex_unlock(&s->mu);
+        return EBUSY;
+    }
     uint64_t cur = s->map_size;
     uint64_t want = cur + extra + extra / 4 + ((uint64_t)4 << 20);
     if (want < 2 * cur)

@@ -362,8 +362,8 @@ cellar_status cellar_batch_add_run(cellar_batch *b, const char *json, uint64_t *
  * Applies the batch in one write transaction: blob files are written and
  * renamed into place, then the records put, then the transaction committed.
  * On MDB_MAP_FULL the map is grown and the transaction retried (growing
- * waits for this process's readers to end; commit with none open to be sure
- * it can grow).  Orphans a killed writer left are swept by the next commit.
+ * waits up to 5 s for this process's readers to end, then fails with EFULL:
+ * commit with none open on this thread).  Orphans a killed writer left are swept by the next commit.
  * On failure nothing from the batch is visible (blob files it renamed into
  * place are orphans until then), the store stays usable, and the batch keeps
  * its contents; on success the batch is emptied.  Either way it can be freed.
