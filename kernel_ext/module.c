@@ -102,7 +102,7 @@ PyObject *cellar_store_summary(cellar_state *st)
     cellar_error err;
     cellar_store_stats stats = {0};
     if (cellar_reader_begin(st->store, &r, &err) == CELLAR_OK) {
-        cellar_reader_stats(r, &stats, &err);
+        cellar_reader_counts(r, &stats, &err); /* never a walk on the kernel's path */
         cellar_reader_end(r);
     }
     char size[32];

@@ -382,8 +382,8 @@ cellar_status cellar_reader_each_run(cellar_reader *r, cellar_run_fn fn, void *c
     return walk(r, DB_RUNS, true, visit_run, &w, err);
 }
 
-cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
-                                  cellar_error *err)
+cellar_status cellar_reader_counts(cellar_reader *r, cellar_store_stats *out,
+                                   cellar_error *err)
 {
     if (!r || !out)
         return not_open(err);
@@ -414,6 +414,37 @@ cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
     if (mdb_env_get_fd(s->env, &fd) == 0 && fstat(fd, &st) == 0)
         out->file_bytes = (uint64_t)st.st_blocks * 512;
     return CELLAR_OK;
+}
+
+static int visit_sum_size(void *ctx, const MDB_val *k, const MDB_val *v,
+                          cellar_status *bad, cellar_error *err)
+{
+    (void)k;
+    (void)bad;
+    (void)err;
+    result_layout L;
+    uint64_t *sum = ctx;
+    *sum += v->mv_size;
+    if (v->mv_size > RESULT_VALUE_MAX || !record_result_parse(v->mv_data, v->mv_size, &L))
+        return 0;
+    seg_info *segs = malloc(L.nsegs * sizeof *segs);
+    if (!segs)
+        return 0;
+    record_result_segs(&L, segs);
+    for (size_t i = 0; i < L.nsegs; i++)
+        *sum += segs[i].blob ? segs[i].len : 0;
+    free(segs);
+    return 0;
+}
+
+cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
+                                  cellar_error *err)
+{
+    cellar_status st = cellar_reader_counts(r, out, err);
+    if (st)
+        return st;
+    out->result_bytes = 0;
+    return walk(r, DB_RESULTS, false, visit_sum_size, &out->result_bytes, err);
 }
 
 typedef struct verify_walk {

@@ -223,7 +223,7 @@ cellar_status cellar_reader_each_run(cellar_reader *r, cellar_run_fn fn, void *c
 
 typedef struct cellar_store_stats {
     uint64_t keys, results, nodes, runs; /* entries, from LMDB's counters */
-    uint64_t result_bytes; /* pages of the results database plus blob files */
+    uint64_t result_bytes; /* stored bytes of the results: headers and segments */
     uint64_t blobs;        /* blob files */
     uint64_t map_size;     /* current LMDB map size */
     uint64_t file_bytes;   /* disk space data.mdb takes */
@@ -231,10 +231,16 @@ typedef struct cellar_store_stats {
                               cellar_store_commit adds exactly one */
 } cellar_store_stats;
 
-/* Counts without walking any database (one stat per blob file).  Returns
- * CELLAR_OK; EINVAL; ELMDB. */
+/* Every figure, result_bytes exact: walks the results database (headers
+ * only; blobs are not read).  Returns CELLAR_OK; ECORRUPT; EINVAL; ELMDB. */
 cellar_status cellar_reader_stats(cellar_reader *r, cellar_store_stats *out,
                                   cellar_error *err);
+/* The same without walking any database, for the kernel's path: counts from
+ * LMDB's own counters, and result_bytes estimated as the results database's
+ * pages plus the blob files' sizes (one stat per blob).  Returns CELLAR_OK;
+ * EINVAL; ELMDB. */
+cellar_status cellar_reader_counts(cellar_reader *r, cellar_store_stats *out,
+                                   cellar_error *err);
 
 /*
  * Verifies every stored result's checksum in this process (including blobs).
