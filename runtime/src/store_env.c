@@ -132,7 +132,13 @@ bool env_out_of_space(const cellar_store *s, uint64_t bytes)
 static int open_dbis(cellar_store *s)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
+    int rc = MDB_MAP_RESIZED;
+    /* Another process may grow the map between our sizing and this begin. */
+    for (int i = 0; i < 8 && rc == MDB_MAP_RESIZED; i++) {
+        rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
+        if (rc == MDB_MAP_RESIZED && (rc = mdb_env_set_mapsize(s->env, 0)) == 0)
+            rc = MDB_MAP_RESIZED;
+    }
     if (rc)
         return rc;
     for (size_t i = 0; i < DB_COUNT; i++) {

@@ -19,6 +19,7 @@
  * The layout constants are LMDB 0.9's (mdb.c), which the file format has
  * kept since 0.9.0.
  */
+#define _GNU_SOURCE /* fallocate */
 #include "store_internal.h"
 
 #include <errno.h>
@@ -200,8 +201,11 @@ bad:
     return false;
 }
 
-bool env_check_file(const char *path, char *why, size_t wl)
+/* One look at the file; `*txnid` gets the newest meta's transaction id (0
+ * when no meta is valid). */
+static bool check_once(const char *path, char *why, size_t wl, uint64_t *txnid)
 {
+    *txnid = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
@@ -241,6 +245,7 @@ bool env_check_file(const char *path, char *why, size_t wl)
      * the other to be valid too unless it was never written. */
     int cur = !valid[0] ? 1 : !valid[1] ? 0 : m[1].txnid > m[0].txnid;
     const meta_view *mm = &m[cur];
+    *txnid = mm->txnid;
     if (!valid[!cur] && mm->txnid > 1) {
         snprintf(why, wl, "meta page %d of data.mdb is damaged", !cur);
         goto done;
@@ -272,6 +277,27 @@ done:
     return ok;
 }
 
+/*
+ * The check reads pages without being one of LMDB's readers, so a writer in
+ * another process may reuse the pages of the snapshot it is reading (two
+ * commits later) and make a sound store look damaged.  So a failure counts
+ * only when it repeats on the same snapshot (the same newest txn id): a
+ * store that is being written changes txn id between looks.
+ */
+bool env_check_file(const char *path, char *why, size_t wl)
+{
+    uint64_t prev = UINT64_MAX, txnid;
+    for (int attempt = 0; attempt < 20; attempt++) {
+        if (check_once(path, why, wl, &txnid))
+            return true;
+        if (txnid == prev)
+            return false;
+        prev = txnid;
+        usleep(2000);
+    }
+    return false;
+}
+
 /* ---- guarding reads of damaged pages ---- */
 
 /*
@@ -294,8 +320,11 @@ void env_pad_file(cellar_store *s)
         fstat(fd, &st) != 0)
         return;
     off_t want = (off_t)(info.me_last_pgno + 1) * ms.ms_psize + PAD_BYTES;
+    /* Never ftruncate: another process may have written pages past what
+     * this one saw, and a truncate would cut them off.  fallocate only adds
+     * blocks where there are none and never shrinks the file. */
     if (st.st_size < want && (uint64_t)want <= s->map_size)
-        (void)!ftruncate(fd, want);
+        (void)!fallocate(fd, 0, st.st_size, want - st.st_size);
 }
 
 bool env_value_ok(cellar_store *s, const MDB_val *v)
