@@ -38,6 +38,9 @@ int cellar_open_store(cellar_state *st, PyObject *dir)
         PyErr_Format(st->StoreError, "cannot open the store: %s", err.message);
         return -1;
     }
+    /* Set aside as damaged, or read-only: said once, here. */
+    if (cellar_store_notice(store))
+        cellar_warn("%s", cellar_store_notice(store));
     if (st->store)
         cellar_store_close(st->store);
     st->store = store;
@@ -53,7 +56,7 @@ PyObject *cellar_store_summary(cellar_state *st)
     cellar_error err;
     cellar_store_stats stats = {0};
     if (cellar_reader_begin(st->store, &r, &err) == CELLAR_OK) {
-        cellar_reader_stats(r, &stats, &err);
+        cellar_reader_counts(r, &stats, &err); /* never a walk on the kernel's path */
         cellar_reader_end(r);
     }
     char size[CELLAR_UNITS_BUFSIZE];

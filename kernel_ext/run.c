@@ -829,7 +829,8 @@ static bool stored_bytes_versioned(run_ctx *ctx, slot *s)
 static void save(run_ctx *ctx, PyObject *targets, uint64_t started)
 {
     cellar_state *st = ctx->st;
-    if (!st->store)
+    /* A read-only store was announced once, when it was opened. */
+    if (!st->store || cellar_store_read_only(st->store))
         return;
     cellar_batch *b = cellar_batch_new();
     cellar_error err;

@@ -94,7 +94,7 @@ static int fail(const cli *c, const char *message)
 /* Opens the store read-only and begins a reader; on failure prints why. */
 static int open_reader(const cli *c, cellar_store **s, cellar_reader **r)
 {
-    cellar_store_options o = {0, true};
+    cellar_store_options o = {.read_only = true};
     cellar_error err;
     if (cellar_store_open(c->dir, &o, s, &err))
         return fail(c, err.message);

@@ -2,8 +2,8 @@
  * Unit tests for store.c, against real LMDB files in temporary directories:
  * round trips, persistence, read-only opening, iteration order, stats, map
  * growth from a tiny map, permission refusals, detection of flipped bytes in
- * data.mdb, peak memory while loading, and several processes writing and
- * reading one store at once.
+ * data.mdb and peak memory while loading (several processes on one store:
+ * test_store_processes.c).
  */
 #define _GNU_SOURCE /* nftw */
 #include <setjmp.h>
@@ -64,7 +64,8 @@ static int teardown(void **state)
 
 static cellar_store *open_store(const char *dir, size_t map_size, bool read_only)
 {
-    cellar_store_options o = {map_size, read_only};
+    /* A small map is for growth tests: keep their values inside LMDB. */
+    cellar_store_options o = {map_size ? (size_t)64 << 20 : 0, read_only, map_size};
     cellar_store *s = NULL;
     cellar_error err;
     cellar_status st = cellar_store_open(dir, &o, &s, &err);
@@ -228,13 +229,16 @@ static void test_round_trip(void **state)
     assert_int_equal(cellar_reader_get_node(r, "nope", &json, &len, &err),
                      CELLAR_ENOTFOUND);
 
-    /* One reader at a time, and no commit while it is open. */
+    /* Several readers at once, and a commit while they are open: each keeps
+     * its snapshot. */
     cellar_reader *r2;
-    assert_int_equal(cellar_reader_begin(s, &r2, &err), CELLAR_EINVAL);
+    assert_int_equal(cellar_reader_begin(s, &r2, &err), CELLAR_OK);
     cellar_batch_touch_key(b, &key, 99, NULL);
-    assert_int_equal(cellar_store_commit(s, b, &err), CELLAR_EINVAL);
-    cellar_reader_end(r);
     commit_ok(s, b);
+    assert_int_equal(cellar_reader_get_key(r2, &key, &got, &err), CELLAR_OK);
+    assert_int_equal(got.last_used_ns, 43);
+    cellar_reader_end(r2);
+    cellar_reader_end(r);
     assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
     assert_int_equal(cellar_reader_get_key(r, &key, &got, &err), CELLAR_OK);
     assert_int_equal(got.last_used_ns, 99);
@@ -304,7 +308,7 @@ static void test_reopen_and_read_only(void **state)
     fixture *f = *state;
     cellar_error err;
     cellar_store *s = NULL;
-    cellar_store_options ro = {0, true};
+    cellar_store_options ro = {.read_only = true};
 
     /* Read-only never creates a store. */
     assert_int_equal(cellar_store_open(f->dir, &ro, &s, &err), CELLAR_ENOTFOUND);
@@ -366,17 +370,6 @@ static int collect_key(void *ctx, const cellar_hash *key, const cellar_key_recor
     return ++c->n == c->stop_after;
 }
 
-static int collect_node(void *ctx, const char *name, size_t name_len, const char *json,
-                        size_t json_len)
-{
-    collected *c = ctx;
-    (void)json;
-    (void)json_len;
-    memcpy(c->names[c->n], name, name_len);
-    c->names[c->n][name_len] = '\0';
-    return ++c->n == c->stop_after;
-}
-
 static int collect_run(void *ctx, uint64_t id, const char *json, size_t len)
 {
     collected *c = ctx;
@@ -416,13 +409,6 @@ static void test_iteration_order(void **state)
         assert_true(memcmp(c.names[i - 1], c.names[i], 16) < 0);
 
     memset(&c, 0, sizeof c);
-    assert_int_equal(cellar_reader_each_node(r, collect_node, &c, &err), CELLAR_OK);
-    assert_int_equal(c.n, 5);
-    const char *sorted[] = {"alpha", "beta", "beta2", "mid", "zeta"};
-    for (size_t i = 0; i < 5; i++)
-        assert_string_equal(c.names[i], sorted[i]);
-
-    memset(&c, 0, sizeof c);
     assert_int_equal(cellar_reader_each_run(r, collect_run, &c, &err), CELLAR_OK);
     assert_int_equal(c.n, 3);
     assert_string_equal(c.names[0], "run2");
@@ -433,7 +419,7 @@ static void test_iteration_order(void **state)
     /* A callback that returns non-zero stops the walk. */
     memset(&c, 0, sizeof c);
     c.stop_after = 2;
-    assert_int_equal(cellar_reader_each_node(r, collect_node, &c, &err), CELLAR_OK);
+    assert_int_equal(cellar_reader_each_key(r, collect_key, &c, &err), CELLAR_OK);
     assert_int_equal(c.n, 2);
     cellar_reader_end(r);
     cellar_batch_free(b);
@@ -467,8 +453,10 @@ static void test_stats(void **state)
     assert_int_equal(st.results, 2);
     assert_int_equal(st.nodes, 1);
     assert_int_equal(st.runs, 1);
-    /* Two headers (32 bytes + 8 per segment) and the segment bytes. */
-    assert_int_equal(st.result_bytes, (32 + 16 + 1 + sizeof big) + (32 + 8 + 4));
+    /* The pages holding two headers (32 bytes + 16 per segment) and the
+     * segment bytes. */
+    assert_true(st.result_bytes >= (32 + 32 + 1 + sizeof big) + (32 + 16 + 4));
+    assert_true(st.result_bytes < 8 * 4096);
     assert_int_equal(st.map_size, (uint64_t)1 << 30);
     assert_true(st.file_bytes > 0);
     cellar_batch_free(b);
@@ -532,7 +520,7 @@ static void expect_unsafe(const char *dir, const char *must_contain)
     assert_non_null(strstr(err.message, "loading a pickle runs code"));
     if (!strstr(err.message, must_contain))
         fail_msg("message lacks '%s': %s", must_contain, err.message);
-    cellar_store_options ro = {0, true};
+    cellar_store_options ro = {.read_only = true};
     assert_int_equal(cellar_store_open(dir, &ro, &s, &err), CELLAR_EUNSAFE);
 }
 
@@ -799,155 +787,6 @@ static void test_load_peak_memory(void **state)
     cellar_store_close(s);
 }
 
-/* ---- several processes on one store ---- */
-
-#define WRITERS 3
-#define READERS 3
-#define BATCHES 25
-
-/* The value with (writer, batch, item) is reproducible from its node name. */
-static size_t value_size(int w, int batch, int item)
-{
-    static const size_t sizes[] = {0, 17, 4000, 70000, 300000, 1100000};
-    return sizes[(w * 7 + batch * 3 + item) % 6];
-}
-
-static int writer_main(const char *dir, int w)
-{
-    cellar_store *s = NULL;
-    cellar_store_options o = {1 << 20, false};
-    cellar_error err;
-    if (cellar_store_open(dir, &o, &s, &err)) {
-        fprintf(stderr, "writer %d: %s\n", w, err.message);
-        return 10;
-    }
-    cellar_batch *b = cellar_batch_new();
-    uint8_t *buf = malloc((size_t)1100000 * 3);
-    if (!b || !buf)
-        return 11;
-    for (int batch = 0; batch < BATCHES; batch++) {
-        for (int item = 0; item < 3; item++) {
-            size_t n = value_size(w, batch, item);
-            uint8_t *p = buf + (size_t)item * 1100000;
-            fill_pattern(p, n, (uint32_t)(w * 10000 + batch * 10 + item));
-            cellar_segment segs[2] = {{"x", 1}, {p, n}};
-            char node[32];
-            snprintf(node, sizeof node, "w%d_b%d_i%d", w, batch, item);
-            cellar_hash dv = dv_of(segs, 2), key = hash_of(node);
-            cellar_key_record rec = record(node, &dv, (uint64_t)batch);
-            rec.size = n;
-            if (cellar_batch_put_result(b, &dv, segs, 2, item ? NULL : &dv, NULL) ||
-                cellar_batch_put_key(b, &key, &rec, NULL))
-                return 12;
-        }
-        cellar_batch_add_run(b, "{\"nodes\":[]}", NULL, NULL);
-        if (cellar_store_commit(s, b, &err)) {
-            fprintf(stderr, "writer %d: %s\n", w, err.message);
-            return 13;
-        }
-    }
-    cellar_batch_free(b);
-    free(buf);
-    cellar_store_close(s);
-    return 0;
-}
-
-typedef struct reader_ctx {
-    cellar_reader *r;
-    int bad;
-    uint64_t loads;
-} reader_ctx;
-
-/* Every key was committed with its result, so its result must load. */
-static int check_key(void *ctx, const cellar_hash *key, const cellar_key_record *rec)
-{
-    reader_ctx *c = ctx;
-    loaded l = {0};
-    cellar_error err;
-    (void)key;
-    cellar_status st =
-        cellar_reader_load_result(c->r, &rec->data_version, alloc_seg, &l, &err);
-    if (st != CELLAR_OK || l.n != 2 || l.lens[1] != rec->size) {
-        fprintf(stderr, "reader: %s: %s\n", cellar_status_name(st), err.message);
-        c->bad++;
-    }
-    c->loads++;
-    loaded_free(&l);
-    return 0;
-}
-
-static int reader_main(const char *dir)
-{
-    cellar_store *s = NULL;
-    cellar_error err;
-    /* The first writer may not have created it yet. */
-    for (int i = 0; i < 200 && cellar_store_open(dir, NULL, &s, &err); i++)
-        usleep(10000);
-    if (!s)
-        return 20;
-    reader_ctx c = {0};
-    uint64_t seen_keys = 0;
-    time_t give_up = time(NULL) + 60; /* writers that failed never finish */
-    while (seen_keys < (uint64_t)WRITERS * BATCHES * 3) {
-        if (time(NULL) > give_up)
-            return 24;
-        if (cellar_reader_begin(s, &c.r, &err)) {
-            fprintf(stderr, "reader begin: %s\n", err.message);
-            return 21;
-        }
-        cellar_store_stats st;
-        if (cellar_reader_each_key(c.r, check_key, &c, &err) ||
-            cellar_reader_stats(c.r, &st, &err))
-            return 22;
-        seen_keys = st.keys;
-        cellar_reader_end(c.r);
-        if (c.bad)
-            return 23;
-    }
-    cellar_store_close(s);
-    return 0;
-}
-
-static void test_concurrent_processes(void **state)
-{
-    fixture *f = *state;
-    pid_t pids[WRITERS + READERS];
-    for (int i = 0; i < WRITERS + READERS; i++) {
-        pids[i] = fork();
-        assert_true(pids[i] >= 0);
-        if (pids[i] == 0) {
-            alarm(120); /* a deadlock kills the child, and the test fails */
-            _exit(i < WRITERS ? writer_main(f->dir, i) : reader_main(f->dir));
-        }
-    }
-    int failures = 0;
-    for (int i = 0; i < WRITERS + READERS; i++) {
-        int status;
-        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            print_error("child %d (%s) ended with status 0x%x\n", i,
-                        i < WRITERS ? "writer" : "reader", status);
-            failures++;
-        }
-    }
-    assert_int_equal(failures, 0);
-
-    cellar_store *s = open_store(f->dir, 0, true);
-    cellar_reader *r;
-    cellar_store_stats st;
-    uint64_t checked, corrupt;
-    assert_int_equal(cellar_reader_begin(s, &r, NULL), CELLAR_OK);
-    assert_int_equal(cellar_reader_stats(r, &st, NULL), CELLAR_OK);
-    assert_int_equal(st.keys, WRITERS * BATCHES * 3);
-    assert_int_equal(st.runs, WRITERS * BATCHES);
-    assert_int_equal(cellar_reader_verify(r, NULL, NULL, &checked, &corrupt, NULL),
-                     CELLAR_OK);
-    assert_int_equal(corrupt, 0);
-    assert_int_equal(checked, st.results);
-    cellar_reader_end(r);
-    cellar_store_close(s);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -962,7 +801,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replace_heals_damaged_payload, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_load_peak_memory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
