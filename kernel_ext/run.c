@@ -1039,6 +1039,28 @@ static int target_ids(run_ctx *ctx, PyObject *targets, int *ids)
     return 0;
 }
 
+/* Makes every target's value available, as computed, for the caller.
+ * Fetching a target again (a body changed it) reruns its node, and that
+ * body can change an ancestor's value in turn; so the targets are taken
+ * in reverse topological order, where whatever a fetch hands to a body is
+ * an ancestor, still to be checked. */
+static int fetch_targets(run_ctx *ctx, const int *ids, Py_ssize_t ntargets)
+{
+    bool *is_target = PyMem_Calloc(ctx->n ? ctx->n : 1, sizeof(bool));
+    if (!is_target) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < ntargets; i++)
+        is_target[ids[i]] = true;
+    int rc = 0;
+    for (size_t i = ctx->norder; rc == 0 && !ctx->interrupted && i-- > 0;)
+        if (is_target[ctx->order[i]])
+            rc = ensure_value(ctx, ctx->order[i]) < 0 ? -1 : 0;
+    PyMem_Free(is_target);
+    return rc;
+}
+
 static PyObject *results_of(run_ctx *ctx, PyObject *targets, const int *ids)
 {
     Py_ssize_t n = PyList_GET_SIZE(targets);
@@ -1114,8 +1136,8 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
             ctx.interrupted = true;
         }
     }
-    for (Py_ssize_t i = 0; rc == 0 && !ctx.interrupted && i < ntargets; i++)
-        rc = ensure_value(&ctx, ids[i]) < 0 ? -1 : 0;
+    if (rc == 0 && !ctx.interrupted)
+        rc = fetch_targets(&ctx, ids, ntargets);
     for (size_t i = 0; ctx.interrupted && i < ctx.norder; i++)
         if (ctx.slots[ctx.order[i]].status == ST_PENDING)
             set_error(&ctx.slots[ctx.order[i]], ST_SKIPPED,

@@ -235,3 +235,34 @@ def scaled(frame):
     res = kernel.cellar_run("frame").ok()
     assert not res.warnings, res.stderr
     assert kernel.eval("bool(_v.equals(frame()))")
+
+
+CHAIN_NODES = '''
+def first():
+    _log("first")
+    return [1, 2]
+
+def second(first):
+    _log("second")
+    first.append(99)
+    return [len(first)]
+
+def third(second):
+    _log("third")
+    second.append(7)
+    return sum(second)
+'''
+
+
+def test_targets_mutated_along_a_chain_are_all_returned_as_computed(kernel):
+    # `second` changes `first` and `third` changes `second`, all three requested: fetching
+    # `second` again for the caller reruns it, and that rerun changes `first` once more,
+    # after `first` itself was checked. Every target must still come back as computed.
+    kernel.ok(CHAIN_NODES, cell_id="chain")
+    res = kernel.cellar_run("first second third").ok()
+    got = kernel.eval("_v")
+    expected = fresh(kernel, "{'first': first(), 'second': second(first()), "
+                             "'third': third(second(first()))}")
+    assert got == expected
+    assert got["first"] == [1, 2]
+    assert changed_warnings(res, "first") and changed_warnings(res, "second"), res.stderr
