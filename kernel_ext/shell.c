@@ -13,6 +13,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 cellar_state *cellar_state_of(PyObject *module)
 {
@@ -34,14 +35,29 @@ PyObject *cellar_user_ns(cellar_state *st)
 
 void cellar_warn(const char *fmt, ...)
 {
-    char buf[1024];
-    va_list ap;
+    /* Formatted twice when it does not fit: a warning carries store paths,
+     * which may be long, and the reason comes after them. */
+    char small[1024];
+    const char *text = small;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
     /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
+    char *big = NULL;
+    if (n >= (int)sizeof small && (big = malloc((size_t)n + 1)) != NULL &&
+        vsnprintf(big, (size_t)n + 1, fmt, again) >= 0)
+        text = big;
+    va_end(again);
+    if (n < 0)
+        text = "(a warning that could not be formatted)";
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb); /* never clobber a pending error */
-    PySys_FormatStderr("cellar: warning: %s\n", buf);
+    /* Out of memory for the whole text, the first 1,023 bytes say that much. */
+    PySys_FormatStderr("cellar: warning: %s%s\n", text,
+                       text == small && n >= (int)sizeof small ? " [cut: out of memory]"
+                                                               : "");
     PyErr_Restore(type, value, tb);
+    free(big);
 }

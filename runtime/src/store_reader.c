@@ -402,9 +402,8 @@ cellar_status cellar_reader_counts(cellar_reader *r, cellar_store_stats *out,
                 (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) *
                 ms.ms_psize;
     }
-    uint64_t blob_bytes;
-    blob_totals(s, &out->blobs, &blob_bytes);
-    out->result_bytes += blob_bytes;
+    blob_totals(s, &out->blobs, &out->blob_bytes);
+    out->result_bytes += out->blob_bytes;
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     out->map_size = info.me_mapsize;

@@ -25,10 +25,16 @@ static const char usage[] =
     "  show NODE|KEY      a node's metadata and history, or one cache key\n"
     "  log                the runs recorded in a store, newest first\n"
     "  stats              counts and sizes of a store\n"
-    "  verify             check every stored result's checksum\n"
+    "  verify [--repair]  check the whole store (structure, records, checksums,\n"
+    "                     blobs); --repair drops what is damaged\n"
     "\n"
     "Store commands take --dir PATH (default: $CELLAR_DIR, else ./.cellar)\n"
-    "and --json. Run 'cellar COMMAND --help' for details.\n";
+    "and --json. Run 'cellar COMMAND --help' for details.\n"
+    "\n"
+    "exit status: 0 ok; 1 a failure (for verify: problems found, or left after\n"
+    "--repair; a repair that leaves the store clean exits 0); 2 usage (for verify\n"
+    "also: the check could not run).  A store command never crashes on a damaged\n"
+    "store: it fails with status 1 and says so.\n";
 
 struct command {
     const char *name;
@@ -39,7 +45,7 @@ struct command {
 static const struct command commands[] = {
     {"scan", cellar_cmd_scan, 2},   {"ls", cellar_cmd_ls, 1},
     {"show", cellar_cmd_show, 1},   {"log", cellar_cmd_log, 1},
-    {"stats", cellar_cmd_stats, 1}, {"verify", cellar_cmd_verify, 1},
+    {"stats", cellar_cmd_stats, 1}, {"verify", cellar_cmd_verify, 2},
 };
 
 /* `status`, or `failed` when stdout could not be written (said on stderr):

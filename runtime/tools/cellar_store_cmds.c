@@ -1,7 +1,9 @@
 /*
- * cellar_store_cmds.c - the store subcommands of `cellar`: ls, show, log,
- * stats and verify.  Each opens the store read-only (so they work on a store the
- * user may read but not write, and never create one), takes one read
+ * cellar_store_cmds.c - the subcommands of `cellar` that read a store: ls,
+ * show, log and stats (verify is cellar_verify.c).  Each opens the store
+ * read-only (so they work on a store the user may read but not write, and
+ * never create one) in a child process that store_cli.c watches, so that a
+ * damaged page makes a clear failure instead of a crash, takes one read
  * snapshot, and prints either aligned text for people or, with --json, one
  * JSON document built with jansson for programs.  Run and node records are
  * read through records.h, the codec the extension writes them with, and sizes
@@ -20,107 +22,10 @@
 #include "cellar/store.h"
 #include "cellar/units.h"
 #include "commands.h"
+#include "store_cli.h"
 
 #define KEY_PREFIX 12 /* hex digits of a key or data version shown by ls */
 #define MIN_KEY_PREFIX 6
-
-/* ---- arguments ---- */
-
-typedef struct cli {
-    const char *name; /* the subcommand, for messages */
-    const char *dir;
-    bool json;
-    int npos;
-    const char *pos[2];
-    unsigned long limit; /* --limit N, for commands that take it; 0: no limit */
-} cli;
-
-enum { PARSED = -1 };
-
-/* A positive count for --limit, or 0 when `s` is not one. */
-static unsigned long parse_count(const char *s)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return 0;
-    unsigned long n = strtoul(s, &end, 10);
-    return *end ? 0 : n;
-}
-
-/* Returns PARSED, or the exit status when the command is already done.
- * `--limit N` is accepted only when `takes_limit`. */
-static int parse_args(int argc, char **argv, const char *usage, int max_pos,
-                      bool takes_limit, cli *c)
-{
-    const char *env = getenv("CELLAR_DIR");
-    *c = (cli){.name = argv[0], .dir = env && *env ? env : "./.cellar"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            c->json = true;
-        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
-            c->dir = argv[++i];
-        } else if (!strncmp(a, "--dir=", 6) && a[6]) {
-            c->dir = a + 6;
-        } else if (takes_limit && !strcmp(a, "--limit") && i + 1 < argc &&
-                   (c->limit = parse_count(argv[i + 1]))) {
-            i++;
-        } else if (takes_limit && !strncmp(a, "--limit=", 8) &&
-                   (c->limit = parse_count(a + 8))) {
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "cellar %s: unknown or incomplete option '%s'\n\n%s", c->name,
-                    a, usage);
-            return 2;
-        } else if (c->npos < max_pos) {
-            c->pos[c->npos++] = a;
-        } else {
-            fprintf(stderr, "cellar %s: unexpected argument '%s'\n\n%s", c->name, a,
-                    usage);
-            return 2;
-        }
-    }
-    return PARSED;
-}
-
-static int fail(const cli *c, const char *message)
-{
-    fprintf(stderr, "cellar %s: %s\n", c->name, message);
-    return 1;
-}
-
-/* Opens the store read-only and begins a reader; on failure prints why. */
-static int open_reader(const cli *c, cellar_store **s, cellar_reader **r)
-{
-    cellar_store_options o = {.read_only = true};
-    cellar_error err;
-    if (cellar_store_open(c->dir, &o, s, &err))
-        return fail(c, err.message);
-    if (cellar_reader_begin(*s, r, &err)) {
-        cellar_store_close(*s);
-        return fail(c, err.message);
-    }
-    return 0;
-}
-
-static void close_reader(cellar_store *s, cellar_reader *r)
-{
-    cellar_reader_end(r);
-    cellar_store_close(s);
-}
-
-/* Prints a JSON document on its own line; 1 when it could not be built. */
-static int print_json(const cli *c, json_t *doc)
-{
-    if (!doc)
-        return fail(c, "out of memory building JSON");
-    int rc = json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(doc);
-    putchar('\n');
-    return rc ? fail(c, "cannot write JSON") : 0;
-}
 
 /* ---- formatting ---- */
 
@@ -222,9 +127,9 @@ static int collect_all(const cli *c, cellar_reader *r, entries *e)
 {
     cellar_error err;
     if (cellar_reader_each_key(r, collect_entry, e, &err))
-        return fail(c, err.message);
+        return cli_fail(c, err.message);
     if (e->oom)
-        return fail(c, "out of memory");
+        return cli_fail(c, "out of memory");
     if (e->n > 1)
         qsort(e->items, e->n, sizeof *e->items, by_node_then_created);
     return 0;
@@ -291,18 +196,19 @@ static const char ls_usage[] =
 int cellar_cmd_ls(int argc, char **argv)
 {
     cli c;
-    int rc = parse_args(argc, argv, ls_usage, 0, false, &c);
-    if (rc != PARSED)
+    int rc = cli_parse(argc, argv, ls_usage, 0, 0, 2, &c);
+    if (rc != CLI_GO_ON)
         return rc;
     cellar_store *s;
     cellar_reader *r;
-    if ((rc = open_reader(&c, &s, &r)))
+    if ((rc = cli_open_reader(&c, &s, &r)) != CLI_GO_ON)
         return rc;
+    rc = 0;
     entries e = {0};
     rc = collect_all(&c, r, &e);
     if (!rc && c.json) {
-        rc = print_json(&c, json_pack("{s:s, s:o*}", "store", cellar_store_path(s),
-                                      "keys", entries_json(&e, r)));
+        rc = cli_print_json(&c, json_pack("{s:s, s:o*}", "store", cellar_store_path(s),
+                                          "keys", entries_json(&e, r)));
     } else if (!rc) {
         int width = 4;
         for (size_t i = 0; i < e.n; i++)
@@ -311,7 +217,7 @@ int cellar_cmd_ls(int argc, char **argv)
         print_entry_rows(&e, width, KEY_PREFIX);
     }
     entries_free(&e);
-    close_reader(s, r);
+    cli_close_reader(s, r);
     return rc;
 }
 
@@ -439,10 +345,10 @@ static int show_node(const cli *c, cellar_store *s, cellar_reader *r, const char
     cellar_error err;
     run_hits h = {.node = c->pos[0], .runs = json_array()};
     if (!h.runs)
-        return fail(c, "out of memory");
+        return cli_fail(c, "out of memory");
     if (cellar_reader_each_run(r, collect_run, &h, &err)) {
         json_decref(h.runs);
-        return fail(c, err.message);
+        return cli_fail(c, err.message);
     }
     int rc = 0;
     cellar_node_record *node = NULL;
@@ -460,10 +366,10 @@ static int show_node(const cli *c, cellar_store *s, cellar_reader *r, const char
     }
     if (c->json) {
         int out =
-            print_json(c, json_pack("{s:s, s:s, s:o, s:o*, s:o}", "store",
-                                    cellar_store_path(s), "node", c->pos[0], "metadata",
-                                    node ? node_json(node) : json_null(), "keys",
-                                    entries_json(e, r), "runs", h.runs));
+            cli_print_json(c, json_pack("{s:s, s:s, s:o, s:o*, s:o}", "store",
+                                        cellar_store_path(s), "node", c->pos[0],
+                                        "metadata", node ? node_json(node) : json_null(),
+                                        "keys", entries_json(e, r), "runs", h.runs));
         cellar_node_record_free(node);
         return out ? out : rc;
     }
@@ -517,9 +423,9 @@ static int show_key(const cli *c, cellar_reader *r)
     cellar_error err;
     int rc = 0;
     if (cellar_reader_each_key(r, match_prefix, &p, &err))
-        rc = fail(c, err.message);
+        rc = cli_fail(c, err.message);
     else if (p.found.oom)
-        rc = fail(c, "out of memory");
+        rc = cli_fail(c, "out of memory");
     else if (p.found.n == 0) {
         fprintf(stderr, "cellar show: no node or cache key '%s'\n", c->pos[0]);
         rc = 1;
@@ -529,7 +435,7 @@ static int show_key(const cli *c, cellar_reader *r)
                 p.found.n > 10 ? (size_t)10 : p.found.n);
         rc = 1;
     } else if (c->json) {
-        rc = print_json(c, entry_json(&p.found.items[0], r));
+        rc = cli_print_json(c, entry_json(&p.found.items[0], r));
     } else {
         const entry *it = &p.found.items[0];
         char key[33], dv[33], cv[33], a[32], b[32], t1[32], t2[32];
@@ -552,8 +458,8 @@ static int show_key(const cli *c, cellar_reader *r)
 int cellar_cmd_show(int argc, char **argv)
 {
     cli c;
-    int rc = parse_args(argc, argv, show_usage, 1, false, &c);
-    if (rc != PARSED)
+    int rc = cli_parse(argc, argv, show_usage, 1, 0, 2, &c);
+    if (rc != CLI_GO_ON)
         return rc;
     if (c.npos != 1) {
         fprintf(stderr, "cellar show: which node or key?\n\n%s", show_usage);
@@ -561,8 +467,9 @@ int cellar_cmd_show(int argc, char **argv)
     }
     cellar_store *s;
     cellar_reader *r;
-    if ((rc = open_reader(&c, &s, &r)))
+    if ((rc = cli_open_reader(&c, &s, &r)) != CLI_GO_ON)
         return rc;
+    rc = 0;
     /* A name is a node when the store knows it; otherwise hex is a key. */
     const char *meta = NULL;
     size_t meta_len = 0;
@@ -570,7 +477,7 @@ int cellar_cmd_show(int argc, char **argv)
     cellar_status st = cellar_reader_get_node(r, c.pos[0], &meta, &meta_len, &err);
     entries e = {.only_node = c.pos[0]};
     if (st && st != CELLAR_ENOTFOUND)
-        rc = fail(&c, err.message);
+        rc = cli_fail(&c, err.message);
     else
         rc = collect_all(&c, r, &e);
     if (!rc) {
@@ -588,7 +495,7 @@ int cellar_cmd_show(int argc, char **argv)
         }
     }
     entries_free(&e);
-    close_reader(s, r);
+    cli_close_reader(s, r);
     return rc;
 }
 
@@ -686,21 +593,22 @@ static void print_log_rows(json_t *runs)
 int cellar_cmd_log(int argc, char **argv)
 {
     cli c;
-    int rc = parse_args(argc, argv, log_usage, 0, true, &c);
-    if (rc != PARSED)
+    int rc = cli_parse(argc, argv, log_usage, 0, CLI_LIMIT, 2, &c);
+    if (rc != CLI_GO_ON)
         return rc;
     cellar_store *s;
     cellar_reader *r;
-    if ((rc = open_reader(&c, &s, &r)))
+    if ((rc = cli_open_reader(&c, &s, &r)) != CLI_GO_ON)
         return rc;
+    rc = 0;
     run_log l = {.limit = c.limit, .runs = json_array()};
     cellar_error err;
     if (!l.runs)
-        rc = fail(&c, "out of memory");
+        rc = cli_fail(&c, "out of memory");
     else if (cellar_reader_each_run(r, log_run, &l, &err))
-        rc = fail(&c, err.message);
+        rc = cli_fail(&c, err.message);
     else if (c.json)
-        rc = print_json(
+        rc = cli_print_json(
             &c, json_pack("{s:s, s:O}", "store", cellar_store_path(s), "runs", l.runs));
     else
         print_log_rows(l.runs);
@@ -712,7 +620,7 @@ int cellar_cmd_log(int argc, char **argv)
         rc = 1;
     }
     json_decref(l.runs);
-    close_reader(s, r);
+    cli_close_reader(s, r);
     return rc;
 }
 
@@ -721,7 +629,9 @@ int cellar_cmd_log(int argc, char **argv)
 static const char stats_usage[] =
     "usage: cellar stats [--dir PATH] [--json]\n"
     "\n"
-    "Counts of keys, results, nodes and runs, and the store's sizes.\n"
+    "Counts of keys, results, blob files, nodes and runs, and the store's sizes:\n"
+    "what the results take (headers and segments, inline or in blobs), the bytes\n"
+    "of the blob files, the disk space data.mdb takes and LMDB's map size.\n"
     "\n"
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
     "  --json       print one JSON object with raw numbers\n";
@@ -729,91 +639,38 @@ static const char stats_usage[] =
 int cellar_cmd_stats(int argc, char **argv)
 {
     cli c;
-    int rc = parse_args(argc, argv, stats_usage, 0, false, &c);
-    if (rc != PARSED)
+    int rc = cli_parse(argc, argv, stats_usage, 0, 0, 2, &c);
+    if (rc != CLI_GO_ON)
         return rc;
     cellar_store *s;
     cellar_reader *r;
-    if ((rc = open_reader(&c, &s, &r)))
+    if ((rc = cli_open_reader(&c, &s, &r)) != CLI_GO_ON)
         return rc;
+    rc = 0;
     cellar_store_stats st;
     cellar_error err;
     if (cellar_reader_stats(r, &st, &err)) {
-        rc = fail(&c, err.message);
+        rc = cli_fail(&c, err.message);
     } else if (c.json) {
-        rc = print_json(
+        rc = cli_print_json(
             &c,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "store",
-                      cellar_store_path(s), "keys", (json_int_t)st.keys, "results",
-                      (json_int_t)st.results, "nodes", (json_int_t)st.nodes, "runs",
-                      (json_int_t)st.runs, "result_bytes", (json_int_t)st.result_bytes,
-                      "map_size", (json_int_t)st.map_size, "file_bytes",
-                      (json_int_t)st.file_bytes, "last_txn", (json_int_t)st.last_txn));
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:I, s:I, s:I}",
+                      "store", cellar_store_path(s), "keys", (json_int_t)st.keys,
+                      "results", (json_int_t)st.results, "nodes", (json_int_t)st.nodes,
+                      "runs", (json_int_t)st.runs, "result_bytes",
+                      (json_int_t)st.result_bytes, "blobs", "count", (json_int_t)st.blobs,
+                      "bytes", (json_int_t)st.blob_bytes, "map_size",
+                      (json_int_t)st.map_size, "file_bytes", (json_int_t)st.file_bytes,
+                      "last_txn", (json_int_t)st.last_txn));
     } else {
-        char a[32], b[32], d[32];
+        char a[32], b[32], d[32], e[32];
         printf("store      %s\nkeys       %" PRIu64 "\nresults    %" PRIu64 " (%s)\n"
-               "nodes      %" PRIu64 "\nruns       %" PRIu64
+               "blobs      %" PRIu64 " (%s)\nnodes      %" PRIu64 "\nruns       %" PRIu64
                "\nfile size  %s\nmap size   %s\n",
                cellar_store_path(s), st.keys, st.results, fmt_size(st.result_bytes, a),
-               st.nodes, st.runs, fmt_size(st.file_bytes, b), fmt_size(st.map_size, d));
+               st.blobs, fmt_size(st.blob_bytes, e), st.nodes, st.runs,
+               fmt_size(st.file_bytes, b), fmt_size(st.map_size, d));
     }
-    close_reader(s, r);
+    cli_close_reader(s, r);
     return rc;
-}
-
-/* ---- verify ---- */
-
-static const char verify_usage[] =
-    "usage: cellar verify [--dir PATH] [--json]\n"
-    "\n"
-    "Check every stored result against its checksum and data version.  Prints\n"
-    "each corrupt data version; exits 1 if any result is corrupt.\n"
-    "\n"
-    "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
-    "  --json       print {\"checked\", \"corrupt\", \"bad\": [...]}\n";
-
-typedef struct bad_sink {
-    bool json;
-    json_t *bad;
-} bad_sink;
-
-static void report_bad(void *ctx, const cellar_hash *dv, const char *message)
-{
-    bad_sink *b = ctx;
-    char hex[33];
-    hex_of(dv, hex);
-    if (b->json)
-        json_array_append_new(
-            b->bad, json_pack("{s:s, s:s}", "data_version", hex, "message", message));
-    else
-        printf("corrupt %s: %s\n", hex, message);
-}
-
-int cellar_cmd_verify(int argc, char **argv)
-{
-    cli c;
-    int rc = parse_args(argc, argv, verify_usage, 0, false, &c);
-    if (rc != PARSED)
-        return rc;
-    cellar_store *s;
-    cellar_reader *r;
-    if ((rc = open_reader(&c, &s, &r)))
-        return rc;
-    bad_sink sink = {c.json, json_array()};
-    uint64_t checked = 0, corrupt = 0;
-    cellar_error err;
-    if (!sink.bad)
-        rc = fail(&c, "out of memory");
-    else if (cellar_reader_verify(r, report_bad, &sink, &checked, &corrupt, &err))
-        rc = fail(&c, err.message);
-    else if (c.json)
-        rc =
-            print_json(&c, json_pack("{s:s, s:I, s:I, s:O}", "store",
-                                     cellar_store_path(s), "checked", (json_int_t)checked,
-                                     "corrupt", (json_int_t)corrupt, "bad", sink.bad));
-    else
-        printf("checked %" PRIu64 " results: %" PRIu64 " corrupt\n", checked, corrupt);
-    json_decref(sink.bad);
-    close_reader(s, r);
-    return rc ? rc : corrupt ? 1 : 0;
 }

@@ -17,11 +17,17 @@ int cellar_cmd_scan(int argc, char **argv);
 
 /* Store commands; each accepts --dir PATH (default: $CELLAR_DIR, else ./.cellar),
  * --json where it prints data, and --help.  0 ok, 1 failure (including a
- * record that cannot be read, after showing the rest), 2 usage. */
+ * record that cannot be read, after showing the rest, and a store so damaged
+ * that reading it crashed LMDB: the walk runs in a child, see store_cli.h),
+ * 2 usage. */
 int cellar_cmd_ls(int argc, char **argv);
 int cellar_cmd_show(int argc, char **argv);
 int cellar_cmd_log(int argc, char **argv);
 int cellar_cmd_stats(int argc, char **argv);
+/* cellar verify [--repair]: 0 clean (after --repair: clean now, whatever was
+ * repaired), 1 problems found (after --repair: some remain), 2 the check could
+ * not run (usage, no store, repairing a read-only store, an I/O error, output
+ * that cannot be written). */
 int cellar_cmd_verify(int argc, char **argv);
 
 #endif

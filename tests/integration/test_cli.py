@@ -317,12 +317,16 @@ def test_show_ambiguous_key_prefix(kernel_factory, tmp_path):
 def test_verify_healthy_store(built):
     proc = cellar("verify", "--dir", built["store"])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "checked 7 results: 0 corrupt"
+    assert re.fullmatch(r"checked \d+ records, 7 results, 0 blobs: 0 problems\n", proc.stdout), \
+        proc.stdout
     doc = ok_json("verify", "--json", env_dir=built["store"])
-    assert doc["checked"] == 7 and doc["corrupt"] == 0 and doc["bad"] == []
+    assert doc["clean"] is True and doc["problems"] == []
+    assert doc["counts"]["results"] == 7 and doc["counts"]["problems"] == 0
+    # Every entry of every database was walked: at least the 8 keys, 7 results, 5 nodes, 2 runs.
+    assert doc["counts"]["records"] >= 22
 
 
-def test_verify_finds_a_flipped_byte(built, tmp_path):
+def test_verify_finds_a_flipped_byte_and_repairs_it(built, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(built["store"], store)
     data = bytearray((store / "data.mdb").read_bytes())
@@ -334,16 +338,48 @@ def test_verify_finds_a_flipped_byte(built, tmp_path):
 
     proc = cellar("verify", "--dir", store)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert f"corrupt {built['marked_dv']}" in proc.stdout, proc.stdout
-    assert "checked 7 results: 1 corrupt" in proc.stdout
+    assert re.search(rf"^result\s+results/{built['marked_dv']}: ", proc.stdout, re.M), proc.stdout
+    assert proc.stdout.endswith("7 results, 0 blobs: 1 problem\n"), proc.stdout
     json_proc = cellar("verify", "--dir", store, "--json")
     assert json_proc.returncode == 1
     doc = json.loads(json_proc.stdout)
-    assert doc["checked"] == 7 and doc["corrupt"] == 1
-    assert [b["data_version"] for b in doc["bad"]] == [built["marked_dv"]]
-    assert doc["bad"][0]["message"]
+    assert doc["clean"] is False and doc["counts"]["problems"] == 1
+    assert [(p["category"], p["where"]) for p in doc["problems"]] == \
+        [("result", f"results/{built['marked_dv']}")]
+    assert doc["problems"][0]["message"]
     # The rest of the store still reads.
     assert len(ok_json("ls", "--dir", store, "--json")["keys"]) == 8
+    # --repair drops the damaged result, says so, and exits 0 because the store is clean now.
+    rep = cellar("verify", "--dir", store, "--repair", "--json")
+    assert rep.returncode == 0, (rep.stdout, rep.stderr)
+    doc = json.loads(rep.stdout)
+    assert doc["repair"]["removed"] == 1 and doc["repair"]["after"]["problems"] == 0
+    assert doc["repair"]["set_aside"] is None
+    assert ok_json("stats", "--dir", store, "--json")["results"] == 6
+    assert ok_json("verify", "--dir", store, "--json")["clean"] is True
+
+
+@pytest.mark.parametrize("size", [0, 4096, 8192])
+def test_verify_and_readers_on_a_truncated_store(built, tmp_path, size):
+    store = tmp_path / "store"
+    shutil.copytree(built["store"], store)
+    mdb = store / "data.mdb"
+    with open(mdb, "r+b") as f:
+        f.truncate(size)  # to nothing, into the meta pages, and just after them
+    proc = cellar("verify", "--dir", store)
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert re.search(r"^structure\s+data.mdb: .*(truncated|damaged)", proc.stdout, re.M), \
+        proc.stdout
+    assert "Bad file descriptor" not in proc.stdout + proc.stderr
+    for cmd in (["ls"], ["stats"], ["log"], ["show", "raw"]):
+        p = cellar(*cmd, "--dir", store)
+        assert p.returncode == 1 and p.stdout == "", (cmd, p.returncode, p.stdout, p.stderr)
+        assert "damaged" in p.stderr or "truncated" in p.stderr, (cmd, p.stderr)
+    rep = cellar("verify", "--dir", store, "--repair")
+    assert rep.returncode == 0, (rep.stdout, rep.stderr)
+    assert "moved to" in rep.stdout and "after the repair:" in rep.stdout, rep.stdout
+    assert list(store.glob("data.mdb.damaged-*")), "the damaged file was kept aside"
+    assert ok_json("ls", "--dir", store, "--json")["keys"] == []
 
 
 # ---- help, usage and missing stores ---------------------------------------------------------
@@ -375,19 +411,21 @@ def test_usage_errors_exit_2(args, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("cmd", [["ls"], ["stats"], ["verify"], ["show", "raw"], ["log"]])
+@pytest.mark.parametrize("cmd", [["ls"], ["stats"], ["verify"], ["verify", "--repair"],
+                                 ["show", "raw"], ["log"]])
 def test_missing_store(cmd, tmp_path):
     missing = tmp_path / "nope" / "store"
+    status = 2 if cmd[0] == "verify" else 1  # verify: the check could not run
     for proc in (cellar(*cmd, "--dir", missing), cellar(*cmd, env_dir=missing),
                  cellar(*cmd, "--json", cwd=tmp_path)):
-        err = failed(proc, 1)
+        err = failed(proc, status)
         assert proc.stdout == ""
         assert "no cellar store" in err, err
     assert not (tmp_path / "nope").exists() and not (tmp_path / ".cellar").exists(), \
         "a read-only command must not create a store"
     # An empty directory is not a store either, and stays empty.
     missing.mkdir(parents=True, mode=0o700)
-    err = failed(cellar(*cmd, "--dir", missing), 1)
+    err = failed(cellar(*cmd, "--dir", missing), status)
     assert "no cellar store" in err
     assert list(missing.iterdir()) == []
 
@@ -513,7 +551,8 @@ def test_write_errors_on_stdout_fail_the_command(built, args):
     with open("/dev/full", "w") as full:
         proc = subprocess.run([CELLAR, *args], stdout=full, stderr=subprocess.PIPE, text=True,
                               env=env, timeout=60)
-    assert proc.returncode == 1, (args, proc.returncode, proc.stderr)
+    assert proc.returncode == (2 if args[0] == "verify" else 1), (args, proc.returncode,
+                                                                    proc.stderr)
     assert "cannot write the output" in proc.stderr and "No space left" in proc.stderr, \
         proc.stderr
     # The same command to a real pipe succeeds, so it is the output that failed.

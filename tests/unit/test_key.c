@@ -1,6 +1,8 @@
 /*
- * Unit tests for key.c: the byte format of each field, the pairs of field
- * lists that a careless encoding would confuse, cellar_key_for_node's
+ * Unit tests for key.c: the byte format of each field (str, bytes, int,
+ * hash, list), the pairs of field lists that a careless encoding would
+ * confuse (a str, the same bytes as bytes, an int), the ENOMEM-only
+ * contract of the appends, cellar_key_for_node's
  * sensitivity to each of its inputs, the code-version layout and the misuse
  * it refuses, reuse after reset, and a property test that 100,000 random
  * field lists map to keys one to one.
@@ -118,6 +120,100 @@ static void test_types_matter(void **state)
     assert_keys_differ(a, b);
     cellar_key_free(a);
     cellar_key_free(b);
+}
+
+/* Bytes and integers, which code versions hash (constants, bytecode, argument
+ * counts): each under its own tag, so a str, the same bytes as bytes and an
+ * int whose encoding is those bytes are three different keys. */
+static void test_bytes_and_int_fields(void **state)
+{
+    (void)state;
+    cellar_key *k = new_key();
+    assert_int_equal(cellar_key_add_bytes(k, "ab", 2), CELLAR_OK);
+    assert_int_equal(cellar_key_add_int(k, -2), CELLAR_OK);
+    assert_int_equal(cellar_key_add_int(k, INT64_MAX), CELLAR_OK);
+    assert_int_equal(cellar_key_add_bytes(k, NULL, 0), CELLAR_OK);
+    static const uint8_t expected[] = {
+        'b',  2,    0, 0, 0, 0, 0, 0, 0, 'a',  'b',                          /**/
+        'i',  8,    0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, /**/
+        0xff, 0xff,                                                          /**/
+        'i',  8,    0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /**/
+        0xff, 0x7f,                                                          /**/
+        'b',  0,    0, 0, 0, 0, 0, 0, 0,
+    };
+    assert_encodes_as(k, expected, sizeof expected);
+
+    /* 1 as an int, and its 8 little-endian bytes as str and as bytes; and the
+     * one-character str and bytes "1". */
+    static const char one_le[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    cellar_hash d[5];
+    cellar_key_reset(k);
+    assert_int_equal(cellar_key_add_int(k, 1), CELLAR_OK);
+    d[0] = cellar_key_digest(k);
+    cellar_key_reset(k);
+    assert_int_equal(cellar_key_add_str(k, one_le, sizeof one_le), CELLAR_OK);
+    d[1] = cellar_key_digest(k);
+    cellar_key_reset(k);
+    assert_int_equal(cellar_key_add_bytes(k, one_le, sizeof one_le), CELLAR_OK);
+    d[2] = cellar_key_digest(k);
+    cellar_key_reset(k);
+    add_str(k, "1");
+    d[3] = cellar_key_digest(k);
+    cellar_key_reset(k);
+    assert_int_equal(cellar_key_add_bytes(k, "1", 1), CELLAR_OK);
+    d[4] = cellar_key_digest(k);
+    for (int i = 0; i < 5; i++)
+        for (int j = i + 1; j < 5; j++)
+            assert_false(cellar_hash_equal(&d[i], &d[j]));
+
+    /* Bytes are copied: changing the caller's buffer afterwards changes
+     * nothing. */
+    char buf[4] = "xyz";
+    cellar_key *a = new_key(), *b = new_key();
+    assert_int_equal(cellar_key_add_bytes(a, buf, 3), CELLAR_OK);
+    buf[0] = 'Q';
+    assert_int_equal(cellar_key_add_bytes(b, "xyz", 3), CELLAR_OK);
+    assert_keys_equal(a, b);
+    /* Every int is its own key; the sign matters. */
+    cellar_key_reset(a);
+    cellar_key_reset(b);
+    assert_int_equal(cellar_key_add_int(a, -1), CELLAR_OK);
+    assert_int_equal(cellar_key_add_int(b, 1), CELLAR_OK);
+    assert_keys_differ(a, b);
+    cellar_key_reset(b);
+    assert_int_equal(cellar_key_add_int(b, INT64_MIN), CELLAR_OK);
+    assert_keys_differ(a, b);
+    cellar_key_free(a);
+    cellar_key_free(b);
+    cellar_key_free(k);
+}
+
+/* The contract of both: CELLAR_OK or CELLAR_ENOMEM and nothing else, and a
+ * failure is sticky until reset, for every kind of append after it. */
+static void test_bytes_and_int_fail_only_with_enomem(void **state)
+{
+    (void)state;
+    cellar_key *k = new_key();
+    char tiny[1] = {'z'};
+    assert_int_equal(cellar_key_add_bytes(k, tiny, SIZE_MAX), CELLAR_ENOMEM);
+    assert_int_equal(cellar_key_add_int(k, 5), CELLAR_ENOMEM);
+    assert_int_equal(cellar_key_add_bytes(k, "a", 1), CELLAR_ENOMEM);
+    assert_int_equal(cellar_key_add_str(k, "a", 1), CELLAR_ENOMEM);
+    cellar_key_reset(k);
+    add_str(k, "ok");
+    assert_int_equal(cellar_key_add_bytes(k, tiny, SIZE_MAX - 9), CELLAR_ENOMEM);
+    assert_int_equal(cellar_key_add_bytes(k, tiny, SIZE_MAX - 20), CELLAR_ENOMEM);
+    assert_int_equal(cellar_key_add_int(k, 0), CELLAR_ENOMEM);
+    /* After reset the same appends succeed and give the fresh key. */
+    cellar_key_reset(k);
+    assert_int_equal(cellar_key_add_int(k, 5), CELLAR_OK);
+    assert_int_equal(cellar_key_add_bytes(k, "a", 1), CELLAR_OK);
+    cellar_key *fresh = new_key();
+    assert_int_equal(cellar_key_add_int(fresh, 5), CELLAR_OK);
+    assert_int_equal(cellar_key_add_bytes(fresh, "a", 1), CELLAR_OK);
+    assert_keys_equal(k, fresh);
+    cellar_key_free(fresh);
+    cellar_key_free(k);
 }
 
 static void test_lists_and_empties_matter(void **state)
@@ -444,9 +540,9 @@ static void test_code_version_refuses_misuse(void **state)
 /* Fields drawn from tiny alphabets so that random lists collide often in
  * content and only the encoding keeps them apart. */
 typedef struct field {
-    char type; /* 's', 'h', 'l' */
+    char type; /* 's', 'b', 'i', 'h', 'l' */
     uint8_t len;
-    int64_t num; /* list count */
+    int64_t num; /* list count, or the int */
     uint8_t data[16];
 } field;
 
@@ -468,11 +564,14 @@ static uint64_t rng_next(uint64_t *s)
 
 static void random_field(field *f, uint64_t *seed)
 {
-    static const char types[] = "shl";
+    static const char types[] = "sbihl";
     memset(f, 0, sizeof *f);
-    f->type = types[rng_next(seed) % 3];
+    f->type = types[rng_next(seed) % 5];
     switch (f->type) {
     case 'l': f->num = (int64_t)(rng_next(seed) % 3); break;
+    /* Small ints, some of them equal to a list count or to the bytes of a
+     * str or bytes field. */
+    case 'i': f->num = (int64_t)(rng_next(seed) % 4) - 1; return;
     case 'h': f->len = 16; break;
     default: f->len = (uint8_t)(rng_next(seed) % 3 ? rng_next(seed) % 3 : 16); break;
     }
@@ -489,6 +588,8 @@ static void encode(cellar_key *k, const sample *s)
         cellar_status st = CELLAR_OK;
         switch (f->type) {
         case 's': st = cellar_key_add_str(k, (const char *)f->data, f->len); break;
+        case 'b': st = cellar_key_add_bytes(k, f->data, f->len); break;
+        case 'i': st = cellar_key_add_int(k, f->num); break;
         case 'l': st = cellar_key_add_list(k, (size_t)f->num); break;
         case 'h':
             memcpy(h.bytes, f->data, 16);
@@ -562,6 +663,8 @@ int main(void)
         cmocka_unit_test(test_field_bytes),
         cmocka_unit_test(test_boundaries_matter),
         cmocka_unit_test(test_types_matter),
+        cmocka_unit_test(test_bytes_and_int_fields),
+        cmocka_unit_test(test_bytes_and_int_fail_only_with_enomem),
         cmocka_unit_test(test_lists_and_empties_matter),
         cmocka_unit_test(test_large_fields_grow_the_buffer),
         cmocka_unit_test(test_huge_length_is_refused),

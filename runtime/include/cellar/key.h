@@ -53,10 +53,16 @@ void cellar_key_reset(cellar_key *k);
 /* Each append returns CELLAR_OK or CELLAR_ENOMEM.  `s` holds `len` bytes,
  * which may include NULs; it is copied. */
 cellar_status cellar_key_add_str(cellar_key *k, const char *s, size_t len);
-/* Raw bytes (`len` of them, copied), tagged apart from strings: the same
- * bytes as a str and as bytes never encode alike. */
+/* Raw bytes (`len` of them, copied; `data` may be NULL when `len` is 0),
+ * tagged apart from strings: the same bytes as a str and as bytes never
+ * encode alike.  Code versions use it for bytecode and bytes constants.
+ * Returns CELLAR_OK or CELLAR_ENOMEM (also for a `len` that would overflow
+ * the buffer's size, and after any earlier failure until reset). */
 cellar_status cellar_key_add_bytes(cellar_key *k, const void *data, size_t len);
-/* A signed integer, encoded as 8 little-endian bytes under its own tag. */
+/* A signed integer, encoded as 8 little-endian bytes (two's complement) under
+ * its own tag, so it never encodes like a str or bytes of those 8 bytes.
+ * Code versions use it for argument counts, flags and int constants.
+ * Returns CELLAR_OK or CELLAR_ENOMEM (after any earlier failure too). */
 cellar_status cellar_key_add_int(cellar_key *k, int64_t v);
 cellar_status cellar_key_add_hash(cellar_key *k, const cellar_hash *h);
 /* Starts a list: the next `count` fields (lists count as one) are its items. */

@@ -226,7 +226,8 @@ cellar_status cellar_reader_each_run(cellar_reader *r, cellar_run_fn fn, void *c
 typedef struct cellar_store_stats {
     uint64_t keys, results, nodes, runs; /* entries, from LMDB's counters */
     uint64_t result_bytes; /* stored bytes of the results: headers and segments */
-    uint64_t blobs;        /* blob files */
+    uint64_t blobs;        /* blob files (temporary ones and orphans included) */
+    uint64_t blob_bytes;   /* their sizes, summed */
     uint64_t map_size;     /* current LMDB map size */
     uint64_t file_bytes;   /* disk space data.mdb takes */
     uint64_t last_txn;     /* id of the last committed write transaction; each

@@ -1,0 +1,207 @@
+/*
+ * store_cli.c - what the store subcommands of `cellar` share: arguments,
+ * opening a store to read it, printing JSON.
+ *
+ * Reading runs in a child.  cellar_store_open checks cheaply what can be
+ * checked (meta pages, file size), but the walks that ls, show, log and
+ * stats make trust LMDB's leaf and branch pages, and LMDB faults on a damaged
+ * one.  So cli_open_reader forks: the child opens its own environment (an
+ * LMDB environment must not cross a fork), runs the whole command with its
+ * stdout going into a pipe, and exits with the command's status; the parent
+ * gathers that output and prints it only if the child exited normally.  A
+ * child killed by a signal becomes one line on stderr naming the store and
+ * what to run, and exit status 1, never a crash and never half a listing.
+ * The child's stderr is the parent's, so its messages arrive as they are.
+ */
+#include "store_cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A positive count for --limit, or 0 when `s` is not one. */
+static unsigned long parse_count(const char *s)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    unsigned long n = strtoul(s, &end, 10);
+    return *end ? 0 : n;
+}
+
+int cli_parse(int argc, char **argv, const char *usage, int max_pos, unsigned options,
+              int usage_status, cli *c)
+{
+    const char *env = getenv("CELLAR_DIR");
+    bool takes_limit = options & CLI_LIMIT;
+    *c = (cli){.name = argv[0], .dir = env && *env ? env : "./.cellar"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            c->json = true;
+        } else if ((options & CLI_REPAIR) && !strcmp(a, "--repair")) {
+            c->repair = true;
+        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
+            c->dir = argv[++i];
+        } else if (!strncmp(a, "--dir=", 6) && a[6]) {
+            c->dir = a + 6;
+        } else if (takes_limit && !strcmp(a, "--limit") && i + 1 < argc &&
+                   (c->limit = parse_count(argv[i + 1]))) {
+            i++;
+        } else if (takes_limit && !strncmp(a, "--limit=", 8) &&
+                   (c->limit = parse_count(a + 8))) {
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "cellar %s: unknown or incomplete option '%s'\n\n%s", c->name,
+                    a, usage);
+            return usage_status;
+        } else if (c->npos < max_pos) {
+            c->pos[c->npos++] = a;
+        } else {
+            fprintf(stderr, "cellar %s: unexpected argument '%s'\n\n%s", c->name, a,
+                    usage);
+            return usage_status;
+        }
+    }
+    return CLI_GO_ON;
+}
+
+int cli_fail(const cli *c, const char *message)
+{
+    fprintf(stderr, "cellar %s: %s\n", c->name, message);
+    return 1;
+}
+
+/* In the child: opens the store and begins the reader. */
+static int open_here(const cli *c, cellar_store **s, cellar_reader **r)
+{
+    cellar_store_options o = {.read_only = true};
+    cellar_error err;
+    if (cellar_store_open(c->dir, &o, s, &err))
+        return cli_fail(c, err.message);
+    if (cellar_reader_begin(*s, r, &err)) {
+        cellar_store_close(*s);
+        return cli_fail(c, err.message);
+    }
+    return CLI_GO_ON;
+}
+
+/* All of `fd` into a malloc'd buffer; false when memory ran out (the rest
+ * is still drained so that the child never blocks). */
+static bool gather(int fd, char **out, size_t *len)
+{
+    size_t cap = 0, n = 0;
+    char *buf = NULL, scratch[65536];
+    bool ok = true;
+    for (;;) {
+        ssize_t got = read(fd, scratch, sizeof scratch);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        if (ok && n + (size_t)got > cap) {
+            size_t want = cap ? cap : sizeof scratch;
+            while (want < n + (size_t)got)
+                want *= 2;
+            char *grown = realloc(buf, want);
+            if (!grown)
+                ok = false;
+            else {
+                buf = grown;
+                cap = want;
+            }
+        }
+        if (ok) {
+            memcpy(buf + n, scratch, (size_t)got);
+            n += (size_t)got;
+        }
+    }
+    *out = buf;
+    *len = n;
+    return ok;
+}
+
+/* The store as the message about a crash names it. */
+static void store_name(const cli *c, char *out, size_t len)
+{
+    char *abs = realpath(c->dir, NULL);
+    snprintf(out, len, "%s", abs ? abs : c->dir);
+    free(abs);
+}
+
+int cli_open_reader(const cli *c, cellar_store **s, cellar_reader **r)
+{
+    *s = NULL;
+    *r = NULL;
+    int fds[2];
+    if (pipe(fds) != 0) {
+        fprintf(stderr, "cellar %s: cannot make a pipe: %s\n", c->name, strerror(errno));
+        return 1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "cellar %s: cannot start the reader process: %s\n", c->name,
+                strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return 1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        if (dup2(fds[1], STDOUT_FILENO) < 0)
+            _exit(1);
+        close(fds[1]);
+        return open_here(c, s, r); /* the command goes on here, then exits */
+    }
+    close(fds[1]);
+    char *out;
+    size_t len;
+    bool complete = gather(fds[0], &out, &len);
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    int rc;
+    if (WIFSIGNALED(status)) {
+        char where[PATH_MAX + 1];
+        store_name(c, where, sizeof where);
+        fprintf(stderr,
+                "cellar %s: the store %s is damaged: reading it crashed LMDB (signal "
+                "%d, %s); 'cellar verify --dir %s' says what is damaged, and "
+                "'cellar verify --repair' sets the store aside\n",
+                c->name, where, WTERMSIG(status), strsignal(WTERMSIG(status)), where);
+        rc = 1;
+    } else if (!complete) {
+        rc = cli_fail(c, "out of memory gathering the output");
+    } else {
+        rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        if (len && fwrite(out, 1, len, stdout) != len)
+            rc = rc ? rc : 1; /* cellar.c says why, when it flushes stdout */
+    }
+    free(out);
+    return rc;
+}
+
+void cli_close_reader(cellar_store *s, cellar_reader *r)
+{
+    cellar_reader_end(r);
+    cellar_store_close(s);
+}
+
+int cli_print_json(const cli *c, json_t *doc)
+{
+    if (!doc)
+        return cli_fail(c, "out of memory building JSON");
+    int rc = json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    putchar('\n');
+    return rc ? cli_fail(c, "cannot write JSON") : 0;
+}
