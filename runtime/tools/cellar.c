@@ -26,6 +26,7 @@ static const char usage[] =
     "  log                the runs recorded in a store, newest first\n"
     "  stats              counts and sizes of a store\n"
     "  verify             check every stored result's checksum\n"
+    "  install-kernel     install a Jupyter kernelspec for cellar-kernel\n"
     "\n"
     "Store commands take --dir PATH (default: $CELLAR_DIR, else ./.cellar)\n"
     "and --json. Run 'cellar COMMAND --help' for details.\n";
@@ -37,9 +38,13 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"scan", cellar_cmd_scan, 2},   {"ls", cellar_cmd_ls, 1},
-    {"show", cellar_cmd_show, 1},   {"log", cellar_cmd_log, 1},
-    {"stats", cellar_cmd_stats, 1}, {"verify", cellar_cmd_verify, 1},
+    {"scan", cellar_cmd_scan, 2},
+    {"ls", cellar_cmd_ls, 1},
+    {"show", cellar_cmd_show, 1},
+    {"log", cellar_cmd_log, 1},
+    {"stats", cellar_cmd_stats, 1},
+    {"verify", cellar_cmd_verify, 1},
+    {"install-kernel", cellar_cmd_install_kernel, 1},
 };
 
 /* `status`, or `failed` when stdout could not be written (said on stderr):
