@@ -34,10 +34,11 @@ class Result:
                        if m["content"]["name"] == "stdout")
 
 
-def start(cwd: Path, stderr_path: Path | None = None, **kw) -> tuple[KernelManager,
-                                                                        BlockingKernelClient]:
-    """A KernelManager on the "cellar" kernelspec as `pip install .` installed it."""
-    km = KernelManager(kernel_name="cellar")
+def start(cwd: Path, stderr_path: Path | None = None, manager: dict | None = None,
+          **kw) -> tuple[KernelManager, BlockingKernelClient]:
+    """A KernelManager on the "cellar" kernelspec as `pip install .` installed it (or as
+    `manager`, KernelManager's arguments, say)."""
+    km = KernelManager(**(manager or {"kernel_name": "cellar"}))
     if stderr_path is not None:
         kw["stderr"] = open(stderr_path, "wb")  # noqa: SIM115 (the kernel holds it)
     km.start_kernel(cwd=str(cwd), **kw)

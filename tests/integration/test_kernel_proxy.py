@@ -386,3 +386,112 @@ def test_signal_mode_interrupt_reaches_the_kernel_exactly_once(shared):
     km.interrupt_kernel()
     assert collect(kc, msg_id).reply["content"]["status"] == "ok"
     assert evaluate(kc, "len(_sigints)") == 1
+
+
+def test_protocol_requests_pass_through(shared):
+    _, kc, _ = shared
+    ok(kc, "some_variable_name = 1")
+    mid = kc.is_complete("for x in y:")
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == mid
+    assert reply["content"]["status"] == "incomplete"
+    comp = kc.complete("some_variable_na", reply=True)["content"]
+    assert "some_variable_name" in comp["matches"]
+    insp = kc.inspect("len", reply=True)["content"]
+    assert insp["found"] and "text/plain" in insp["data"]
+    hist = kc.history(hist_access_type="tail", n=5, reply=True)["content"]
+    assert hist["status"] == "ok"
+    msg = kc.session.msg("debug_request", {"type": "request", "seq": 1,
+                                           "command": "initialize",
+                                           "arguments": {"adapterID": "cellar-test"}})
+    kc.control_channel.send(msg)
+    reply = kc.control_channel.get_msg(timeout=30)
+    assert reply["msg_type"] == "debug_reply"
+    assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+
+
+def test_ipc_transport(tmp_path):
+    km, kc = start(tmp_path, manager={"kernel_name": "cellar", "transport": "ipc",
+                                      "ip": str(tmp_path / "k")})
+    try:
+        assert km.get_connection_info()["transport"] == "ipc"
+        assert ok(kc, "print('over ipc')").stdout == "over ipc\n"
+    finally:
+        kc.stop_channels()
+        pids = [proxy_pid(km)]
+        km.shutdown_kernel(now=False)
+        assert wait_gone(pids) == []
+
+
+def cellar(*args, **kw):
+    return subprocess.run([str(VENV_BIN / "cellar"), *args], capture_output=True,
+                          text=True, **kw)
+
+
+def test_install_kernel_and_message_mode_interrupt(tmp_path):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    out = cellar("install-kernel", "--prefix", str(tmp_path / "env"), "--name",
+                 "cellar-msg", "--display-name", "cellar, message mode",
+                 "--interrupt-mode", "message")
+    assert out.returncode == 0, out.stderr
+    spec_file = tmp_path / "env/share/jupyter/kernels/cellar-msg/kernel.json"
+    spec = json.loads(spec_file.read_text())
+    assert spec["argv"][0] == str(VENV_BIN / "cellar-kernel")
+    assert spec["argv"][4] == str(VENV_BIN / "python")
+    assert spec["display_name"] == "cellar, message mode"
+    assert spec["interrupt_mode"] == "message"
+    # --user goes to $JUPYTER_DATA_DIR; bad names are refused.
+    env = dict(os.environ, JUPYTER_DATA_DIR=str(tmp_path / "user"))
+    assert cellar("install-kernel", "--user", env=env).returncode == 0
+    assert (tmp_path / "user/kernels/cellar/kernel.json").is_file()
+    assert cellar("install-kernel", "--name", "../evil", "--prefix",
+                  str(tmp_path)).returncode == 2
+
+    ksm = KernelSpecManager(kernel_dirs=[str(spec_file.parent.parent)])
+    km, kc = start(tmp_path, manager={"kernel_name": "cellar-msg",
+                                      "kernel_spec_manager": ksm})
+    try:
+        assert km.kernel_spec.interrupt_mode == "message"
+        msg_id = kc.execute("import time; time.sleep(30)")
+        time.sleep(1.0)
+        t = time.monotonic()
+        km.interrupt_kernel()  # an interrupt_request on control, in this mode
+        r = collect(kc, msg_id, timeout=10)
+        assert time.monotonic() - t < 5
+        assert r.reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def connection_file(path: Path, **over) -> Path:
+    from jupyter_client.connect import write_connection_file
+
+    write_connection_file(str(path), key=b"k")  # free tcp ports
+    data = json.loads(path.read_text())
+    data.update(over)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_kernel_that_cannot_start_is_given_up_clearly(tmp_path):
+    conn = connection_file(tmp_path / "c.json")
+    t = time.monotonic()
+    p = subprocess.run([str(VENV_BIN / "cellar-kernel"), "-f", str(conn), "--", "false"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "giving up" in p.stderr
+    assert time.monotonic() - t < 10
+
+
+@pytest.mark.parametrize("over,says", [({"signature_scheme": "hmac-md5"}, "hmac-md5"),
+                                       ({"shell_port": "x"}, "shell_port"),
+                                       ({"transport": "udp"}, "udp")])
+def test_a_bad_connection_file_is_refused_clearly(tmp_path, over, says):
+    conn = connection_file(tmp_path / "c.json", **over)
+    p = subprocess.run([str(VENV_BIN / "cellar-kernel"), "-f", str(conn), "--",
+                        sys.executable, "-m", "ipykernel_launcher"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 1
+    assert says in p.stderr
