@@ -48,6 +48,16 @@ def own(tmp_path):
         km.shutdown_kernel(now=True)
 
 
+def control(kc, msg_type: str, content: dict) -> dict:
+    """Sends a request on control and returns its reply (skipping older replies)."""
+    msg = kc.session.msg(msg_type, content)
+    kc.control_channel.send(msg)
+    while True:
+        reply = kc.control_channel.get_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply
+
+
 def child_pid(kc) -> int:
     return evaluate(kc, "__import__('os').getpid()")
 
@@ -165,11 +175,7 @@ def test_subshell_created_and_used(shared):
     km, kc, _ = shared
     info = kc.kernel_info(reply=True, timeout=30)
     assert "kernel subshells" in info["content"].get("supported_features", [])
-    msg = kc.session.msg("create_subshell_request", {})
-    kc.control_channel.send(msg)
-    reply = kc.control_channel.get_msg(timeout=30)
-    assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
-    sid = reply["content"]["subshell_id"]
+    sid = control(kc, "create_subshell_request", {})["content"]["subshell_id"]
     # A long cell on the main shell; the subshell answers meanwhile.
     slow = kc.execute("import time; time.sleep(3)")
     quick = kc.session.msg("execute_request", {"code": "import threading\n"
@@ -185,9 +191,7 @@ def test_subshell_created_and_used(shared):
     assert r.reply["parent_header"]["subshell_id"] == sid
     assert "MainThread" not in r.stdout
     collect(kc, slow)
-    lst = kc.session.msg("list_subshell_request", {})
-    kc.control_channel.send(lst)
-    assert sid in kc.control_channel.get_msg(timeout=30)["content"]["subshell_id"]
+    assert sid in control(kc, "list_subshell_request", {})["content"]["subshell_id"]
 
 
 def test_two_clients_get_their_own_replies_and_all_iopub(shared):
@@ -401,13 +405,11 @@ def test_protocol_requests_pass_through(shared):
     assert insp["found"] and "text/plain" in insp["data"]
     hist = kc.history(hist_access_type="tail", n=5, reply=True)["content"]
     assert hist["status"] == "ok"
-    msg = kc.session.msg("debug_request", {"type": "request", "seq": 1,
-                                           "command": "initialize",
-                                           "arguments": {"adapterID": "cellar-test"}})
-    kc.control_channel.send(msg)
-    reply = kc.control_channel.get_msg(timeout=30)
+    reply = control(kc, "debug_request", {"type": "request", "seq": 1,
+                                          "command": "initialize",
+                                          "arguments": {"adapterID": "cellar-test"}})
     assert reply["msg_type"] == "debug_reply"
-    assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+    assert reply["content"]["command"] == "initialize"
 
 
 def test_ipc_transport(tmp_path):
