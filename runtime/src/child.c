@@ -132,7 +132,7 @@ cellar_child_exit cellar_child_stop(pid_t pid, int grace_ms)
         return e;
     kill(pid, SIGTERM);
     for (int waited = 0; waited < grace_ms; waited += 10) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
+        struct timespec ts = {0, 10L * 1000 * 1000};
         nanosleep(&ts, NULL);
         e = cellar_child_poll(pid);
         if (e.exited)

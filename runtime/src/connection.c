@@ -74,7 +74,7 @@ cellar_status cellar_connection_read(const char *path, cellar_connection *out,
         (st = text_field(root, "key", "", key, sizeof key, err)))
         goto done;
     st = CELLAR_EINVAL;
-    if (strcmp(out->transport, "tcp") && strcmp(out->transport, "ipc")) {
+    if (strcmp(out->transport, "tcp") != 0 && strcmp(out->transport, "ipc") != 0) {
         cellar_error_set(err, st, "connection file: transport '%s' is not tcp or ipc",
                          out->transport);
         goto done;

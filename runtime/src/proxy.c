@@ -83,15 +83,15 @@ typedef struct proxy {
 static const char *const channel_names[CELLAR_CHANNEL_COUNT] = {"shell", "iopub", "stdin",
                                                                 "control", "hb"};
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+/* One line on stderr, written whole so that lines never interleave. */
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 {
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    fputs("cellar-kernel: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "cellar-kernel: %s\n", line);
 }
 
 /* Dropped messages are logged, but a flood of them is not: the first 100,
@@ -142,7 +142,10 @@ static int receive(void *sock, parts *in)
                 in->msgs = m;
             cellar_wire_frame *f = m ? realloc(in->frames, cap * sizeof *f) : NULL;
             if (!f) {
-                over = true; /* out of memory: drain and drop */
+                /* Out of memory: leave a message not yet begun where it is;
+                 * drain and drop the rest of one under way. */
+                if (in->n == 0)
+                    return 0;
                 zmq_msg_t tmp;
                 zmq_msg_init(&tmp);
                 int more = 1;
@@ -493,7 +496,9 @@ static void note_execution_count(proxy *p, const cellar_wire_msg *m,
                                  const cellar_wire_info *info)
 {
     inflight *f = find_pending(p, info->parent_msg_id);
-    json_t *c = f ? cellar_wire_read_json(m, CELLAR_WIRE_CONTENT) : NULL;
+    if (!f)
+        return;
+    json_t *c = cellar_wire_read_json(m, CELLAR_WIRE_CONTENT);
     json_t *n = json_object_get(c, "execution_count");
     if (json_is_integer(n))
         f->execution_count = (long)json_integer_value(n);
@@ -598,8 +603,7 @@ static void drain_back(proxy *p)
 static void on_signal(proxy *p)
 {
     struct signalfd_siginfo si;
-    ssize_t r;
-    while ((r = read(p->sigfd, &si, sizeof si)) == sizeof si) {
+    while (read(p->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGCHLD) {
             if (p->child) {
                 cellar_child_exit e = cellar_child_poll(p->child);

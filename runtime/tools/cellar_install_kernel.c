@@ -83,7 +83,7 @@ int cellar_cmd_install_kernel(int argc, char **argv)
         }
     }
     if (!valid_name(name) ||
-        (strcmp(interrupt, "signal") && strcmp(interrupt, "message"))) {
+        (strcmp(interrupt, "signal") != 0 && strcmp(interrupt, "message") != 0)) {
         fprintf(stderr, "cellar install-kernel: the name may hold only letters, digits, "
                         "'.', '_' and '-'; the interrupt mode is signal or message\n");
         return 2;

@@ -70,7 +70,7 @@ static void reference_sign(const cellar_wire_frame *json4, char hex[65])
     HMAC(EVP_sha256(), KEY, (int)strlen(KEY), buf, total, raw, &len);
     assert_int_equal(len, 32);
     for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        snprintf(hex + (size_t)i * 2, 3, "%02x", raw[i]);
     free(buf);
 }
 
