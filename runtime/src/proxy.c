@@ -128,9 +128,9 @@ static void parts_free(parts *in)
 }
 
 /* Receives one whole message from `sock` without waiting.  Returns 1 with the
- * frames in `in`, 0 when none is waiting, -1 when it was over the limits (it
- * was consumed and discarded). */
-static int receive(void *sock, parts *in)
+ * frames in `in`, 0 when none is waiting, -1 when it was over `limit` bytes
+ * or CELLAR_PROXY_MAX_FRAMES frames (it was consumed and discarded). */
+static int receive(void *sock, parts *in, size_t limit)
 {
     parts_clear(in);
     bool over = false;
@@ -172,11 +172,11 @@ static int receive(void *sock, parts *in)
         in->n++;
         in->bytes += zmq_msg_size(m);
         int more = zmq_msg_more(m);
-        if (in->bytes > CELLAR_PROXY_MAX_MESSAGE || in->n > CELLAR_PROXY_MAX_FRAMES) {
+        if (in->bytes > limit || in->n > CELLAR_PROXY_MAX_FRAMES) {
             over = true;
             /* Keep the count bounded: release frames as they come. */
             parts_clear(in);
-            in->bytes = CELLAR_PROXY_MAX_MESSAGE + 1;
+            in->bytes = limit + 1;
         }
         if (!more)
             break;
@@ -557,7 +557,9 @@ static void subscription(proxy *p)
 static void serve(proxy *p, void *sock, bool front, int ch, int budget)
 {
     while (budget-- > 0 && !p->stop) {
-        int r = receive(sock, &p->in);
+        int r =
+            receive(sock, &p->in,
+                    p->cfg->max_message ? p->cfg->max_message : CELLAR_PROXY_MAX_MESSAGE);
         if (r == 0)
             return;
         if (r < 0) {

@@ -6,7 +6,8 @@
  * the environment cellar was installed into), so that the kernelspec that
  * `pip install .` puts in a wheel, which cannot know the final path, still
  * starts that environment's ipykernel; when there is none, "python" is
- * looked up on PATH.
+ * looked up on PATH.  CELLAR_KERNEL_MAX_MESSAGE, in bytes, lowers or raises
+ * the 1 GiB limit on one message (proxy.h).
  */
 #include <limits.h>
 #include <stdbool.h>
@@ -23,7 +24,9 @@ static const char usage[] =
     "A Jupyter kernel that relays every channel to the kernel CMD starts (for\n"
     "example: python -m ipykernel_launcher), which it runs on private endpoints\n"
     "and restarts when it dies.  CMD gets -f CHILD_CONNECTION_FILE appended.\n"
-    "A first word 'python' means the python beside cellar-kernel, if any.\n";
+    "A first word 'python' means the python beside cellar-kernel, if any.\n"
+    "\n"
+    "A message over CELLAR_KERNEL_MAX_MESSAGE bytes (default 1 GiB) is dropped.\n";
 
 /* Writes into out[PATH_MAX] the python beside this program; false if none. */
 static bool python_beside(const char *argv0, char out[PATH_MAX])
@@ -80,6 +83,19 @@ int main(int argc, char **argv)
     if (!strcmp(cmd[0], "python") && python_beside(argv[0], python))
         cmd[0] = python;
     cellar_proxy_config cfg = {.connection_file = file, .child_argv = cmd};
+    const char *limit = getenv("CELLAR_KERNEL_MAX_MESSAGE");
+    if (limit && *limit) {
+        char *end;
+        unsigned long long v = strtoull(limit, &end, 10);
+        if (*end || v == 0) {
+            fprintf(stderr,
+                    "cellar-kernel: CELLAR_KERNEL_MAX_MESSAGE='%s' is not a "
+                    "positive number of bytes\n",
+                    limit);
+            return 2;
+        }
+        cfg.max_message = (size_t)v;
+    }
     cellar_error err;
     cellar_error_clear(&err);
     int status = cellar_proxy_run(&cfg, &err);

@@ -497,3 +497,25 @@ def test_a_bad_connection_file_is_refused_clearly(tmp_path, over, says):
                        text=True, timeout=30)
     assert p.returncode == 1
     assert says in p.stderr
+
+
+def test_oversize_messages_are_dropped_both_ways(tmp_path):
+    env = dict(os.environ, CELLAR_KERNEL_MAX_MESSAGE=str(1 << 20))
+    km, kc = start(tmp_path, stderr_path=tmp_path / "kernel.stderr", env=env)
+    try:
+        ok(kc, ECHO_TARGET)
+        small = os.urandom(100_000)
+        assert comm_roundtrip(kc, [small]) == [small[::-1]]
+        with pytest.raises(Exception):
+            comm_roundtrip(kc, [os.urandom(2 << 20)], timeout=3)
+        assert evaluate(kc, "len(_got)") == 1  # the big one never reached the kernel
+        # From the kernel: the 2 MiB stream is dropped, the cell still finishes.
+        r = ok(kc, "print('x' * (2 << 20))")
+        assert r.stdout == ""
+        assert ok(kc, "print('after')").stdout == "after\n"
+        log = (tmp_path / "kernel.stderr").read_text()
+        assert "from shell: over the size limit" in log
+        assert "from the kernel: over the size limit" in log
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

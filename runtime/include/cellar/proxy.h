@@ -8,9 +8,10 @@
  *
  * What it guarantees, for the documentation and the tests:
  *   - a message from a frontend with a missing, wrong or replayed signature,
- *     a malformed frame list, or more than CELLAR_PROXY_MAX_MESSAGE bytes (or
- *     CELLAR_PROXY_MAX_FRAMES frames) is dropped with a line on stderr, and
- *     never reaches the kernel;
+ *     a malformed frame list, or more than the size limit (1 GiB unless the
+ *     config says otherwise) or CELLAR_PROXY_MAX_FRAMES frames is dropped
+ *     with a line on stderr, and never reaches the kernel; the same limits
+ *     drop an oversize message from the kernel;
  *   - shell, control and stdin share one routing id towards the kernel, so
  *     the kernel's stdin requests reach the frontend that sent the execute;
  *   - iopub subscriptions are answered with the proxy's own signed
@@ -33,7 +34,8 @@
 extern "C" {
 #endif
 
-/* Messages beyond these are dropped (and logged): 1 GiB in all, 65536 frames. */
+/* Messages beyond these are dropped (and logged): 1 GiB in all (by default),
+ * 65536 frames. */
 #define CELLAR_PROXY_MAX_MESSAGE ((size_t)1 << 30)
 #define CELLAR_PROXY_MAX_FRAMES 65536
 
@@ -67,6 +69,7 @@ typedef struct cellar_proxy_config {
      * "-f CHILD_CONNECTION_FILE".  Borrowed for the run. */
     char *const *child_argv;
     cellar_proxy_hooks hooks;
+    size_t max_message; /* bytes in all frames of one message; 0: the default */
 } cellar_proxy_config;
 
 /*
