@@ -9,10 +9,13 @@ neighbour hurts both alike.
    timed in this process: median and p99, and the difference the proxy adds.
 2. iopub throughput: a cell printing LINES short lines, from send to its idle status
    with every line received; the proxied rate as a ratio to the direct one.
+3. A 64 MiB comm message with one buffer, echoed back by the kernel: the proxy's peak
+   RSS (VmHWM) before and after, which shows how many copies of the buffer it held.
 """
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -70,6 +73,41 @@ def flood(kc, lines):
     return elapsed
 
 
+ECHO = """
+def _echo(comm, _open):
+    comm.on_msg(lambda m: comm.send(data={}, buffers=[bytes(b) for b in m["buffers"]]))
+get_ipython().kernel.comm_manager.register_target("bench_echo", _echo)
+"""
+
+
+def vm_hwm_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def big_comm(km, kc, size):
+    """The proxy's peak RSS (KiB) before and after a comm message of `size` bytes went
+    to the kernel and back."""
+    pid = km.provisioner.process.pid
+    kc.execute(ECHO, reply=True, timeout=30)
+    drain_iopub(kc)
+    before = vm_hwm_kib(pid)
+    comm_id = os.urandom(8).hex()
+    kc.session.send(kc.shell_channel.socket, "comm_open",
+                    {"comm_id": comm_id, "target_name": "bench_echo", "data": {}})
+    payload = os.urandom(size)
+    kc.session.send(kc.shell_channel.socket, "comm_msg", {"comm_id": comm_id, "data": {}},
+                    buffers=[payload])
+    while True:
+        m = kc.get_iopub_msg(timeout=120)
+        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id:
+            assert bytes(m["buffers"][0]) == payload
+            break
+    return before, vm_hwm_kib(pid)
+
+
 def pct(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
@@ -99,6 +137,7 @@ def main():
         for _ in range(a.reps):
             for name, (_, kc) in kernels.items():
                 floods[name].append(flood(kc, a.lines))
+        rss = big_comm(*kernels["cellar"], 64 << 20)
     finally:
         for km, kc in kernels.values():
             kc.stop_channels()
@@ -118,9 +157,13 @@ def main():
     print(f"  direct  {fd:6.3f} s  ({a.lines / fd:10.0f} lines/s)")
     print(f"  proxied {fp:6.3f} s  ({a.lines / fp:10.0f} lines/s)")
     print(f"  throughput ratio proxied/direct: {fd / fp:.3f}")
+    print("a 64 MiB comm message to the kernel and back, through the proxy")
+    print(f"  proxy peak RSS {rss[0] / 1024:.1f} MiB before, {rss[1] / 1024:.1f} MiB after "
+          f"(+{(rss[1] - rss[0]) / 1024:.1f} MiB = {(rss[1] - rss[0]) / 65536:.2f} x the message)")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"round_trip_s": trips, "flood_s": floods, "lines": a.lines}, f)
+            json.dump({"round_trip_s": trips, "flood_s": floods, "lines": a.lines,
+                       "proxy_hwm_kib": rss}, f)
 
 
 if __name__ == "__main__":
