@@ -27,6 +27,7 @@ static const char usage[] =
     "  stats              counts and sizes of a store\n"
     "  verify [--repair]  check the whole store (structure, records, checksums,\n"
     "                     blobs); --repair drops what is damaged\n"
+    "  install-kernel     install a Jupyter kernelspec for cellar-kernel\n"
     "\n"
     "Store commands take --dir PATH (default: $CELLAR_DIR, else ./.cellar)\n"
     "and --json. Run 'cellar COMMAND --help' for details.\n"
@@ -43,9 +44,13 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"scan", cellar_cmd_scan, 2},   {"ls", cellar_cmd_ls, 1},
-    {"show", cellar_cmd_show, 1},   {"log", cellar_cmd_log, 1},
-    {"stats", cellar_cmd_stats, 1}, {"verify", cellar_cmd_verify, 2},
+    {"scan", cellar_cmd_scan, 2},
+    {"ls", cellar_cmd_ls, 1},
+    {"show", cellar_cmd_show, 1},
+    {"log", cellar_cmd_log, 1},
+    {"stats", cellar_cmd_stats, 1},
+    {"verify", cellar_cmd_verify, 2},
+    {"install-kernel", cellar_cmd_install_kernel, 1},
 };
 
 /* `status`, or `failed` when stdout could not be written (said on stderr):

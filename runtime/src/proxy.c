@@ -1,0 +1,772 @@
+/*
+ * proxy.c - the relay loop of `cellar-kernel` (see proxy.h).
+ *
+ * One thread and one zmq_poll loop own every socket: the frontend's ROUTERs
+ * (shell, control, stdin, heartbeat) and XPUB (iopub), the DEALERs and SUB
+ * connected to the child's private ipc endpoints, and a signalfd for the
+ * signals the proxy handles.  A message is received part by part into
+ * zmq_msg_t's, looked at through the pure codec in wire.c, and sent on with
+ * zmq_msg_send of those same zmq_msg_t's, so a large frame is never copied.
+ *
+ * Routing needs no table: a frontend ROUTER prefixes the client's identity,
+ * the DEALER sends all frames on, the child's ROUTER prefixes the DEALER's id
+ * and echoes every identity before the delimiter in its reply; the DEALER
+ * receives the reply without its own id, and the frontend ROUTER routes it
+ * by the client's identity that is now first.
+ *
+ * Each child gets a generation number: its endpoints and connection file are
+ * named after it in the proxy's 0700 directory, and its sockets are made
+ * fresh, so nothing queued for a dead child leaks into the next one.  The
+ * execute requests a child has not answered are kept (identities and header)
+ * so that, when it dies, each gets a signed error reply.
+ */
+#define _GNU_SOURCE
+#include "cellar/proxy.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cellar/child.h"
+#include "cellar/connection.h"
+
+/* A request the child has not answered yet. */
+typedef struct inflight {
+    zmq_msg_t *ids; /* copies of the routing identities */
+    size_t n_ids;
+    json_t *header;
+    char msg_id[128];
+    long execution_count;
+} inflight;
+
+/* The frames of the message being relayed. */
+typedef struct parts {
+    zmq_msg_t *msgs;
+    cellar_wire_frame *frames;
+    size_t n, cap;
+    size_t bytes;
+} parts;
+
+typedef struct proxy {
+    const cellar_proxy_config *cfg;
+    cellar_connection conn;
+    cellar_wire_auth *auth;
+    void *zctx;
+    void *front[CELLAR_CHANNEL_COUNT];
+    void *back[CELLAR_CHANNEL_COUNT]; /* no heartbeat */
+    int sigfd;
+    char dir[128]; /* short: ipc paths must fit in a sockaddr_un */
+    char child_file[PATH_MAX];
+    unsigned generation;
+    pid_t child;
+    struct timespec child_started;
+    int quick_deaths;
+    char session[40];
+    bool shutdown_seen;
+    bool stop;
+    int exit_status;
+    inflight *pending;
+    size_t n_pending, cap_pending;
+    parts in;
+    unsigned long drops;
+} proxy;
+
+static const char *const channel_names[CELLAR_CHANNEL_COUNT] = {"shell", "iopub", "stdin",
+                                                                "control", "hb"};
+
+/* One line on stderr, written whole so that lines never interleave. */
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "cellar-kernel: %s\n", line);
+}
+
+/* Dropped messages are logged, but a flood of them is not: the first 100,
+ * then one in 1000. */
+static void drop(proxy *p, const char *from, const char *why)
+{
+    p->drops++;
+    if (p->drops <= 100 || p->drops % 1000 == 0)
+        say("dropped a message from %s: %s (%lu dropped so far)", from, why, p->drops);
+}
+
+static void hook(proxy *p, cellar_proxy_event ev, const cellar_wire_msg *m,
+                 const cellar_wire_info *info)
+{
+    if (p->cfg->hooks.on_event)
+        p->cfg->hooks.on_event(p->cfg->hooks.ctx, ev, m, info);
+}
+
+/* --- receiving and sending whole messages --- */
+
+static void parts_clear(parts *in)
+{
+    for (size_t i = 0; i < in->n; i++)
+        zmq_msg_close(&in->msgs[i]);
+    in->n = 0;
+    in->bytes = 0;
+}
+
+static void parts_free(parts *in)
+{
+    parts_clear(in);
+    free(in->msgs);
+    free(in->frames);
+}
+
+/* Receives one whole message from `sock` without waiting.  Returns 1 with the
+ * frames in `in`, 0 when none is waiting, -1 when it was over `limit` bytes
+ * or CELLAR_PROXY_MAX_FRAMES frames (it was consumed and discarded). */
+static int receive(void *sock, parts *in, size_t limit)
+{
+    parts_clear(in);
+    bool over = false;
+    for (;;) {
+        if (in->n == in->cap) {
+            size_t cap = in->cap ? in->cap * 2 : 16;
+            zmq_msg_t *m = realloc(in->msgs, cap * sizeof *m);
+            if (m)
+                in->msgs = m;
+            cellar_wire_frame *f = m ? realloc(in->frames, cap * sizeof *f) : NULL;
+            if (!f) {
+                /* Out of memory: leave a message not yet begun where it is;
+                 * drain and drop the rest of one under way. */
+                if (in->n == 0)
+                    return 0;
+                zmq_msg_t tmp;
+                zmq_msg_init(&tmp);
+                int more = 1;
+                while (more && zmq_msg_recv(&tmp, sock, 0) >= 0)
+                    more = zmq_msg_more(&tmp);
+                zmq_msg_close(&tmp);
+                parts_clear(in);
+                return -1;
+            }
+            in->frames = f;
+            in->cap = cap;
+        }
+        zmq_msg_t *m = &in->msgs[in->n];
+        zmq_msg_init(m);
+        int r;
+        do
+            r = zmq_msg_recv(m, sock, in->n ? 0 : ZMQ_DONTWAIT);
+        while (r < 0 && zmq_errno() == EINTR);
+        if (r < 0) {
+            zmq_msg_close(m);
+            parts_clear(in);
+            return 0;
+        }
+        in->n++;
+        in->bytes += zmq_msg_size(m);
+        int more = zmq_msg_more(m);
+        if (in->bytes > limit || in->n > CELLAR_PROXY_MAX_FRAMES) {
+            over = true;
+            /* Keep the count bounded: release frames as they come. */
+            parts_clear(in);
+            in->bytes = limit + 1;
+        }
+        if (!more)
+            break;
+    }
+    if (over) {
+        parts_clear(in);
+        return -1;
+    }
+    for (size_t i = 0; i < in->n; i++)
+        in->frames[i] =
+            (cellar_wire_frame){zmq_msg_data(&in->msgs[i]), zmq_msg_size(&in->msgs[i])};
+    return 1;
+}
+
+/* Sends frames [from, in->n) of `in` on `sock`, moving each zmq_msg_t.
+ * Returns false (and discards the rest) when the socket refuses. */
+static bool forward(void *sock, parts *in, size_t from)
+{
+    for (size_t i = from; i < in->n; i++) {
+        int flags = ZMQ_DONTWAIT | (i + 1 < in->n ? ZMQ_SNDMORE : 0);
+        int r;
+        do
+            r = zmq_msg_send(&in->msgs[i], sock, flags);
+        while (r < 0 && zmq_errno() == EINTR);
+        if (r < 0) {
+            parts_clear(in);
+            return false;
+        }
+    }
+    parts_clear(in);
+    return true;
+}
+
+/* Sends identities, the delimiter and a composed message (copies: these are
+ * the proxy's own small messages). */
+static void send_composed(void *sock, zmq_msg_t *ids, size_t n_ids,
+                          const cellar_wire_composed *c)
+{
+    for (size_t i = 0; i < n_ids; i++)
+        zmq_send(sock, zmq_msg_data(&ids[i]), zmq_msg_size(&ids[i]),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, CELLAR_WIRE_DELIMITER, CELLAR_WIRE_DELIMITER_LEN,
+             ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, c->signature, strlen(c->signature), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    for (int i = 0; i < 4; i++)
+        zmq_send(sock, c->json[i], c->json_len[i],
+                 (i < 3 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+}
+
+/* Composes and sends a message the proxy makes; content is stolen. */
+static void send_own(proxy *p, void *sock, zmq_msg_t *ids, size_t n_ids,
+                     const char *msg_type, json_t *parent, json_t *content)
+{
+    json_t *header = cellar_wire_header_new(msg_type, p->session);
+    cellar_wire_composed c;
+    if (header && content &&
+        cellar_wire_compose(p->auth, header, parent, NULL, content, &c) == CELLAR_OK) {
+        send_composed(sock, ids, n_ids, &c);
+        cellar_wire_composed_free(&c);
+    } else {
+        say("cannot compose a %s message (out of memory)", msg_type);
+    }
+    json_decref(header);
+    json_decref(content);
+}
+
+/* --- in-flight execute requests --- */
+
+static void inflight_free(inflight *f)
+{
+    for (size_t i = 0; i < f->n_ids; i++)
+        zmq_msg_close(&f->ids[i]);
+    free(f->ids);
+    json_decref(f->header);
+}
+
+static void track_execute(proxy *p, const cellar_wire_msg *m,
+                          const cellar_wire_info *info)
+{
+    if (!info->msg_id[0])
+        return;
+    if (p->n_pending == p->cap_pending) {
+        size_t cap = p->cap_pending ? p->cap_pending * 2 : 8;
+        inflight *n = realloc(p->pending, cap * sizeof *n);
+        if (!n)
+            return;
+        p->pending = n;
+        p->cap_pending = cap;
+    }
+    inflight f = {.execution_count = 0};
+    f.header = cellar_wire_read_json(m, CELLAR_WIRE_HEADER);
+    f.ids = m->delim ? malloc(m->delim * sizeof *f.ids) : NULL;
+    if (!f.header || (m->delim && !f.ids)) {
+        json_decref(f.header);
+        free(f.ids);
+        return;
+    }
+    for (size_t i = 0; i < m->delim; i++) {
+        zmq_msg_init_size(&f.ids[i], m->frames[i].size);
+        memcpy(zmq_msg_data(&f.ids[i]), m->frames[i].data, m->frames[i].size);
+    }
+    f.n_ids = m->delim;
+    memcpy(f.msg_id, info->msg_id, sizeof f.msg_id);
+    p->pending[p->n_pending++] = f;
+}
+
+static inflight *find_pending(proxy *p, const char *msg_id)
+{
+    for (size_t i = 0; msg_id[0] && i < p->n_pending; i++)
+        if (!strcmp(p->pending[i].msg_id, msg_id))
+            return &p->pending[i];
+    return NULL;
+}
+
+static void untrack(proxy *p, inflight *f)
+{
+    inflight_free(f);
+    *f = p->pending[--p->n_pending];
+}
+
+/* Answers every unanswered execute request after the child died: an error on
+ * iopub, an error execute_reply to its client, then status idle. */
+static void answer_pending(proxy *p, const char *how)
+{
+    char evalue[256];
+    snprintf(evalue, sizeof evalue,
+             "the kernel process %s while running this cell; cellar-kernel started a "
+             "new one (its variables are gone)",
+             how);
+    for (size_t i = 0; i < p->n_pending; i++) {
+        inflight *f = &p->pending[i];
+        json_t *tb = json_pack("[s]", evalue);
+        json_t *err = json_pack("{s:s, s:s, s:o}", "ename", "KernelDied", "evalue",
+                                evalue, "traceback", tb);
+        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "error", f->header,
+                 json_deep_copy(err));
+        json_object_set_new(err, "status", json_string("error"));
+        json_object_set_new(err, "execution_count", json_integer(f->execution_count));
+        json_object_set_new(err, "user_expressions", json_object());
+        json_object_set_new(err, "payload", json_array());
+        send_own(p, p->front[CELLAR_CHANNEL_SHELL], f->ids, f->n_ids, "execute_reply",
+                 f->header, err);
+        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", f->header,
+                 json_pack("{s:s}", "execution_state", "idle"));
+        inflight_free(f);
+    }
+    p->n_pending = 0;
+}
+
+/* --- the child and its sockets --- */
+
+static void close_back(proxy *p)
+{
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++)
+        if (p->back[ch]) {
+            zmq_close(p->back[ch]);
+            p->back[ch] = NULL;
+        }
+}
+
+static cellar_status start_child(proxy *p, cellar_error *err)
+{
+    close_back(p);
+    if (p->child_file[0])
+        unlink(p->child_file);
+    p->generation++;
+    cellar_connection c = p->conn;
+    strcpy(c.transport, "ipc");
+    snprintf(c.ip, sizeof c.ip, "%s/k%u", p->dir, p->generation);
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++)
+        c.ports[ch] = ch + 1;
+    snprintf(p->child_file, sizeof p->child_file, "%s/kernel-%u.json", p->dir,
+             p->generation);
+    cellar_status st = cellar_connection_write(p->child_file, &c, "cellar-child", err);
+    if (st)
+        return st;
+    static const int types[CELLAR_CHANNEL_COUNT] = {ZMQ_DEALER, ZMQ_SUB, ZMQ_DEALER,
+                                                    ZMQ_DEALER, 0};
+    for (int ch = 0; ch < CELLAR_CHANNEL_HB; ch++) {
+        void *s = zmq_socket(p->zctx, types[ch]);
+        char ep[PATH_MAX + 32];
+        int zero = 0, ivl = 10;
+        if (!s)
+            return cellar_error_set(err, CELLAR_EIO, "zmq_socket: %s",
+                                    zmq_strerror(zmq_errno()));
+        p->back[ch] = s;
+        zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+        zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
+        zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero);
+        if (types[ch] == ZMQ_DEALER)
+            zmq_setsockopt(s, ZMQ_ROUTING_ID, p->session, strlen(p->session));
+        else
+            zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+        if ((st = cellar_connection_endpoint(&c, (cellar_channel)ch, ep, sizeof ep, err)))
+            return st;
+        if (zmq_connect(s, ep) != 0)
+            return cellar_error_set(err, CELLAR_EIO, "cannot connect to %s: %s", ep,
+                                    zmq_strerror(zmq_errno()));
+    }
+    size_t n = 0;
+    while (p->cfg->child_argv[n])
+        n++;
+    char **argv = calloc(n + 3, sizeof *argv);
+    if (!argv)
+        return cellar_error_set(err, CELLAR_ENOMEM, "out of memory starting the kernel");
+    memcpy(argv, p->cfg->child_argv, n * sizeof *argv);
+    argv[n] = (char *)"-f";
+    argv[n + 1] = p->child_file;
+    st = cellar_child_start(argv, &p->child, err);
+    free(argv);
+    if (st)
+        return st;
+    clock_gettime(CLOCK_MONOTONIC, &p->child_started);
+    hook(p, CELLAR_PROXY_CHILD_STARTED, NULL, NULL);
+    return CELLAR_OK;
+}
+
+static double seconds_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* Relays what the child still had queued (its shutdown_reply, last outputs):
+ * until nothing arrives for 100 ms, at most 1 s. */
+static void drain_back(proxy *p);
+
+static void child_exited(proxy *p, cellar_child_exit e)
+{
+    char how[64];
+    if (e.signaled)
+        snprintf(how, sizeof how, "was killed by signal %d (%s)", e.status,
+                 strsignal(e.status));
+    else
+        snprintf(how, sizeof how, "exited with status %d", e.status);
+    p->child = 0;
+    if (p->shutdown_seen) {
+        drain_back(p);
+        p->stop = true;
+        return;
+    }
+    say("the kernel %s; starting a new one", how);
+    hook(p, CELLAR_PROXY_CHILD_DIED, NULL, NULL);
+    drain_back(p);
+    answer_pending(p, how);
+    p->quick_deaths = seconds_since(&p->child_started) < 2.0 ? p->quick_deaths + 1 : 0;
+    if (p->quick_deaths >= 5) {
+        say("the kernel died %d times within 2 s of starting; giving up",
+            p->quick_deaths);
+        p->stop = true;
+        p->exit_status = 1;
+        return;
+    }
+    cellar_error err;
+    if (start_child(p, &err) != CELLAR_OK) {
+        say("cannot restart the kernel: %s", err.message);
+        p->stop = true;
+        p->exit_status = 1;
+    }
+}
+
+/* --- relaying --- */
+
+/* A frontend request on shell, control or stdin: checked, then forwarded. */
+static void from_frontend(proxy *p, int ch)
+{
+    cellar_wire_msg m;
+    cellar_wire_verdict v = cellar_wire_parse(p->in.frames, p->in.n, &m);
+    if (v == CELLAR_WIRE_OK)
+        v = cellar_wire_verify(p->auth, &m);
+    if (v != CELLAR_WIRE_OK) {
+        char from[64];
+        snprintf(from, sizeof from, "a frontend on %s", channel_names[ch]);
+        drop(p, from, cellar_wire_verdict_name(v));
+        parts_clear(&p->in);
+        return;
+    }
+    cellar_wire_info info;
+    cellar_wire_read_info(&m, &info);
+    if (!strcmp(info.msg_type, "shutdown_request"))
+        p->shutdown_seen = true;
+    if (ch == CELLAR_CHANNEL_SHELL && !strcmp(info.msg_type, "execute_request")) {
+        track_execute(p, &m, &info);
+        hook(p, CELLAR_PROXY_EXECUTE_REQUEST, &m, &info);
+    }
+    if (!forward(p->back[ch], &p->in, 0))
+        drop(p, channel_names[ch], "the kernel's socket refused it");
+}
+
+/* A child's reply on shell, control or stdin, on to the frontend it names. */
+static void from_child(proxy *p, int ch)
+{
+    cellar_wire_msg m;
+    if (cellar_wire_parse(p->in.frames, p->in.n, &m) != CELLAR_WIRE_OK || m.delim == 0) {
+        drop(p, "the kernel", "not a routable Jupyter message");
+        parts_clear(&p->in);
+        return;
+    }
+    if (ch == CELLAR_CHANNEL_SHELL) {
+        cellar_wire_info info;
+        cellar_wire_read_info(&m, &info);
+        if (!strcmp(info.msg_type, "execute_reply")) {
+            inflight *f = find_pending(p, info.parent_msg_id);
+            if (f)
+                untrack(p, f);
+            hook(p, CELLAR_PROXY_EXECUTE_REPLY, &m, &info);
+        }
+    }
+    forward(p->front[ch], &p->in, 0);
+}
+
+/* The execution count of an execute_input, for the reply made if the child
+ * dies before its own. */
+static void note_execution_count(proxy *p, const cellar_wire_msg *m,
+                                 const cellar_wire_info *info)
+{
+    inflight *f = find_pending(p, info->parent_msg_id);
+    if (!f)
+        return;
+    json_t *c = cellar_wire_read_json(m, CELLAR_WIRE_CONTENT);
+    json_t *n = json_object_get(c, "execution_count");
+    if (json_is_integer(n))
+        f->execution_count = (long)json_integer_value(n);
+    json_decref(c);
+}
+
+static void from_child_iopub(proxy *p)
+{
+    cellar_wire_msg m;
+    if (cellar_wire_parse(p->in.frames, p->in.n, &m) != CELLAR_WIRE_OK) {
+        drop(p, "the kernel's iopub", "malformed");
+        parts_clear(&p->in);
+        return;
+    }
+    cellar_wire_info info;
+    cellar_wire_read_info(&m, &info);
+    if (!strcmp(info.msg_type, "iopub_welcome")) {
+        parts_clear(&p->in); /* addressed to the proxy's own SUB */
+        return;
+    }
+    if (!strcmp(info.msg_type, "status")) {
+        hook(p, CELLAR_PROXY_STATUS, &m, &info);
+    } else if (!strcmp(info.msg_type, "execute_input")) {
+        note_execution_count(p, &m, &info);
+        hook(p, CELLAR_PROXY_EXECUTE_INPUT, &m, &info);
+    }
+    forward(p->front[CELLAR_CHANNEL_IOPUB], &p->in, 0);
+}
+
+/* A subscription on the frontend XPUB: answered with a welcome on its topic. */
+static void subscription(proxy *p)
+{
+    if (p->in.n != 1 || p->in.frames[0].size < 1 ||
+        ((const unsigned char *)p->in.frames[0].data)[0] != 1) {
+        parts_clear(&p->in);
+        return;
+    }
+    const char *topic = (const char *)p->in.frames[0].data + 1;
+    size_t len = p->in.frames[0].size - 1;
+    json_t *content = json_object();
+    json_t *t = json_stringn(topic, len); /* NULL unless valid UTF-8, as ipykernel */
+    if (t && !json_object_set_new(content, "subscription", t)) {
+        zmq_msg_t id;
+        zmq_msg_init_size(&id, len);
+        memcpy(zmq_msg_data(&id), topic, len);
+        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], &id, len ? 1 : 0, "iopub_welcome",
+                 NULL, content);
+        zmq_msg_close(&id);
+    } else {
+        json_decref(content);
+    }
+    parts_clear(&p->in);
+}
+
+/* Handles up to `budget` messages waiting on one socket. */
+static void serve(proxy *p, void *sock, bool front, int ch, int budget)
+{
+    while (budget-- > 0 && !p->stop) {
+        int r =
+            receive(sock, &p->in,
+                    p->cfg->max_message ? p->cfg->max_message : CELLAR_PROXY_MAX_MESSAGE);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            drop(p, front ? channel_names[ch] : "the kernel", "over the size limit");
+            continue;
+        }
+        if (front && ch == CELLAR_CHANNEL_HB)
+            forward(sock, &p->in, 0);
+        else if (front && ch == CELLAR_CHANNEL_IOPUB)
+            subscription(p);
+        else if (front)
+            from_frontend(p, ch);
+        else if (ch == CELLAR_CHANNEL_IOPUB)
+            from_child_iopub(p);
+        else
+            from_child(p, ch);
+    }
+}
+
+static void drain_back(proxy *p)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (seconds_since(&start) < 1.0) {
+        zmq_pollitem_t items[4];
+        int chans[4], n = 0;
+        for (int ch = 0; ch < CELLAR_CHANNEL_HB; ch++)
+            if (p->back[ch]) {
+                items[n] = (zmq_pollitem_t){p->back[ch], 0, ZMQ_POLLIN, 0};
+                chans[n++] = ch;
+            }
+        int r = zmq_poll(items, n, 100);
+        if (r < 0 && zmq_errno() == EINTR)
+            continue;
+        if (r <= 0)
+            return;
+        for (int i = 0; i < n; i++)
+            if (items[i].revents & ZMQ_POLLIN)
+                serve(p, items[i].socket, false, chans[i], 256);
+    }
+}
+
+static void on_signal(proxy *p)
+{
+    struct signalfd_siginfo si;
+    while (read(p->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGCHLD) {
+            if (p->child) {
+                cellar_child_exit e = cellar_child_poll(p->child);
+                if (e.exited)
+                    child_exited(p, e);
+            }
+        } else if (si.ssi_signo == SIGINT) {
+            /* The kernel shares our process group and got this one itself. */
+        } else {
+            say("stopping on signal %u (%s)", si.ssi_signo, strsignal((int)si.ssi_signo));
+            p->stop = true;
+        }
+    }
+}
+
+/* --- setup --- */
+
+static cellar_status bind_front(proxy *p, cellar_error *err)
+{
+    static const int types[CELLAR_CHANNEL_COUNT] = {ZMQ_ROUTER, ZMQ_XPUB, ZMQ_ROUTER,
+                                                    ZMQ_ROUTER, ZMQ_ROUTER};
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
+        void *s = zmq_socket(p->zctx, types[ch]);
+        if (!s)
+            return cellar_error_set(err, CELLAR_EIO, "zmq_socket: %s",
+                                    zmq_strerror(zmq_errno()));
+        p->front[ch] = s;
+        int one = 1, linger = 1000;
+        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+        if (types[ch] == ZMQ_ROUTER)
+            zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+        else
+            zmq_setsockopt(s, ZMQ_XPUB_VERBOSE, &one, sizeof one);
+        char ep[CELLAR_CONNECTION_TEXT_MAX + 32];
+        cellar_status st =
+            cellar_connection_endpoint(&p->conn, (cellar_channel)ch, ep, sizeof ep, err);
+        if (st)
+            return st;
+        if (zmq_bind(s, ep) != 0)
+            return cellar_error_set(err, CELLAR_EIO, "cannot bind %s (%s): %s",
+                                    channel_names[ch], ep, zmq_strerror(zmq_errno()));
+    }
+    return CELLAR_OK;
+}
+
+static cellar_status setup(proxy *p, cellar_error *err)
+{
+    cellar_status st = cellar_connection_read(p->cfg->connection_file, &p->conn, err);
+    if (st)
+        return st;
+    p->auth = cellar_wire_auth_new(p->conn.scheme, p->conn.key, p->conn.key_len,
+                                   CELLAR_WIRE_HISTORY_DEFAULT, err);
+    if (!p->auth)
+        return err ? err->code : CELLAR_EINVAL;
+    json_t *h = cellar_wire_header_new("x", "x"); /* borrow its random msg_id */
+    snprintf(p->session, sizeof p->session, "%s",
+             h ? json_string_value(json_object_get(h, "msg_id")) : "cellar-proxy");
+    json_decref(h);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(p->dir, sizeof p->dir, "%s/cellar-kernel-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (strlen(p->dir) > 80 || !mkdtemp(p->dir)) {
+        snprintf(p->dir, sizeof p->dir, "/tmp/cellar-kernel-XXXXXX");
+        if (!mkdtemp(p->dir)) /* mkdtemp makes it 0700 */
+            return cellar_error_set(
+                err, CELLAR_EIO, "cannot make a private directory: %s", strerror(errno));
+    }
+    p->zctx = zmq_ctx_new();
+    if (!p->zctx)
+        return cellar_error_set(err, CELLAR_EIO, "zmq_ctx_new: %s",
+                                zmq_strerror(zmq_errno()));
+    if ((st = bind_front(p, err)))
+        return st;
+    return start_child(p, err);
+}
+
+static void teardown(proxy *p)
+{
+    if (p->child)
+        cellar_child_stop(p->child, 2000);
+    answer_pending(p, "was stopped");
+    close_back(p);
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++)
+        if (p->front[ch])
+            zmq_close(p->front[ch]);
+    if (p->zctx)
+        zmq_ctx_term(p->zctx);
+    parts_free(&p->in);
+    free(p->pending);
+    cellar_wire_auth_free(p->auth);
+    if (p->child_file[0])
+        unlink(p->child_file);
+    if (p->dir[0]) {
+        /* ipykernel removes its ipc files; a killed one leaves them. */
+        for (unsigned g = 1; g <= p->generation; g++)
+            for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
+                char path[PATH_MAX + 32];
+                snprintf(path, sizeof path, "%s/k%u-%d", p->dir, g, ch + 1);
+                unlink(path);
+            }
+        rmdir(p->dir);
+    }
+    if (p->sigfd >= 0)
+        close(p->sigfd);
+}
+
+int cellar_proxy_run(const cellar_proxy_config *cfg, cellar_error *err)
+{
+    proxy p = {.cfg = cfg, .sigfd = -1};
+    sigset_t mask;
+    sigemptyset(&mask);
+    int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD};
+    for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++)
+        sigaddset(&mask, handled[i]);
+    /* Blocked before zmq starts its threads, so they inherit the mask and
+     * every one of these signals waits in the signalfd. */
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    p.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (p.sigfd < 0) {
+        cellar_error_set(err, CELLAR_EIO, "signalfd: %s", strerror(errno));
+        return 1;
+    }
+    if (setup(&p, err) != CELLAR_OK) {
+        teardown(&p);
+        return 1;
+    }
+    while (!p.stop) {
+        zmq_pollitem_t items[2 * CELLAR_CHANNEL_COUNT + 1];
+        void *socks[2 * CELLAR_CHANNEL_COUNT];
+        int chans[2 * CELLAR_CHANNEL_COUNT];
+        bool fronts[2 * CELLAR_CHANNEL_COUNT];
+        int n = 0;
+        for (int side = 0; side < 2; side++)
+            for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
+                void *s = side ? p.back[ch] : p.front[ch];
+                if (!s)
+                    continue;
+                items[n] = (zmq_pollitem_t){s, 0, ZMQ_POLLIN, 0};
+                socks[n] = s;
+                chans[n] = ch;
+                fronts[n++] = side == 0;
+            }
+        items[n] = (zmq_pollitem_t){NULL, p.sigfd, ZMQ_POLLIN, 0};
+        int r = zmq_poll(items, n + 1, -1);
+        if (r < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            say("zmq_poll: %s", zmq_strerror(zmq_errno()));
+            p.exit_status = 1;
+            break;
+        }
+        if (items[n].revents & ZMQ_POLLIN)
+            on_signal(&p);
+        for (int i = 0; i < n && !p.stop; i++)
+            /* A restart replaces the back sockets: skip the stale ones. */
+            if ((items[i].revents & ZMQ_POLLIN) &&
+                (fronts[i] ? p.front[chans[i]] : p.back[chans[i]]) == socks[i])
+                serve(&p, socks[i], fronts[i], chans[i], 256);
+    }
+    int status = p.exit_status;
+    teardown(&p);
+    return status;
+}
