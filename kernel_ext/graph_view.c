@@ -261,18 +261,17 @@ fail:
     return NULL;
 }
 
+static const char *spaced(const char *word, char *buf, size_t size);
+
+/* "name: status word", then why on its own line. */
 static int set_tooltip(view *vw, size_t i, PyObject *why)
 {
-    const char *word = vw->v[i].status;
+    char word[40];
+    spaced(vw->v[i].status, word, sizeof word);
     PyObject *tip = why ? PyUnicode_FromFormat("%s: %s\n%U", vw->v[i].name, word, why)
                         : PyUnicode_FromFormat("%s: %s", vw->v[i].name, word);
-    if (!tip)
-        return -1;
-    /* The class word reads as words: "needs-run" -> "needs run". */
-    PyObject *spaced = PyObject_CallMethod(tip, "replace", "ss", "-", " ");
-    Py_DECREF(tip);
-    int rc = spaced ? keep(vw, spaced, &vw->v[i].tooltip) : -1;
-    Py_XDECREF(spaced);
+    int rc = tip ? keep(vw, tip, &vw->v[i].tooltip) : -1;
+    Py_XDECREF(tip);
     return rc;
 }
 
@@ -343,6 +342,7 @@ static int collect(view *vw, PyObject *targets)
 
 /* ---- output ---- */
 
+/* A status class word as words: "needs-run" -> "needs run". */
 static const char *spaced(const char *word, char *buf, size_t size)
 {
     snprintf(buf, size, "%s", word);
@@ -359,8 +359,10 @@ static PyObject *listing(view *vw)
     PyObject *lines = PyList_New(0);
     bool *touched = PyMem_Calloc(vw->nv ? vw->nv : 1, sizeof *touched);
     PyObject *line = lines && touched
-                         ? PyUnicode_FromFormat("cellar graph: %zu nodes, %zu inputs",
-                                                vw->nv - vw->ninputs, vw->ninputs)
+                         ? PyUnicode_FromFormat("cellar graph: %zu node%s, %zu input%s",
+                                                vw->nv - vw->ninputs,
+                                                vw->nv - vw->ninputs == 1 ? "" : "s",
+                                                vw->ninputs, vw->ninputs == 1 ? "" : "s")
                          : NULL;
     int rc = line ? PyList_Append(lines, line) : -1;
     Py_XDECREF(line);
