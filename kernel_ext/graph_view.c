@@ -13,13 +13,15 @@
  * shows "computed", "loaded" or "in memory"; a node that still needs a run
  * and failed in it shows "failed".  An input shows where its value would come
  * from: "given" (--input), "global", "default", or "missing" when a node that
- * reads it has no default.
+ * reads it has no default.  When the graph has a cycle nothing can be
+ * planned; it is drawn all the same, with the nodes on a cycle "in cycle".
  */
 #include "cellar_ext.h"
 
 #include <string.h>
 #include <unistd.h>
 
+#include "cellar/graph.h"
 #include "cellar/graph_render.h"
 #include "cellar/records.h"
 
@@ -40,6 +42,7 @@ typedef struct view {
     size_t ne, cap_e;
     size_t ninputs;
     cellar_run_record *last; /* this kernel's newest run, or NULL */
+    PyObject *unplanned;     /* why no node could be planned (a cycle), or NULL */
 } view;
 
 /* ---- this kernel's last run ---- */
@@ -275,6 +278,38 @@ static int set_tooltip(view *vw, size_t i, PyObject *why)
     return rc;
 }
 
+/* When planning failed on a cycle, every node on one is marked "in-cycle"
+ * (the rest keep "needs-run"): a node is on a cycle when it is among the
+ * ancestors of its own dependencies.  Vertex i is graph node i. */
+static int mark_cycles(view *vw, PyObject **whys)
+{
+    cellar_graph *g = cellar_graph_new();
+    int *out = PyMem_Calloc(vw->nv ? vw->nv : 1, sizeof *out);
+    int rc = g && out ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < vw->nv; i++)
+        rc = cellar_graph_add_node(g, vw->v[i].name, NULL) == (int)i ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < vw->ne; i++)
+        rc = cellar_graph_add_edge(g, (int)vw->e[i].from, (int)vw->e[i].to, NULL);
+    for (size_t i = 0; rc == 0 && i < vw->nv; i++) {
+        size_t ndeps, n = 0;
+        const int *deps = cellar_graph_deps(g, (int)i, &ndeps);
+        if (ndeps && cellar_graph_ancestors(g, deps, ndeps, true, out, &n, NULL))
+            rc = -1;
+        bool on_cycle = false;
+        for (size_t k = 0; k < n; k++)
+            on_cycle = on_cycle || out[k] == (int)i;
+        if (on_cycle) {
+            vw->v[i].status = "in-cycle";
+            Py_XSETREF(whys[i], Py_NewRef(vw->unplanned));
+        }
+    }
+    cellar_graph_free(g);
+    PyMem_Free(out);
+    if (rc < 0)
+        PyErr_NoMemory();
+    return rc;
+}
+
 static int collect(view *vw, PyObject *targets)
 {
     cellar_state *st = vw->st;
@@ -331,6 +366,8 @@ static int collect(view *vw, PyObject *targets)
                 rc = -1;
         }
     }
+    if (rc == 0 && vw->unplanned)
+        rc = mark_cycles(vw, whys);
     for (size_t i = 0; rc == 0 && i < vw->nv; i++)
         rc = set_tooltip(vw, i, whys[i]);
     for (size_t i = 0; whys && i < vw->nv; i++)
@@ -366,6 +403,8 @@ static PyObject *listing(view *vw)
                          : NULL;
     int rc = line ? PyList_Append(lines, line) : -1;
     Py_XDECREF(line);
+    if (rc == 0 && vw->unplanned)
+        rc = PyList_Append(lines, vw->unplanned);
     char a[40], b[40];
     for (size_t i = 0; rc == 0 && i < vw->ne; i++) {
         const cellar_render_vertex *f = &vw->v[vw->e[i].from], *t = &vw->v[vw->e[i].to];
@@ -446,6 +485,13 @@ PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *input
     view vw = {.st = st, .inputs = inputs};
     PyObject *text = NULL, *svg = NULL, *result = NULL;
     vw.statuses = cellar_node_statuses(st, inputs); /* prunes the registry first */
+    if (!vw.statuses && PyErr_ExceptionMatches(st->RunError)) {
+        /* A cycle: nothing can be planned, and drawing it is the best help. */
+        PyObject *exc = cellar_fetch_exception();
+        vw.unplanned = exc ? PyObject_Str(exc) : NULL;
+        Py_XDECREF(exc);
+        vw.statuses = vw.unplanned ? PyDict_New() : NULL;
+    }
     vw.index = PyDict_New();
     vw.keep = PyList_New(0);
     if (!vw.statuses || !vw.index || !vw.keep)
@@ -468,6 +514,7 @@ done:
     Py_XDECREF(text);
     Py_XDECREF(svg);
     Py_XDECREF(vw.statuses);
+    Py_XDECREF(vw.unplanned);
     Py_XDECREF(vw.index);
     Py_XDECREF(vw.keep);
     PyMem_Free(vw.v);

@@ -212,6 +212,15 @@ def test_two_hundred_nodes_render_readably_within_a_bound(kernel):
     assert "overflow:auto" in g.html
 
 
+def test_a_cycle_is_drawn_with_its_nodes_marked(kernel):
+    kernel.ok("def p(q):\n    return 1\n\ndef q(p):\n    return 2\n\ndef r(q):\n    return 3\n")
+    nodes, inputs, edges = expected(kernel, ("p", "q", "r"))
+    g = graph(kernel)
+    assert set(g.nodes) == nodes and g.edges == edges
+    assert (g.status("p"), g.status("q"), g.status("r")) == ("in-cycle", "in-cycle", "needs-run")
+    assert "cycle" in g.tips["p"] and "cycle: " in g.text
+
+
 def test_no_nodes(kernel):
     res = kernel.ok("%cellar graph")
     assert res.displays and "no nodes" in res.displays[-1]["text/plain"]

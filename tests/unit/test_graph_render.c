@@ -103,8 +103,9 @@ static void test_statuses_are_classes_and_words(void **state)
     assert_true(contains(svg, ">needs run</text>"));
     assert_true(contains(svg, ">failed</text>"));
     /* Each status class the caller used has a colour in the stylesheet. */
-    const char *words[] = {"up-to-date", "computed",    "loaded", "failed",
-                           "needs-run",  "needs-input", "missing"};
+    const char *words[] = {"up-to-date", "computed",    "loaded",  "failed",
+                           "needs-run",  "needs-input", "missing", "in-memory",
+                           "in-cycle",   "skipped"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
         char sel[64];
         snprintf(sel, sizeof sel, ".cellar-graph .%s", words[i]);
