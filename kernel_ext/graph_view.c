@@ -440,12 +440,21 @@ static int publish(cellar_state *st, PyObject *text, PyObject *svg)
         PySys_FormatStdout("%U\n", text);
         return 0;
     }
-    /* The HTML scrolls rather than shrinking a large graph into illegibility. */
-    PyObject *html = svg ? PyUnicode_FromFormat("<div class=\"cellar-graph-view\" "
+    /* The HTML scrolls rather than shrinking a large graph into illegibility:
+     * notebook frontends give inline SVG max-width:100% (JupyterLab's
+     * .jp-RenderedHTMLCommon svg), which the root's own style lifts. */
+    PyObject *from = svg ? PyUnicode_FromString("<svg ") : NULL;
+    PyObject *to = from ? PyUnicode_FromString("<svg style=\"max-width:none\" ") : NULL;
+    PyObject *root = to ? PyUnicode_Replace(svg, from, to, 1) : NULL;
+    PyObject *html = root
+                         ? PyUnicode_FromFormat("<div class=\"cellar-graph-view\" "
                                                 "style=\"overflow:auto;max-width:100%%\">"
                                                 "%U</div>",
-                                                svg)
+                                                root)
                          : NULL;
+    Py_XDECREF(from);
+    Py_XDECREF(to);
+    Py_XDECREF(root);
     PyObject *data = !svg   ? Py_BuildValue("{sO}", "text/plain", text)
                      : html ? Py_BuildValue("{sOsOsO}", "text/plain", text, "text/html",
                                             html, "image/svg+xml", svg)
