@@ -138,11 +138,13 @@ static char *html_escape(char *out, const char *s, bool dash_as_space)
         default: break;
         }
         if (rep) {
-            size_t n = strlen(rep);
-            memcpy(out, rep, n);
-            out += n;
+            while (*rep)
+                *out++ = *rep++;
         } else {
-            *out++ = dash_as_space && *s == '-' ? ' ' : *s;
+            *out = *s;
+            if (dash_as_space && *s == '-')
+                *out = ' ';
+            out++;
         }
     }
     return out;
@@ -226,7 +228,7 @@ static cellar_status add_vertex(Agraph_t *graph, Agraph_t *inputs,
 static cellar_status build(const cellar_render_graph *g, Agraph_t *graph,
                            cellar_error *err)
 {
-    Agnode_t **nodes = calloc(g->nvertices ? g->nvertices : 1, sizeof *nodes);
+    Agnode_t **nodes = calloc(g->nvertices ? g->nvertices : 1, sizeof(Agnode_t *));
     Agraph_t *inputs = agsubg(graph, "inputs", 1);
     if (!nodes || !inputs || !set_defaults(graph) || !set(inputs, "rank", "source")) {
         free(nodes);

@@ -252,7 +252,7 @@ static char *render_layers(size_t *nedges_out)
     enum { LAYERS = 20, WIDTH = 10, INPUTS = 5, N = LAYERS * WIDTH + INPUTS };
     static char names[N][16];
     cellar_render_vertex *v = calloc(N, sizeof *v);
-    cellar_render_edge *e = calloc(2 * N, sizeof *e);
+    cellar_render_edge *e = calloc((size_t)2 * N, sizeof *e);
     assert_non_null(v);
     assert_non_null(e);
     size_t ne = 0;
