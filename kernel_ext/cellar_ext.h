@@ -282,6 +282,11 @@ int cellar_report_show(cellar_state *st, PyObject *report);
 /* run.c */
 PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs);
 PyObject *cellar_status_report(cellar_state *st, PyObject *inputs);
+/* name -> (state, key bytes | None, why str | None), as %cellar status plans. */
+PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs);
+
+/* graph_view.c: %cellar graph, published as SVG, HTML and text. */
+PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *inputs);
 
 /* magic.c */
 PyObject *cellar_magic(PyObject *module, PyObject *line);

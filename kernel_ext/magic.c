@@ -1,6 +1,6 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
- * (shlex), then dispatches to run, status, dir or help.  `--input k=v` values
+ * (shlex), then dispatches to run, status, graph, dir or help.  `--input k=v` values
  * are read as Python literals (ast.literal_eval), or kept as strings when
  * they are not one, so `--input n=3` is an int and `--input p=data.parquet` a
  * path.
@@ -24,6 +24,10 @@ const char cellar_magic_usage[] =
     "      From Python: cellar.run('T', ..., NAME=VALUE).\n"
     "  %cellar status [--input NAME=VALUE ...]\n"
     "      Which nodes are up to date for the current code and inputs.\n"
+    "  %cellar graph [T ...] [--input NAME=VALUE ...]\n"
+    "      The graph (all nodes, or the targets and what they need) as SVG, each\n"
+    "      node marked up to date, needs run, needs input, or what this kernel's\n"
+    "      last run did (computed, loaded, in memory, failed); inputs are dashed.\n"
     "  %cellar dir [PATH]\n"
     "      Show the store, or switch to the store in PATH (created if missing).\n"
     "      The default store is $CELLAR_DIR, else .cellar in the kernel's directory.\n"
@@ -166,6 +170,16 @@ static PyObject *magic_status(cellar_state *st, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *magic_graph(cellar_state *st, PyObject *args)
+{
+    PyObject *targets = PyList_New(0), *inputs = PyDict_New(), *result = NULL;
+    if (targets && inputs && parse_run_args(st, args, 1, targets, inputs) == 0)
+        result = cellar_graph_show(st, targets, inputs);
+    Py_XDECREF(targets);
+    Py_XDECREF(inputs);
+    return result;
+}
+
 static PyObject *magic_dir(cellar_state *st, PyObject *args)
 {
     Py_ssize_t n = PyList_GET_SIZE(args);
@@ -211,6 +225,8 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
             result = magic_run(st, args);
         else if (is_flag(cmd, "status", NULL))
             result = magic_status(st, args);
+        else if (is_flag(cmd, "graph", NULL))
+            result = magic_graph(st, args);
         else if (is_flag(cmd, "dir", NULL))
             result = magic_dir(st, args);
         else

@@ -1234,3 +1234,59 @@ done:
     Py_DECREF(named);
     return report;
 }
+
+/* ---- statuses as data (for %cellar graph) ---- */
+
+/* The planning of cellar_status_report, as a dict: name -> (state, key,
+ * why), state being "up to date", "needs run" or "needs input", key the
+ * node's current cache key (16 bytes) or None when it cannot be known, why
+ * the reason (a str naming the missing input, ...) or None. */
+PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs)
+{
+    run_ctx ctx;
+    cellar_error err;
+    PyObject *out = NULL;
+    if (start(&ctx, st, inputs) < 0)
+        goto done;
+    if (cellar_graph_toposort(ctx.g, NULL, 0, ctx.order, &ctx.norder, &err) !=
+        CELLAR_OK) {
+        PyErr_Format(st->RunError, "%s", err.message);
+        goto done;
+    }
+    out = PyDict_New();
+    for (size_t i = 0; out && i < ctx.norder; i++) {
+        slot *s = &ctx.slots[ctx.order[i]];
+        const char *state = "needs run";
+        int rc = node_key(&ctx, ctx.order[i], NULL), hit = 0;
+        if (rc == 0) {
+            cellar_key_record rec;
+            hit = memo_lookup(&ctx, s);
+            if (hit == 0 && ctx.reader &&
+                cellar_reader_get_key(ctx.reader, &s->key, &rec, &err) == CELLAR_OK &&
+                cellar_reader_has_result(ctx.reader, &rec.data_version)) {
+                s->dv = rec.data_version;
+                hit = 1;
+            }
+            if (hit > 0) {
+                state = "up to date";
+                s->status = ST_LOADED;
+            } else if (hit == 0) {
+                set_error(s, ST_SKIPPED, PyUnicode_FromString("needs run"));
+            }
+        } else if (s->status == ST_FAILED) {
+            state = "needs input";
+        }
+        PyObject *item =
+            rc < 0 || hit < 0
+                ? NULL
+                : Py_BuildValue(
+                      "(sNO)", state, rc == 0 ? hash_bytes(&s->key) : Py_NewRef(Py_None),
+                      rc != 0 && s->status == ST_FAILED && s->error ? s->error : Py_None);
+        if (!item || PyDict_SetItem(out, s->fn->name, item) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(item);
+    }
+done:
+    release_ctx(&ctx);
+    return out;
+}
