@@ -406,8 +406,12 @@ def test_sigkill_at_random_points_leaves_a_consistent_store(tmp_path):
         finally:
             k.stop()
         rounds += 1
-        proc = cellar("verify", "--dir", store)
-        assert proc.returncode == 0, (sizes, proc.stdout, proc.stderr)
+        # Right after the kill the only problems may be orphan blobs (renamed into place,
+        # never committed): nothing corrupt, nothing partial.
+        proc = cellar("verify", "--json", "--dir", store)
+        assert proc.returncode in (0, 1), (sizes, proc.stdout, proc.stderr)
+        found = json.loads(proc.stdout)["problems"]
+        assert all(p["category"] == "orphan" for p in found), (sizes, found)
         # The next commit sweeps whatever the kill left between rename and commit.
         k = Kernel(work)
         try:
@@ -418,6 +422,8 @@ def test_sigkill_at_random_points_leaves_a_consistent_store(tmp_path):
             k.stop()
         assert not list((store / "blobs" / "tmp").glob("*"))
         assert not list((store / "blobs" / "dirty").glob("*"))
+        proc = cellar("verify", "--dir", store)
+        assert proc.returncode == 0, (sizes, proc.stdout, proc.stderr)
         entries = listing(store)
         big = {e["data_version"] for e in entries if e["result_stored"] and e["size"] >= MIB}
         named = {p.name.split("-")[0] for p in blobs(store)}
