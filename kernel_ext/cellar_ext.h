@@ -239,6 +239,11 @@ int cellar_object_code_version(cellar_state *st, PyObject *obj, PyObject *memo,
 uint64_t cellar_code_walk_placeholders(cellar_state *st);
 
 /* code_fingerprint.c */
+/* Appends to a key, for fingerprints: a tag word, a str (as UTF-8; lone
+ * surrogates kept), a hash.  0, or -1 (out of memory, or a Python error). */
+int cellar_key_put_tag(cellar_key *k, const char *tag);
+int cellar_key_put_pystr(cellar_key *k, PyObject *s);
+int cellar_key_put_hash(cellar_key *k, const cellar_hash *h);
 /* 1 when code whose __module__ is `modname` is the user's (`__main__`, no
  * importable module, or a module loaded from a file outside the standard
  * library and site-packages), 0 when it is library code, -1 on error. */

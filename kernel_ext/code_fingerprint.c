@@ -169,15 +169,15 @@ int cellar_code_kind(cellar_state *st, PyObject *v)
 
 /* ---- structural fingerprints of code objects ---- */
 
-static int add_tag(cellar_key *k, const char *tag)
+int cellar_key_put_tag(cellar_key *k, const char *tag)
 {
     return cellar_key_add_str(k, tag, strlen(tag)) == CELLAR_OK ? 0 : -1;
 }
 
-static int add_pystr(cellar_key *k, PyObject *s)
+int cellar_key_put_pystr(cellar_key *k, PyObject *s)
 {
     if (!PyUnicode_Check(s))
-        return add_tag(k, "?");
+        return cellar_key_put_tag(k, "?");
     Py_ssize_t len;
     const char *utf8 = PyUnicode_AsUTF8AndSize(s, &len); /* cached in the str */
     if (utf8)
@@ -194,7 +194,7 @@ static int add_pystr(cellar_key *k, PyObject *s)
     return rc;
 }
 
-static int add_hash(cellar_key *k, const cellar_hash *h)
+int cellar_key_put_hash(cellar_key *k, const cellar_hash *h)
 {
     return cellar_key_add_hash(k, h) == CELLAR_OK ? 0 : -1;
 }
@@ -228,11 +228,12 @@ static int add_frozenset(cellar_state *st, cellar_key *k, PyObject *c, int depth
         rc = -1;
     if (rc == 0) {
         qsort(hs, (size_t)i, sizeof *hs, cmp_hash);
-        rc = add_tag(k, "frozenset") < 0 || cellar_key_add_list(k, (size_t)i) != CELLAR_OK
+        rc = cellar_key_put_tag(k, "frozenset") < 0 ||
+                     cellar_key_add_list(k, (size_t)i) != CELLAR_OK
                  ? -1
                  : 0;
         for (Py_ssize_t j = 0; rc == 0 && j < i; j++)
-            rc = add_hash(k, &hs[j]);
+            rc = cellar_key_put_hash(k, &hs[j]);
     }
     Py_XDECREF(it);
     PyMem_Free(hs);
@@ -243,7 +244,9 @@ static int add_frozenset(cellar_state *st, cellar_key *k, PyObject *c, int depth
 /* Adds `text` of `obj` (repr or hex) tagged with `tag`. */
 static int add_text(cellar_key *k, const char *tag, PyObject *text)
 {
-    int rc = text && add_tag(k, tag) == 0 && add_pystr(k, text) == 0 ? 0 : -1;
+    int rc = text && cellar_key_put_tag(k, tag) == 0 && cellar_key_put_pystr(k, text) == 0
+                 ? 0
+                 : -1;
     Py_XDECREF(text);
     return rc;
 }
@@ -257,17 +260,17 @@ static int add_const(cellar_state *st, cellar_key *k, PyObject *c, int depth)
     }
     if (PyCode_Check(c)) {
         cellar_hash h;
-        return cellar_code_fingerprint(st, c, &h, NULL) < 0 || add_tag(k, "code") < 0 ||
-                       add_hash(k, &h) < 0
+        return cellar_code_fingerprint(st, c, &h, NULL) < 0 ||
+                       cellar_key_put_tag(k, "code") < 0 || cellar_key_put_hash(k, &h) < 0
                    ? -1
                    : 0;
     }
     if (c == Py_None)
-        return add_tag(k, "None");
+        return cellar_key_put_tag(k, "None");
     if (c == Py_Ellipsis)
-        return add_tag(k, "Ellipsis");
+        return cellar_key_put_tag(k, "Ellipsis");
     if (PyBool_Check(c))
-        return add_tag(k, c == Py_True ? "True" : "False");
+        return cellar_key_put_tag(k, c == Py_True ? "True" : "False");
     if (PyLong_CheckExact(c)) /* hex: no int-to-str digit limit for base 16 */
         return add_text(k, "int", PyNumber_ToBase(c, 16));
     if (PyFloat_CheckExact(c))
@@ -275,15 +278,15 @@ static int add_const(cellar_state *st, cellar_key *k, PyObject *c, int depth)
     if (PyComplex_CheckExact(c))
         return add_text(k, "complex", PyObject_Repr(c));
     if (PyUnicode_CheckExact(c))
-        return add_tag(k, "str") < 0 ? -1 : add_pystr(k, c);
+        return cellar_key_put_tag(k, "str") < 0 ? -1 : cellar_key_put_pystr(k, c);
     if (PyBytes_CheckExact(c))
-        return add_tag(k, "bytes") < 0 ||
+        return cellar_key_put_tag(k, "bytes") < 0 ||
                        cellar_key_add_bytes(k, PyBytes_AS_STRING(c),
                                             (size_t)PyBytes_GET_SIZE(c)) != CELLAR_OK
                    ? -1
                    : 0;
     if (PyTuple_CheckExact(c)) {
-        int rc = add_tag(k, "tuple") < 0 ||
+        int rc = cellar_key_put_tag(k, "tuple") < 0 ||
                          cellar_key_add_list(k, (size_t)PyTuple_GET_SIZE(c)) != CELLAR_OK
                      ? -1
                      : 0;
@@ -295,8 +298,9 @@ static int add_const(cellar_state *st, cellar_key *k, PyObject *c, int depth)
         return add_frozenset(st, k, c, depth);
     /* Anything else a compiler may fold into constants (slices in newer
      * Pythons): its type and repr. */
-    return add_tag(k, Py_TYPE(c)->tp_name) < 0 ? -1
-                                               : add_text(k, "repr", PyObject_Repr(c));
+    return cellar_key_put_tag(k, Py_TYPE(c)->tp_name) < 0
+               ? -1
+               : add_text(k, "repr", PyObject_Repr(c));
 }
 
 #if PY_VERSION_HEX >= 0x030B0000
@@ -305,7 +309,7 @@ static int add_names(cellar_key *k, PyObject *names)
     if (cellar_key_add_list(k, (size_t)PyTuple_GET_SIZE(names)) != CELLAR_OK)
         return -1;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++)
-        if (add_pystr(k, PyTuple_GET_ITEM(names, i)) < 0)
+        if (cellar_key_put_pystr(k, PyTuple_GET_ITEM(names, i)) < 0)
             return -1;
     return 0;
 }
@@ -319,7 +323,7 @@ static int add_code_attr(cellar_key *k, PyObject *code, const char *attr)
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return -1;
         PyErr_Clear(); /* older Pythons lack co_qualname, co_exceptiontable */
-        return add_tag(k, "-");
+        return cellar_key_put_tag(k, "-");
     }
     int rc;
     if (PyBytes_Check(v))
@@ -330,11 +334,11 @@ static int add_code_attr(cellar_key *k, PyObject *code, const char *attr)
     else if (PyTuple_Check(v)) {
         rc = cellar_key_add_list(k, (size_t)PyTuple_GET_SIZE(v)) == CELLAR_OK ? 0 : -1;
         for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(v); i++)
-            rc = add_pystr(k, PyTuple_GET_ITEM(v, i));
+            rc = cellar_key_put_pystr(k, PyTuple_GET_ITEM(v, i));
     } else if (PyLong_Check(v))
         rc = cellar_key_add_int(k, PyLong_AsLongLong(v)) == CELLAR_OK ? 0 : -1;
     else
-        rc = add_pystr(k, v);
+        rc = cellar_key_put_pystr(k, v);
     Py_DECREF(v);
     return rc;
 }
@@ -383,7 +387,7 @@ static int build_code_fingerprint(cellar_state *st, PyObject *code, cellar_hash 
         PyErr_NoMemory();
         return -1;
     }
-    int rc = add_tag(k, "code-v1");
+    int rc = cellar_key_put_tag(k, "code-v1");
 #if PY_VERSION_HEX >= 0x030B0000
     /* The fields themselves: this runs for every function of a cell, and
      * getattr would build the variable-name tuples each time. */
@@ -391,7 +395,8 @@ static int build_code_fingerprint(cellar_state *st, PyObject *code, cellar_hash 
     if (!bytecode)
         rc = -1;
     if (rc == 0)
-        rc = add_pystr(k, co->co_name) < 0 || add_pystr(k, co->co_qualname) < 0 ||
+        rc = cellar_key_put_pystr(k, co->co_name) < 0 ||
+                     cellar_key_put_pystr(k, co->co_qualname) < 0 ||
                      cellar_key_add_int(k, co->co_argcount) != CELLAR_OK ||
                      cellar_key_add_int(k, co->co_posonlyargcount) != CELLAR_OK ||
                      cellar_key_add_int(k, co->co_kwonlyargcount) != CELLAR_OK ||

@@ -42,36 +42,6 @@
 
 #include <stdlib.h>
 
-static int add_tag(cellar_key *k, const char *tag)
-{
-    return cellar_key_add_str(k, tag, strlen(tag)) == CELLAR_OK ? 0 : -1;
-}
-
-static int add_pystr(cellar_key *k, PyObject *s)
-{
-    if (!PyUnicode_Check(s))
-        return add_tag(k, "?");
-    Py_ssize_t len;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(s, &len); /* cached in the str */
-    if (utf8)
-        return cellar_key_add_str(k, utf8, (size_t)len) == CELLAR_OK ? 0 : -1;
-    PyErr_Clear(); /* a lone surrogate */
-    PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
-    if (!b)
-        return -1;
-    int rc = cellar_key_add_str(k, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b)) ==
-                     CELLAR_OK
-                 ? 0
-                 : -1;
-    Py_DECREF(b);
-    return rc;
-}
-
-static int add_hash(cellar_key *k, const cellar_hash *h)
-{
-    return cellar_key_add_hash(k, h) == CELLAR_OK ? 0 : -1;
-}
-
 static int cmp_hash(const void *a, const void *b)
 {
     return memcmp(a, b, sizeof(cellar_hash));
@@ -141,10 +111,12 @@ static int placeholder(walk *w, PyObject *obj, cellar_hash *out)
     if (cellar_optional_attr(target, "__qualname__", &qual) < 0)
         return -1;
     cellar_key *k = cellar_key_new();
-    int rc = k && add_tag(k, "member") == 0 && add_tag(k, Py_TYPE(obj)->tp_name) == 0 &&
-                     (qual ? add_pystr(k, qual) : add_tag(k, "-")) == 0
-                 ? 0
-                 : -1;
+    int rc =
+        k && cellar_key_put_tag(k, "member") == 0 &&
+                cellar_key_put_tag(k, Py_TYPE(obj)->tp_name) == 0 &&
+                (qual ? cellar_key_put_pystr(k, qual) : cellar_key_put_tag(k, "-")) == 0
+            ? 0
+            : -1;
     if (rc == 0)
         *out = cellar_key_digest(k);
     else if (!PyErr_Occurred())
@@ -201,18 +173,18 @@ static int add_library_function(walk *w, size_t from, cellar_key *k, PyObject *v
     PyFunctionObject *f = (PyFunctionObject *)v;
     PyObject *closure = f->func_closure ? Py_NewRef(f->func_closure) : NULL;
     Py_ssize_t nc = closure ? PyTuple_GET_SIZE(closure) : 0;
-    int rc =
-        add_tag(k, "library function") < 0 ||
-                (f->func_module ? add_pystr(k, f->func_module) : add_tag(k, "-")) < 0 ||
-                add_pystr(k, f->func_qualname) < 0 ||
-                cellar_key_add_list(k, (size_t)nc) != CELLAR_OK
-            ? -1
-            : 0;
+    int rc = cellar_key_put_tag(k, "library function") < 0 ||
+                     (f->func_module ? cellar_key_put_pystr(k, f->func_module)
+                                     : cellar_key_put_tag(k, "-")) < 0 ||
+                     cellar_key_put_pystr(k, f->func_qualname) < 0 ||
+                     cellar_key_add_list(k, (size_t)nc) != CELLAR_OK
+                 ? -1
+                 : 0;
     for (Py_ssize_t i = 0; rc == 0 && i < nc; i++) {
         PyObject *cell = PyTuple_GET_ITEM(closure, i);
         PyObject *c = PyCell_Check(cell) ? PyCell_GET(cell) : NULL;
         Py_XINCREF(c);
-        rc = c ? add_value(w, from, k, c) : add_tag(k, "empty");
+        rc = c ? add_value(w, from, k, c) : cellar_key_put_tag(k, "empty");
         Py_XDECREF(c);
     }
     Py_XDECREF(closure);
@@ -226,11 +198,15 @@ static int add_value(walk *w, size_t from, cellar_key *k, PyObject *v)
         return -1;
     cellar_hash h;
     if (kind != CELLAR_CODE_NONE)
-        return ref(w, from, v, kind, &h) < 0 || add_tag(k, "code") < 0 ? -1
-                                                                       : add_hash(k, &h);
+        return ref(w, from, v, kind, &h) < 0 || cellar_key_put_tag(k, "code") < 0
+                   ? -1
+                   : cellar_key_put_hash(k, &h);
     if (PyModule_Check(v)) {
         PyObject *name = PyModule_GetNameObject(v);
-        int rc = name && add_tag(k, "module") == 0 && add_pystr(k, name) == 0 ? 0 : -1;
+        int rc = name && cellar_key_put_tag(k, "module") == 0 &&
+                         cellar_key_put_pystr(k, name) == 0
+                     ? 0
+                     : -1;
         Py_XDECREF(name);
         return rc;
     }
@@ -239,7 +215,7 @@ static int add_value(walk *w, size_t from, cellar_key *k, PyObject *v)
     bool picklable;
     if (cellar_data_version(w->st, v, w->memo, &h, &picklable) < 0)
         return -1;
-    return add_tag(k, "data") < 0 ? -1 : add_hash(k, &h);
+    return cellar_key_put_tag(k, "data") < 0 ? -1 : cellar_key_put_hash(k, &h);
 }
 
 static int is_ipython_name(cellar_state *st, PyObject *name)
@@ -319,7 +295,7 @@ static int add_module_attrs(walk *w, size_t from, cellar_key *k, PyObject *mname
             PyErr_Clear();
             if (users == 1) {
                 Py_INCREF(v);
-                int rc = add_pystr(k, mname) < 0
+                int rc = cellar_key_put_pystr(k, mname) < 0
                              ? -1
                              : add_module_attrs(w, from, k, attr, v, names, depth + 1);
                 Py_DECREF(v);
@@ -330,14 +306,18 @@ static int add_module_attrs(walk *w, size_t from, cellar_key *k, PyObject *mname
         }
         Py_INCREF(v);
         int kind = cellar_code_kind(w->st, v);
-        int rc = kind < 0 || add_pystr(k, mname) < 0 || add_pystr(k, attr) < 0 ? -1 : 0;
+        int rc = kind < 0 || cellar_key_put_pystr(k, mname) < 0 ||
+                         cellar_key_put_pystr(k, attr) < 0
+                     ? -1
+                     : 0;
         if (rc == 0 && kind != CELLAR_CODE_NONE) {
             rc = add_value(w, from, k, v);
         } else if (rc == 0) {
             cellar_hash h;
-            rc = global_data_version(w, md, attr, v, &h) < 0 || add_tag(k, "data") < 0
+            rc = global_data_version(w, md, attr, v, &h) < 0 ||
+                         cellar_key_put_tag(k, "data") < 0
                      ? -1
-                     : add_hash(k, &h);
+                     : cellar_key_put_hash(k, &h);
         }
         Py_DECREF(v);
         if (rc < 0)
@@ -377,21 +357,21 @@ static int add_globals(walk *w, size_t from, cellar_key *k, PyObject *globals,
             if (kind < 0)
                 rc = -1;
             else if (kind != CELLAR_CODE_NONE)
-                rc = add_pystr(k, name) < 0 ? -1 : add_value(w, from, k, v);
+                rc = cellar_key_put_pystr(k, name) < 0 ? -1 : add_value(w, from, k, v);
             else {
                 cellar_hash h;
-                rc = add_pystr(k, name) < 0 ||
+                rc = cellar_key_put_pystr(k, name) < 0 ||
                              global_data_version(w, globals, name, v, &h) < 0 ||
-                             add_tag(k, "data") < 0
+                             cellar_key_put_tag(k, "data") < 0
                          ? -1
-                         : add_hash(k, &h);
+                         : cellar_key_put_hash(k, &h);
             }
         }
         Py_DECREF(v);
         if (rc < 0)
             return -1;
     }
-    return add_tag(k, "\x01end");
+    return cellar_key_put_tag(k, "\x01end");
 }
 
 static int add_function(walk *w, size_t me, cellar_key *k, PyObject *obj)
@@ -399,9 +379,9 @@ static int add_function(walk *w, size_t me, cellar_key *k, PyObject *obj)
     PyFunctionObject *f = (PyFunctionObject *)obj;
     cellar_hash h;
     PyObject *names = NULL;
-    if (add_tag(k, "function") < 0 ||
+    if (cellar_key_put_tag(k, "function") < 0 ||
         cellar_code_fingerprint(w->st, f->func_code, &h, &names) < 0 ||
-        add_hash(k, &h) < 0)
+        cellar_key_put_hash(k, &h) < 0)
         return -1;
     Py_INCREF(names); /* the cache may be cleared by a nested walk */
     PyObject *defaults = f->func_defaults ? Py_NewRef(f->func_defaults) : NULL;
@@ -413,37 +393,40 @@ static int add_function(walk *w, size_t me, cellar_key *k, PyObject *obj)
     int rc = PyErr_Occurred() || (f->func_kwdefaults && !kwdefaults) ? -1 : 0;
     Py_ssize_t nd = defaults ? PyTuple_GET_SIZE(defaults) : 0;
     if (rc == 0)
-        rc =
-            add_tag(k, "defaults") < 0 || cellar_key_add_list(k, (size_t)nd) != CELLAR_OK;
+        rc = cellar_key_put_tag(k, "defaults") < 0 ||
+             cellar_key_add_list(k, (size_t)nd) != CELLAR_OK;
     for (Py_ssize_t i = 0; rc == 0 && i < nd; i++)
         rc = add_value(w, me, k, PyTuple_GET_ITEM(defaults, i));
     if (rc == 0 && kwdefaults)
         rc = PyList_Sort(kwdefaults);
     Py_ssize_t nk = kwdefaults ? PyList_GET_SIZE(kwdefaults) : 0;
     if (rc == 0)
-        rc = add_tag(k, "kwdefaults") < 0 ||
+        rc = cellar_key_put_tag(k, "kwdefaults") < 0 ||
              cellar_key_add_list(k, (size_t)nk) != CELLAR_OK;
     for (Py_ssize_t i = 0; rc == 0 && i < nk; i++) {
         PyObject *pair = PyList_GET_ITEM(kwdefaults, i);
-        rc = add_pystr(k, PyTuple_GET_ITEM(pair, 0)) < 0
+        rc = cellar_key_put_pystr(k, PyTuple_GET_ITEM(pair, 0)) < 0
                  ? -1
                  : add_value(w, me, k, PyTuple_GET_ITEM(pair, 1));
     }
     Py_ssize_t nc = closure ? PyTuple_GET_SIZE(closure) : 0;
     if (rc == 0)
-        rc = add_tag(k, "closure") < 0 || cellar_key_add_list(k, (size_t)nc) != CELLAR_OK;
+        rc = cellar_key_put_tag(k, "closure") < 0 ||
+             cellar_key_add_list(k, (size_t)nc) != CELLAR_OK;
     for (Py_ssize_t i = 0; rc == 0 && i < nc; i++) {
         PyObject *cell = PyTuple_GET_ITEM(closure, i);
         PyObject *v = PyCell_Check(cell) ? PyCell_GET(cell) : NULL;
         Py_XINCREF(v);
-        rc = v ? add_value(w, me, k, v) : add_tag(k, "empty");
+        rc = v ? add_value(w, me, k, v) : cellar_key_put_tag(k, "empty");
         Py_XDECREF(v);
     }
     if (rc == 0)
         rc = add_globals(w, me, k, f->func_globals, names);
     if (rc == 0)
-        rc = wrapped ? (add_tag(k, "wrapped") < 0 ? -1 : add_value(w, me, k, wrapped))
-                     : add_tag(k, "-");
+        rc = wrapped
+                 ? (cellar_key_put_tag(k, "wrapped") < 0 ? -1
+                                                         : add_value(w, me, k, wrapped))
+                 : cellar_key_put_tag(k, "-");
     Py_XDECREF(wrapped);
     Py_XDECREF(closure);
     Py_XDECREF(kwdefaults);
@@ -477,9 +460,9 @@ static int add_attr_of(walk *w, size_t me, cellar_key *k, PyObject *obj, const c
     int found = cellar_optional_attr(obj, attr, &v);
     if (found < 0)
         return -1;
-    int rc = add_tag(k, attr) < 0 ? -1
-             : found              ? add_attr(w, me, k, v, depth)
-                                  : add_tag(k, "-");
+    int rc = cellar_key_put_tag(k, attr) < 0 ? -1
+             : found                         ? add_attr(w, me, k, v, depth)
+                                             : cellar_key_put_tag(k, "-");
     Py_XDECREF(v);
     return rc;
 }
@@ -501,9 +484,10 @@ static int add_set(walk *w, size_t me, cellar_key *k, PyObject *v, int depth)
     }
     if (rc == 0) {
         qsort(hs, (size_t)i, sizeof *hs, cmp_hash);
-        rc = add_tag(k, "set") < 0 || cellar_key_add_list(k, (size_t)i) != CELLAR_OK;
+        rc = cellar_key_put_tag(k, "set") < 0 ||
+             cellar_key_add_list(k, (size_t)i) != CELLAR_OK;
         for (Py_ssize_t j = 0; rc == 0 && j < i; j++)
-            rc = add_hash(k, &hs[j]);
+            rc = cellar_key_put_hash(k, &hs[j]);
     }
     cellar_key_free(sub);
     PyMem_Free(hs);
@@ -518,11 +502,11 @@ static int add_attr(walk *w, size_t me, cellar_key *k, PyObject *v, int depth)
     if (depth > 16)
         return add_value(w, me, k, v);
     if (t == &PyStaticMethod_Type || t == &PyClassMethod_Type)
-        return add_tag(k, t->tp_name) < 0
+        return cellar_key_put_tag(k, t->tp_name) < 0
                    ? -1
                    : add_attr_of(w, me, k, v, "__func__", depth + 1);
     if (PyObject_TypeCheck(v, &PyProperty_Type)) {
-        if (add_tag(k, "property") < 0 ||
+        if (cellar_key_put_tag(k, "property") < 0 ||
             add_attr_of(w, me, k, v, "fget", depth + 1) < 0 ||
             add_attr_of(w, me, k, v, "fset", depth + 1) < 0)
             return -1;
@@ -531,12 +515,14 @@ static int add_attr(walk *w, size_t me, cellar_key *k, PyObject *v, int depth)
     if (t == &PyMemberDescr_Type || t == &PyGetSetDescr_Type ||
         t == &PyWrapperDescr_Type || t == &PyMethodDescr_Type ||
         t == &PyClassMethodDescr_Type) /* slots and C methods: by name */
-        return add_tag(k, t->tp_name) < 0 ? -1 : add_pystr(k, PyDescr_NAME(v));
+        return cellar_key_put_tag(k, t->tp_name) < 0
+                   ? -1
+                   : cellar_key_put_pystr(k, PyDescr_NAME(v));
     if (PyAnySet_CheckExact(v)) /* `__abstractmethods__`: not in hash-seed order */
         return add_set(w, me, k, v, depth);
     if (strcmp(t->tp_name, "functools.cached_property") == 0 ||
         strcmp(t->tp_name, "cached_property") == 0) /* holds an RLock: not picklable */
-        return add_tag(k, "cached_property") < 0
+        return cellar_key_put_tag(k, "cached_property") < 0
                    ? -1
                    : add_attr_of(w, me, k, v, "func", depth + 1);
     return add_value(w, me, k, v);
@@ -551,13 +537,13 @@ static int add_fields(walk *w, size_t me, cellar_key *k, PyObject *fields)
     PyObject *items = PyDict_Check(fields) ? PyDict_Items(fields) : NULL;
     if (!items)
         return PyDict_Check(fields) ? -1 : add_value(w, me, k, fields);
-    int rc = PyList_Sort(items) < 0 || add_tag(k, "fields") < 0 ||
+    int rc = PyList_Sort(items) < 0 || cellar_key_put_tag(k, "fields") < 0 ||
                      cellar_key_add_list(k, (size_t)PyList_GET_SIZE(items)) != CELLAR_OK
                  ? -1
                  : 0;
     for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
         PyObject *pair = PyList_GET_ITEM(items, i);
-        rc = add_pystr(k, PyTuple_GET_ITEM(pair, 0));
+        rc = cellar_key_put_pystr(k, PyTuple_GET_ITEM(pair, 0));
         for (size_t a = 0; rc == 0 && a < sizeof attrs / sizeof *attrs; a++)
             rc = add_attr_of(w, me, k, PyTuple_GET_ITEM(pair, 1), attrs[a], 1);
     }
@@ -571,13 +557,13 @@ static int add_class_name(cellar_key *k, const char *tag, PyObject *cls)
     PyObject *mod = NULL, *qual = NULL;
     int rc = cellar_optional_attr(cls, "__module__", &mod) < 0 ||
                      cellar_optional_attr(cls, "__qualname__", &qual) < 0 ||
-                     add_tag(k, tag) < 0
+                     cellar_key_put_tag(k, tag) < 0
                  ? -1
                  : 0;
     if (rc == 0)
-        rc = mod ? add_pystr(k, mod) : add_tag(k, "-");
+        rc = mod ? cellar_key_put_pystr(k, mod) : cellar_key_put_tag(k, "-");
     if (rc == 0)
-        rc = qual ? add_pystr(k, qual) : add_tag(k, "-");
+        rc = qual ? cellar_key_put_pystr(k, qual) : cellar_key_put_tag(k, "-");
     Py_XDECREF(mod);
     Py_XDECREF(qual);
     return rc;
@@ -592,8 +578,9 @@ static int add_class_ref(walk *w, size_t me, cellar_key *k, PyObject *cls)
     if (kind != CELLAR_CODE_CLASS)
         return add_class_name(k, "library", cls);
     cellar_hash h;
-    return ref(w, me, cls, kind, &h) < 0 || add_tag(k, "class") < 0 ? -1
-                                                                    : add_hash(k, &h);
+    return ref(w, me, cls, kind, &h) < 0 || cellar_key_put_tag(k, "class") < 0
+               ? -1
+               : cellar_key_put_hash(k, &h);
 }
 
 static int add_class(walk *w, size_t me, cellar_key *k, PyObject *obj)
@@ -608,7 +595,7 @@ static int add_class(walk *w, size_t me, cellar_key *k, PyObject *obj)
     for (Py_ssize_t i = 1; rc == 0 && i < nb; i++)
         rc = add_class_ref(w, me, k, PyTuple_GET_ITEM(mro, i));
     if (rc == 0)
-        rc = add_tag(k, "metaclass") < 0
+        rc = cellar_key_put_tag(k, "metaclass") < 0
                  ? -1
                  : add_class_ref(w, me, k, (PyObject *)Py_TYPE(obj));
     if (rc == 0 && PyList_Sort(keys) < 0)
@@ -623,7 +610,7 @@ static int add_class(walk *w, size_t me, cellar_key *k, PyObject *obj)
             continue;
         }
         Py_INCREF(v);
-        rc = add_pystr(k, key);
+        rc = cellar_key_put_pystr(k, key);
         if (rc == 0)
             rc = PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(
                                              key, "__dataclass_fields__") == 0
@@ -633,7 +620,7 @@ static int add_class(walk *w, size_t me, cellar_key *k, PyObject *obj)
     }
     Py_XDECREF(keys);
     Py_XDECREF(mro);
-    return rc == 0 ? add_tag(k, "\x01end") : -1;
+    return rc == 0 ? cellar_key_put_tag(k, "\x01end") : -1;
 }
 
 static int local_fingerprint(walk *w, size_t me, int kind, PyObject *obj, cellar_key *k)
@@ -642,7 +629,7 @@ static int local_fingerprint(walk *w, size_t me, int kind, PyObject *obj, cellar
     case CELLAR_CODE_FUNCTION: return add_function(w, me, k, obj);
     case CELLAR_CODE_CLASS: return add_class(w, me, k, obj);
     case CELLAR_CODE_METHOD:
-        return add_tag(k, "method") < 0 ||
+        return cellar_key_put_tag(k, "method") < 0 ||
                        add_value(w, me, k, PyMethod_GET_FUNCTION(obj)) < 0
                    ? -1
                    : add_value(w, me, k, PyMethod_GET_SELF(obj));
@@ -650,10 +637,10 @@ static int local_fingerprint(walk *w, size_t me, int kind, PyObject *obj, cellar
         PyObject *wrapped = NULL;
         if (cellar_optional_attr(obj, "__wrapped__", &wrapped) < 0)
             return -1;
-        int rc =
-            add_tag(k, "wrapper") < 0 || add_tag(k, Py_TYPE(obj)->tp_name) < 0 || !wrapped
-                ? -1
-                : add_value(w, me, k, wrapped);
+        int rc = cellar_key_put_tag(k, "wrapper") < 0 ||
+                         cellar_key_put_tag(k, Py_TYPE(obj)->tp_name) < 0 || !wrapped
+                     ? -1
+                     : add_value(w, me, k, wrapped);
         Py_XDECREF(wrapped);
         return rc;
     }
@@ -694,16 +681,18 @@ static int close_component(walk *w, size_t root)
         hs[i] = w->items[w->stack[first + i]].local;
     if (rc == 0) {
         qsort(hs, m, sizeof *hs, cmp_hash);
-        rc = add_tag(k, "component") < 0 || cellar_key_add_list(k, m) != CELLAR_OK;
+        rc = cellar_key_put_tag(k, "component") < 0 ||
+             cellar_key_add_list(k, m) != CELLAR_OK;
         for (size_t i = 0; rc == 0 && i < m; i++)
-            rc = add_hash(k, &hs[i]);
+            rc = cellar_key_put_hash(k, &hs[i]);
     }
     cellar_hash comp = rc == 0 ? cellar_key_digest(k) : (cellar_hash){{0}};
     for (size_t i = 0; rc == 0 && i < m; i++) {
         size_t it = w->stack[first + i];
         cellar_key_reset(k);
-        rc = add_tag(k, "member") < 0 || add_hash(k, &w->items[it].local) < 0 ||
-                     add_hash(k, &comp) < 0
+        rc = cellar_key_put_tag(k, "member") < 0 ||
+                     cellar_key_put_hash(k, &w->items[it].local) < 0 ||
+                     cellar_key_put_hash(k, &comp) < 0
                  ? -1
                  : 0;
         cellar_hash v = cellar_key_digest(k);
