@@ -48,6 +48,12 @@ typedef struct node_op {
     size_t json_len;
 } node_op;
 
+typedef struct file_op {
+    cellar_hash key;
+    uint8_t *rec;
+    size_t len;
+} file_op;
+
 typedef struct run_op {
     char *json;
     size_t len;
@@ -62,7 +68,7 @@ typedef struct op_list {
 } op_list;
 
 struct cellar_batch {
-    op_list results, keys, touches, nodes, runs;
+    op_list results, keys, touches, nodes, runs, files;
     uint64_t bytes; /* what the batch adds to LMDB, to size a map growth */
 };
 
@@ -100,7 +106,10 @@ static void batch_clear(cellar_batch *b)
     }
     for (size_t i = 0; i < b->runs.n; i++)
         free(runs[i].json);
-    b->results.n = b->keys.n = b->touches.n = b->nodes.n = b->runs.n = 0;
+    file_op *files = b->files.items;
+    for (size_t i = 0; i < b->files.n; i++)
+        free(files[i].rec);
+    b->results.n = b->keys.n = b->touches.n = b->nodes.n = b->runs.n = b->files.n = 0;
     b->bytes = 0;
 }
 
@@ -114,13 +123,15 @@ void cellar_batch_free(cellar_batch *b)
     free(b->touches.items);
     free(b->nodes.items);
     free(b->runs.items);
+    free(b->files.items);
     free(b);
 }
 
 bool cellar_batch_empty(const cellar_batch *b)
 {
     return !b ||
-           (!b->results.n && !b->keys.n && !b->touches.n && !b->nodes.n && !b->runs.n);
+           (!b->results.n && !b->keys.n && !b->touches.n && !b->nodes.n && !b->runs.n &&
+            !b->files.n);
 }
 
 static cellar_status oom(cellar_error *err)
@@ -252,6 +263,29 @@ cellar_status cellar_batch_add_run(cellar_batch *b, const char *json, uint64_t *
         b->runs.n--;
         return oom(err);
     }
+    b->bytes += op->len + 64;
+    return CELLAR_OK;
+}
+
+cellar_status cellar_batch_put_file(cellar_batch *b, const char *path,
+                                    const cellar_file_record *rec, cellar_error *err)
+{
+    if (!b || !path || !rec)
+        return cellar_error_set(err, CELLAR_EINVAL, "put_file: missing argument");
+    size_t n = strlen(path);
+    if (n == 0 || n > ((size_t)64 << 10))
+        return cellar_error_set(err, CELLAR_EINVAL,
+                                "put_file: a path must be 1 byte to 64 KiB");
+    file_op *op = op_push(&b->files, sizeof *op);
+    if (!op)
+        return oom(err);
+    op->key = record_file_key(path, n);
+    op->len = record_file_size(n);
+    if (!(op->rec = malloc(op->len))) {
+        b->files.n--;
+        return oom(err);
+    }
+    record_file_encode(rec, path, n, op->rec);
     b->bytes += op->len + 64;
     return CELLAR_OK;
 }
@@ -481,6 +515,11 @@ static int preflight(commit_ctx *c, cellar_batch *b)
         MDB_val k = {nodes[i].name_len, nodes[i].name};
         ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_NODES], &k);
     }
+    file_op *files = b->files.items;
+    for (size_t i = 0; ok && i < b->files.n; i++) {
+        MDB_val k = {16, files[i].key.bytes};
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_FILES], &k);
+    }
     uint8_t last[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     MDB_val k = {8, last};
     if (ok && b->runs.n)
@@ -523,6 +562,11 @@ static int apply_batch(commit_ctx *c, cellar_batch *b)
     }
     if (!rc && b->runs.n)
         rc = apply_runs(c, b);
+    file_op *files = b->files.items;
+    for (size_t i = 0; !rc && i < b->files.n; i++) {
+        MDB_val k = {16, files[i].key.bytes}, v = {files[i].len, files[i].rec};
+        rc = put(c, DB_FILES, &k, &v, 0);
+    }
     return rc;
 }
 

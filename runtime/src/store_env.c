@@ -72,6 +72,7 @@ const store_db_spec store_dbs[DB_COUNT] = {
     [DB_KEYS] = {"keys", 0, compare_hash_keys},
     [DB_NODES] = {"nodes", 0, NULL},
     [DB_RUNS] = {"runs", 0, NULL},
+    [DB_FILES] = {"files", 0, compare_hash_keys},
 };
 
 uint64_t now_ns(void)
@@ -141,18 +142,30 @@ static int open_dbis(cellar_store *s)
     }
     if (rc)
         return rc;
+    if ((rc = env_open_dbis(s, txn, !s->read_only))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+int env_open_dbis(cellar_store *s, MDB_txn *txn, bool create)
+{
+    s->missing_dbs = 0;
     for (size_t i = 0; i < DB_COUNT; i++) {
-        rc = mdb_dbi_open(txn, store_dbs[i].name,
-                          store_dbs[i].flags | (s->read_only ? 0 : MDB_CREATE),
-                          &s->dbi[i]);
-        if (rc) {
-            mdb_txn_abort(txn);
-            return rc;
+        int rc = mdb_dbi_open(txn, store_dbs[i].name,
+                              store_dbs[i].flags | (create ? MDB_CREATE : 0), &s->dbi[i]);
+        if (rc == MDB_NOTFOUND && !create) {
+            /* A store that an older cellar made, opened read-only. */
+            s->missing_dbs |= 1u << i;
+            continue;
         }
+        if (rc)
+            return rc;
         if (store_dbs[i].cmp)
             mdb_set_compare(txn, s->dbi[i], store_dbs[i].cmp);
     }
-    return mdb_txn_commit(txn);
+    return 0;
 }
 
 /*

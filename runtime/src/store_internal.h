@@ -7,6 +7,7 @@
  *   store_verify.c   the whole-store check (in a child process) and repair
  *   store_blob.c     blob files: writing, mapping, sweeping orphans
  *   store_records.c  the store's own record formats: result headers, key records
+ *   store_files.c    kept file fingerprints: their record format and lookup
  *   store_env.c      the LMDB environment: opening, the database table, map
  *                    size, transactions, setting a damaged store aside
  *   store_pages.c    checks of LMDB's own pages, so damage is found, not
@@ -31,7 +32,7 @@
 
 /* One entry per named database, in this order; adding a database (the
  * session journal) is one entry here and one in store_dbs[]. */
-enum { DB_RESULTS, DB_KEYS, DB_NODES, DB_RUNS, DB_COUNT };
+enum { DB_RESULTS, DB_KEYS, DB_NODES, DB_RUNS, DB_FILES, DB_COUNT };
 
 typedef struct store_db_spec {
     const char *name;
@@ -46,6 +47,7 @@ extern const store_db_spec store_dbs[DB_COUNT];
 struct cellar_store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
+    unsigned missing_dbs; /* bit i: store_dbs[i] is absent (read-only, older store) */
     char *path;   /* absolute */
     char *notice; /* what to warn about after open, or NULL */
     size_t blob_min;
@@ -146,6 +148,14 @@ bool env_is_corruption(int rc);
 /* A status for an LMDB return code: ECORRUPT for corruption (and marks the
  * store damaged), EFULL for a full map or disk, ELMDB otherwise. */
 cellar_status env_error(cellar_store *s, cellar_error *err, int rc, const char *what);
+/* Opens every named database of the table into s->dbi, creating the missing
+ * ones when `create`; otherwise a missing one is marked in s->missing_dbs
+ * (test with db_missing) and must not be used.  LMDB codes. */
+int env_open_dbis(cellar_store *s, MDB_txn *txn, bool create);
+static inline bool db_missing(const cellar_store *s, int db)
+{
+    return s->missing_dbs >> db & 1u;
+}
 /* Begins a transaction of this process (counted in s->active); on MDB_MAP_RESIZED
  * adopts the grown size when nothing else is active.  LMDB codes. */
 int env_txn_begin(cellar_store *s, unsigned flags, MDB_txn **txn);
@@ -222,6 +232,20 @@ void record_key_encode(const cellar_key_record *rec, uint8_t *out);
 bool record_key_decode(const void *data, size_t len, cellar_key_record *out);
 /* Offset of last_used_ns inside an encoded key record. */
 #define KEY_RECORD_LAST_USED 41
+
+/* ---- store_files.c ---- */
+
+/* The files database's key for an absolute path: its XXH3-128. */
+cellar_hash record_file_key(const char *path, size_t len);
+/* Bytes of the encoded record of a path of `path_len` bytes. */
+size_t record_file_size(size_t path_len);
+void record_file_encode(const cellar_file_record *rec, const char *path, size_t path_len,
+                        uint8_t *out);
+/* False when the record does not parse or has an unknown version; else
+ * `*path` (into `data`, not NUL-terminated) and `*path_len` name the path the
+ * record is of, which the caller compares with the one it looked up. */
+bool record_file_decode(const void *data, size_t len, cellar_file_record *out,
+                        const char **path, size_t *path_len);
 
 /* ---- store_blob.c ---- */
 

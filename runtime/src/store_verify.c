@@ -118,6 +118,21 @@ static void check_entry(child *c, MDB_txn *txn, int db, const MDB_val *k,
             to_delete(c, db, k);
         }
         return;
+    case DB_FILES: {
+        cellar_file_record frec;
+        const char *path;
+        size_t path_len;
+        cellar_hash want;
+        if (k->mv_size != 16 ||
+            !record_file_decode(v->mv_data, v->mv_size, &frec, &path, &path_len) ||
+            (want = record_file_key(path, path_len),
+             memcmp(want.bytes, k->mv_data, 16) != 0)) {
+            problem(c, CELLAR_PROBLEM_RECORD, where,
+                    "the kept file fingerprint does not parse");
+            to_delete(c, db, k);
+        }
+        return;
+    }
     case DB_RESULTS: break;
     default: return;
     }
@@ -209,11 +224,8 @@ static int child_walk(child *c)
         rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (!rc)
         announce(c, "the table of named databases");
-    for (int i = 0; !rc && i < DB_COUNT; i++) {
-        rc = mdb_dbi_open(txn, store_dbs[i].name, 0, &s->dbi[i]);
-        if (!rc && store_dbs[i].cmp)
-            mdb_set_compare(txn, s->dbi[i], store_dbs[i].cmp);
-    }
+    if (!rc)
+        rc = env_open_dbis(s, txn, false);
     if (!rc)
         env_find_map_base(s, txn); /* this child's own map */
     if (!rc)
@@ -221,7 +233,8 @@ static int child_walk(child *c)
     if (!rc)
         rc = walk_db(c, txn, 1, -1, "main");
     for (int i = 0; !rc && i < DB_COUNT; i++)
-        rc = walk_db(c, txn, s->dbi[i], i, store_dbs[i].name);
+        if (!db_missing(s, i))
+            rc = walk_db(c, txn, s->dbi[i], i, store_dbs[i].name);
     if (rc) {
         problem(c, CELLAR_PROBLEM_STRUCTURE, "data.mdb", mdb_strerror(rc));
         return 0;
@@ -394,8 +407,8 @@ static int repair_child(cellar_store *s, const parent *p, int out)
         rc = mdb_env_open(s->env, s->path, flags, 0600);
     if (!rc)
         rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    for (int i = 0; !rc && i < DB_COUNT; i++)
-        rc = mdb_dbi_open(txn, store_dbs[i].name, 0, &s->dbi[i]);
+    if (!rc)
+        rc = env_open_dbis(s, txn, false);
     uint64_t removed = 0;
     for (size_t i = 0; !rc && i < p->ndels; i++) {
         MDB_val k = {p->dels[i].len, (void *)p->dels[i].key};

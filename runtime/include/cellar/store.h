@@ -10,7 +10,10 @@
  *              bytes of the segments kept inline;
  *     keys     cache key (16 bytes) -> key record (cellar_key_record);
  *     nodes    node name -> JSON describing the node as last run;
- *     runs     run id (8 bytes, big-endian) -> JSON lineage of one run.
+ *     runs     run id (8 bytes, big-endian) -> JSON lineage of one run;
+ *     files    fingerprint of an absolute path (16 bytes) -> a file's kept
+ *              content fingerprint and identity (cellar_file_record, and
+ *              the path itself), for file_version.h.
  *   blobs/xx/<dv>-<i>    segment i of the result whose data version is <dv>,
  *                        when it is at least `blob_min` bytes: an immutable
  *                        file, written under blobs/tmp/ and renamed into place
@@ -309,6 +312,22 @@ cellar_status cellar_store_verify(cellar_store *store, bool repair, cellar_probl
                                   void *ctx, cellar_verify_counts *counts,
                                   cellar_error *err);
 
+/* ---- kept file fingerprints (file_version.h) ---- */
+
+/* A regular file's content fingerprint with the identity it had when read. */
+typedef struct cellar_file_record {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns, ctime_ns;
+    int64_t read_at_ns; /* wall clock when the read began */
+    cellar_hash content;
+} cellar_file_record;
+
+/* The record kept for the absolute `path`.  Returns CELLAR_OK; ENOTFOUND;
+ * ECORRUPT (a record that does not parse, or belongs to another path);
+ * EINVAL; ELMDB. */
+cellar_status cellar_reader_get_file(cellar_reader *r, const char *path,
+                                     cellar_file_record *out, cellar_error *err);
+
 /* ---- writing ---- */
 
 /*
@@ -366,6 +385,12 @@ cellar_status cellar_batch_put_node(cellar_batch *b, const char *node, const cha
  * Returns CELLAR_OK; EINVAL; ENOMEM. */
 cellar_status cellar_batch_add_run(cellar_batch *b, const char *json, uint64_t *run_id,
                                    cellar_error *err);
+
+/* Keeps `rec` for the absolute `path` (replacing what was kept).  Returns
+ * CELLAR_OK; EINVAL (a NULL argument, a path that is empty or over 64 KiB);
+ * ENOMEM. */
+cellar_status cellar_batch_put_file(cellar_batch *b, const char *path,
+                                    const cellar_file_record *rec, cellar_error *err);
 
 /*
  * Applies the batch in one write transaction: blob files are written and
