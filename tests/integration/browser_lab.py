@@ -15,9 +15,10 @@ into cells (CodeMirror), Shift+Enter, the menu bar, dialogs. It waits for a cell
 finish by watching the cell's prompt: a MutationObserver installed before the cell is
 run notes the ``[*]`` that JupyterLab shows while it runs, and the cell is done when
 the prompt shows a number again, so a fast cell and a repeated execution count are both
-seen. ``contrast_report`` reads *computed* colours (getComputedStyle) and gives the WCAG
-contrast ratio of every text in cellar's report table and graph against what is really
-painted behind it (semi-transparent colours composited over their ancestors).
+seen. ``contrasts`` reads *computed* colours (getComputedStyle) and gives the WCAG
+contrast ratio of every text in cellar's report tables and graphs against what is really
+painted behind it (semi-transparent colours composited over their ancestors), and of
+each graph node's status border against the box inside it and the graph around it.
 
 Chromium is Debian's (``/usr/bin/chromium``, or ``$CELLAR_CHROMIUM``), launched headless
 through playwright's Python API; no browser is ever downloaded.
@@ -283,6 +284,12 @@ _CONTRAST = r"""scope => {
         for (const node of svg.querySelectorAll('g.node')) {
             const shape = node.querySelector('path, polygon, ellipse');
             const bg = shape ? over(parse(getComputedStyle(shape).fill), graphBg) : graphBg;
+            if (shape) {  // the status border, against the box inside and the graph outside
+                const st = over(parse(getComputedStyle(shape).stroke), bg);
+                const title = node.querySelector('title');
+                out.push({what: 'border', text: (title ? title.textContent : '') + ' ' + node.getAttribute('class'),
+                          fg: fmt(st), bg: fmt(graphBg), ratio: Math.min(ratio(st, bg), ratio(st, graphBg))});
+            }
             for (const t of node.querySelectorAll('text')) {
                 const fg = over(parse(getComputedStyle(t).fill), bg);
                 out.push({what: 'graph', text: t.textContent.trim(), fg: fmt(fg), bg: fmt(bg), ratio: ratio(fg, bg)});
@@ -496,5 +503,6 @@ class LabPage:
 
 def contrasts(page, scope: str = "body") -> list[dict]:
     """The WCAG contrast of each text in cellar's reports and graphs under ``scope``,
-    from computed colours: {what: report|graph, text, fg, bg, ratio}."""
+    from computed colours: {what: report|graph|border, text, fg, bg, ratio}; for a
+    border, text is the node's name and classes."""
     return page.evaluate(_CONTRAST, scope)
