@@ -303,9 +303,14 @@ _CONTRAST = r"""scope => {
 class LabPage:
     """One JupyterLab page in chromium, driven through the UI (see the module doc)."""
 
-    def __init__(self, page, server: LabServer, shots: Path):
+    def __init__(self, page, server: LabServer, shots: Path, workdir: str):
+        """``workdir``: this page's directory under the server's root (made here);
+        ``self.rel`` is its path in URLs, ``self.dir`` on disk."""
         self.page = page
         self.server = server
+        self.rel = workdir
+        self.dir = server.root / workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.shots = Path(shots)
         self.shots.mkdir(parents=True, exist_ok=True)
         self._shot_no = 0

@@ -2,9 +2,10 @@
 
 Through the UI as a user would: the launcher offers "Python 3 (cellar)" and a notebook
 made there runs cellar; `%cellar run` renders its report and `%cellar graph` an inline
-SVG; in JupyterLab's light and dark themes every text of the report and of the graph
-has a WCAG contrast of at least 4.5 against what is painted behind it, measured from
-computed colours; an edited cell reruns only its node; after Kernel → Restart Kernel…
+SVG; in JupyterLab's light, dark and dark high-contrast themes every text of the
+reports and of the graph has a WCAG contrast of at least 4.5 against what is painted
+behind it, and each node's status border at least 3, measured from computed colours
+(and the fallbacks, for frontends without JupyterLab's variables); an edited cell reruns only its node; after Kernel → Restart Kernel…
 and Run All, the results load from the store. Bodies are counted through the
 side-effect log (calls.log beside the notebook), as in the other integration tests.
 Screenshots of each step go to the test's tmp_path (or $CELLAR_BROWSER_SCREENS/<test>).
@@ -13,7 +14,6 @@ Screenshots of each step go to the test's tmp_path (or $CELLAR_BROWSER_SCREENS/<
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(lab):
+def browser(lab):  # after the server, so that its pages close before the server stops
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -61,10 +61,7 @@ def ui(request, lab, browser, tmp_path):
     shots = Path(screens) / name if screens else tmp_path / "screens"
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    ui = LabPage(page, lab, shots)
-    ui.dir = lab.root / name
-    ui.dir.mkdir()
-    ui.rel = name
+    ui = LabPage(page, lab, shots, workdir=name)
     yield ui
     print(f"screenshots: {shots}")
     context.close()
