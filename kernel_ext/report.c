@@ -113,14 +113,29 @@ fail:
     return NULL;
 }
 
+/* A status cell's tint: the JupyterLab theme colour that %cellar graph uses
+ * for the same status (fallback: the light theme's), mixed into the theme's
+ * background (20%), under the theme's text colour.  Light themes
+ * give a pastel under dark text, dark themes a deep shade under light text;
+ * without JupyterLab's variables (VS Code, nbconvert HTML) the fallbacks give
+ * the light pair, text colour included. */
+#define STATUS_CELL_STYLE                                                                  \
+    "text-align:left;color:var(--jp-content-font-color1,#1f1f1f);"                         \
+    "background:color-mix(in srgb,%s 20%%,var(--jp-layout-color0,#fff))"
+
 static const char *status_colour(PyObject *s)
 {
     static const struct {
         const char *status, *colour;
     } colours[] = {
-        {"computed", "#fff3cd"},  {"loaded", "#d1e7dd"},  {"in memory", "#cfe2ff"},
-        {"failed", "#f8d7da"},    {"skipped", "#e2e3e5"}, {"up to date", "#d1e7dd"},
-        {"needs run", "#fff3cd"},
+        {"computed", "var(--jp-brand-color1,#1976d2)"},
+        {"loaded", "var(--jp-info-color1,#0097a7)"},
+        {"in memory", "var(--jp-info-color1,#0097a7)"},
+        {"failed", "var(--jp-error-color1,#d32f2f)"},
+        {"skipped", "var(--jp-warn-color1,#f57c00)"},
+        {"up to date", "var(--jp-success-color1,#388e3c)"},
+        {"needs run", "var(--jp-warn-color1,#f57c00)"},
+        {"needs input", "var(--jp-error-color1,#d32f2f)"},
     };
     const char *text = PyUnicode_AsUTF8(s);
     if (!text) {
@@ -178,9 +193,11 @@ static PyObject *report_html(report *self, PyObject *unused)
         for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(row); c++) {
             PyObject *cell = PyTuple_GET_ITEM(row, c);
             const char *colour = c == 1 ? status_colour(cell) : NULL;
-            char open[96];
-            snprintf(open, sizeof open, "<td style=\"text-align:left%s%s\">",
-                     colour ? ";background:" : "", colour ? colour : "");
+            char open[256];
+            if (colour)
+                snprintf(open, sizeof open, "<td style=\"" STATUS_CELL_STYLE "\">", colour);
+            else
+                snprintf(open, sizeof open, "<td style=\"text-align:left\">");
             if (append_str(parts, open) < 0 || append_escaped(parts, cell, escape) < 0 ||
                 append_str(parts, "</td>") < 0)
                 goto fail;

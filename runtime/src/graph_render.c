@@ -32,7 +32,9 @@
 #include <graphviz/gvc.h>
 
 /* Selectors all start with .cellar-graph: inline SVG's <style> applies to
- * the whole page it is in. */
+ * the whole page it is in.  Status borders keep 3:1 contrast (WCAG 1.4.11)
+ * against box and background in JupyterLab's light, dark and high-contrast
+ * themes; for "needs run" that takes warn-color0 (color1 is 2.7:1 on white). */
 static const char stylesheet[] =
     "<style>"
     ".cellar-graph{--cellar-fg:var(--jp-ui-font-color1,#1f1f1f);"
@@ -53,7 +55,7 @@ static const char stylesheet[] =
     ".cellar-graph .loaded,.cellar-graph .in-memory"
     "{--cellar-status:var(--jp-info-color1,#0097a7)}"
     ".cellar-graph .needs-run,.cellar-graph .skipped"
-    "{--cellar-status:var(--jp-warn-color1,#f57c00)}"
+    "{--cellar-status:var(--jp-warn-color0,#e65100)}"
     ".cellar-graph .failed,.cellar-graph .needs-input,.cellar-graph .missing,"
     ".cellar-graph .in-cycle"
     "{--cellar-status:var(--jp-error-color1,#d32f2f)}"

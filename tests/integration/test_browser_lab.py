@@ -1,0 +1,200 @@
+"""cellar in a real JupyterLab 4, driven through Debian's chromium (browser_lab.py).
+
+Through the UI as a user would: the launcher offers "Python 3 (cellar)" and a notebook
+made there runs cellar; `%cellar run` renders its report and `%cellar graph` an inline
+SVG; in JupyterLab's light, dark and dark high-contrast themes every text of the
+reports and of the graph has a WCAG contrast of at least 4.5 against what is painted
+behind it, and each node's status border at least 3, measured from computed colours
+(and the fallbacks, for frontends without JupyterLab's variables); an edited cell reruns only its node; after Kernel → Restart Kernel…
+and Run All, the results load from the store. Bodies are counted through the
+side-effect log (calls.log beside the notebook), as in the other integration tests.
+Screenshots of each step go to the test's tmp_path (or $CELLAR_BROWSER_SCREENS/<test>).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from browser_lab import (CHROMIUM, CHROMIUM_ARGS, KERNEL_DISPLAY, LabPage, LabServer,
+                         chromium_missing_reason, contrasts, write_notebook)
+from conftest import HELPER, calls, count_lines
+
+_missing = chromium_missing_reason()
+pytestmark = pytest.mark.skipif(_missing is not None, reason=f"browser tests need chromium: {_missing}")
+
+WCAG_AA = 4.5  # text (WCAG 2.1, 1.4.3)
+WCAG_NON_TEXT = 3.0  # a graph node's status border (1.4.11)
+
+# The chain a -> b -> c, one node per cell, so that editing one cell edits one node.
+DEF_A = 'def a():\n    _log("a")\n    return 2\n'
+DEF_B = 'def b(a):\n    _log("b")\n    return a * 10\n'
+DEF_C = 'def c(b):\n    _log("c")\n    return b + 1\n'
+CELLS = ["%load_ext cellar\n", HELPER, DEF_A, DEF_B, DEF_C, "%cellar run c\n"]
+RUN = 5
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    server = LabServer(tmp_path_factory.mktemp("lab"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(lab):  # after the server, so that its pages close before the server stops
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def ui(request, lab, browser, tmp_path):
+    """A fresh page (own browser context) on the lab; this test's notebooks go in
+    root/<test name>/, so each test has its own calls.log and .cellar store."""
+    name = request.node.name
+    screens = os.environ.get("CELLAR_BROWSER_SCREENS")
+    shots = Path(screens) / name if screens else tmp_path / "screens"
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    ui = LabPage(page, lab, shots, workdir=name)
+    yield ui
+    print(f"screenshots: {shots}")
+    context.close()
+    lab.shutdown_kernels()
+
+
+def fresh_chain_notebook(ui) -> None:
+    write_notebook(ui.dir / "chain.ipynb", CELLS)
+    ui.open_notebook(f"{ui.rel}/chain.ipynb")
+
+
+def test_launcher_offers_the_cellar_kernel_and_a_notebook_runs_on_it(ui):
+    ui.open_lab(ui.rel)
+    card = ui.page.locator('.jp-LauncherCard[data-category="Notebook"]', has_text=KERNEL_DISPLAY)
+    card.wait_for()
+    ui.screenshot("launcher")
+    card.click()
+    ui.wait_for_notebook()
+    assert KERNEL_DISPLAY in ui.notebook.locator(".jp-KernelName").inner_text()
+    assert (ui.dir / "Untitled.ipynb").exists(), "the notebook is made in the browsed directory"
+
+    for i, code in enumerate(CELLS[:5] + ["%cellar run c\n", "%cellar graph\n"]):
+        ui.type_and_run(i, code)  # Shift+Enter on the last cell adds the next one
+    ui.screenshot("ran")
+    assert not ui.errors(), ui.describe()
+    rep = ui.report(RUN)
+    assert rep["title"].startswith("cellar run: 3 nodes, 3 computed"), rep
+    assert rep["status"] == {"a": "computed", "b": "computed", "c": "computed"}, rep
+    assert ui.result_text(RUN) == "21"
+    assert count_lines(ui.dir / "calls.log") == calls("a", "b", "c")
+
+    svg = ui.cell(6).locator("svg.cellar-graph")
+    svg.wait_for()
+    titles = svg.locator("g.node > title").evaluate_all("ts => ts.map(t => t.textContent)")
+    assert sorted(titles) == ["a", "b", "c"], titles
+    assert svg.locator("g.edge").count() == 2
+    box = svg.bounding_box()
+    assert box and box["width"] > 50 and box["height"] > 20, box
+    svg.scroll_into_view_if_needed()
+    ui.screenshot("graph")
+
+
+# Every status a report can show, and a graph of them: after `run c` (computed), the
+# memory dropped (loaded), a rerun (in memory), a failing node and its reader (failed,
+# skipped; the RunError caught so that Run All goes on), `%cellar status` (up to date,
+# needs run) and `%cellar graph`.
+THEME_CELLS = CELLS + [
+    "import cellar\ncellar.forget_memory()\n%cellar run b\n",
+    "%cellar run c\n",
+    'def boom(c):\n    raise ValueError("boom")\n\ndef after(boom):\n    return boom\n',
+    "try:\n    %cellar run after\nexcept cellar.RunError:\n    pass\n",
+    "%cellar status\n",
+    "%cellar graph\n",
+]
+ALL_STATUSES = {"computed", "loaded", "in memory", "failed", "skipped", "up to date", "needs run"}
+
+
+def below_wcag(measured: list[dict]) -> str:
+    """The measurements below their WCAG minimum, one a line ("" when none)."""
+    return "\n".join(
+        f"  {m['what']} {m['text']!r}: {m['fg']} on {m['bg']} = {m['ratio']:.2f}" for m in measured
+        if m["ratio"] < (WCAG_NON_TEXT if m["what"] == "border" else WCAG_AA))
+
+
+def test_report_and_graph_are_legible_in_light_and_dark_themes(ui):
+    write_notebook(ui.dir / "themes.ipynb", THEME_CELLS)
+    ui.open_notebook(f"{ui.rel}/themes.ipynb")
+    ui.run_all()
+    assert set(ui.report(RUN)["status"].values()) == {"computed"}, ui.describe()
+    graph = ui.cell(len(THEME_CELLS) - 1).locator("svg.cellar-graph")
+    graph.wait_for()
+    backgrounds = {}
+    for theme in ("JupyterLab Dark", "JupyterLab Dark High Contrast", "JupyterLab Light"):
+        ui.set_theme(theme)  # through the Settings menu
+        for k in (RUN, 9, len(THEME_CELLS) - 1):
+            ui.cell(k).scroll_into_view_if_needed()
+            ui.screenshot(f"{theme.replace(' ', '-').lower()}-cell{k}")
+        measured = ui.contrasts()
+        shown = {m["text"] for m in measured if m["what"] == "report"}
+        assert ALL_STATUSES <= shown, f"statuses not measured: {ALL_STATUSES - shown}\n{ui.describe()}"
+        labels = {m["text"] for m in measured if m["what"] == "graph"}
+        assert {"a", "b", "c", "boom", "after", "failed"} <= labels, labels
+        bad = below_wcag(measured)
+        assert not bad, f"{theme}: below WCAG contrast (text {WCAG_AA}, borders {WCAG_NON_TEXT}):\n{bad}"
+        backgrounds[theme] = {m["bg"] for m in measured if m["text"] == "computed"}
+    # The measurement saw two different themes under the same status cells.
+    assert backgrounds["JupyterLab Dark"].isdisjoint(backgrounds["JupyterLab Light"]), backgrounds
+
+    # Outside JupyterLab (nbconvert's HTML, VS Code) no --jp-* variable is set: the
+    # fallbacks must be legible on a light page and on a dark one (VS Code's dark colours).
+    html = ui.cellar_html()
+    page = ui.page.context.new_page()
+    for name, body in (("plain", "background:#fff;color:#000"),
+                       ("vscode-dark", "background:#1e1e1e;color:#cccccc")):
+        page.set_content(f'<body style="{body}">{html}</body>')
+        page.screenshot(path=str(ui.shots / f"fallback-{name}.png"), full_page=True)
+        measured = contrasts(page)
+        assert ALL_STATUSES <= {m["text"] for m in measured}, measured
+        bad = below_wcag(measured)
+        assert not bad, f"fallback colours on a {name} page below WCAG contrast:\n{bad}"
+    page.close()
+
+
+def test_an_edited_cell_reruns_only_its_node(ui):
+    fresh_chain_notebook(ui)
+    ui.run_all()
+    assert ui.report(RUN)["status"] == {"a": "computed", "b": "computed", "c": "computed"}
+    log = ui.dir / "calls.log"
+    log.write_text("")
+
+    ui.set_cell(4, DEF_C.replace("b + 1", "b + 2"))
+    ui.run_cell(4)
+    ui.run_cell(RUN)
+    ui.screenshot("edited")
+    assert not ui.errors(), ui.describe()
+    rep = ui.report(RUN)
+    assert rep["status"] == {"a": "in memory", "b": "in memory", "c": "computed"}, rep
+    assert ui.result_text(RUN) == "22"
+    assert count_lines(log) == calls("c")
+
+
+def test_restart_from_the_kernel_menu_then_results_load_from_the_store(ui):
+    fresh_chain_notebook(ui)
+    ui.run_all()
+    assert ui.report(RUN)["status"] == {"a": "computed", "b": "computed", "c": "computed"}
+    log = ui.dir / "calls.log"
+    log.write_text("")
+
+    ui.restart_kernel_from_menu(lambda: ui.screenshot("restart-dialog"))
+    ui.run_all()
+    ui.screenshot("after-restart")
+    assert not ui.errors(), ui.describe()
+    rep = ui.report(RUN)
+    assert rep["status"] == {"a": "loaded", "b": "loaded", "c": "loaded"}, rep
+    assert ui.result_text(RUN) == "21"
+    assert count_lines(log) == calls()
