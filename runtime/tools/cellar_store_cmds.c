@@ -48,13 +48,10 @@ static int width_of(const char *s, int columns)
     return columns;
 }
 
+/* Local time to the second, as the notebook prints it. */
 static const char *fmt_time(uint64_t ns, char buf[32])
 {
-    time_t t = (time_t)(ns / 1000000000u);
-    struct tm tm;
-    if (!ns || !localtime_r(&t, &tm) || !strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm))
-        snprintf(buf, 32, "-");
-    return buf;
+    return cellar_units_moment(ns, buf);
 }
 
 static void hex_of(const cellar_hash *h, char out[CELLAR_HASH_HEX_LEN + 1])
@@ -506,10 +503,14 @@ static const char log_usage[] =
     "\n"
     "The store's runs, newest first: when each started, its process id, how many\n"
     "nodes computed, loaded, were in memory, failed and were skipped, the time\n"
-    "its nodes took, and its targets.\n"
+    "its nodes took, the inputs they read (NAME=VALUE, marked (global) or\n"
+    "(default) when not given to the run), and its targets.  %cellar log shows\n"
+    "the same in a notebook.\n"
     "\n"
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
-    "  --json       print {\"store\", \"runs\": [...]} with raw numbers\n"
+    "  --json       print {\"store\", \"runs\": [...]} with raw numbers; each run\n"
+    "               also has \"inputs\" ([{name, source, data_version, value}])\n"
+    "               and \"outcomes\" (the node names per outcome)\n"
     "  --limit N    only the newest N runs\n";
 
 typedef struct run_log {
@@ -544,8 +545,25 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
     json_t *targets = json_array();
     for (size_t i = 0; targets && i < run->ntargets; i++)
         json_array_append_new(targets, json_string(run->targets[i]));
-    json_array_append_new(
-        l->runs,
+    json_t *inputs = json_array();
+    for (size_t i = 0; inputs && i < run->ninputs; i++) {
+        const cellar_run_input *in = &run->inputs[i];
+        char dv[CELLAR_HASH_HEX_LEN + 1];
+        hex_of(&in->data_version, dv);
+        json_array_append_new(
+            inputs, json_pack("{s:s, s:s, s:s, s:s?}", "name", in->name, "source",
+                              cellar_input_source_name(in->source), "data_version", dv,
+                              "value", in->shown));
+    }
+    /* What each node did: its name under its outcome, in plan order. */
+    json_t *outcomes = json_object();
+    for (int k = 0; outcomes && k <= CELLAR_OUTCOME_SKIPPED; k++)
+        json_object_set_new(outcomes, cellar_outcome_name((cellar_outcome)k), json_array());
+    for (size_t i = 0; outcomes && i < run->nrows; i++)
+        json_array_append_new(
+            json_object_get(outcomes, cellar_outcome_name(run->rows[i].outcome)),
+            json_string(run->rows[i].node));
+    json_t *row =
         json_pack("{s:I, s:I, s:I, s:o*, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "run_id",
                   (json_int_t)run_id, "started_ns", (json_int_t)run->started_ns, "pid",
                   (json_int_t)run->pid, "targets", targets, "nodes",
@@ -553,20 +571,73 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
                   "loaded", counts[CELLAR_OUTCOME_LOADED], "in_memory",
                   counts[CELLAR_OUTCOME_IN_MEMORY], "failed",
                   counts[CELLAR_OUTCOME_FAILED], "skipped",
-                  counts[CELLAR_OUTCOME_SKIPPED], "node_ns", (json_int_t)took));
+                  counts[CELLAR_OUTCOME_SKIPPED], "node_ns", (json_int_t)took);
+    if (row) {
+        json_object_set_new(row, "inputs", inputs ? inputs : json_array());
+        json_object_set_new(row, "outcomes", outcomes ? outcomes : json_object());
+        json_array_append_new(l->runs, row);
+    } else {
+        json_decref(inputs);
+        json_decref(outcomes);
+    }
     cellar_run_record_free(run);
     return 0;
+}
+
+/* A run's inputs as one word list, "n=3 path='x'(global)", as %cellar log
+ * shows them; "-" for none.  A new string (NULL when out of memory). */
+static char *inputs_text(json_t *run)
+{
+    size_t cap = 64, len = 0;
+    char *out = malloc(cap);
+    size_t i;
+    json_t *in;
+    json_array_foreach(json_object_get(run, "inputs"), i, in)
+    {
+        const char *source = json_string_value(json_object_get(in, "source"));
+        const char *value = json_string_value(json_object_get(in, "value"));
+        const char *from = !source || !strcmp(source, "given") ? ""
+                           : !strcmp(source, "global")         ? " (global)"
+                                                               : " (default)";
+        const char *name = json_string_value(json_object_get(in, "name"));
+        size_t need = strlen(name ? name : "?") + strlen(value ? value : "?") +
+                      strlen(from) + 4;
+        if (out && len + need > cap) {
+            while (len + need > cap)
+                cap *= 2;
+            char *grown = realloc(out, cap);
+            if (!grown)
+                free(out);
+            out = grown;
+        }
+        if (out)
+            len += (size_t)snprintf(out + len, cap - len, "%s%s=%s%s", i ? ", " : "",
+                                    name ? name : "?", value ? value : "?", from);
+    }
+    if (out && !len)
+        snprintf(out, cap, "-");
+    return out;
 }
 
 static void print_log_rows(json_t *runs)
 {
     static const char *const fields[] = {"nodes",     "computed", "loaded",
                                          "in_memory", "failed",   "skipped"};
-    printf("%-19s  %-19s  %7s  %5s  %8s  %6s  %9s  %6s  %7s  %10s  %s\n", "RUN",
-           "STARTED", "PID", "NODES", "COMPUTED", "LOADED", "IN MEMORY", "FAILED",
-           "SKIPPED", "TIME", "TARGETS");
     size_t i;
     json_t *run;
+    int inputs_width = 6;
+    json_array_foreach(runs, i, run)
+    {
+        char *text = inputs_text(run);
+        /* Terminal columns: the bytes less the UTF-8 continuation bytes. */
+        int columns = text ? 2 * (int)strlen(text) - width_of(text, (int)strlen(text)) : 0;
+        if (columns > inputs_width)
+            inputs_width = columns;
+        free(text);
+    }
+    printf("%-19s  %-19s  %7s  %5s  %8s  %6s  %9s  %6s  %7s  %10s  %-*s  %s\n", "RUN",
+           "STARTED", "PID", "NODES", "COMPUTED", "LOADED", "IN MEMORY", "FAILED",
+           "SKIPPED", "TIME", inputs_width, "INPUTS", "TARGETS");
     json_array_foreach(runs, i, run)
     {
         char t[32], d[32];
@@ -582,6 +653,10 @@ static void print_log_rows(json_t *runs)
             fmt_time((uint64_t)json_integer_value(json_object_get(run, "started_ns")), t),
             (long long)json_integer_value(json_object_get(run, "pid")), v[0], v[1], v[2],
             v[3], v[4], v[5], width_of(d, 10), d);
+        char *text = inputs_text(run);
+        printf("%-*s  ", text ? width_of(text, inputs_width) : inputs_width,
+               text ? text : "?");
+        free(text);
         size_t j;
         json_t *target;
         json_array_foreach(json_object_get(run, "targets"), j, target)
