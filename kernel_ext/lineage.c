@@ -576,6 +576,16 @@ static int show_node_in(cellar_state *st, cellar_reader *r, PyObject *name,
             PyErr_Format(st->StoreError, "the runs cannot be read: %s", err.message);
         return -1;
     }
+    const char *json;
+    size_t json_len;
+    if (w->nkeys == 0 && w->nruns == 0 && !have_cv &&
+        cellar_reader_get_node(r, node, &json, &json_len, &err) == CELLAR_ENOTFOUND) {
+        PyErr_Format(st->RunError,
+                     "no node '%s': the store %s has no record of it, and no top-level "
+                     "function of that name is defined",
+                     node, cellar_store_path(st->store));
+        return -1;
+    }
     PyObject *note = node_note(r, node, &w->bad, have_cv, &cv);
     PyObject *full = note ? make_note(PyUnicode_AsUTF8(note), &w->bad) : NULL;
     Py_XDECREF(note);

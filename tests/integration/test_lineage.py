@@ -165,6 +165,8 @@ def test_log_and_show_after_runs_an_edit_and_a_restart(kernel):
     assert {key["key"][:12] for key in cli["keys"]} == {r["key"] for r in rows}
     assert [r["entry"]["status"] for r in cli["runs"]] == [r["status"] for r in runs_rows]
     assert k.run("%cellar show").status == "error"
+    err = k.run("%cellar show nope").error
+    assert err["ename"] == "RunError" and "no node 'nope'" in err["evalue"], err
     assert k.take_calls() == calls(), "log and show run nothing"
 
 
