@@ -2,8 +2,8 @@
 NODE` after runs, an edit and a restart (what each node did, compared with the bodies that ran,
 counted through the side-effect log; the code versions of an edited node), the same records as
 `cellar log --json` and `cellar show --json` read them; `cellar.results.NAME` equal to a fresh
-computation, loading nothing until it is read (the value's unpickling is a side effect) and never
-computing; `cellar.run(..., recompute=[...])` rerunning the named bodies, storing them again and
+computation, loading nothing until it is read (the value's unpickling is a side effect; a blob's
+pages are resident only once it is read) and never computing; `cellar.run(..., recompute=[...])` rerunning the named bodies, storing them again and
 cutting off downstream.
 """
 
@@ -289,3 +289,35 @@ def test_recompute_reruns_the_named_bodies(kernel_factory):
     assert err["ename"] == "RunError" and "'nope'" in err["evalue"]
     assert k.run("cellar.run('total', n=3, recompute='raw')").error["ename"] == "TypeError"
     assert k.take_calls() == calls()
+
+
+def test_results_map_no_blob_before_the_read(kernel):
+    # A 64 MiB array is a blob file, mapped when loaded and read once by the checksum: the
+    # file pages this process has resident (RssFile) grow by its size only when it is read.
+    k = kernel
+    nodes = "import numpy as np\n\ndef big():\n    _log('big')\n    return np.arange(8 << 20, dtype=np.int64)\n"
+    k.ok(nodes, cell_id="nodes")
+    k.cellar_run("big").ok()
+    assert k.take_calls() == calls("big")
+    k.restart()
+    k.setup()
+    k.ok(nodes, cell_id="nodes")
+    k.ok(textwrap.dedent("""\
+        import cellar
+        def _rss_file():
+            with open("/proc/self/status") as f:
+                return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("RssFile:"))
+        before = _rss_file()
+        names = dir(cellar.results)
+        try:
+            cellar.results.nothing
+        except LookupError:
+            pass
+        planned = _rss_file()
+        value = cellar.results.big
+        read = _rss_file()
+        """))
+    assert k.take_calls() == calls(), "nothing computed"
+    assert k.eval("planned - before") < 8 << 20, "no blob mapped before the read"
+    assert k.eval("read - planned") >= 60 << 20, "the read mapped and checked the blob"
+    assert k.eval("bool((value == np.arange(8 << 20, dtype=np.int64)).all())") is True
