@@ -555,14 +555,18 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
                               cellar_input_source_name(in->source), "data_version", dv,
                               "value", in->shown));
     }
-    /* What each node did: its name under its outcome, in plan order. */
+    /* What each node did: its name under its outcome, in plan order, keyed as
+     * the counts are ("in_memory"). */
+    static const char *const outcome_keys[] = {"computed", "loaded", "in_memory", "failed",
+                                               "skipped"};
     json_t *outcomes = json_object();
     for (int k = 0; outcomes && k <= CELLAR_OUTCOME_SKIPPED; k++)
-        json_object_set_new(outcomes, cellar_outcome_name((cellar_outcome)k), json_array());
+        json_object_set_new(outcomes, outcome_keys[k], json_array());
     for (size_t i = 0; outcomes && i < run->nrows; i++)
-        json_array_append_new(
-            json_object_get(outcomes, cellar_outcome_name(run->rows[i].outcome)),
-            json_string(run->rows[i].node));
+        if ((unsigned)run->rows[i].outcome <= CELLAR_OUTCOME_SKIPPED)
+            json_array_append_new(
+                json_object_get(outcomes, outcome_keys[run->rows[i].outcome]),
+                json_string(run->rows[i].node));
     json_t *row =
         json_pack("{s:I, s:I, s:I, s:o*, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "run_id",
                   (json_int_t)run_id, "started_ns", (json_int_t)run->started_ns, "pid",

@@ -121,7 +121,7 @@ def test_log_and_show_after_runs_an_edit_and_a_restart(kernel):
     assert len(runs) == 4
     for run, (computed, memory, loaded) in zip(runs, reversed(did)):
         assert set(run["outcomes"]["computed"]) == computed
-        assert set(run["outcomes"]["in memory"]) == memory
+        assert set(run["outcomes"]["in_memory"]) == memory
         assert set(run["outcomes"]["loaded"]) == loaded
         (inp,) = run["inputs"]
         assert (inp["name"], inp["source"], inp["value"]) == ("n", "given", "4")
