@@ -10,9 +10,9 @@
  * (code versions), results.c (loading stored values), run.c (planning and
  * executing a run), report.c (the run report shown in the notebook),
  * lineage.c (what runs recorded: `%cellar log`, `%cellar show`),
- * results_view.c (`cellar.results`) and magic.c (the `%cellar` line).  All state lives in cellar_state, reached
- * from the module object; every entry point holds the GIL, which serializes
- * access.
+ * results_view.c (`cellar.results`) and magic.c (the `%cellar` line).  All state lives in
+ * cellar_state, reached from the module object; every entry point holds the GIL, which
+ * serializes access.
  */
 #ifndef CELLAR_EXT_H
 #define CELLAR_EXT_H

@@ -82,9 +82,9 @@ int cellar_lineage_note_input(PyObject *read, PyObject *name, PyObject *value,
     int in_ns = in_given == 0 ? PyDict_Contains(ns, name) : 0;
     if (in_given < 0 || in_ns < 0)
         return -1;
-    cellar_input_source source = in_given  ? CELLAR_INPUT_GIVEN
-                                 : in_ns   ? CELLAR_INPUT_GLOBAL
-                                           : CELLAR_INPUT_DEFAULT;
+    cellar_input_source source = in_given ? CELLAR_INPUT_GIVEN
+                                 : in_ns  ? CELLAR_INPUT_GLOBAL
+                                          : CELLAR_INPUT_DEFAULT;
     PyObject *text = shown_text(value);
     PyObject *entry = text ? Py_BuildValue("(y#Ni)", (const char *)dv->bytes,
                                            (Py_ssize_t)16, text, (int)source)
@@ -270,9 +270,9 @@ static PyObject *failures_text(const cellar_run_record *run)
     if (skipped) {
         bool f = PyUnicode_CompareWithASCIIString(failed, "-") != 0;
         bool s = PyUnicode_CompareWithASCIIString(skipped, "-") != 0;
-        text = !s   ? Py_NewRef(failed)
-               : f  ? PyUnicode_FromFormat("%U; skipped: %U", failed, skipped)
-                    : PyUnicode_FromFormat("skipped: %U", skipped);
+        text = !s  ? Py_NewRef(failed)
+               : f ? PyUnicode_FromFormat("%U; skipped: %U", failed, skipped)
+                   : PyUnicode_FromFormat("skipped: %U", skipped);
     }
     Py_XDECREF(failed);
     Py_XDECREF(skipped);
@@ -309,7 +309,8 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
     PyObject *row = Py_BuildValue(
         "(NNNNNNNN)", str_moment(run->started_ns), targets_text(run), inputs_text(run),
         nodes_text(run, CELLAR_OUTCOME_COMPUTED), nodes_text(run, CELLAR_OUTCOME_LOADED),
-        nodes_text(run, CELLAR_OUTCOME_IN_MEMORY), failures_text(run), str_duration(took));
+        nodes_text(run, CELLAR_OUTCOME_IN_MEMORY), failures_text(run),
+        str_duration(took));
     cellar_run_record_free(run);
     if (append_new(w->rows, row) < 0) {
         w->failed = true;
@@ -334,9 +335,9 @@ PyObject *cellar_log_show(cellar_state *st, Py_ssize_t n)
     PyObject *title = NULL;
     if (rc == CELLAR_OK && !w.failed)
         title = (uint64_t)w.seen < counts.runs
-                    ? PyUnicode_FromFormat("cellar log: the %zd newest of %llu runs in %s",
-                                           w.seen, (unsigned long long)counts.runs,
-                                           cellar_store_path(st->store))
+                    ? PyUnicode_FromFormat(
+                          "cellar log: the %zd newest of %llu runs in %s", w.seen,
+                          (unsigned long long)counts.runs, cellar_store_path(st->store))
                     : PyUnicode_FromFormat("cellar log: %zd run%s in %s", w.seen,
                                            w.seen == 1 ? "" : "s",
                                            cellar_store_path(st->store));
@@ -347,9 +348,9 @@ PyObject *cellar_log_show(cellar_state *st, Py_ssize_t n)
         Py_XDECREF(w.rows);
         return NULL;
     }
-    PyObject *header = Py_BuildValue("(ssssssss)", "started", "targets", "inputs",
-                                     "computed", "loaded", "in memory", "failed",
-                                     "node time");
+    PyObject *header =
+        Py_BuildValue("(ssssssss)", "started", "targets", "inputs", "computed", "loaded",
+                      "in memory", "failed", "node time");
     if (show_report(st, title, header, w.rows, make_note(NULL, &w.bad)) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -401,7 +402,8 @@ static int collect_key(void *ctx, const cellar_hash *key, const cellar_key_recor
 static int newest_first(const void *a, const void *b)
 {
     const key_item *x = a, *y = b;
-    return (x->rec.created_ns < y->rec.created_ns) - (x->rec.created_ns > y->rec.created_ns);
+    return (x->rec.created_ns < y->rec.created_ns) -
+           (x->rec.created_ns > y->rec.created_ns);
 }
 
 static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
@@ -422,7 +424,8 @@ static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
     if (row && w->nruns++ < SHOW_RUNS) {
         PyObject *item = Py_BuildValue(
             "(NsNNNN)", str_moment(run->started_ns), cellar_outcome_name(row->outcome),
-            row->outcome == CELLAR_OUTCOME_COMPUTED || row->outcome == CELLAR_OUTCOME_LOADED
+            row->outcome == CELLAR_OUTCOME_COMPUTED ||
+                    row->outcome == CELLAR_OUTCOME_LOADED
                 ? str_duration(row->time_ns)
                 : PyUnicode_FromString("-"),
             str_size(row->has_size, row->size),
@@ -517,9 +520,9 @@ static PyObject *node_note(cellar_reader *r, const char *node, unreadable *bad,
     char cvhex[CELLAR_HASH_HEX_LEN + 1] = "";
     if (have_cv)
         cellar_hash_to_hex(cv, cvhex);
-    PyObject *current = have_cv ? PyUnicode_FromFormat("current code version %.12s; ",
-                                                       cvhex)
-                                : PyUnicode_FromString("");
+    PyObject *current = have_cv
+                            ? PyUnicode_FromFormat("current code version %.12s; ", cvhex)
+                            : PyUnicode_FromString("");
     if (!current)
         return NULL;
     cellar_node_record *rec = NULL;
@@ -591,8 +594,8 @@ static int show_node_in(cellar_state *st, cellar_reader *r, PyObject *name,
     Py_XDECREF(note);
     size_t ncv = distinct_code_versions(w);
     PyObject *title = PyUnicode_FromFormat(
-        "cellar show %s: %zu code version%s, %zu result%s", node, ncv, ncv == 1 ? "" : "s",
-        w->nkeys, w->nkeys == 1 ? "" : "s");
+        "cellar show %s: %zu code version%s, %zu result%s", node, ncv,
+        ncv == 1 ? "" : "s", w->nkeys, w->nkeys == 1 ? "" : "s");
     PyObject *header =
         Py_BuildValue("(ssssssss)", "code version", "result", "created", "last used",
                       "compute", "size", "data version", "key");
@@ -602,10 +605,9 @@ static int show_node_in(cellar_state *st, cellar_reader *r, PyObject *name,
     title = PyUnicode_FromFormat("runs of %s: %zu, newest first", node, w->nruns);
     header = Py_BuildValue("(ssssss)", "started", "status", "time", "size",
                            "data version", "targets");
-    PyObject *more = w->nruns > SHOW_RUNS
-                         ? PyUnicode_FromFormat("... and %zu older runs",
-                                                w->nruns - SHOW_RUNS)
-                         : Py_NewRef(Py_None);
+    PyObject *more = w->nruns > SHOW_RUNS ? PyUnicode_FromFormat("... and %zu older runs",
+                                                                 w->nruns - SHOW_RUNS)
+                                          : Py_NewRef(Py_None);
     return show_report(st, title, header, Py_NewRef(w->run_rows), more);
 }
 

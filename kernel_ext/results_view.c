@@ -155,9 +155,8 @@ static void missing_upstream(cellar_state *st, PyObject *attr, PyObject *name,
         if (visited) /* an input, or a node already looked at */
             continue;
         PyObject *why = PyTuple_GET_ITEM(entry, 2);
-        if (PyUnicode_Check(why) &&
-            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(entry, 0), "needs input") ==
-                0) {
+        if (PyUnicode_Check(why) && PyUnicode_CompareWithASCIIString(
+                                        PyTuple_GET_ITEM(entry, 0), "needs input") == 0) {
             PyErr_Format(st->NoResultError,
                          "cellar.results.%U: its key cannot be known: %U (here: "
                          "cellar.results(NAME=VALUE).%U)",
@@ -208,8 +207,9 @@ static PyObject *result_of(results_view *self, PyObject *attr)
         if (!state) {
         } else if (strcmp(state, "up to date") == 0 && PyBytes_Check(key)) {
             PyObject *held = memo_value(st, name, key);
-            out = held ? Py_NewRef(held)
-                       : PyErr_Occurred() ? NULL : load_stored(st, name, key);
+            out = held               ? Py_NewRef(held)
+                  : PyErr_Occurred() ? NULL
+                                     : load_stored(st, name, key);
         } else if (strcmp(state, "needs input") == 0 && PyUnicode_Check(why)) {
             PyErr_Format(st->NoResultError,
                          "cellar.results.%U: %U (here: cellar.results(NAME=VALUE).%U)",

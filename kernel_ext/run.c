@@ -1141,8 +1141,7 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs,
     }
     inputs = named;
     if (start(&ctx, st, inputs) < 0 || target_ids(&ctx, targets, ids) < 0 ||
-        plan_order(&ctx, ids, (size_t)ntargets) < 0 ||
-        !(ctx.inputs_read = PyDict_New()))
+        plan_order(&ctx, ids, (size_t)ntargets) < 0 || !(ctx.inputs_read = PyDict_New()))
         goto done;
     ctx.recompute = recompute;
     int rc = 0;

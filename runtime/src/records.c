@@ -539,7 +539,8 @@ static cellar_run_input *get_inputs(check *c, json_t *arr, size_t *n, bool *oom)
             break;
         }
         cellar_run_input *in = &inputs[i];
-        const char *name = get_string(c, json_object_get(obj, "name"), "inputs.name", false);
+        const char *name =
+            get_string(c, json_object_get(obj, "name"), "inputs.name", false);
         const char *source =
             get_string(c, json_object_get(obj, "source"), "inputs.source", false);
         get_hash(c, json_object_get(obj, "data_version"), "inputs.data_version",

@@ -550,15 +550,15 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
         const cellar_run_input *in = &run->inputs[i];
         char dv[CELLAR_HASH_HEX_LEN + 1];
         hex_of(&in->data_version, dv);
-        json_array_append_new(
-            inputs, json_pack("{s:s, s:s, s:s, s:s?}", "name", in->name, "source",
-                              cellar_input_source_name(in->source), "data_version", dv,
-                              "value", in->shown));
+        json_array_append_new(inputs,
+                              json_pack("{s:s, s:s, s:s, s:s?}", "name", in->name,
+                                        "source", cellar_input_source_name(in->source),
+                                        "data_version", dv, "value", in->shown));
     }
     /* What each node did: its name under its outcome, in plan order, keyed as
      * the counts are ("in_memory"). */
-    static const char *const outcome_keys[] = {"computed", "loaded", "in_memory", "failed",
-                                               "skipped"};
+    static const char *const outcome_keys[] = {"computed", "loaded", "in_memory",
+                                               "failed", "skipped"};
     json_t *outcomes = json_object();
     for (int k = 0; outcomes && k <= CELLAR_OUTCOME_SKIPPED; k++)
         json_object_set_new(outcomes, outcome_keys[k], json_array());
@@ -567,15 +567,14 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
             json_array_append_new(
                 json_object_get(outcomes, outcome_keys[run->rows[i].outcome]),
                 json_string(run->rows[i].node));
-    json_t *row =
-        json_pack("{s:I, s:I, s:I, s:o*, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "run_id",
-                  (json_int_t)run_id, "started_ns", (json_int_t)run->started_ns, "pid",
-                  (json_int_t)run->pid, "targets", targets, "nodes",
-                  (json_int_t)run->nrows, "computed", counts[CELLAR_OUTCOME_COMPUTED],
-                  "loaded", counts[CELLAR_OUTCOME_LOADED], "in_memory",
-                  counts[CELLAR_OUTCOME_IN_MEMORY], "failed",
-                  counts[CELLAR_OUTCOME_FAILED], "skipped",
-                  counts[CELLAR_OUTCOME_SKIPPED], "node_ns", (json_int_t)took);
+    json_t *row = json_pack(
+        "{s:I, s:I, s:I, s:o*, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "run_id",
+        (json_int_t)run_id, "started_ns", (json_int_t)run->started_ns, "pid",
+        (json_int_t)run->pid, "targets", targets, "nodes", (json_int_t)run->nrows,
+        "computed", counts[CELLAR_OUTCOME_COMPUTED], "loaded",
+        counts[CELLAR_OUTCOME_LOADED], "in_memory", counts[CELLAR_OUTCOME_IN_MEMORY],
+        "failed", counts[CELLAR_OUTCOME_FAILED], "skipped",
+        counts[CELLAR_OUTCOME_SKIPPED], "node_ns", (json_int_t)took);
     if (row) {
         json_object_set_new(row, "inputs", inputs ? inputs : json_array());
         json_object_set_new(row, "outcomes", outcomes ? outcomes : json_object());
@@ -604,8 +603,8 @@ static char *inputs_text(json_t *run)
                            : !strcmp(source, "global")         ? " (global)"
                                                                : " (default)";
         const char *name = json_string_value(json_object_get(in, "name"));
-        size_t need = strlen(name ? name : "?") + strlen(value ? value : "?") +
-                      strlen(from) + 4;
+        size_t need =
+            strlen(name ? name : "?") + strlen(value ? value : "?") + strlen(from) + 4;
         if (out && len + need > cap) {
             while (len + need > cap)
                 cap *= 2;
@@ -634,7 +633,8 @@ static void print_log_rows(json_t *runs)
     {
         char *text = inputs_text(run);
         /* Terminal columns: the bytes less the UTF-8 continuation bytes. */
-        int columns = text ? 2 * (int)strlen(text) - width_of(text, (int)strlen(text)) : 0;
+        int columns =
+            text ? 2 * (int)strlen(text) - width_of(text, (int)strlen(text)) : 0;
         if (columns > inputs_width)
             inputs_width = columns;
         free(text);

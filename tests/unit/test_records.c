@@ -349,17 +349,24 @@ static void test_garbage_is_corrupt(void **state)
         /* inputs of the wrong shape: not an array, not an object, an unknown source,
          * a bad data version, a value that is not a string */
         "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":{},\"columns\":[\"node\","
-        "\"status\",\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[]}",
-        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[\"n\"],\"columns\":[\"node\","
-        "\"status\",\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[]}",
-        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\",\"source\":"
+        "\"status\",\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[]"
+        "}",
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[\"n\"],\"columns\":["
+        "\"node\","
+        "\"status\",\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[]"
+        "}",
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\","
+        "\"source\":"
         "\"moon\",\"data_version\":\"000102030405060708090a0b0c0d0e0f\",\"value\":null}],"
         "\"columns\":[\"node\",\"status\",\"key\",\"data_version\",\"time_ns\",\"size\","
         "\"error\"],\"nodes\":[]}",
-        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\",\"source\":"
-        "\"given\",\"data_version\":\"00\",\"value\":null}],\"columns\":[\"node\",\"status\","
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\","
+        "\"source\":"
+        "\"given\",\"data_version\":\"00\",\"value\":null}],\"columns\":[\"node\","
+        "\"status\","
         "\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[]}",
-        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\",\"source\":"
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\","
+        "\"source\":"
         "\"given\",\"data_version\":\"000102030405060708090a0b0c0d0e0f\",\"value\":3}],"
         "\"columns\":[\"node\",\"status\",\"key\",\"data_version\",\"time_ns\",\"size\","
         "\"error\"],\"nodes\":[]}",

@@ -7,8 +7,8 @@
  * its targets, the inputs its nodes read (each input's name, where its value
  * came from, its data version and a short text of it), and one row per node
  * of the plan (the node, its outcome, its key and data version, its time and
- * size, and why it failed or was skipped).  A node record describes a node as it was last computed: its
- * parameters, its cell, its code version, key and data version.  The store
+ * size, and why it failed or was skipped).  A node record describes a node as it was last
+ * computed: its parameters, its cell, its code version, key and data version.  The store
  * keeps both as opaque bytes (store.h: cellar_batch_add_run,
  * cellar_batch_put_node); this module is the only one that knows what is in
  * them.
