@@ -111,12 +111,22 @@ static PyObject *load_stored(cellar_state *st, PyObject *name, PyObject *key)
         if (PyErr_Occurred() && (PyErr_ExceptionMatches(PyExc_MemoryError) ||
                                  PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)))
             return NULL;
-        PyErr_Clear();
-        /* Gone since the planning (collected), or damaged: a run recomputes it. */
-        return no_result(st, name,
-                         status == CELLAR_ECORRUPT
-                             ? "its stored result is damaged (checksum mismatch)"
-                             : "its stored result cannot be loaded");
+        /* Gone since the planning (collected), damaged or not unpicklable: a run
+         * recomputes it.  The unpickling error, if any, is the cause. */
+        PyObject *cause = PyErr_Occurred() ? cellar_fetch_exception() : NULL;
+        no_result(st, name,
+                  status == CELLAR_ECORRUPT
+                      ? "its stored result is damaged (checksum mismatch)"
+                      : "its stored result cannot be loaded");
+        PyObject *exc = cause ? cellar_fetch_exception() : NULL;
+        if (exc) {
+            PyException_SetCause(exc, cause); /* steals `cause` */
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        } else {
+            Py_XDECREF(cause);
+        }
+        return NULL;
     }
     PyObject *dv = PyBytes_FromStringAndSize((const char *)rec.data_version.bytes, 16);
     PyObject *size = PyLong_FromUnsignedLongLong(rec.size);

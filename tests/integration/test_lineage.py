@@ -174,6 +174,8 @@ PAYLOAD = textwrap.dedent(
     """\
     def _rebuild(data):
         _log("unpickled")
+        if os.environ.get("LINEAGE_TEST_BROKEN"):
+            raise ValueError("cannot rebuild this payload")
         return Payload(data)
 
     class Payload:
@@ -240,6 +242,17 @@ def test_results_load_only_when_read_and_never_compute(kernel):
     # A run after it finds the value in memory.
     rep = k.cellar_run("length").ok().report
     assert rep.status("payload") == rep.status("length") == "in memory"
+
+    # A stored result that cannot be unpickled: NoResultError, the unpickling error its cause.
+    k.ok("os.environ['LINEAGE_TEST_BROKEN'] = '1'\ncellar.forget_memory()")
+    err = k.run("cellar.results.payload").error
+    assert err["ename"] == "NoResultError" and "cannot be loaded" in err["evalue"], err
+    assert "cannot rebuild this payload" in "\n".join(err["traceback"]), err
+    k.ok("try:\n    cellar.results.payload\nexcept cellar.NoResultError as e:\n"
+         "    cause = type(e.__cause__).__name__")
+    assert k.eval("cause") == "ValueError"
+    k.ok("del os.environ['LINEAGE_TEST_BROKEN']")
+    assert k.take_calls() == calls("unpickled", "unpickled"), "tried, never computed"
 
     # An edit: the stored result is not the current one, and nothing runs.
     k.ok(PAYLOAD.replace("* 8192", "* 4096"), cell_id="nodes")
