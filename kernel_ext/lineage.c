@@ -217,7 +217,7 @@ static cellar_reader *begin_reader(cellar_state *st)
 /* ---- %cellar log ---- */
 
 typedef struct log_walk {
-    Py_ssize_t limit, seen;
+    Py_ssize_t limit, seen, total;
     PyObject *rows; /* the table's rows */
     unreadable bad;
     bool failed; /* a Python error is set */
@@ -294,8 +294,11 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
 {
     (void)run_id;
     log_walk *w = ctx;
+    /* Runs past the limit are only counted (cellar_reader_counts would stat
+     * every blob file for a figure this walk gets for free). */
+    w->total++;
     if (w->seen >= w->limit)
-        return 1;
+        return 0;
     w->seen++;
     cellar_run_record *run;
     cellar_error err;
@@ -328,16 +331,13 @@ PyObject *cellar_log_show(cellar_state *st, Py_ssize_t n)
         return NULL;
     log_walk w = {.limit = n, .rows = PyList_New(0)};
     cellar_error err;
-    cellar_store_stats counts = {0};
-    cellar_reader_counts(r, &counts, &err); /* LMDB's counter, no walk */
     cellar_status rc =
         w.rows ? cellar_reader_each_run(r, log_run, &w, &err) : CELLAR_ENOMEM;
     PyObject *title = NULL;
     if (rc == CELLAR_OK && !w.failed)
-        title = (uint64_t)w.seen < counts.runs
-                    ? PyUnicode_FromFormat(
-                          "cellar log: the %zd newest of %llu runs in %s", w.seen,
-                          (unsigned long long)counts.runs, cellar_store_path(st->store))
+        title = w.seen < w.total
+                    ? PyUnicode_FromFormat("cellar log: the %zd newest of %zd runs in %s",
+                                           w.seen, w.total, cellar_store_path(st->store))
                     : PyUnicode_FromFormat("cellar log: %zd run%s in %s", w.seen,
                                            w.seen == 1 ? "" : "s",
                                            cellar_store_path(st->store));
