@@ -499,13 +499,15 @@ int cellar_cmd_show(int argc, char **argv)
 /* ---- log ---- */
 
 static const char log_usage[] =
-    "usage: cellar log [--dir PATH] [--json] [--limit N]\n"
+    "usage: cellar log [RUN] [--dir PATH] [--json] [--limit N]\n"
     "\n"
     "The store's runs, newest first: when each started, its process id, how many\n"
     "nodes computed, loaded, were in memory, failed and were skipped, the time\n"
     "its nodes took, the inputs they read (NAME=VALUE, marked (global) or\n"
     "(default) when not given to the run), and its targets.  %cellar log shows\n"
-    "the same in a notebook.\n"
+    "the same in a notebook.  With RUN (an id from the RUN column): that run's\n"
+    "inputs with their data versions, and every node of it with its status, time,\n"
+    "size, data version and why it failed or was skipped.\n"
     "\n"
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
     "  --json       print {\"store\", \"runs\": [...]} with raw numbers; each run\n"
@@ -520,6 +522,22 @@ typedef struct run_log {
     uint64_t first_bad;
     char why[CELLAR_ERROR_MESSAGE_MAX];
 } run_log;
+
+/* A run's inputs: [{"name", "source", "data_version", "value"}]. */
+static json_t *inputs_json(const cellar_run_record *run)
+{
+    json_t *inputs = json_array();
+    for (size_t i = 0; inputs && i < run->ninputs; i++) {
+        const cellar_run_input *in = &run->inputs[i];
+        char dv[CELLAR_HASH_HEX_LEN + 1];
+        hex_of(&in->data_version, dv);
+        json_array_append_new(inputs,
+                              json_pack("{s:s, s:s, s:s, s:s?}", "name", in->name,
+                                        "source", cellar_input_source_name(in->source),
+                                        "data_version", dv, "value", in->shown));
+    }
+    return inputs;
+}
 
 static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
 {
@@ -545,16 +563,7 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
     json_t *targets = json_array();
     for (size_t i = 0; targets && i < run->ntargets; i++)
         json_array_append_new(targets, json_string(run->targets[i]));
-    json_t *inputs = json_array();
-    for (size_t i = 0; inputs && i < run->ninputs; i++) {
-        const cellar_run_input *in = &run->inputs[i];
-        char dv[CELLAR_HASH_HEX_LEN + 1];
-        hex_of(&in->data_version, dv);
-        json_array_append_new(inputs,
-                              json_pack("{s:s, s:s, s:s, s:s?}", "name", in->name,
-                                        "source", cellar_input_source_name(in->source),
-                                        "data_version", dv, "value", in->shown));
-    }
+    json_t *inputs = inputs_json(run);
     /* What each node did: its name under its outcome, in plan order, keyed as
      * the counts are ("in_memory"). */
     static const char *const outcome_keys[] = {"computed", "loaded", "in_memory",
@@ -669,16 +678,122 @@ static void print_log_rows(json_t *runs)
     }
 }
 
+typedef struct one_run {
+    uint64_t id;
+    cellar_run_record *run;
+    bool found;
+    char why[CELLAR_ERROR_MESSAGE_MAX]; /* when found but unreadable */
+} one_run;
+
+static int find_run(void *ctx, uint64_t run_id, const char *json, size_t len)
+{
+    one_run *o = ctx;
+    if (run_id != o->id)
+        return 0;
+    cellar_error err;
+    o->found = true;
+    if (cellar_run_record_decode(json, len, &o->run, &err) != CELLAR_OK)
+        snprintf(o->why, sizeof o->why, "%s", err.message);
+    return 1;
+}
+
+static void print_one_run(const one_run *o)
+{
+    const cellar_run_record *run = o->run;
+    char t[32], a[32], b[32], dv[33];
+    printf("run      %" PRIu64 "\nstarted  %s\npid      %" PRId64 "\ntargets ", o->id,
+           fmt_time(run->started_ns, t), run->pid);
+    for (size_t i = 0; i < run->ntargets; i++)
+        printf(" %s", run->targets[i]);
+    printf("\ninputs  %s", run->ninputs ? "" : " (none)\n");
+    for (size_t i = 0; i < run->ninputs; i++) {
+        const cellar_run_input *in = &run->inputs[i];
+        hex_of(&in->data_version, dv);
+        printf("%s %s=%s  %s  %s\n", i ? "        " : "", in->name,
+               in->shown ? in->shown : "?", cellar_input_source_name(in->source), dv);
+    }
+    int width = 4;
+    for (size_t i = 0; i < run->nrows; i++)
+        if ((int)strlen(run->rows[i].node) > width)
+            width = (int)strlen(run->rows[i].node);
+    printf("%-*s  %-9s  %10s  %10s  %-32s  %s\n", width, "NODE", "STATUS", "TIME", "SIZE",
+           "DATA", "ERROR");
+    for (size_t i = 0; i < run->nrows; i++) {
+        const cellar_lineage_row *row = &run->rows[i];
+        if (row->has_versions)
+            hex_of(&row->data_version, dv);
+        bool timed = row->outcome == CELLAR_OUTCOME_COMPUTED ||
+                     row->outcome == CELLAR_OUTCOME_LOADED;
+        if (timed)
+            fmt_duration(row->time_ns, b);
+        else
+            snprintf(b, sizeof b, "-");
+        printf("%-*s  %-9s  %*s  %10s  %-32s%s%s\n", width, row->node,
+               cellar_outcome_name(row->outcome), width_of(b, 10), b,
+               row->has_size ? fmt_size(row->size, a) : "-", row->has_versions ? dv : "-",
+               row->error ? "  " : "", row->error ? row->error : "");
+    }
+}
+
+/* `cellar log RUN`. */
+static int log_one(const cli *c, cellar_store *s, cellar_reader *r, uint64_t id)
+{
+    one_run o = {.id = id};
+    cellar_error err;
+    int rc = 0;
+    if (cellar_reader_each_run(r, find_run, &o, &err))
+        rc = cli_fail(c, err.message);
+    else if (!o.found) {
+        fprintf(stderr, "cellar log: no run %" PRIu64 " in %s (cellar log lists them)\n",
+                id, cellar_store_path(s));
+        rc = 1;
+    } else if (!o.run) {
+        fprintf(stderr, "cellar log: run %" PRIu64 " cannot be read: %s\n", id, o.why);
+        rc = 1;
+    } else if (c->json) {
+        json_t *targets = json_array(), *nodes = json_array();
+        for (size_t i = 0; targets && i < o.run->ntargets; i++)
+            json_array_append_new(targets, json_string(o.run->targets[i]));
+        for (size_t i = 0; nodes && i < o.run->nrows; i++)
+            json_array_append_new(nodes, row_json(&o.run->rows[i]));
+        rc =
+            cli_print_json(c, json_pack("{s:s, s:I, s:I, s:I, s:o*, s:o*, s:o*}", "store",
+                                        cellar_store_path(s), "run_id", (json_int_t)id,
+                                        "started_ns", (json_int_t)o.run->started_ns,
+                                        "pid", (json_int_t)o.run->pid, "targets", targets,
+                                        "inputs", inputs_json(o.run), "nodes", nodes));
+    } else {
+        print_one_run(&o);
+    }
+    cellar_run_record_free(o.run);
+    return rc;
+}
+
 int cellar_cmd_log(int argc, char **argv)
 {
     cli c;
-    int rc = cli_parse(argc, argv, log_usage, 0, CLI_LIMIT, 2, &c);
+    int rc = cli_parse(argc, argv, log_usage, 1, CLI_LIMIT, 2, &c);
     if (rc != CLI_GO_ON)
         return rc;
+    uint64_t id = 0;
+    if (c.npos) {
+        char *end;
+        id = c.pos[0][0] >= '0' && c.pos[0][0] <= '9' ? strtoull(c.pos[0], &end, 10) : 0;
+        if (!id || *end) {
+            fprintf(stderr, "cellar log: RUN is a run id (digits), got '%s'\n\n%s",
+                    c.pos[0], log_usage);
+            return 2;
+        }
+    }
     cellar_store *s;
     cellar_reader *r;
     if ((rc = cli_open_reader(&c, &s, &r)) != CLI_GO_ON)
         return rc;
+    if (c.npos) {
+        rc = log_one(&c, s, r, id);
+        cli_close_reader(s, r);
+        return rc;
+    }
     rc = 0;
     run_log l = {.limit = c.limit, .runs = json_array()};
     cellar_error err;

@@ -169,6 +169,29 @@ def test_log_and_show_after_runs_an_edit_and_a_restart(kernel):
     assert err["ename"] == "RunError" and "no node 'nope'" in err["evalue"], err
     assert k.take_calls() == calls(), "log and show run nothing"
 
+    # One run in detail from the command line: every node of the edit's run, by its id.
+    edit = runs[1]  # newest first: the restart's run, then the edit's
+    one = cli_json("log", edit["run_id"], "--dir", k.store)
+    assert {n["node"]: n["status"] for n in one["nodes"]} == \
+        {"raw": "in memory", "doubled": "computed", "total": "in memory"}
+    assert one["inputs"] == edit["inputs"] and one["targets"] == ["total"]
+    text = subprocess.run([CELLAR, "log", str(edit["run_id"]), "--dir", str(k.store)],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert re.search(r"^doubled\s+computed\s", text, re.M), text
+    assert re.search(r"^inputs\s+n=4\s+given\s+[0-9a-f]{32}$", text, re.M), text
+
+    # A failing node: the log names it, and the run's detail says why.
+    k.ok("def broken(total):\n    raise ValueError('boom ' + str(total))\n", cell_id="broken")
+    assert k.run("%cellar run broken").status == "error"
+    res = k.ok("%cellar log 1")
+    (row,) = table(displays(res, "cellar log:")[0]["text/plain"])[2]
+    assert row["failed"] == "broken" and row["inputs"] == "n=4 (global)", row
+    newest = cli_json("log", "--dir", k.store, "--limit", "1")["runs"][0]
+    assert newest["outcomes"]["failed"] == ["broken"]
+    nodes = {n["node"]: n for n in cli_json("log", newest["run_id"], "--dir", k.store)["nodes"]}
+    assert nodes["broken"]["status"] == "failed"
+    assert nodes["broken"]["error"] == "ValueError: boom 12", nodes["broken"]
+
 
 PAYLOAD = textwrap.dedent(
     """\
