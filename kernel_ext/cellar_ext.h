@@ -8,10 +8,11 @@
  * notebook-defined functions), values.c (pickling, data versions and the
  * checks behind in-memory reuse), code_version.c and code_fingerprint.c
  * (code versions), results.c (loading stored values), run.c (planning and
- * executing a run), report.c (the run report shown in the notebook) and
- * magic.c (the `%cellar` line).  All state lives in cellar_state, reached
- * from the module object; every entry point holds the GIL, which serializes
- * access.
+ * executing a run), report.c (the run report shown in the notebook),
+ * lineage.c (what runs recorded: `%cellar log`, `%cellar show`),
+ * results_view.c (`cellar.results`) and magic.c (the `%cellar` line).  All state lives in
+ * cellar_state, reached from the module object; every entry point holds the GIL, which
+ * serializes access.
  */
 #ifndef CELLAR_EXT_H
 #define CELLAR_EXT_H
@@ -24,6 +25,7 @@
 
 #include "cellar/fingerprint.h"
 #include "cellar/key.h"
+#include "cellar/records.h"
 #include "cellar/scanner.h"
 #include "cellar/store.h"
 
@@ -48,6 +50,7 @@ typedef struct cellar_state {
     PyObject *module;         /* borrowed back-pointer, valid while the module lives */
     PyObject *RunError;       /* cellar.RunError */
     PyObject *StoreError;     /* cellar.StoreError */
+    PyObject *NoResultError;  /* cellar.NoResultError (results_view.c) */
     PyTypeObject *ReportType; /* cellar.Report */
 
     /* Python helpers looked up once. */
@@ -285,13 +288,41 @@ PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
 int cellar_report_show(cellar_state *st, PyObject *report);
 
 /* run.c */
-PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs);
+/* Runs `targets` (list of str) with `inputs` (dict); the nodes named in
+ * `recompute` (a set of str, or NULL) are computed even when cached. */
+PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs,
+                     PyObject *recompute);
 PyObject *cellar_status_report(cellar_state *st, PyObject *inputs);
 /* name -> (state, key bytes | None, why str | None), as %cellar status plans. */
 PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs);
 
 /* graph_view.c: %cellar graph, published as SVG, HTML and text. */
 PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *inputs);
+
+/* lineage.c: the inputs a run read, for its run record, and what the
+ * store's records say, as `%cellar log` and `%cellar show` show it. */
+/* Notes that a node of the run read input `name` with `value` and data
+ * version `dv` (the first read of a name counts); `given` and `ns` are the
+ * run's inputs and namespace, which say where the value came from.  `read` is
+ * a dict the run owns.  0, or -1 with a Python error. */
+int cellar_lineage_note_input(PyObject *read, PyObject *name, PyObject *value,
+                              const cellar_hash *dv, PyObject *given, PyObject *ns);
+/* The inputs noted in `read` (may be NULL: none), as run-record inputs whose
+ * strings are borrowed from `read`; *n gets the count.  The array is the
+ * caller's (PyMem_Free); NULL only when out of memory. */
+cellar_run_input *cellar_lineage_inputs(PyObject *read, size_t *n);
+/* `%cellar log [N]`: the N newest runs; `%cellar show NODE`.  Both publish
+ * reports and return None (new reference), or NULL with a Python error. */
+PyObject *cellar_log_show(cellar_state *st, Py_ssize_t n);
+PyObject *cellar_node_show(cellar_state *st, PyObject *name);
+
+/* results_view.c: cellar.results and cellar.NoResultError, added to the
+ * module.  0, or -1 with a Python error. */
+int cellar_results_init(PyObject *module, cellar_state *st);
+/* The names in `names` (an iterable of str, may be NULL) as a set of
+ * registered node names (NFKC as Python binds them); RunError for a name that
+ * is not a node.  New reference (NULL for NULL), or NULL with an error. */
+PyObject *cellar_results_node_set(cellar_state *st, PyObject *names, const char *what);
 
 /* magic.c */
 PyObject *cellar_magic(PyObject *module, PyObject *line);

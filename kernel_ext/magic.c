@@ -1,9 +1,8 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
- * (shlex), then dispatches to run, status, graph, dir or help.  `--input k=v` values
- * are read as Python literals (ast.literal_eval), or kept as strings when
- * they are not one, so `--input n=3` is an int and `--input p=data.parquet` a
- * path.
+ * (shlex), then dispatches to run, status, graph, log, show, dir or help.  `--input k=v`
+ * values are read as Python literals (ast.literal_eval), or kept as strings when they are
+ * not one, so `--input n=3` is an int and `--input p=data.parquet` a path.
  */
 #include "cellar_ext.h"
 
@@ -21,13 +20,23 @@ const char cellar_magic_usage[] =
     "      failed, skipped), time and size. Inputs come from --input, then the\n"
     "      notebook's globals, then the parameter's default. VALUE is a Python\n"
     "      literal, or a string when it is not one.\n"
-    "      From Python: cellar.run('T', ..., NAME=VALUE).\n"
+    "      From Python: cellar.run('T', ..., NAME=VALUE), with recompute=['N', ...]\n"
+    "      to compute those nodes even when cached; cellar.results.T gives T's\n"
+    "      current result, loaded when read, without running anything.\n"
     "  %cellar status [--input NAME=VALUE ...]\n"
     "      Which nodes are up to date for the current code and inputs.\n"
     "  %cellar graph [T ...] [--input NAME=VALUE ...]\n"
     "      The graph (all nodes, or the targets and what they need) as SVG, each\n"
     "      node marked up to date, needs run, needs input, or what this kernel's\n"
     "      last run did (computed, loaded, in memory, failed); inputs are dashed.\n"
+    "  %cellar log [N]\n"
+    "      The N newest runs (default 10) recorded in the store, by any kernel:\n"
+    "      when each started, its targets and inputs, and which nodes computed,\n"
+    "      loaded, were in memory, failed or were skipped. `cellar log` in a shell.\n"
+    "  %cellar show NODE\n"
+    "      The node's stored results, newest first: code version, whether it is\n"
+    "      the current one, created, last used, compute time, size; then the\n"
+    "      runs that included it. `cellar show NODE` in a shell.\n"
     "  %cellar dir [PATH]\n"
     "      Show the store, or switch to the store in PATH (created if missing).\n"
     "      The default store is $CELLAR_DIR, else .cellar in the kernel's directory.\n"
@@ -142,7 +151,7 @@ static PyObject *magic_run(cellar_state *st, PyObject *args)
         if (PyList_GET_SIZE(targets) == 0)
             usage_error(st, "%%cellar run needs at least one target node", NULL);
         else
-            result = cellar_run(st, targets, inputs);
+            result = cellar_run(st, targets, inputs, NULL);
     }
     Py_XDECREF(targets);
     Py_XDECREF(inputs);
@@ -195,6 +204,31 @@ static PyObject *magic_dir(cellar_state *st, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *magic_log(cellar_state *st, PyObject *args)
+{
+    Py_ssize_t n = PyList_GET_SIZE(args), count = 0;
+    if (n > 2)
+        return usage_error(st, "%%cellar log takes one count N", NULL);
+    if (n == 2) {
+        PyObject *num = PyLong_FromUnicodeObject(PyList_GET_ITEM(args, 1), 10);
+        count = num ? PyLong_AsSsize_t(num) : -1;
+        Py_XDECREF(num);
+        if (count <= 0) {
+            PyErr_Clear();
+            return usage_error(st, "%%cellar log N needs a positive count, got '%U'",
+                               PyList_GET_ITEM(args, 1));
+        }
+    }
+    return cellar_log_show(st, count);
+}
+
+static PyObject *magic_show(cellar_state *st, PyObject *args)
+{
+    if (PyList_GET_SIZE(args) != 2)
+        return usage_error(st, "%%cellar show takes one NODE", NULL);
+    return cellar_node_show(st, PyList_GET_ITEM(args, 1));
+}
+
 PyObject *cellar_magic(PyObject *module, PyObject *line)
 {
     cellar_state *st = cellar_state_of(module);
@@ -229,6 +263,10 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
             result = magic_graph(st, args);
         else if (is_flag(cmd, "dir", NULL))
             result = magic_dir(st, args);
+        else if (is_flag(cmd, "log", NULL))
+            result = magic_log(st, args);
+        else if (is_flag(cmd, "show", NULL))
+            result = magic_show(st, args);
         else
             usage_error(st, "unknown %%cellar command '%U'", cmd);
     }

@@ -167,7 +167,27 @@ static PyObject *run_py(PyObject *module, PyObject *args, PyObject *kwargs)
         Py_DECREF(targets);
         return NULL;
     }
-    PyObject *r = cellar_run(st, targets, inputs);
+    /* recompute=[...] is the run's, not an input (results_view.c checks it). */
+    PyObject *names = PyDict_GetItemString(inputs, "recompute");
+    PyObject *recompute = NULL;
+    if (names && !st->running) {
+        Py_INCREF(names);
+        recompute = cellar_results_node_set(st, names, "recompute");
+        Py_DECREF(names);
+        if (!recompute && PyErr_Occurred()) {
+            Py_DECREF(targets);
+            Py_DECREF(inputs);
+            return NULL;
+        }
+    }
+    if (names && PyDict_DelItemString(inputs, "recompute") < 0) {
+        Py_XDECREF(recompute);
+        Py_DECREF(targets);
+        Py_DECREF(inputs);
+        return NULL;
+    }
+    PyObject *r = cellar_run(st, targets, inputs, recompute);
+    Py_XDECREF(recompute);
     Py_DECREF(targets);
     Py_DECREF(inputs);
     return r;
@@ -215,8 +235,10 @@ static PyMethodDef cellar_methods[] = {
     {"unload_ipython_extension", unload_ipython_extension, METH_O,
      "Called by %unload_ext / %reload_ext: removes the cell hooks."},
     {"run", (PyCFunction)(void (*)(void))run_py, METH_VARARGS | METH_KEYWORDS,
-     "run(*targets, **inputs)\n\nRuns the named nodes with caching, like %cellar run: "
-     "returns the value of one target or a dict for several, and shows a report."},
+     "run(*targets, recompute=None, **inputs)\n\nRuns the named nodes with caching, like "
+     "%cellar run: returns the value of one target or a dict for several, and shows a "
+     "report. The nodes named in `recompute` (a list) are computed even when cached, "
+     "and stored again."},
     {"store_path", store_path_py, METH_NOARGS, "The open store's directory, or None."},
     {"data_version", data_version_py, METH_O,
      "data_version(value) -> str\n\nThe value's data version (32 hex digits): the "
@@ -283,7 +305,8 @@ static int cellar_exec(PyObject *module)
         PyErr_NoMemory();
         return -1;
     }
-    if (cellar_report_type_init(module, st) < 0 || cellar_values_init(module, st) < 0)
+    if (cellar_report_type_init(module, st) < 0 || cellar_values_init(module, st) < 0 ||
+        cellar_results_init(module, st) < 0)
         return -1;
     return PyModule_AddStringConstant(module, "__version__", "0.1.0");
 }
@@ -295,6 +318,7 @@ static int cellar_exec(PyObject *module)
 #define CELLAR_STATE_OBJECTS(X)                                                          \
     X(RunError)                                                                          \
     X(StoreError)                                                                        \
+    X(NoResultError)                                                                     \
     X(ReportType)                                                                        \
     X(pickle_loads)                                                                      \
     X(literal_eval)                                                                      \

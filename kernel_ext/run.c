@@ -63,6 +63,8 @@ typedef struct run_ctx {
     int *order;
     size_t norder;
     cellar_reader *reader;
+    PyObject *recompute;   /* names to compute even when cached (a set), or NULL */
+    PyObject *inputs_read; /* lineage.c's record of the inputs read, or NULL */
     bool interrupted;
     bool gc_was_enabled; /* the cyclic GC is paused for cellar's own bookkeeping */
 } run_ctx;
@@ -151,6 +153,7 @@ static void release_ctx(run_ctx *ctx)
     cellar_graph_free(ctx->g);
     Py_XDECREF(ctx->versions);
     Py_XDECREF(ctx->input_versions);
+    Py_XDECREF(ctx->inputs_read);
 }
 
 /* Orders the ancestors of `targets` (ids); RunError on a cycle. */
@@ -318,7 +321,10 @@ static int node_key(run_ctx *ctx, int id, PyObject **values)
                 rc = 1;
                 break;
             }
-            if (input_version(ctx, v, &dvs[used]) < 0) {
+            if (input_version(ctx, v, &dvs[used]) < 0 ||
+                (ctx->inputs_read &&
+                 cellar_lineage_note_input(ctx->inputs_read, fn->param_names[i], v,
+                                           &dvs[used], ctx->inputs, ctx->ns) < 0)) {
                 Py_DECREF(v);
                 rc = -1;
                 break;
@@ -701,6 +707,10 @@ static int visit(run_ctx *ctx, int id)
     int rc = node_key(ctx, id, NULL);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
+    /* cellar.run(..., recompute=[...]): computed even when cached. */
+    int forced = ctx->recompute ? PySet_Contains(ctx->recompute, s->fn->name) : 0;
+    if (forced)
+        return forced < 0 ? -1 : compute(ctx, id);
     rc = memo_lookup(ctx, s);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
@@ -749,7 +759,9 @@ static cellar_status lineage(run_ctx *ctx, PyObject *targets, uint64_t started,
     Py_ssize_t ntargets = PyList_GET_SIZE(targets);
     const char **names = PyMem_Calloc(ntargets ? (size_t)ntargets : 1, sizeof *names);
     cellar_lineage_row *rows = PyMem_Calloc(ctx->norder ? ctx->norder : 1, sizeof *rows);
-    cellar_status rc = names && rows ? CELLAR_OK : CELLAR_ENOMEM;
+    size_t ninputs = 0;
+    cellar_run_input *inputs = cellar_lineage_inputs(ctx->inputs_read, &ninputs);
+    cellar_status rc = names && rows && inputs ? CELLAR_OK : CELLAR_ENOMEM;
     for (Py_ssize_t i = 0; rc == CELLAR_OK && i < ntargets; i++)
         names[i] = utf8_or_null(PyList_GET_ITEM(targets, i));
     for (size_t i = 0; rc == CELLAR_OK && i < ctx->norder; i++) {
@@ -773,6 +785,8 @@ static cellar_status lineage(run_ctx *ctx, PyObject *targets, uint64_t started,
             .pid = getpid(),
             .ntargets = (size_t)ntargets,
             .targets = names,
+            .ninputs = ninputs,
+            .inputs = inputs,
             .nrows = ctx->norder,
             .rows = rows,
         };
@@ -782,6 +796,7 @@ static cellar_status lineage(run_ctx *ctx, PyObject *targets, uint64_t started,
     }
     PyMem_Free(names);
     PyMem_Free(rows);
+    PyMem_Free(inputs);
     return rc;
 }
 
@@ -1100,7 +1115,8 @@ static PyObject *failure_error(run_ctx *ctx)
     return NULL;
 }
 
-PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
+PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs,
+                     PyObject *recompute)
 {
     if (st->running) {
         PyErr_SetString(st->RunError, "a cellar run is already in progress (cellar.run "
@@ -1125,8 +1141,9 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
     }
     inputs = named;
     if (start(&ctx, st, inputs) < 0 || target_ids(&ctx, targets, ids) < 0 ||
-        plan_order(&ctx, ids, (size_t)ntargets) < 0)
+        plan_order(&ctx, ids, (size_t)ntargets) < 0 || !(ctx.inputs_read = PyDict_New()))
         goto done;
+    ctx.recompute = recompute;
     int rc = 0;
     for (size_t i = 0; rc == 0 && !ctx.interrupted && i < ctx.norder; i++) {
         if (ctx.slots[ctx.order[i]].status == ST_PENDING)

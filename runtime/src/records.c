@@ -28,9 +28,17 @@ static const char *const run_columns[] = {"node",    "status", "key",  "data_ver
                                           "time_ns", "size",   "error"};
 enum { COL_NODE, COL_STATUS, COL_KEY, COL_DV, COL_TIME, COL_SIZE, COL_ERROR, NCOLS };
 
+static const char *const source_names[] = {"given", "global", "default"};
+#define NSOURCES (sizeof source_names / sizeof source_names[0])
+
 const char *cellar_outcome_name(cellar_outcome outcome)
 {
     return (unsigned)outcome < NOUTCOMES ? outcome_names[outcome] : "unknown";
+}
+
+const char *cellar_input_source_name(cellar_input_source source)
+{
+    return (unsigned)source < NSOURCES ? source_names[source] : "unknown";
 }
 
 /* ---- writing JSON ---- */
@@ -226,7 +234,8 @@ cellar_status cellar_run_record_encode(const cellar_run_record *rec, char **text
 {
     if (text)
         *text = NULL;
-    if (!rec || !text || (rec->ntargets && !rec->targets) || (rec->nrows && !rec->rows))
+    if (!rec || !text || (rec->ntargets && !rec->targets) || (rec->nrows && !rec->rows) ||
+        (rec->ninputs && !rec->inputs))
         return cellar_error_set(err, CELLAR_EINVAL,
                                 "run record: NULL record, output or array");
     writer o = {0};
@@ -238,7 +247,27 @@ cellar_status cellar_run_record_encode(const cellar_run_record *rec, char **text
     put_i64(&o, rec->pid);
     PUT_LIT(&o, ",\"targets\":");
     put_names(&o, rec->ntargets, rec->targets, "a NULL or non-UTF-8 target name");
-    PUT_LIT(&o, ",\"columns\":");
+    PUT_LIT(&o, ",\"inputs\":[");
+    for (size_t i = 0; i < rec->ninputs && !o.failed; i++) {
+        const cellar_run_input *in = &rec->inputs[i];
+        if ((unsigned)in->source >= NSOURCES)
+            refuse(&o, "an input source outside cellar_input_source");
+        if (i)
+            put(&o, ",", 1);
+        PUT_LIT(&o, "{\"name\":");
+        put_str(&o, in->name, false, "a NULL or non-UTF-8 input name");
+        PUT_LIT(&o, ",\"source\":");
+        put_str(&o, cellar_input_source_name(in->source), false, "an input source");
+        PUT_LIT(&o, ",\"data_version\":");
+        put_hash(&o, &in->data_version);
+        PUT_LIT(&o, ",\"value\":");
+        if (in->shown)
+            put_str(&o, in->shown, true, "an input's text");
+        else
+            PUT_LIT(&o, "null");
+        put(&o, "}", 1);
+    }
+    PUT_LIT(&o, "],\"columns\":");
     put_names(&o, NCOLS, run_columns, "a column");
     PUT_LIT(&o, ",\"nodes\":[");
     for (size_t i = 0; i < rec->nrows && !o.failed; i++) {
@@ -484,6 +513,66 @@ static void get_row(check *c, json_t *row, cellar_lineage_row *r, bool *oom)
     }
 }
 
+/* The optional "inputs" of a run record (absent in records written before
+ * it existed), their strings copied out. */
+static cellar_run_input *get_inputs(check *c, json_t *arr, size_t *n, bool *oom)
+{
+    *n = 0;
+    if (c->bad || !arr)
+        return NULL;
+    if (!json_is_array(arr)) {
+        c->bad = true;
+        c->field = "inputs";
+        return NULL;
+    }
+    size_t count = json_array_size(arr);
+    cellar_run_input *inputs = calloc(count ? count : 1, sizeof *inputs);
+    if (!inputs) {
+        *oom = true;
+        return NULL;
+    }
+    for (size_t i = 0; i < count && !c->bad && !*oom; i++) {
+        json_t *obj = json_array_get(arr, i);
+        if (!json_is_object(obj)) {
+            c->bad = true;
+            c->field = "inputs";
+            break;
+        }
+        cellar_run_input *in = &inputs[i];
+        const char *name =
+            get_string(c, json_object_get(obj, "name"), "inputs.name", false);
+        const char *source =
+            get_string(c, json_object_get(obj, "source"), "inputs.source", false);
+        get_hash(c, json_object_get(obj, "data_version"), "inputs.data_version",
+                 &in->data_version);
+        const char *shown =
+            get_string(c, json_object_get(obj, "value"), "inputs.value", true);
+        size_t k = 0;
+        while (source && k < NSOURCES && strcmp(source, source_names[k]) != 0)
+            k++;
+        if (source && k == NSOURCES) {
+            c->bad = true;
+            c->field = "inputs.source";
+        }
+        in->source = (cellar_input_source)k;
+        if (c->bad)
+            break;
+        in->name = dup_or_null(name, oom);
+        in->shown = dup_or_null(shown, oom);
+        *n = i + 1;
+    }
+    return inputs;
+}
+
+static void free_inputs(cellar_run_input *inputs, size_t n)
+{
+    for (size_t i = 0; inputs && i < n; i++) {
+        free((char *)inputs[i].name);
+        free((char *)inputs[i].shown);
+    }
+    free(inputs);
+}
+
 static bool columns_match(json_t *columns)
 {
     if (!json_is_array(columns) || json_array_size(columns) != NCOLS)
@@ -522,6 +611,7 @@ cellar_status cellar_run_record_decode(const char *text, size_t len,
     rec->pid = (int64_t)json_integer_value(pid);
     rec->targets = (const char *const *)get_names(&c, json_object_get(doc, "targets"),
                                                   "targets", &rec->ntargets, &oom);
+    rec->inputs = get_inputs(&c, json_object_get(doc, "inputs"), &rec->ninputs, &oom);
     if (!c.bad && !columns_match(json_object_get(doc, "columns"))) {
         c.bad = true;
         c.field = "columns";
@@ -557,6 +647,7 @@ void cellar_run_record_free(cellar_run_record *rec)
     if (!rec)
         return;
     free_names((char **)rec->targets, rec->ntargets);
+    free_inputs((cellar_run_input *)rec->inputs, rec->ninputs);
     for (size_t i = 0; rec->rows && i < rec->nrows; i++) {
         free((char *)rec->rows[i].node);
         free((char *)rec->rows[i].error);

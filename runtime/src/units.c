@@ -9,6 +9,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 
 /* The decimals for a scaled value `v`: `most` below 10 (two for durations,
  * one for sizes), one below 100, none from 100 on, judged on the rounded
@@ -62,5 +63,15 @@ char *cellar_units_duration(uint64_t ns, char buf[CELLAR_UNITS_BUFSIZE])
         u++;
     }
     snprintf(buf, CELLAR_UNITS_BUFSIZE, "%.*f %s", decimals(v, 2), v, units[u]);
+    return buf;
+}
+
+char *cellar_units_moment(uint64_t ns, char buf[CELLAR_UNITS_BUFSIZE])
+{
+    time_t t = (time_t)(ns / 1000000000u);
+    struct tm tm;
+    if (!ns || !localtime_r(&t, &tm) ||
+        !strftime(buf, CELLAR_UNITS_BUFSIZE, "%Y-%m-%d %H:%M:%S", &tm))
+        snprintf(buf, CELLAR_UNITS_BUFSIZE, "-");
     return buf;
 }

@@ -48,13 +48,10 @@ static int width_of(const char *s, int columns)
     return columns;
 }
 
+/* Local time to the second, as the notebook prints it. */
 static const char *fmt_time(uint64_t ns, char buf[32])
 {
-    time_t t = (time_t)(ns / 1000000000u);
-    struct tm tm;
-    if (!ns || !localtime_r(&t, &tm) || !strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm))
-        snprintf(buf, 32, "-");
-    return buf;
+    return cellar_units_moment(ns, buf);
 }
 
 static void hex_of(const cellar_hash *h, char out[CELLAR_HASH_HEX_LEN + 1])
@@ -502,14 +499,20 @@ int cellar_cmd_show(int argc, char **argv)
 /* ---- log ---- */
 
 static const char log_usage[] =
-    "usage: cellar log [--dir PATH] [--json] [--limit N]\n"
+    "usage: cellar log [RUN] [--dir PATH] [--json] [--limit N]\n"
     "\n"
     "The store's runs, newest first: when each started, its process id, how many\n"
     "nodes computed, loaded, were in memory, failed and were skipped, the time\n"
-    "its nodes took, and its targets.\n"
+    "its nodes took, the inputs they read (NAME=VALUE, marked (global) or\n"
+    "(default) when not given to the run), and its targets.  %cellar log shows\n"
+    "the same in a notebook.  With RUN (an id from the RUN column): that run's\n"
+    "inputs with their data versions, and every node of it with its status, time,\n"
+    "size, data version and why it failed or was skipped.\n"
     "\n"
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
-    "  --json       print {\"store\", \"runs\": [...]} with raw numbers\n"
+    "  --json       print {\"store\", \"runs\": [...]} with raw numbers; each run\n"
+    "               also has \"inputs\" ([{name, source, data_version, value}])\n"
+    "               and \"outcomes\" (the node names per outcome)\n"
     "  --limit N    only the newest N runs\n";
 
 typedef struct run_log {
@@ -519,6 +522,22 @@ typedef struct run_log {
     uint64_t first_bad;
     char why[CELLAR_ERROR_MESSAGE_MAX];
 } run_log;
+
+/* A run's inputs: [{"name", "source", "data_version", "value"}]. */
+static json_t *inputs_json(const cellar_run_record *run)
+{
+    json_t *inputs = json_array();
+    for (size_t i = 0; inputs && i < run->ninputs; i++) {
+        const cellar_run_input *in = &run->inputs[i];
+        char dv[CELLAR_HASH_HEX_LEN + 1];
+        hex_of(&in->data_version, dv);
+        json_array_append_new(inputs,
+                              json_pack("{s:s, s:s, s:s, s:s?}", "name", in->name,
+                                        "source", cellar_input_source_name(in->source),
+                                        "data_version", dv, "value", in->shown));
+    }
+    return inputs;
+}
 
 static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
 {
@@ -544,29 +563,94 @@ static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
     json_t *targets = json_array();
     for (size_t i = 0; targets && i < run->ntargets; i++)
         json_array_append_new(targets, json_string(run->targets[i]));
-    json_array_append_new(
-        l->runs,
-        json_pack("{s:I, s:I, s:I, s:o*, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "run_id",
-                  (json_int_t)run_id, "started_ns", (json_int_t)run->started_ns, "pid",
-                  (json_int_t)run->pid, "targets", targets, "nodes",
-                  (json_int_t)run->nrows, "computed", counts[CELLAR_OUTCOME_COMPUTED],
-                  "loaded", counts[CELLAR_OUTCOME_LOADED], "in_memory",
-                  counts[CELLAR_OUTCOME_IN_MEMORY], "failed",
-                  counts[CELLAR_OUTCOME_FAILED], "skipped",
-                  counts[CELLAR_OUTCOME_SKIPPED], "node_ns", (json_int_t)took));
+    json_t *inputs = inputs_json(run);
+    /* What each node did: its name under its outcome, in plan order, keyed as
+     * the counts are ("in_memory"). */
+    static const char *const outcome_keys[] = {"computed", "loaded", "in_memory",
+                                               "failed", "skipped"};
+    json_t *outcomes = json_object();
+    for (int k = 0; outcomes && k <= CELLAR_OUTCOME_SKIPPED; k++)
+        json_object_set_new(outcomes, outcome_keys[k], json_array());
+    for (size_t i = 0; outcomes && i < run->nrows; i++)
+        if ((unsigned)run->rows[i].outcome <= CELLAR_OUTCOME_SKIPPED)
+            json_array_append_new(
+                json_object_get(outcomes, outcome_keys[run->rows[i].outcome]),
+                json_string(run->rows[i].node));
+    json_t *row = json_pack(
+        "{s:I, s:I, s:I, s:o*, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "run_id",
+        (json_int_t)run_id, "started_ns", (json_int_t)run->started_ns, "pid",
+        (json_int_t)run->pid, "targets", targets, "nodes", (json_int_t)run->nrows,
+        "computed", counts[CELLAR_OUTCOME_COMPUTED], "loaded",
+        counts[CELLAR_OUTCOME_LOADED], "in_memory", counts[CELLAR_OUTCOME_IN_MEMORY],
+        "failed", counts[CELLAR_OUTCOME_FAILED], "skipped",
+        counts[CELLAR_OUTCOME_SKIPPED], "node_ns", (json_int_t)took);
+    if (row) {
+        json_object_set_new(row, "inputs", inputs ? inputs : json_array());
+        json_object_set_new(row, "outcomes", outcomes ? outcomes : json_object());
+        json_array_append_new(l->runs, row);
+    } else {
+        json_decref(inputs);
+        json_decref(outcomes);
+    }
     cellar_run_record_free(run);
     return 0;
+}
+
+/* A run's inputs as one word list, "n=3 path='x'(global)", as %cellar log
+ * shows them; "-" for none.  A new string (NULL when out of memory). */
+static char *inputs_text(json_t *run)
+{
+    size_t cap = 64, len = 0;
+    char *out = malloc(cap);
+    size_t i;
+    json_t *in;
+    json_array_foreach(json_object_get(run, "inputs"), i, in)
+    {
+        const char *source = json_string_value(json_object_get(in, "source"));
+        const char *value = json_string_value(json_object_get(in, "value"));
+        const char *from = !source || !strcmp(source, "given") ? ""
+                           : !strcmp(source, "global")         ? " (global)"
+                                                               : " (default)";
+        const char *name = json_string_value(json_object_get(in, "name"));
+        size_t need =
+            strlen(name ? name : "?") + strlen(value ? value : "?") + strlen(from) + 4;
+        if (out && len + need > cap) {
+            while (len + need > cap)
+                cap *= 2;
+            char *grown = realloc(out, cap);
+            if (!grown)
+                free(out);
+            out = grown;
+        }
+        if (out)
+            len += (size_t)snprintf(out + len, cap - len, "%s%s=%s%s", i ? ", " : "",
+                                    name ? name : "?", value ? value : "?", from);
+    }
+    if (out && !len)
+        snprintf(out, cap, "-");
+    return out;
 }
 
 static void print_log_rows(json_t *runs)
 {
     static const char *const fields[] = {"nodes",     "computed", "loaded",
                                          "in_memory", "failed",   "skipped"};
-    printf("%-19s  %-19s  %7s  %5s  %8s  %6s  %9s  %6s  %7s  %10s  %s\n", "RUN",
-           "STARTED", "PID", "NODES", "COMPUTED", "LOADED", "IN MEMORY", "FAILED",
-           "SKIPPED", "TIME", "TARGETS");
     size_t i;
     json_t *run;
+    int inputs_width = 6;
+    json_array_foreach(runs, i, run)
+    {
+        char *text = inputs_text(run);
+        /* Terminal columns: the bytes less the UTF-8 continuation bytes. */
+        int columns =
+            text ? 2 * (int)strlen(text) - width_of(text, (int)strlen(text)) : 0;
+        if (columns > inputs_width)
+            inputs_width = columns;
+        free(text);
+    }
+    printf("%-19s  %-19s  %7s  %5s  %8s  %6s  %9s  %6s  %7s  %10s  %-*s  %s\n", "RUN",
+           "STARTED", "PID", "NODES", "COMPUTED", "LOADED", "IN MEMORY", "FAILED",
+           "SKIPPED", "TIME", inputs_width, "INPUTS", "TARGETS");
     json_array_foreach(runs, i, run)
     {
         char t[32], d[32];
@@ -582,6 +666,10 @@ static void print_log_rows(json_t *runs)
             fmt_time((uint64_t)json_integer_value(json_object_get(run, "started_ns")), t),
             (long long)json_integer_value(json_object_get(run, "pid")), v[0], v[1], v[2],
             v[3], v[4], v[5], width_of(d, 10), d);
+        char *text = inputs_text(run);
+        printf("%-*s  ", text ? width_of(text, inputs_width) : inputs_width,
+               text ? text : "?");
+        free(text);
         size_t j;
         json_t *target;
         json_array_foreach(json_object_get(run, "targets"), j, target)
@@ -590,16 +678,122 @@ static void print_log_rows(json_t *runs)
     }
 }
 
+typedef struct one_run {
+    uint64_t id;
+    cellar_run_record *run;
+    bool found;
+    char why[CELLAR_ERROR_MESSAGE_MAX]; /* when found but unreadable */
+} one_run;
+
+static int find_run(void *ctx, uint64_t run_id, const char *json, size_t len)
+{
+    one_run *o = ctx;
+    if (run_id != o->id)
+        return 0;
+    cellar_error err;
+    o->found = true;
+    if (cellar_run_record_decode(json, len, &o->run, &err) != CELLAR_OK)
+        snprintf(o->why, sizeof o->why, "%s", err.message);
+    return 1;
+}
+
+static void print_one_run(const one_run *o)
+{
+    const cellar_run_record *run = o->run;
+    char t[32], a[32], b[32], dv[33];
+    printf("run      %" PRIu64 "\nstarted  %s\npid      %" PRId64 "\ntargets ", o->id,
+           fmt_time(run->started_ns, t), run->pid);
+    for (size_t i = 0; i < run->ntargets; i++)
+        printf(" %s", run->targets[i]);
+    printf("\ninputs  %s", run->ninputs ? "" : " (none)\n");
+    for (size_t i = 0; i < run->ninputs; i++) {
+        const cellar_run_input *in = &run->inputs[i];
+        hex_of(&in->data_version, dv);
+        printf("%s %s=%s  %s  %s\n", i ? "        " : "", in->name,
+               in->shown ? in->shown : "?", cellar_input_source_name(in->source), dv);
+    }
+    int width = 4;
+    for (size_t i = 0; i < run->nrows; i++)
+        if ((int)strlen(run->rows[i].node) > width)
+            width = (int)strlen(run->rows[i].node);
+    printf("%-*s  %-9s  %10s  %10s  %-32s  %s\n", width, "NODE", "STATUS", "TIME", "SIZE",
+           "DATA", "ERROR");
+    for (size_t i = 0; i < run->nrows; i++) {
+        const cellar_lineage_row *row = &run->rows[i];
+        if (row->has_versions)
+            hex_of(&row->data_version, dv);
+        bool timed = row->outcome == CELLAR_OUTCOME_COMPUTED ||
+                     row->outcome == CELLAR_OUTCOME_LOADED;
+        if (timed)
+            fmt_duration(row->time_ns, b);
+        else
+            snprintf(b, sizeof b, "-");
+        printf("%-*s  %-9s  %*s  %10s  %-32s%s%s\n", width, row->node,
+               cellar_outcome_name(row->outcome), width_of(b, 10), b,
+               row->has_size ? fmt_size(row->size, a) : "-", row->has_versions ? dv : "-",
+               row->error ? "  " : "", row->error ? row->error : "");
+    }
+}
+
+/* `cellar log RUN`. */
+static int log_one(const cli *c, cellar_store *s, cellar_reader *r, uint64_t id)
+{
+    one_run o = {.id = id};
+    cellar_error err;
+    int rc = 0;
+    if (cellar_reader_each_run(r, find_run, &o, &err))
+        rc = cli_fail(c, err.message);
+    else if (!o.found) {
+        fprintf(stderr, "cellar log: no run %" PRIu64 " in %s (cellar log lists them)\n",
+                id, cellar_store_path(s));
+        rc = 1;
+    } else if (!o.run) {
+        fprintf(stderr, "cellar log: run %" PRIu64 " cannot be read: %s\n", id, o.why);
+        rc = 1;
+    } else if (c->json) {
+        json_t *targets = json_array(), *nodes = json_array();
+        for (size_t i = 0; targets && i < o.run->ntargets; i++)
+            json_array_append_new(targets, json_string(o.run->targets[i]));
+        for (size_t i = 0; nodes && i < o.run->nrows; i++)
+            json_array_append_new(nodes, row_json(&o.run->rows[i]));
+        rc =
+            cli_print_json(c, json_pack("{s:s, s:I, s:I, s:I, s:o*, s:o*, s:o*}", "store",
+                                        cellar_store_path(s), "run_id", (json_int_t)id,
+                                        "started_ns", (json_int_t)o.run->started_ns,
+                                        "pid", (json_int_t)o.run->pid, "targets", targets,
+                                        "inputs", inputs_json(o.run), "nodes", nodes));
+    } else {
+        print_one_run(&o);
+    }
+    cellar_run_record_free(o.run);
+    return rc;
+}
+
 int cellar_cmd_log(int argc, char **argv)
 {
     cli c;
-    int rc = cli_parse(argc, argv, log_usage, 0, CLI_LIMIT, 2, &c);
+    int rc = cli_parse(argc, argv, log_usage, 1, CLI_LIMIT, 2, &c);
     if (rc != CLI_GO_ON)
         return rc;
+    uint64_t id = 0;
+    if (c.npos) {
+        char *end;
+        id = c.pos[0][0] >= '0' && c.pos[0][0] <= '9' ? strtoull(c.pos[0], &end, 10) : 0;
+        if (!id || *end) {
+            fprintf(stderr, "cellar log: RUN is a run id (digits), got '%s'\n\n%s",
+                    c.pos[0], log_usage);
+            return 2;
+        }
+    }
     cellar_store *s;
     cellar_reader *r;
     if ((rc = cli_open_reader(&c, &s, &r)) != CLI_GO_ON)
         return rc;
+    if (c.npos) {
+        rc = log_one(&c, s, r, id);
+        cli_close_reader(s, r);
+        return rc;
+    }
     rc = 0;
     run_log l = {.limit = c.limit, .runs = json_array()};
     cellar_error err;

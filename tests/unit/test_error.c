@@ -246,7 +246,7 @@ static const cellar_lineage_row rows[] = {
 
 static cellar_status run_encode_ok(cellar_error *err)
 {
-    cellar_run_record rec = {1, 2, 1, targets, 2, rows};
+    cellar_run_record rec = {1, 2, 1, targets, 2, rows, 0, NULL};
     char *text;
     cellar_status st = cellar_run_record_encode(&rec, &text, NULL, err);
     free(text);
@@ -256,14 +256,14 @@ static cellar_status run_encode_ok(cellar_error *err)
 static cellar_status run_encode_null_node(cellar_error *err)
 {
     cellar_lineage_row bad[] = {{.node = NULL}};
-    cellar_run_record rec = {1, 2, 0, NULL, 1, bad};
+    cellar_run_record rec = {1, 2, 0, NULL, 1, bad, 0, NULL};
     char *text;
     return cellar_run_record_encode(&rec, &text, NULL, err);
 }
 
 static cellar_status run_decode_ok(cellar_error *err)
 {
-    cellar_run_record rec = {1, 2, 1, targets, 2, rows}, *back = NULL;
+    cellar_run_record rec = {1, 2, 1, targets, 2, rows, 0, NULL}, *back = NULL;
     char *text;
     size_t len;
     assert_int_equal(cellar_run_record_encode(&rec, &text, &len, NULL), CELLAR_OK);

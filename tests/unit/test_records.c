@@ -1,7 +1,7 @@
 /*
  * Unit tests for records.c: a run record and a node record survive a round
- * trip field by field (awkward strings, empty lists, every outcome, absent
- * values); a record of another format is refused with EVERSION and says
+ * trip field by field (awkward strings, empty lists, every outcome and input
+ * source, absent values); a record of another format is refused with EVERSION and says
  * which; one without a format (written before the field existed) reads as
  * format 1; every prefix of a valid record, and assorted garbage, is refused
  * with ECORRUPT and never crashes; invalid UTF-8 is refused in names and
@@ -31,6 +31,9 @@ static void assert_hash_equal(const cellar_hash *a, const cellar_hash *b)
 }
 
 static const char *const targets[] = {"total", "caf\xc3\xa9 \"quoted\"\\"};
+
+/* Inputs from each source, one with no text and one whose text is not UTF-8. */
+static cellar_run_input sample_inputs[3];
 
 /* A run with every outcome, an error with every character JSON escapes, and
  * one node with no size and no versions. */
@@ -65,10 +68,22 @@ static cellar_run_record sample_run(cellar_lineage_row rows[5])
     rows[4] = (cellar_lineage_row){.node = "total",
                                    .outcome = CELLAR_OUTCOME_SKIPPED,
                                    .error = "skipped because 'broken' failed"};
+    sample_inputs[0] = (cellar_run_input){.name = "file_path",
+                                          .source = CELLAR_INPUT_GIVEN,
+                                          .data_version = h("i0"),
+                                          .shown = "'data \"x\".parquet'"};
+    sample_inputs[1] = (cellar_run_input){
+        .name = "frame", .source = CELLAR_INPUT_GLOBAL, .data_version = h("i1")};
+    sample_inputs[2] = (cellar_run_input){.name = "n",
+                                          .source = CELLAR_INPUT_DEFAULT,
+                                          .data_version = h("i2"),
+                                          .shown = "3"};
     return (cellar_run_record){.started_ns = 1764000000123456789u,
                                .pid = -42,
                                .ntargets = 2,
                                .targets = targets,
+                               .ninputs = 3,
+                               .inputs = sample_inputs,
                                .nrows = 5,
                                .rows = rows};
 }
@@ -118,6 +133,18 @@ static void test_run_round_trip(void **state)
     assert_int_equal(back->ntargets, 2);
     assert_string_equal(back->targets[0], targets[0]);
     assert_string_equal(back->targets[1], targets[1]);
+    assert_int_equal(back->ninputs, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(back->inputs[i].name, sample_inputs[i].name);
+        assert_int_equal(back->inputs[i].source, sample_inputs[i].source);
+        assert_hash_equal(&back->inputs[i].data_version, &sample_inputs[i].data_version);
+        if (sample_inputs[i].shown)
+            assert_string_equal(back->inputs[i].shown, sample_inputs[i].shown);
+        else
+            assert_null(back->inputs[i].shown);
+    }
+    assert_string_equal(cellar_input_source_name(CELLAR_INPUT_GLOBAL), "global");
+    assert_string_equal(cellar_input_source_name((cellar_input_source)9), "unknown");
     assert_int_equal(back->nrows, 5);
     for (size_t i = 0; i < 5; i++)
         assert_rows_equal(&rows[i], &back->rows[i]);
@@ -207,6 +234,7 @@ static void test_records_without_format_read_as_format_1(void **state)
     assert_int_equal(back->rows[0].key.bytes[15], 0x0f);
     assert_int_equal(back->rows[0].data_version.bytes[15], 0xff);
     assert_int_equal(back->rows[0].size, 34);
+    assert_int_equal(back->ninputs, 0); /* written before "inputs" existed */
     cellar_run_record_free(back);
     const char *node = "{\"name\":\"b\",\"params\":[],\"cell_id\":null,\"code_version\":"
                        "\"000102030405060708090a0b0c0d0e0f\",\"key\":"
@@ -318,6 +346,30 @@ static void test_garbage_is_corrupt(void **state)
         "\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[[\"a\","
         "\"failed\",null,null,0,null,7]]}",
         "{\"format\":1,\"format\":1}",
+        /* inputs of the wrong shape: not an array, not an object, an unknown source,
+         * a bad data version, a value that is not a string */
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":{},\"columns\":[\"node\","
+        "\"status\",\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[]"
+        "}",
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[\"n\"],\"columns\":["
+        "\"node\","
+        "\"status\",\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[]"
+        "}",
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\","
+        "\"source\":"
+        "\"moon\",\"data_version\":\"000102030405060708090a0b0c0d0e0f\",\"value\":null}],"
+        "\"columns\":[\"node\",\"status\",\"key\",\"data_version\",\"time_ns\",\"size\","
+        "\"error\"],\"nodes\":[]}",
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\","
+        "\"source\":"
+        "\"given\",\"data_version\":\"00\",\"value\":null}],\"columns\":[\"node\","
+        "\"status\","
+        "\"key\",\"data_version\",\"time_ns\",\"size\",\"error\"],\"nodes\":[]}",
+        "{\"started_ns\":1,\"pid\":1,\"targets\":[],\"inputs\":[{\"name\":\"n\","
+        "\"source\":"
+        "\"given\",\"data_version\":\"000102030405060708090a0b0c0d0e0f\",\"value\":3}],"
+        "\"columns\":[\"node\",\"status\",\"key\",\"data_version\",\"time_ns\",\"size\","
+        "\"error\"],\"nodes\":[]}",
     };
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         cellar_run_record *back = (cellar_run_record *)1;
@@ -360,6 +412,26 @@ static void test_encoding_refuses_what_it_cannot_write(void **state)
     /* Counts without arrays. */
     rec = (cellar_run_record){.ntargets = 1};
     assert_int_equal(cellar_run_record_encode(&rec, &text, NULL, &err), CELLAR_EINVAL);
+    rec = (cellar_run_record){.ninputs = 1};
+    assert_int_equal(cellar_run_record_encode(&rec, &text, NULL, &err), CELLAR_EINVAL);
+    /* Inputs: a NULL or non-UTF-8 name, a source outside the enum; a text that
+     * is not UTF-8 is kept with U+FFFD. */
+    cellar_run_input in = {.name = NULL};
+    rec = (cellar_run_record){.ninputs = 1, .inputs = &in};
+    assert_int_equal(cellar_run_record_encode(&rec, &text, NULL, &err), CELLAR_EINVAL);
+    in = (cellar_run_input){.name = "n\xff"};
+    assert_int_equal(cellar_run_record_encode(&rec, &text, NULL, &err), CELLAR_EINVAL);
+    in = (cellar_run_input){.name = "n", .source = (cellar_input_source)3};
+    assert_int_equal(cellar_run_record_encode(&rec, &text, NULL, &err), CELLAR_EINVAL);
+    assert_non_null(strstr(err.message, "input source"));
+    in = (cellar_run_input){.name = "n", .shown = "b'\xff'"};
+    size_t in_len;
+    assert_int_equal(cellar_run_record_encode(&rec, &text, &in_len, &err), CELLAR_OK);
+    cellar_run_record *in_back = NULL;
+    assert_int_equal(cellar_run_record_decode(text, in_len, &in_back, &err), CELLAR_OK);
+    assert_string_equal(in_back->inputs[0].shown, "b'\xef\xbf\xbd'");
+    cellar_run_record_free(in_back);
+    free(text);
     cellar_node_record node = {.name = "n", .nparams = 2};
     assert_int_equal(cellar_node_record_encode(&node, &text, NULL, &err), CELLAR_EINVAL);
     node = (cellar_node_record){.name = NULL};
@@ -436,6 +508,20 @@ static void test_durations(void **state)
         assert_string_equal(cellar_units_duration(cases[i].ns, buf), cases[i].text);
 }
 
+static void test_moments(void **state)
+{
+    (void)state;
+    char buf[CELLAR_UNITS_BUFSIZE];
+    assert_string_equal(cellar_units_moment(0, buf), "-");
+    /* Local time to the second, whatever the zone: "YYYY-MM-DD HH:MM:SS". */
+    cellar_units_moment(1764000000123456789u, buf);
+    assert_int_equal(strlen(buf), 19);
+    assert_int_equal(buf[4], '-');
+    assert_int_equal(buf[10], ' ');
+    assert_int_equal(buf[13], ':');
+    assert_memory_equal(buf, "2025-11-", 8); /* 2025-11-24 16:00 UTC, any zone */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_encoding_refuses_what_it_cannot_write),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_moments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,10 +4,11 @@
  * that reads them, and the tests.
  *
  * A run record is one run's lineage: when it started, which process ran it,
- * its targets, and one row per node of the plan (the node, its outcome, its
- * key and data version, its time and size, and why it failed or was
- * skipped).  A node record describes a node as it was last computed: its
- * parameters, its cell, its code version, key and data version.  The store
+ * its targets, the inputs its nodes read (each input's name, where its value
+ * came from, its data version and a short text of it), and one row per node
+ * of the plan (the node, its outcome, its key and data version, its time and
+ * size, and why it failed or was skipped).  A node record describes a node as it was last
+ * computed: its parameters, its cell, its code version, key and data version.  The store
  * keeps both as opaque bytes (store.h: cellar_batch_add_run,
  * cellar_batch_put_node); this module is the only one that knows what is in
  * them.
@@ -16,7 +17,9 @@
  * record's rows are arrays under the column names of "columns" (an object per
  * row would cost a hash table each, and a run has thousands of rows).
  * Records written before the field existed have no "format" and the layout of
- * format 1, and read as format 1.  A reader refuses any other format with
+ * format 1, and read as format 1; a run record written before "inputs"
+ * existed reads with no inputs (readers ignore fields they do not know, so
+ * an older cellar reads the newer records too).  A reader refuses any other format with
  * CELLAR_EVERSION, and input that does not parse or lacks a field with
  * CELLAR_ECORRUPT; the error's message says which record, what and where.
  *
@@ -66,6 +69,25 @@ typedef struct cellar_lineage_row {
     bool has_size;     /* false for a value that could not be serialized */
 } cellar_lineage_row;
 
+/* Where a run found an input's value (the order in which it looks). */
+typedef enum cellar_input_source {
+    CELLAR_INPUT_GIVEN,   /* --input, or a keyword of cellar.run */
+    CELLAR_INPUT_GLOBAL,  /* a global of the notebook */
+    CELLAR_INPUT_DEFAULT, /* the parameter's default */
+} cellar_input_source;
+
+/* "given", "global", "default"; "unknown" outside the enum.  A static string. */
+const char *cellar_input_source_name(cellar_input_source source);
+
+/* An input (a parameter that no node produces) that a run's nodes read. */
+typedef struct cellar_run_input {
+    const char *name;
+    const char *shown; /* a short text of the value ("3", "'data.parquet'",
+                          "DataFrame"), or NULL; invalid UTF-8 is written as U+FFFD */
+    cellar_hash data_version;
+    cellar_input_source source;
+} cellar_run_input;
+
 typedef struct cellar_run_record {
     uint64_t started_ns; /* wall clock, ns since the epoch */
     int64_t pid;
@@ -73,6 +95,8 @@ typedef struct cellar_run_record {
     const char *const *targets;
     size_t nrows;
     const cellar_lineage_row *rows; /* in the order the run planned them */
+    size_t ninputs;
+    const cellar_run_input *inputs; /* in the order the run first read them */
 } cellar_run_record;
 
 typedef struct cellar_node_record {
@@ -88,11 +112,12 @@ typedef struct cellar_node_record {
  * Encodes `rec` as a run record.  On CELLAR_OK `*out` is a new NUL-terminated
  * buffer of `*len` bytes (the NUL not counted; `len` may be NULL), owned by
  * the caller, who frees it with free().  Integers above INT64_MAX, a NULL
- * node name or target and NULL arrays with a non-zero count are CELLAR_EINVAL;
+ * node name, target or input name, a source outside cellar_input_source and
+ * NULL arrays with a non-zero count are CELLAR_EINVAL;
  * CELLAR_ENOMEM when out of memory.  On failure `*out` is NULL.  Bytes that
- * are not valid UTF-8 in an error text are written as U+FFFD, so a strange
- * exception message never costs the run its record; in names they are
- * CELLAR_EINVAL.
+ * are not valid UTF-8 in an error text or an input's text are written as
+ * U+FFFD, so a strange exception message never costs the run its record; in
+ * names they are CELLAR_EINVAL.
  */
 cellar_status cellar_run_record_encode(const cellar_run_record *rec, char **out,
                                        size_t *len, cellar_error *err);

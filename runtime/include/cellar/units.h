@@ -14,7 +14,10 @@
  * "412 µs", "9.04 s", "1234 s").  A value that would round up to 1000 of a
  * unit is shown in the next one ("1.00 ms", never "1000 µs").
  *
- * Both functions write a NUL-terminated string into a caller-owned buffer of
+ * Moments (when a run started, when a result was last used) are local time
+ * to the second, "2026-12-02 14:05:09", and "-" for none.
+ *
+ * The functions write a NUL-terminated string into a caller-owned buffer of
  * CELLAR_UNITS_BUFSIZE bytes and return that buffer; they cannot fail, keep no
  * state and are safe from any thread.
  */
@@ -35,6 +38,10 @@ char *cellar_units_size(uint64_t bytes, char buf[CELLAR_UNITS_BUFSIZE]);
 
 /* `ns` nanoseconds as a duration, e.g. "412 µs".  Returns `buf`. */
 char *cellar_units_duration(uint64_t ns, char buf[CELLAR_UNITS_BUFSIZE]);
+
+/* The wall-clock moment `ns` nanoseconds after the epoch, in local time, e.g.
+ * "2026-12-02 14:05:09"; "-" when `ns` is 0 (never recorded).  Returns `buf`. */
+char *cellar_units_moment(uint64_t ns, char buf[CELLAR_UNITS_BUFSIZE]);
 
 #ifdef __cplusplus
 }
