@@ -8,8 +8,8 @@
  * notebook-defined functions), values.c (pickling, data versions and the
  * checks behind in-memory reuse), code_version.c and code_fingerprint.c
  * (code versions), results.c (loading stored values), run.c (planning and
- * executing a run), report.c (the run report shown in the notebook) and
- * magic.c (the `%cellar` line).  All state lives in cellar_state, reached
+ * executing a run), report.c (the run report shown in the notebook),
+ * gc_magic.c (the store's size) and magic.c (the `%cellar` line).  All state lives in cellar_state, reached
  * from the module object; every entry point holds the GIL, which serializes
  * access.
  */
@@ -90,6 +90,10 @@ typedef struct cellar_state {
     void *code_walk;
 
     cellar_store *store;
+    /* gc_magic.c: the budget for automatic gc, from CELLAR_MAX_SIZE or
+     * %cellar max-size (0: none), applied to each store opened. */
+    uint64_t max_size;
+    bool max_size_set;
     cellar_key *keyenc;
     cellar_fingerprint *fp;
     uint64_t unique_counter;
@@ -292,6 +296,12 @@ PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs);
 
 /* graph_view.c: %cellar graph, published as SVG, HTML and text. */
 PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *inputs);
+
+/* gc_magic.c: %cellar forget, gc and max-size. */
+bool cellar_gc_magic_handles(PyObject *cmd);
+PyObject *cellar_gc_magic(cellar_state *st, PyObject *args);
+/* Gives the open store its budget (reading CELLAR_MAX_SIZE the first time). */
+void cellar_gc_configure(cellar_state *st);
 
 /* magic.c */
 PyObject *cellar_magic(PyObject *module, PyObject *line);
