@@ -51,8 +51,7 @@ enum { KEEP = 0, DROP_OLD, DROP_GONE, DROP_DANGLING, DROP_EVICTED };
 
 typedef struct gc_key {
     cellar_hash key, cv;
-    const char *node; /* in the map */
-    uint32_t node_len;
+    uint32_t node;   /* index into the plan's interned names */
     uint32_t result; /* index into results, or NO_RESULT */
     uint64_t used;   /* the newer of last used and created */
     uint64_t created;
@@ -72,6 +71,13 @@ typedef struct name_ref {
     size_t len;
 } name_ref;
 
+/* A distinct node name of the keys (pointing into the map). */
+typedef struct gc_name {
+    const char *p;
+    size_t len;
+    uint64_t hash;
+} gc_name;
+
 typedef struct gc_plan {
     cellar_store *s;
     MDB_txn *txn;
@@ -82,6 +88,12 @@ typedef struct gc_plan {
     size_t nres, capres;
     name_ref *nodes, *live;
     size_t nnodes, capnodes, nlive;
+    /* Node names interned, so that the sort compares integers: a table of
+     * 1 + index into `names` (0: empty), open addressing. */
+    gc_name *names;
+    size_t nnames, capnames;
+    uint32_t *table;
+    size_t table_cap; /* a power of two, at least twice nnames */
     cellar_status failed;
     cellar_error *err;
 } gc_plan;
@@ -99,6 +111,8 @@ static void *grow(void *items, size_t *cap, size_t n, size_t elem)
 
 static void plan_free(gc_plan *p)
 {
+    free(p->names);
+    free(p->table);
     free(p->keys);
     free(p->res);
     free(p->nodes);
@@ -133,6 +147,57 @@ static uint32_t find_result(const gc_plan *p, const cellar_hash *dv)
             hi = mid;
     }
     return NO_RESULT;
+}
+
+/* FNV-1a: node names are short, and the table only needs a spread. */
+static uint64_t name_hash(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static bool table_insert(uint32_t *table, size_t cap, uint64_t hash, uint32_t value)
+{
+    for (size_t i = hash & (cap - 1);; i = (i + 1) & (cap - 1))
+        if (!table[i]) {
+            table[i] = value;
+            return true;
+        }
+}
+
+/* The index of `name` among the interned names, adding it; UINT32_MAX when
+ * out of memory. */
+static uint32_t intern(gc_plan *p, const char *name, size_t len)
+{
+    uint64_t h = name_hash(name, len);
+    if (p->table_cap) {
+        for (size_t i = h & (p->table_cap - 1); p->table[i];
+             i = (i + 1) & (p->table_cap - 1)) {
+            const gc_name *n = &p->names[p->table[i] - 1];
+            if (n->hash == h && n->len == len && memcmp(n->p, name, len) == 0)
+                return p->table[i] - 1;
+        }
+    }
+    if (2 * (p->nnames + 1) > p->table_cap) {
+        size_t cap = p->table_cap ? 2 * p->table_cap : 1024;
+        uint32_t *t = calloc(cap, sizeof *t);
+        if (!t)
+            return UINT32_MAX;
+        for (size_t i = 0; i < p->nnames; i++)
+            table_insert(t, cap, p->names[i].hash, (uint32_t)i + 1);
+        free(p->table);
+        p->table = t;
+        p->table_cap = cap;
+    }
+    gc_name *names = grow(p->names, &p->capnames, p->nnames, sizeof *names);
+    if (!names)
+        return UINT32_MAX;
+    p->names = names;
+    names[p->nnames] = (gc_name){name, len, h};
+    table_insert(p->table, p->table_cap, h, (uint32_t)p->nnames + 1);
+    return (uint32_t)p->nnames++;
 }
 
 /* ---- reading the databases ---- */
@@ -216,8 +281,8 @@ static int add_key(gc_plan *p, const MDB_val *k, const MDB_val *v)
     gc_key *e = &keys[p->nkeys++];
     memcpy(e->key.bytes, k->mv_data, 16);
     e->cv = rec.code_version;
-    e->node = rec.node;
-    e->node_len = (uint32_t)rec.node_len;
+    if ((e->node = intern(p, rec.node, rec.node_len)) == UINT32_MAX)
+        return oom(p);
     e->used = rec.last_used_ns > rec.created_ns ? rec.last_used_ns : rec.created_ns;
     e->created = rec.created_ns;
     e->result = find_result(p, &rec.data_version);
@@ -259,12 +324,18 @@ static int read_store(gc_plan *p, const char *const *live, size_t nlive)
 
 /* ---- the plan ---- */
 
+/* Any order that groups keys by node, then by code version, will do. */
 static int by_node_version(const void *a, const void *b)
 {
     const gc_key *x = *(gc_key *const *)a, *y = *(gc_key *const *)b;
-    name_ref nx = {x->node, x->node_len}, ny = {y->node, y->node_len};
-    int c = cmp_name(&nx, &ny);
-    return c ? c : memcmp(x->cv.bytes, y->cv.bytes, 16);
+    if (x->node != y->node)
+        return (x->node > y->node) - (x->node < y->node);
+    uint64_t u[2], v[2];
+    memcpy(u, x->cv.bytes, 16);
+    memcpy(v, y->cv.bytes, 16);
+    if (u[0] != v[0])
+        return (u[0] > v[0]) - (u[0] < v[0]);
+    return (u[1] > v[1]) - (u[1] < v[1]);
 }
 
 typedef struct version_span {
@@ -293,8 +364,7 @@ static int drop_old_versions(gc_plan *p, gc_key **order, unsigned keep)
     size_t cap = 0;
     for (size_t i = 0; i < p->nkeys;) {
         size_t end = i, n = 0;
-        while (end < p->nkeys && order[end]->node_len == order[i]->node_len &&
-               memcmp(order[end]->node, order[i]->node, order[i]->node_len) == 0)
+        while (end < p->nkeys && order[end]->node == order[i]->node)
             end++;
         /* order[i, end) is one node; split it by code version. */
         for (size_t j = i; j < end;) {
@@ -369,18 +439,24 @@ static int make_plan(gc_plan *p, const cellar_gc_options *o, const name_ref *for
     for (size_t i = 0; i < p->nkeys; i++)
         if (p->keys[i].result != NO_RESULT)
             p->res[p->keys[i].result].refs++;
+    /* Whether each distinct node goes: forgotten, or no longer existing. */
+    bool *gone = malloc((p->nnames ? p->nnames : 1) * sizeof *gone);
+    if (!gone)
+        return oom(p);
+    for (size_t i = 0; i < p->nnames; i++) {
+        const gc_name *n = &p->names[i];
+        gone[i] = forget ? has_name(forget, nforget, n->p, n->len)
+                         : !has_name(p->nodes, p->nnodes, n->p, n->len) &&
+                               !has_name(p->live, p->nlive, n->p, n->len);
+    }
     for (size_t i = 0; i < p->nkeys; i++) {
         gc_key *k = &p->keys[i];
-        if (forget) {
-            if (has_name(forget, nforget, k->node, k->node_len))
-                drop_key(p, k, DROP_GONE);
-        } else if (!has_name(p->nodes, p->nnodes, k->node, k->node_len) &&
-                   !has_name(p->live, p->nlive, k->node, k->node_len)) {
+        if (gone[k->node])
             drop_key(p, k, DROP_GONE);
-        } else if (k->result == NO_RESULT) {
+        else if (!forget && k->result == NO_RESULT)
             drop_key(p, k, DROP_DANGLING);
-        }
     }
+    free(gone);
     gc_key **order = malloc((p->nkeys ? p->nkeys : 1) * sizeof *order);
     if (!order)
         return oom(p);
@@ -433,14 +509,12 @@ typedef struct blob_list {
     size_t n, cap;
 } blob_list;
 
-/* Notes the blob segments of the result stored under `dv` (before its
- * delete), so they can be unlinked after the commit. */
-static int note_blobs(gc_plan *p, const cellar_hash *dv, blob_list *out)
+/* Notes the blob segments of a result about to be deleted (its stored
+ * value `v`), so they can be unlinked after the commit. */
+static int note_blobs(gc_plan *p, const cellar_hash *dv, const MDB_val *v, blob_list *out)
 {
-    MDB_val k = {16, (void *)dv->bytes}, v;
     result_layout L;
-    if (mdb_get(p->txn, p->s->dbi[DB_RESULTS], &k, &v) != 0 ||
-        !record_result_parse(v.mv_data, v.mv_size, &L))
+    if (!record_result_parse(v->mv_data, v->mv_size, &L))
         return 0;
     seg_info *segs = malloc(L.nsegs * sizeof *segs);
     if (!segs)
@@ -461,23 +535,55 @@ static int note_blobs(gc_plan *p, const cellar_hash *dv, blob_list *out)
     return 0;
 }
 
+/* Deletes the marked entries of database `db`, whose walk order is the
+ * order of the plan's array (read in this transaction, unchanged since):
+ * one cursor pass, no descent per delete.  `marked(p, i)` says whether entry
+ * i goes; `before` (may be NULL) sees each value first. */
+static int delete_marked(gc_plan *p, int db, size_t n, bool (*marked)(gc_plan *, size_t),
+                         int (*before)(gc_plan *, size_t, const MDB_val *, blob_list *),
+                         blob_list *blobs)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(p->txn, p->s->dbi[db], &c);
+    if (rc)
+        return rc;
+    size_t i = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && i < n;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), i++) {
+        if (!marked(p, i))
+            continue;
+        if (before && (rc = before(p, i, &v, blobs)) != 0)
+            break;
+        /* After a delete the cursor stands on the next entry, and MDB_NEXT
+         * returns that one (LMDB's C_DEL). */
+        if ((rc = mdb_cursor_del(c, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static bool result_marked(gc_plan *p, size_t i)
+{
+    return p->res[i].drop;
+}
+
+static bool key_marked(gc_plan *p, size_t i)
+{
+    return p->keys[i].drop != KEEP;
+}
+
+static int result_blobs(gc_plan *p, size_t i, const MDB_val *v, blob_list *blobs)
+{
+    return note_blobs(p, &p->res[i].dv, v, blobs);
+}
+
 static int apply_plan(gc_plan *p, const name_ref *forget, size_t nforget, blob_list *blobs)
 {
-    int rc = 0;
-    for (size_t i = 0; !rc && i < p->nres; i++) {
-        if (!p->res[i].drop)
-            continue;
-        MDB_val k = {16, p->res[i].dv.bytes};
-        rc = note_blobs(p, &p->res[i].dv, blobs);
-        if (!rc)
-            rc = mdb_del(p->txn, p->s->dbi[DB_RESULTS], &k, NULL);
-    }
-    for (size_t i = 0; !rc && i < p->nkeys; i++) {
-        if (p->keys[i].drop == KEEP)
-            continue;
-        MDB_val k = {16, p->keys[i].key.bytes};
-        rc = mdb_del(p->txn, p->s->dbi[DB_KEYS], &k, NULL);
-    }
+    int rc = delete_marked(p, DB_RESULTS, p->nres, result_marked, result_blobs, blobs);
+    if (!rc)
+        rc = delete_marked(p, DB_KEYS, p->nkeys, key_marked, NULL, NULL);
     for (size_t i = 0; !rc && i < nforget; i++) {
         MDB_val k = {forget[i].len, (void *)forget[i].p};
         if (k.mv_size == 0 || k.mv_size > (size_t)mdb_env_get_maxkeysize(p->s->env))
@@ -486,7 +592,7 @@ static int apply_plan(gc_plan *p, const name_ref *forget, size_t nforget, blob_l
         if (rc == MDB_NOTFOUND)
             rc = 0;
     }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return rc;
 }
 
 /* Whether the results of `txn` name blob `index` of `dv`. */
