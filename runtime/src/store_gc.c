@@ -388,7 +388,8 @@ static int drop_old_versions(gc_plan *p, gc_key **order, unsigned keep)
                 spans[n++] = (version_span){j, k, used};
             j = k;
         }
-        qsort(spans, n, sizeof *spans, by_recency);
+        if (n > 1)
+            qsort(spans, n, sizeof *spans, by_recency);
         for (size_t v = keep; v < n; v++)
             for (size_t k = spans[v].from; k < spans[v].to; k++)
                 if (order[k]->drop == KEEP)

@@ -280,3 +280,19 @@ def test_compact_refuses_while_a_kernel_holds_the_store(kernel):
     rep = kernel.cellar_run(" ".join(f"s{i}" for i in range(30, 40))).ok().report
     assert rep.with_status("loaded") == {f"s{i}" for i in range(30, 40)}
     assert kernel.take_calls() == calls()
+
+
+@pytest.mark.parametrize("args", [["forget", "x"], ["gc"], ["gc", "--dry-run"], ["compact"]])
+def test_commands_never_create_a_store_and_document_themselves(args, tmp_path):
+    missing = tmp_path / "nothing-here"
+    p = subprocess.run([CELLAR, *args, "--dir", str(missing)], capture_output=True, text=True)
+    assert p.returncode == 1 and "cellar" in p.stderr and not missing.exists(), p.stderr
+    h = subprocess.run([CELLAR, args[0], "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert h.returncode == 0 and h.stdout.startswith(f"usage: cellar {args[0]}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_usage_errors(tmp_path):
+    for args in (["forget"], ["gc", "--max-size", "lots"], ["gc", "--keep", "0"], ["gc", "--bogus"]):
+        p = subprocess.run([CELLAR, *args, "--dir", str(tmp_path)], capture_output=True, text=True)
+        assert p.returncode == 2 and "usage: cellar" in p.stderr, (args, p.stderr)
