@@ -9,9 +9,9 @@
  * checks behind in-memory reuse), code_version.c and code_fingerprint.c
  * (code versions), results.c (loading stored values), run.c (planning and
  * executing a run), report.c (the run report shown in the notebook),
- * gc_magic.c (the store's size) and magic.c (the `%cellar` line).  All state lives in cellar_state, reached
- * from the module object; every entry point holds the GIL, which serializes
- * access.
+ * gc_magic.c (the store's size) and magic.c (the `%cellar` line).  All state lives in
+ * cellar_state, reached from the module object; every entry point holds the GIL, which
+ * serializes access.
  */
 #ifndef CELLAR_EXT_H
 #define CELLAR_EXT_H

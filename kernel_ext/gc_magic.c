@@ -151,9 +151,8 @@ static int parse_gc_args(cellar_state *st, PyObject *args, cellar_gc_options *o)
             return -1;
         }
         char *end;
-        unsigned long k = keep && *value >= '0' && *value <= '9'
-                              ? strtoul(value, &end, 10)
-                              : 0;
+        unsigned long k =
+            keep && *value >= '0' && *value <= '9' ? strtoul(value, &end, 10) : 0;
         if (size && !cellar_units_parse_size(value, &o->max_size)) {
             PyErr_Format(st->RunError,
                          "%%cellar gc: --max-size '%s' is not a size (try 10GiB, 512MiB, "
@@ -257,8 +256,8 @@ static PyObject *magic_max_size(cellar_state *st, PyObject *args)
         PyObject *arg = PyList_GET_ITEM(args, 1);
         uint64_t size = 0;
         if (PyUnicode_CompareWithASCIIString(arg, "off") != 0 && !parse_size(arg, &size))
-            return gc_usage_error(st, "%cellar max-size: not a size (try 10GiB, or off):",
-                                  arg);
+            return gc_usage_error(
+                st, "%cellar max-size: not a size (try 10GiB, or off):", arg);
         st->max_size = size;
         st->max_size_set = true;
         if (st->store)

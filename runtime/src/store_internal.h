@@ -5,7 +5,8 @@
  *   store_batch.c    batches and commit (the write path)
  *   store_reader.c   readers: lookups, loads, iteration, stats
  *   store_verify.c   the whole-store check (in a child process) and repair
- *   store_gc.c       forget, code-aware garbage collection, compaction (gc.h)
+ *   store_gc.c       forget, code-aware garbage collection, automatic gc (gc.h)
+ *   store_compact.c  the index rewritten without free pages (gc.h)
  *   store_blob.c     blob files: writing, mapping, sweeping orphans
  *   store_records.c  the store's own record formats: result headers, key records
  *   store_env.c      the LMDB environment: opening, the database table, map

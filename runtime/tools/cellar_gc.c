@@ -39,8 +39,7 @@ static int open_writable(const cli *c, cellar_store **s)
         return cli_fail(c, err.message);
     if (cellar_store_read_only(*s)) {
         const char *why = cellar_store_notice(*s);
-        fprintf(stderr, "cellar %s: %s\n", c->name,
-                why ? why : "the store is read-only");
+        fprintf(stderr, "cellar %s: %s\n", c->name, why ? why : "the store is read-only");
         cellar_store_close(*s);
         return 1;
     }
@@ -49,16 +48,15 @@ static int open_writable(const cli *c, cellar_store **s)
 
 static json_t *report_json(const cellar_gc_report *r)
 {
-    return json_pack("{s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                     "keys", (json_int_t)r->keys, "keys_by_reason", "old_versions",
-                     (json_int_t)r->keys_old, "gone", (json_int_t)r->keys_gone,
-                     "dangling", (json_int_t)r->keys_dangling, "evicted",
-                     (json_int_t)r->keys_evicted, "results", (json_int_t)r->results,
-                     "freed_bytes", (json_int_t)r->freed_bytes, "blobs_removed",
-                     (json_int_t)r->blobs_removed, "size_before",
-                     (json_int_t)r->size_before, "size_after", (json_int_t)r->size_after,
-                     "keys_kept", (json_int_t)r->keys_kept, "results_kept",
-                     (json_int_t)r->results_kept);
+    return json_pack(
+        "{s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "keys",
+        (json_int_t)r->keys, "keys_by_reason", "old_versions", (json_int_t)r->keys_old,
+        "gone", (json_int_t)r->keys_gone, "dangling", (json_int_t)r->keys_dangling,
+        "evicted", (json_int_t)r->keys_evicted, "results", (json_int_t)r->results,
+        "freed_bytes", (json_int_t)r->freed_bytes, "blobs_removed",
+        (json_int_t)r->blobs_removed, "size_before", (json_int_t)r->size_before,
+        "size_after", (json_int_t)r->size_after, "keys_kept", (json_int_t)r->keys_kept,
+        "results_kept", (json_int_t)r->results_kept);
 }
 
 /* ---- forget ---- */
@@ -116,9 +114,9 @@ int cellar_cmd_forget(int argc, char **argv)
         json_t *list = json_array();
         for (size_t i = 0; list && i < n; i++)
             json_array_append_new(list, json_string(names[i]));
-        rc = cli_print_json(&c, json_pack("{s:s, s:o*, s:o*}", "store",
-                                          cellar_store_path(s), "nodes", list, "dropped",
-                                          report_json(&r)));
+        rc = cli_print_json(&c,
+                            json_pack("{s:s, s:o*, s:o*}", "store", cellar_store_path(s),
+                                      "nodes", list, "dropped", report_json(&r)));
     } else {
         char a[CELLAR_UNITS_BUFSIZE];
         printf("forgot %zu node%s: %" PRIu64 " key%s, %" PRIu64 " result%s (%s)\n", n,
@@ -258,8 +256,8 @@ int cellar_cmd_gc(int argc, char **argv)
     else if (c.json)
         rc = cli_print_json(
             &c, json_pack("{s:s, s:b, s:I, s:I, s:o*}", "store", cellar_store_path(s),
-                          "dry_run", o.dry_run, "max_size", (json_int_t)o.max_size, "keep",
-                          (json_int_t)(o.keep ? o.keep : CELLAR_GC_KEEP_DEFAULT),
+                          "dry_run", o.dry_run, "max_size", (json_int_t)o.max_size,
+                          "keep", (json_int_t)(o.keep ? o.keep : CELLAR_GC_KEEP_DEFAULT),
                           "dropped", report_json(&r)));
     else
         print_gc(&r, &o);
@@ -294,11 +292,11 @@ int cellar_cmd_compact(int argc, char **argv)
     if (cellar_store_compact(c.dir, &r, &err))
         return cli_fail(&c, err.message);
     if (c.json)
-        return cli_print_json(
-            &c, json_pack("{s:s, s:I, s:I, s:I}", "store", c.dir, "file_before",
-                          (json_int_t)r.file_before, "file_after",
-                          (json_int_t)r.file_after, "orphans_removed",
-                          (json_int_t)r.orphans_removed));
+        return cli_print_json(&c, json_pack("{s:s, s:I, s:I, s:I}", "store", c.dir,
+                                            "file_before", (json_int_t)r.file_before,
+                                            "file_after", (json_int_t)r.file_after,
+                                            "orphans_removed",
+                                            (json_int_t)r.orphans_removed));
     char a[CELLAR_UNITS_BUFSIZE], b[CELLAR_UNITS_BUFSIZE];
     printf("compacted %s: data.mdb %s -> %s; %" PRIu64 " orphan blob file%s removed\n",
            c.dir, cellar_units_size(r.file_before, a), cellar_units_size(r.file_after, b),

@@ -681,7 +681,8 @@ int cellar_cmd_stats(int argc, char **argv)
                cellar_store_path(s), st.keys, st.results, fmt_size(st.result_bytes, a),
                st.blobs, fmt_size(st.blob_bytes, e), st.nodes, st.runs,
                fmt_size(st.file_bytes, b), fmt_size(st.map_size, d));
-        printf("gc frees   %s (%" PRIu64 " keys, %" PRIu64 " results; keep %u versions%s%s)\n",
+        printf("gc frees   %s (%" PRIu64 " keys, %" PRIu64
+               " results; keep %u versions%s%s)\n",
                fmt_size(gc.freed_bytes, a), gc.keys, gc.results, CELLAR_GC_KEEP_DEFAULT,
                gco.max_size ? ", max size " : "",
                gco.max_size ? fmt_size(gco.max_size, b) : "");

@@ -192,7 +192,8 @@ static void test_shared_result_kept(void **state)
     const char *json;
     size_t len;
     assert_int_equal(cellar_reader_begin(s, &rd, NULL), CELLAR_OK);
-    assert_int_equal(cellar_reader_get_node(rd, "a", &json, &len, NULL), CELLAR_ENOTFOUND);
+    assert_int_equal(cellar_reader_get_node(rd, "a", &json, &len, NULL),
+                     CELLAR_ENOTFOUND);
     assert_int_equal(cellar_reader_get_node(rd, "b", &json, &len, NULL), CELLAR_OK);
     cellar_reader_end(rd);
     const char *forget_b[] = {"b", "never-seen"};

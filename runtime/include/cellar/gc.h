@@ -55,16 +55,16 @@ typedef struct cellar_gc_options {
 
 /* What a collection dropped (or, in a dry run, would drop). */
 typedef struct cellar_gc_report {
-    uint64_t keys;            /* keys dropped, in all: */
-    uint64_t keys_old;        /*   of code versions beyond `keep` */
-    uint64_t keys_gone;       /*   of nodes that no longer exist (or forgotten) */
-    uint64_t keys_dangling;   /*   whose result was missing */
-    uint64_t keys_evicted;    /*   evicted for the budget, least recently used first */
-    uint64_t results;         /* results dropped */
-    uint64_t freed_bytes;     /* their bytes */
-    uint64_t blobs_removed;   /* blob files unlinked (0 in a dry run) */
-    uint64_t size_before;     /* bytes of results before */
-    uint64_t size_after;      /* and after */
+    uint64_t keys;          /* keys dropped, in all: */
+    uint64_t keys_old;      /*   of code versions beyond `keep` */
+    uint64_t keys_gone;     /*   of nodes that no longer exist (or forgotten) */
+    uint64_t keys_dangling; /*   whose result was missing */
+    uint64_t keys_evicted;  /*   evicted for the budget, least recently used first */
+    uint64_t results;       /* results dropped */
+    uint64_t freed_bytes;   /* their bytes */
+    uint64_t blobs_removed; /* blob files unlinked (0 in a dry run) */
+    uint64_t size_before;   /* bytes of results before */
+    uint64_t size_after;    /* and after */
     uint64_t keys_kept, results_kept;
 } cellar_gc_report;
 
