@@ -663,6 +663,15 @@ static cellar_status collect(cellar_store *s, const cellar_gc_options *o,
         bool nothing = !rc && !report->keys && !report->results && !nforget;
         if (!rc && !nothing)
             rc = apply_plan(&p, forget, nforget, &blobs);
+        /* Killed between the commit and the unlinks, this process would leave
+         * orphans: a sweep marker has the next writer remove them. */
+        char marker[PATH_MAX];
+        bool marked = false;
+        if (!rc && blobs.n) {
+            if ((p.failed = blob_mark_dirty(s, marker, err)) != CELLAR_OK)
+                rc = -1;
+            marked = !rc;
+        }
         if (rc || nothing)
             mdb_txn_abort(p.txn);
         else
@@ -672,6 +681,8 @@ static cellar_status collect(cellar_store *s, const cellar_gc_options *o,
         plan_free(&p);
         if (rc == 0) {
             report->blobs_removed = unlink_blobs(s, &blobs);
+            if (marked)
+                blob_unmark(marker);
             free(blobs.items);
             return CELLAR_OK;
         }

@@ -63,6 +63,8 @@ def test_gc_budget_keeps_recent_versions_and_a_reverted_edit_hits(kernel):
     assert kernel.take_calls() == calls("small", "other", *["payload"] * 5)
     before = stats(kernel.store)
     assert before["result_bytes"] > 7 * MiB and before["gc_would_free"]["keys"] == 2
+    line = [ln for ln in cli(kernel.store, "stats").stdout.splitlines() if ln.startswith("gc frees")]
+    assert line and "(2 keys, 2 results; keep 3 versions)" in line[0], line
 
     budget = 5 * MiB  # the three recent versions (~4.6 MiB) fit, five do not
     res = kernel.ok(f"%cellar gc --max-size {budget}")

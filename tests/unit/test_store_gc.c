@@ -171,6 +171,18 @@ static void test_budget_evicts_lru(void **state)
         snprintf(node, sizeof node, "n%u", i);
         assert_int_equal(has_key(s, node, "v", i), i >= 3);
     }
+    /* No orphan, no sweep marker left behind: the store verifies clean. */
+    char dirty[256];
+    snprintf(dirty, sizeof dirty, "%s/blobs/dirty", f->dir);
+    DIR *d = opendir(dirty);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        assert_true(de->d_name[0] == '.');
+    if (d)
+        closedir(d);
+    cellar_verify_counts n;
+    assert_int_equal(cellar_store_verify(s, false, NULL, NULL, &n, NULL), CELLAR_OK);
+    assert_int_equal(n.problems, 0);
     cellar_store_close(s);
 }
 

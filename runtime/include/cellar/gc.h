@@ -18,9 +18,10 @@
  * other writer can slip a key in between.  Blob files of dropped results are
  * unlinked after that commit, under the writer lock again (a later writer
  * may have stored the same content), the way orphans are swept
- * (store_blob.c).  Nothing a running kernel holds is lost: a value it has in
- * memory or mapped (MAP_PRIVATE keeps an unlinked file's pages) stays valid;
- * a result dropped between its plan and its load is missing when loaded, and
+ * (store_blob.c); a sweep marker set before the commit has the next writer
+ * remove them if this process is killed in between.  Nothing a running kernel holds is
+ * lost: a value it has in memory or mapped (MAP_PRIVATE keeps an unlinked file's pages)
+ * stays valid; a result dropped between its plan and its load is missing when loaded, and
  * is recomputed.
  *
  * Threads and errors follow store.h: these may run while other threads use
