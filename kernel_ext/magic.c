@@ -1,10 +1,9 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
  * (shlex), then dispatches to run, status, graph, dir, help, or gc_magic.c's
- * forget, gc and max-size.  `--input k=v` values
- * are read as Python literals (ast.literal_eval), or kept as strings when
- * they are not one, so `--input n=3` is an int and `--input p=data.parquet` a
- * path.
+ * forget, gc and max-size.  `--input k=v` values are read as Python literals
+ * (ast.literal_eval), or kept as strings when they are not one, so `--input
+ * n=3` is an int and `--input p=data.parquet` a path.
  */
 #include "cellar_ext.h"
 
