@@ -11,6 +11,7 @@ what gc would free.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -298,3 +299,7 @@ def test_usage_errors(tmp_path):
     for args in (["forget"], ["gc", "--max-size", "lots"], ["gc", "--keep", "0"], ["gc", "--bogus"]):
         p = subprocess.run([CELLAR, *args, "--dir", str(tmp_path)], capture_output=True, text=True)
         assert p.returncode == 2 and "usage: cellar" in p.stderr, (args, p.stderr)
+    env = dict(os.environ, CELLAR_MAX_SIZE="lots")
+    p = subprocess.run([CELLAR, "gc", "--dir", str(tmp_path)], capture_output=True, text=True,
+                       env=env)
+    assert p.returncode == 2 and "CELLAR_MAX_SIZE 'lots' is not a size" in p.stderr, p.stderr
