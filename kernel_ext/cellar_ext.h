@@ -10,7 +10,7 @@
  * (code versions), results.c (loading stored values), run.c (planning and
  * executing a run), report.c (the run report shown in the notebook),
  * lineage.c (what runs recorded: `%cellar log`, `%cellar show`),
- * results_view.c (`cellar.results`) and magic.c (the `%cellar` line).  All state lives in
+ * results_view.c (`cellar.results`), gc_magic.c (the store's size) and magic.c (the `%cellar` line).  All state lives in
  * cellar_state, reached from the module object; every entry point holds the GIL, which
  * serializes access.
  */
@@ -93,6 +93,10 @@ typedef struct cellar_state {
     void *code_walk;
 
     cellar_store *store;
+    /* gc_magic.c: the budget for automatic gc, from CELLAR_MAX_SIZE or
+     * %cellar max-size (0: none), applied to each store opened. */
+    uint64_t max_size;
+    bool max_size_set;
     cellar_key *keyenc;
     cellar_fingerprint *fp;
     uint64_t unique_counter;
@@ -323,6 +327,11 @@ int cellar_results_init(PyObject *module, cellar_state *st);
  * registered node names (NFKC as Python binds them); RunError for a name that
  * is not a node.  New reference (NULL for NULL), or NULL with an error. */
 PyObject *cellar_results_node_set(cellar_state *st, PyObject *names, const char *what);
+/* gc_magic.c: %cellar forget, gc and max-size. */
+bool cellar_gc_magic_handles(PyObject *cmd);
+PyObject *cellar_gc_magic(cellar_state *st, PyObject *args);
+/* Gives the open store its budget (reading CELLAR_MAX_SIZE the first time). */
+void cellar_gc_configure(cellar_state *st);
 
 /* magic.c */
 PyObject *cellar_magic(PyObject *module, PyObject *line);

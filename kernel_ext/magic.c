@@ -1,8 +1,9 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
- * (shlex), then dispatches to run, status, graph, log, show, dir or help.  `--input k=v`
- * values are read as Python literals (ast.literal_eval), or kept as strings when they are
- * not one, so `--input n=3` is an int and `--input p=data.parquet` a path.
+ * (shlex), then dispatches to run, status, graph, log, show, dir, help, or gc_magic.c's
+ * forget, gc and max-size.  `--input k=v` values are read as Python literals
+ * (ast.literal_eval), or kept as strings when they are not one, so `--input
+ * n=3` is an int and `--input p=data.parquet` a path.
  */
 #include "cellar_ext.h"
 
@@ -40,6 +41,17 @@ const char cellar_magic_usage[] =
     "  %cellar dir [PATH]\n"
     "      Show the store, or switch to the store in PATH (created if missing).\n"
     "      The default store is $CELLAR_DIR, else .cellar in the kernel's directory.\n"
+    "  %cellar forget NODE [NODE ...]\n"
+    "      Drop the nodes' stored results (and this session's values): the next\n"
+    "      run computes them again. Other nodes keep theirs.\n"
+    "  %cellar gc [--max-size SIZE] [--keep N] [--dry-run]\n"
+    "      Keep each node's N most recent code versions (default 3: a reverted\n"
+    "      edit still hits), drop older ones, results no key refers to and keys of\n"
+    "      nodes that no longer exist (neither recorded in the store nor defined\n"
+    "      here); then, above SIZE (10GiB, 512MiB), evict least recently used.\n"
+    "  %cellar max-size [SIZE|off]\n"
+    "      Show or set the budget (default $CELLAR_MAX_SIZE): a run whose commit\n"
+    "      takes the store's results above it runs gc down to 90% of it.\n"
     "  %cellar --help\n"
     "      This text.\n";
 
@@ -267,6 +279,8 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
             result = magic_log(st, args);
         else if (is_flag(cmd, "show", NULL))
             result = magic_show(st, args);
+        else if (cellar_gc_magic_handles(cmd))
+            result = cellar_gc_magic(st, args);
         else
             usage_error(st, "unknown %%cellar command '%U'", cmd);
     }

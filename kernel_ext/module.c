@@ -44,6 +44,7 @@ int cellar_open_store(cellar_state *st, PyObject *dir)
     if (st->store)
         cellar_store_close(st->store);
     st->store = store;
+    cellar_gc_configure(st); /* its budget for automatic gc */
     /* Values of the old store's session stay valid: keys are content-derived. */
     return 0;
 }

@@ -27,6 +27,7 @@ const char *cellar_status_name(cellar_status code)
     case CELLAR_EREADONLY: return "read-only";
     case CELLAR_ELMDB: return "lmdb error";
     case CELLAR_EVERSION: return "unknown format";
+    case CELLAR_EBUSY: return "busy";
     }
     return "unknown";
 }

@@ -303,6 +303,7 @@ typedef struct commit_ctx {
     cellar_fingerprint *fp;
     cellar_status failed;
     cellar_error *err;
+    uint64_t added; /* bytes of the results written, for automatic gc */
 } commit_ctx;
 
 static int put(commit_ctx *c, int db, MDB_val *k, MDB_val *v, unsigned flags);
@@ -388,6 +389,9 @@ static int apply_result(commit_ctx *c, const result_op *op)
             return APPLY_FAILED;
         }
     }
+    c->added += size;
+    for (size_t i = 0; i < op->nsegs; i++)
+        c->added += blob[i] ? op->segs[i].len : 0;
     v = (MDB_val){size, NULL};
     rc = put(c, DB_RESULTS, &k, &v, MDB_RESERVE);
     if (rc == 0) {
@@ -618,6 +622,7 @@ static int commit_once(commit_ctx *c, cellar_batch *b)
     cellar_store *s = c->s;
     char marker[PATH_MAX];
     bool marked = false;
+    c->added = 0;
     int rc = preflight(c, b);
     if (!rc)
         rc = env_txn_begin(s, 0, &c->txn);
@@ -667,6 +672,7 @@ cellar_status cellar_store_commit(cellar_store *store, cellar_batch *b, cellar_e
             publish_run_ids(b);
             batch_clear(b);
             cellar_fingerprint_free(c.fp);
+            gc_after_commit(store, c.added); /* gc.h: a store with a budget */
             return CELLAR_OK;
         }
         if (store->damaged && !set_aside_if_damaged(store, err))

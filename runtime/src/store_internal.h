@@ -5,6 +5,8 @@
  *   store_batch.c    batches and commit (the write path)
  *   store_reader.c   readers: lookups, loads, iteration, stats
  *   store_verify.c   the whole-store check (in a child process) and repair
+ *   store_gc.c       forget, code-aware garbage collection, automatic gc (gc.h)
+ *   store_compact.c  the index rewritten without free pages (gc.h)
  *   store_blob.c     blob files: writing, mapping, sweeping orphans
  *   store_records.c  the store's own record formats: result headers, key records
  *   store_files.c    kept file fingerprints: their record format and lookup
@@ -72,6 +74,12 @@ struct cellar_store {
     size_t map_size;
     const uint8_t *map_base; /* where LMDB mapped data.mdb, or NULL if unknown */
     bool damaged;            /* LMDB reported corruption: set aside at the next chance */
+
+    /* store_gc.c: the budget for automatic collection (0: none) and the
+     * tally of result bytes it is checked against, under `mu`. */
+    uint64_t max_size;
+    uint64_t gc_tally, gc_tally_ns; /* bytes, and when last measured exactly */
+    bool gc_tally_known, gc_running;
 };
 
 struct cellar_reader {
@@ -279,6 +287,12 @@ uint64_t blob_sweep(cellar_store *s, MDB_txn *txn, bool remove, cellar_problem_f
 void blob_totals(const cellar_store *s, uint64_t *count, uint64_t *bytes);
 /* Parses a blob file name "<32 hex>-<index>". */
 bool blob_parse_name(const char *name, cellar_hash *dv, size_t *index);
+
+/* ---- store_gc.c ---- */
+
+/* After a successful commit that added `added` bytes of results: collects
+ * when the store has a budget and the results are over it (gc.h). */
+void gc_after_commit(cellar_store *s, uint64_t added);
 
 /* ---- store_reader.c ---- */
 

@@ -7,9 +7,13 @@
  */
 #include "cellar/units.h"
 
+#include <ctype.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <time.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* The decimals for a scaled value `v`: `most` below 10 (two for durations,
  * one for sizes), one below 100, none from 100 on, judged on the rounded
@@ -74,4 +78,45 @@ char *cellar_units_moment(uint64_t ns, char buf[CELLAR_UNITS_BUFSIZE])
         !strftime(buf, CELLAR_UNITS_BUFSIZE, "%Y-%m-%d %H:%M:%S", &tm))
         snprintf(buf, CELLAR_UNITS_BUFSIZE, "-");
     return buf;
+}
+
+bool cellar_units_parse_size(const char *text, uint64_t *out)
+{
+    static const char letters[] = "KMGTPE";
+    if (!text || !out)
+        return false;
+    while (isspace((unsigned char)*text))
+        text++;
+    if (!isdigit((unsigned char)*text) && *text != '.')
+        return false;
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || !isfinite(v) || v < 0)
+        return false;
+    while (isspace((unsigned char)*end))
+        end++;
+    double scale = 1;
+    if (*end && *end != 'b' && *end != 'B') {
+        const char *at = strchr(letters, toupper((unsigned char)*end));
+        if (!at)
+            return false;
+        for (const char *p = letters; p <= at; p++)
+            scale *= 1024;
+        end++;
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+    } else if (*end) {
+        end++; /* "B" */
+    }
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end)
+        return false;
+    double bytes = v * scale;
+    if (bytes >= 18446744073709551616.0)
+        return false;
+    *out = (uint64_t)(bytes + 0.5);
+    return true;
 }

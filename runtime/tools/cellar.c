@@ -27,6 +27,9 @@ static const char usage[] =
     "  stats              counts and sizes of a store\n"
     "  verify [--repair]  check the whole store (structure, records, checksums,\n"
     "                     blobs); --repair drops what is damaged\n"
+    "  forget NODE ...    drop the named nodes' cached results\n"
+    "  gc                 keep recent code versions, evict above --max-size\n"
+    "  compact            rewrite the index without free pages (store not in use)\n"
     "  install-kernel     install a Jupyter kernelspec for cellar-kernel\n"
     "\n"
     "Store commands take --dir PATH (default: $CELLAR_DIR, else ./.cellar)\n"
@@ -44,13 +47,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"scan", cellar_cmd_scan, 2},
-    {"ls", cellar_cmd_ls, 1},
-    {"show", cellar_cmd_show, 1},
-    {"log", cellar_cmd_log, 1},
-    {"stats", cellar_cmd_stats, 1},
-    {"verify", cellar_cmd_verify, 2},
-    {"install-kernel", cellar_cmd_install_kernel, 1},
+    {"scan", cellar_cmd_scan, 2},       {"ls", cellar_cmd_ls, 1},
+    {"show", cellar_cmd_show, 1},       {"log", cellar_cmd_log, 1},
+    {"stats", cellar_cmd_stats, 1},     {"verify", cellar_cmd_verify, 2},
+    {"forget", cellar_cmd_forget, 1},   {"gc", cellar_cmd_gc, 1},
+    {"compact", cellar_cmd_compact, 1}, {"install-kernel", cellar_cmd_install_kernel, 1},
 };
 
 /* `status`, or `failed` when stdout could not be written (said on stderr):

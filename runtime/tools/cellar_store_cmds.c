@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cellar/gc.h"
 #include "cellar/records.h"
 #include "cellar/store.h"
 #include "cellar/units.h"
@@ -825,7 +826,8 @@ static const char stats_usage[] =
     "\n"
     "Counts of keys, results, blob files, nodes and runs, and the store's sizes:\n"
     "what the results take (headers and segments, inline or in blobs), the bytes\n"
-    "of the blob files, the disk space data.mdb takes and LMDB's map size.\n"
+    "of the blob files, the disk space data.mdb takes and LMDB's map size, and\n"
+    "what 'cellar gc' would free (its defaults, with $CELLAR_MAX_SIZE as budget).\n"
     "\n"
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
     "  --json       print one JSON object with raw numbers\n";
@@ -843,19 +845,28 @@ int cellar_cmd_stats(int argc, char **argv)
     rc = 0;
     cellar_store_stats st;
     cellar_error err;
-    if (cellar_reader_stats(r, &st, &err)) {
+    /* What `cellar gc` (defaults, $CELLAR_MAX_SIZE) would free. */
+    cellar_gc_options gco = {0};
+    cellar_gc_report gc;
+    const char *budget = getenv("CELLAR_MAX_SIZE");
+    if (budget && *budget && !cellar_units_parse_size(budget, &gco.max_size))
+        gco.max_size = 0;
+    if (cellar_reader_stats(r, &st, &err) || cellar_reader_gc_plan(r, &gco, &gc, &err)) {
         rc = cli_fail(&c, err.message);
     } else if (c.json) {
         rc = cli_print_json(
             &c,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:I, s:I, s:I}",
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:I, s:I, s:I, "
+                      "s:{s:I, s:I, s:I, s:I}}",
                       "store", cellar_store_path(s), "keys", (json_int_t)st.keys,
                       "results", (json_int_t)st.results, "nodes", (json_int_t)st.nodes,
                       "runs", (json_int_t)st.runs, "result_bytes",
                       (json_int_t)st.result_bytes, "blobs", "count", (json_int_t)st.blobs,
                       "bytes", (json_int_t)st.blob_bytes, "map_size",
                       (json_int_t)st.map_size, "file_bytes", (json_int_t)st.file_bytes,
-                      "last_txn", (json_int_t)st.last_txn));
+                      "last_txn", (json_int_t)st.last_txn, "gc_would_free", "keys",
+                      (json_int_t)gc.keys, "results", (json_int_t)gc.results, "bytes",
+                      (json_int_t)gc.freed_bytes, "max_size", (json_int_t)gco.max_size));
     } else {
         char a[32], b[32], d[32], e[32];
         printf("store      %s\nkeys       %" PRIu64 "\nresults    %" PRIu64 " (%s)\n"
@@ -864,6 +875,11 @@ int cellar_cmd_stats(int argc, char **argv)
                cellar_store_path(s), st.keys, st.results, fmt_size(st.result_bytes, a),
                st.blobs, fmt_size(st.blob_bytes, e), st.nodes, st.runs,
                fmt_size(st.file_bytes, b), fmt_size(st.map_size, d));
+        printf("gc frees   %s (%" PRIu64 " keys, %" PRIu64
+               " results; keep %u versions%s%s)\n",
+               fmt_size(gc.freed_bytes, a), gc.keys, gc.results, CELLAR_GC_KEEP_DEFAULT,
+               gco.max_size ? ", max size " : "",
+               gco.max_size ? fmt_size(gco.max_size, b) : "");
     }
     cli_close_reader(s, r);
     return rc;

@@ -30,6 +30,13 @@ int cellar_cmd_stats(int argc, char **argv);
  * that cannot be written). */
 int cellar_cmd_verify(int argc, char **argv);
 
+/* cellar forget NODE..., cellar gc [--max-size SIZE] [--keep N] [--dry-run],
+ * cellar compact (cellar_gc.c): 0 done, 1 failure (for compact also: another
+ * process has the store open), 2 usage. */
+int cellar_cmd_forget(int argc, char **argv);
+int cellar_cmd_gc(int argc, char **argv);
+int cellar_cmd_compact(int argc, char **argv);
+
 /* cellar install-kernel [--user | --sys-prefix | --prefix P] [--name N]
  * [--display-name D] [--interrupt-mode M]: writes a kernelspec for
  * cellar-kernel.  0 ok, 1 it cannot be written, 2 usage. */

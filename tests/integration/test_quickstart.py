@@ -1,18 +1,97 @@
 """The quickstart notebook, executed by nbclient twice (the second time in a new kernel, as
-after a restart): the second execution loads every result and computes nothing."""
+after a restart): the second execution loads every result and computes nothing.
 
+It runs as after the README's install, `pip install "cellar[notebook]"`: the kernel may import
+only the distributions that cellar and its `notebook` extra require (recursively, from the
+installed metadata), so a hidden dependency such as a parquet engine, present in the test
+environment but not declared, fails the test with an ImportError.
+"""
+
+import importlib.metadata as md
 import importlib.util
+import os
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 from pathlib import Path
 
 import nbformat
+import pytest
+from packaging.requirements import Requirement
 
 TESTS = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("cellar_demo", TESTS / "demo.py")
 demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def declared_distributions(dist: str = "cellar", extras: tuple[str, ...] = ("notebook",)) -> set[str]:
+    """The installed distributions that `dist[extras]` requires, recursively."""
+    seen: set[str] = set()
+    todo = [(dist, set(extras))]
+    while todo:
+        name, want = todo.pop()
+        if _norm(name) in seen:
+            continue
+        seen.add(_norm(name))
+        try:
+            reqs = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue
+        for text in reqs:
+            req = Requirement(text)
+            envs = [{"extra": e} for e in want] or [{"extra": ""}]
+            if req.marker is None or any(req.marker.evaluate(env) for env in envs):
+                todo.append((req.name, set(req.extras)))
+    return seen
+
+
+def undeclared_modules() -> list[str]:
+    """Top-level modules of installed distributions that cellar[notebook] does not require."""
+    allowed = declared_distributions()
+    return sorted(top for top, dists in md.packages_distributions().items()
+                  if not any(_norm(d) in allowed for d in dists) and top.isidentifier())
+
+
+@pytest.fixture
+def declared_only(tmp_path, monkeypatch):
+    """PYTHONPATH with a sitecustomize that makes undeclared modules unimportable."""
+    site = tmp_path / "declared-only"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent(f"""\
+        import sys
+        BLOCKED = frozenset({undeclared_modules()!r})
+        class _Undeclared:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                if name.partition(".")[0] in BLOCKED:
+                    raise ModuleNotFoundError(
+                        f"No module named {{name!r}} (not required by cellar[notebook])",
+                        name=name)
+                return None
+        sys.meta_path.insert(0, _Undeclared)
+        """))
+    old = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), *old]))
+    return site
+
+
+def test_undeclared_modules_cannot_be_imported(declared_only):
+    """The restriction itself: a test dependency that the notebook extra does not declare
+    (pytest) is blocked, a declared one (pandas, through the extra) imports."""
+    env = dict(os.environ)
+    probe = "import pandas, numpy, cellar\ntry:\n    import pytest\nexcept ImportError:\n    print('blocked')\n"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "blocked"
+    assert "pyarrow" in undeclared_modules() or not md.packages_distributions().get("pyarrow")
 
 
 def cell_outputs(nb, marker):
@@ -43,7 +122,7 @@ def test_notebook_is_stored_without_outputs():
     assert sum(c.cell_type == "markdown" for c in nb.cells) >= 5
 
 
-def test_quickstart_twice_second_run_computes_nothing(tmp_path):
+def test_quickstart_twice_second_run_computes_nothing(tmp_path, declared_only):
     shutil.copy(demo.NOTEBOOK, tmp_path / demo.NOTEBOOK.name)
 
     nb1, _ = demo.execute(tmp_path)

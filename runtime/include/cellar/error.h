@@ -41,6 +41,7 @@ typedef enum cellar_status {
     CELLAR_EREADONLY, /* the store was opened, or only can be opened, read-only */
     CELLAR_ELMDB,     /* any other LMDB failure; the message carries mdb_strerror */
     CELLAR_EVERSION,  /* a record in a format this build does not know (records.h) */
+    CELLAR_EBUSY,     /* another process holds what this needs alone (gc.h: compact) */
 } cellar_status;
 
 /* Room for two paths of PATH_MAX and a reason would be 8 KiB; messages that

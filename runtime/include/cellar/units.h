@@ -24,6 +24,7 @@
 #ifndef CELLAR_UNITS_H
 #define CELLAR_UNITS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -35,6 +36,16 @@ extern "C" {
 
 /* `bytes` as a size, e.g. "1.0 GiB".  Returns `buf`. */
 char *cellar_units_size(uint64_t bytes, char buf[CELLAR_UNITS_BUFSIZE]);
+
+/*
+ * Parses a size as a person types it: a number (decimals allowed) and an
+ * optional unit, IEC ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB") or its short
+ * form ("K", "M", "G", "T", "P", "E", also "KB" ... read as binary, the way
+ * cellar prints them), or "B" / none for bytes; case and a space between are
+ * free ("10GiB", "1.5 g", "512").  True and `*out` set on success; false for
+ * anything else (no number, an unknown unit, a value above 2^64 - 1).
+ */
+bool cellar_units_parse_size(const char *text, uint64_t *out);
 
 /* `ns` nanoseconds as a duration, e.g. "412 µs".  Returns `buf`. */
 char *cellar_units_duration(uint64_t ns, char buf[CELLAR_UNITS_BUFSIZE]);
