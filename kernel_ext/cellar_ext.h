@@ -7,9 +7,11 @@
  * warnings), hooks.c (the cell hooks), registry.c (the registry of
  * notebook-defined functions), values.c (pickling, data versions and the
  * checks behind in-memory reuse), code_version.c and code_fingerprint.c
- * (code versions), results.c (loading stored values), run.c (planning and
- * executing a run), report.c (the run report shown in the notebook) and
- * magic.c (the `%cellar` line).  All state lives in cellar_state, reached
+ * (code versions), results.c (loading stored values), run.c (the entry
+ * points of a run and of status queries) with plan.c, execute.c and save.c
+ * (planning, executing and saving it; they share run_state.h), report.c (the
+ * reports shown in the notebook), graph_view.c (%cellar graph) and magic.c
+ * (the `%cellar` line).  All state lives in cellar_state, reached
  * from the module object; every entry point holds the GIL, which serializes
  * access.
  */
@@ -283,8 +285,18 @@ PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
  * display publisher (IPython's generic formatters, which cost milliseconds a
  * call, have nothing to add), or printed when there is no shell. */
 int cellar_report_show(cellar_state *st, PyObject *report);
+/* The same, as the display `display_id` (a str, or NULL for a new display
+ * without one), replacing that display's content when `update`.  Needs a
+ * shell whose display publisher takes `transient` and `update` (ipykernel's)
+ * when display_id is not NULL.  0, or -1 with a Python error. */
+int cellar_report_publish(cellar_state *st, PyObject *report, PyObject *display_id,
+                          bool update);
+/* Publishes the mime bundle `data` (a dict) through the shell's display
+ * publisher, with `display_id` and `update` as above.  0, or -1. */
+int cellar_display_publish(cellar_state *st, PyObject *data, PyObject *display_id,
+                           bool update);
 
-/* run.c */
+/* run.c (with plan.c, execute.c, save.c: run_state.h) */
 PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs);
 PyObject *cellar_status_report(cellar_state *st, PyObject *inputs);
 /* name -> (state, key bytes | None, why str | None), as %cellar status plans. */
