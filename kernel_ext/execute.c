@@ -144,6 +144,8 @@ static int compute(run_ctx *ctx, int id)
     }
     if (rc == 0) {
         uint64_t t0 = run_now_ns(CLOCK_MONOTONIC);
+        if (run_progress_tick(ctx, id, false, t0))
+            t0 = run_now_ns(CLOCK_MONOTONIC);
         if (ctx->gc_was_enabled)
             PyGC_Enable();
         PyObject *result = call_node(s, values);
@@ -191,6 +193,8 @@ static int load(run_ctx *ctx, int id)
     cellar_error err;
     err.message[0] = '\0';
     uint64_t t0 = run_now_ns(CLOCK_MONOTONIC);
+    if (ctx->reader && run_progress_tick(ctx, id, true, t0))
+        t0 = run_now_ns(CLOCK_MONOTONIC);
     PyObject *value = ctx->reader
                           ? cellar_load_value(ctx->st, ctx->reader, &s->dv, &status, &err)
                           : NULL;

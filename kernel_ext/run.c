@@ -7,7 +7,8 @@
  * keys, and so their cached results, valid (early cutoff).  The targets'
  * values are then fetched (loading lazily what only a target needs),
  * everything the run learned is saved in one batch (save.c), and the report
- * is shown (report.c).  A target that could not be produced raises RunError
+ * is shown (report.c), in place of the progress line of a run that lasted
+ * (progress.c).  A target that could not be produced raises RunError
  * naming what failed or was skipped.  cellar_status_report and
  * cellar_node_statuses answer status queries from the same planning
  * (plan.c), running nothing.
@@ -123,8 +124,10 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
     if (run_start(&ctx, st, inputs) < 0 || target_ids(&ctx, targets, ids) < 0 ||
         run_plan_order(&ctx, ids, (size_t)ntargets) < 0)
         goto done;
+    ctx.progress.started_ns = t0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && !ctx.interrupted && i < ctx.norder; i++) {
+        ctx.progress.done = i;
         if (ctx.slots[ctx.order[i]].status == ST_PENDING)
             rc = run_visit(&ctx, ctx.order[i]);
         if (rc == 0 && PyErr_CheckSignals() < 0) {
@@ -132,6 +135,7 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
             ctx.interrupted = true;
         }
     }
+    ctx.progress.done = ctx.norder;
     if (rc == 0 && !ctx.interrupted)
         rc = fetch_targets(&ctx, ids, ntargets);
     for (size_t i = 0; ctx.interrupted && i < ctx.norder; i++)
@@ -142,7 +146,9 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
         goto done;
     run_save(&ctx, targets, started);
     PyObject *report = run_report(&ctx, (double)(run_now_ns(CLOCK_MONOTONIC) - t0) / 1e9);
-    if (!report || cellar_report_show(st, report) < 0) {
+    /* The report takes the place of the progress line, if one was drawn. */
+    int shown = report ? run_progress_end(&ctx, report) : -1;
+    if (shown < 0 || (shown == 0 && cellar_report_show(st, report) < 0)) {
         Py_XDECREF(report);
         goto done;
     }
@@ -156,6 +162,7 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
         complete = complete && ctx.slots[ids[i]].value;
     result = complete ? results_of(&ctx, targets, ids) : failure_error(&ctx);
 done:
+    run_progress_end(&ctx, NULL); /* a run stopped by an error: the line goes */
     st->running = false;
     run_release(&ctx);
     Py_DECREF(named);

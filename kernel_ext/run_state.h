@@ -1,13 +1,14 @@
 /*
  * run_state.h - the state of one run (or status query), shared by the files
- * that plan, execute, save and report it.
+ * that plan, execute, save, report and show the progress of it.
  *
  * A run_ctx holds the graph of the registry's nodes and one slot per node:
  * its status, cache key, data version, value and timings.  The calls go one
  * way: run.c (the entry points) drives plan.c (graph, inputs, keys, session
  * memory, status planning), execute.c (compute, load, visit), save.c (the
- * run's batch and lineage) and report.c (the rows); execute.c uses plan.c,
- * and nothing calls back into run.c.  Everything here runs with the GIL held.
+ * run's batch and lineage), progress.c (the live line) and report.c (the
+ * rows); execute.c uses plan.c and progress.c, and nothing calls back into
+ * run.c.  Everything here runs with the GIL held.
  */
 #ifndef CELLAR_RUN_STATE_H
 #define CELLAR_RUN_STATE_H
@@ -50,6 +51,16 @@ typedef struct slot {
     cellar_pickled pickled;
 } slot;
 
+/* The live progress line (progress.c). */
+typedef struct run_progress {
+    uint64_t started_ns; /* CLOCK_MONOTONIC at the start of the run; 0: no progress */
+    uint64_t shown_ns;   /* when the line was last drawn, 0 before the first */
+    size_t done;         /* nodes planned so far */
+    PyObject *display_id; /* str, once the line is a display in a notebook */
+    size_t drawn;         /* characters of the line on stderr, in a terminal */
+    int where;            /* 0 not decided yet, 1 a notebook display, 2 stderr */
+} run_progress;
+
 typedef struct run_ctx {
     cellar_state *st;
     PyObject *ns, *inputs;
@@ -63,6 +74,7 @@ typedef struct run_ctx {
     cellar_reader *reader;
     bool interrupted;
     bool gc_was_enabled; /* the cyclic GC is paused for cellar's own bookkeeping */
+    run_progress progress;
 } run_ctx;
 
 static inline uint64_t run_now_ns(int clock)
@@ -121,6 +133,23 @@ int run_ensure_value(run_ctx *ctx, int id);
 /* save.c: the run's results, key touches, node records and lineage, in one
  * batch; failures become a warning. */
 void run_save(run_ctx *ctx, PyObject *targets, uint64_t started_ns);
+
+/* progress.c */
+/* Called when node `id` starts computing (or, with `loading`, loading), `now`
+ * being CLOCK_MONOTONIC: past the first half second of a run (one whose
+ * progress.started_ns is set), draws or redraws the line, at most every
+ * 0.2 s.  1 when it drew (time passed: read the clock again), else 0.  Never
+ * fails: a line that cannot be shown is cleared and forgotten. */
+int run_progress_tick(run_ctx *ctx, int id, bool loading, uint64_t now);
+/* Ends the line: in a notebook the display becomes `report` (or, when NULL,
+ * a note that the run stopped); in a terminal the line is erased.  Returns
+ * 1 when `report` was shown in place of the line, 0 when it still has to be
+ * shown, -1 with a Python error. */
+int run_progress_end(run_ctx *ctx, PyObject *report);
+
+/* Erases the line from a terminal before something else is written there
+ * (a node's traceback); the next node draws it again.  Never fails. */
+void run_progress_interrupt(run_ctx *ctx);
 
 /* report.c */
 /* The run's report (a cellar.Report); `seconds` is the run's wall time. */
