@@ -275,6 +275,8 @@ PyObject *cellar_load_value(cellar_state *st, cellar_reader *r, const cellar_has
                             cellar_status *status, cellar_error *err);
 
 /* report.c */
+/* Creates cellar.Report, and gives st->RunError (created before) its
+ * _render_traceback_, so that IPython shows a RunError without frames. */
 int cellar_report_type_init(PyObject *module, cellar_state *st);
 /* title: str; header: tuple of str; rows: list of tuples of str; note: str
  * shown after the table, or NULL. */

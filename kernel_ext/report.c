@@ -254,12 +254,40 @@ static PyType_Spec report_spec = {
     .slots = report_slots,
 };
 
+/* RunError._render_traceback_: IPython shows an exception that has this
+ * method by the lines it returns instead of a traceback.  A RunError follows
+ * the report, which (with the failing nodes' own tracebacks shown before it)
+ * says what went wrong; its frames would only be the `%cellar run` call. */
+static PyObject *run_error_render(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    const char *name = Py_TYPE(self)->tp_name, *dot = strrchr(name, '.');
+    PyObject *text = PyObject_Str(self);
+    PyObject *line = text ? PyUnicode_FromFormat("%s: %U", dot ? dot + 1 : name, text)
+                          : NULL;
+    PyObject *lines = line ? PyList_New(1) : NULL;
+    if (lines)
+        PyList_SET_ITEM(lines, 0, Py_NewRef(line));
+    Py_XDECREF(line);
+    Py_XDECREF(text);
+    return lines;
+}
+
+static PyMethodDef run_error_render_def = {
+    "_render_traceback_", run_error_render, METH_NOARGS,
+    "The lines IPython shows for this error: its type and message, no frames.",
+};
+
 int cellar_report_type_init(PyObject *module, cellar_state *st)
 {
     st->ReportType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &report_spec, NULL);
-    if (!st->ReportType)
+    if (!st->ReportType ||
+        PyModule_AddObjectRef(module, "Report", (PyObject *)st->ReportType) < 0)
         return -1;
-    return PyModule_AddObjectRef(module, "Report", (PyObject *)st->ReportType);
+    PyObject *render = PyDescr_NewMethod((PyTypeObject *)st->RunError, &run_error_render_def);
+    int rc = render ? PyObject_SetAttrString(st->RunError, "_render_traceback_", render) : -1;
+    Py_XDECREF(render);
+    return rc;
 }
 
 PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
@@ -426,25 +454,50 @@ static const char *plan_state(const slot *s)
 
 PyObject *run_status_report(run_ctx *ctx)
 {
-    PyObject *rep = NULL, *rows = PyList_New(0);
-    size_t fresh = 0;
-    for (size_t i = 0; rows && i < ctx->norder; i++) {
+    PyObject *rep = NULL, *rows = PyList_New(0), *comma = PyUnicode_FromString(", ");
+    size_t fresh = 0, needing = 0;
+    for (size_t i = 0; rows && comma && i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         fresh += s->status == ST_LOADED;
-        PyObject *row = Py_BuildValue("(Os)", s->fn->name, plan_state(s));
+        PyObject *missing = NULL;
+        if (s->status == ST_FAILED) {
+            PyObject *names = run_missing_inputs(ctx, ctx->order[i]);
+            missing = names ? PyUnicode_Join(comma, names) : NULL;
+            Py_XDECREF(names);
+            needing++;
+        } else {
+            missing = PyUnicode_FromString("");
+        }
+        PyObject *row = missing ? Py_BuildValue("(OsN)", s->fn->name, plan_state(s), missing)
+                                : NULL;
         if (!row || PyList_Append(rows, row) < 0)
             Py_CLEAR(rows);
         Py_XDECREF(row);
     }
+    if (rows && !needing) /* the column only when some input is missing */
+        for (Py_ssize_t i = 0; rows && i < PyList_GET_SIZE(rows); i++) {
+            PyObject *two = PyTuple_GetSlice(PyList_GET_ITEM(rows, i), 0, 2);
+            if (!two || PyList_SetItem(rows, i, two) < 0)
+                Py_CLEAR(rows);
+        }
     PyObject *title =
         rows ? PyUnicode_FromFormat("cellar status: %zu of %zu nodes up to date", fresh,
                                     ctx->norder)
              : NULL;
-    PyObject *header = Py_BuildValue("(ss)", "node", "state");
-    if (title && header)
-        rep = cellar_report_new(ctx->st, title, header, rows, NULL);
+    PyObject *header = needing ? Py_BuildValue("(sss)", "node", "state", "missing input")
+                               : Py_BuildValue("(ss)", "node", "state");
+    PyObject *note =
+        needing ? PyUnicode_FromString(
+                      "Give each missing input with --input NAME=VALUE (or NAME=... to "
+                      "cellar.run), define a global of that name, or give the parameter a "
+                      "default.")
+                : Py_NewRef(Py_None);
+    if (title && header && note)
+        rep = cellar_report_new(ctx->st, title, header, rows, note);
     Py_XDECREF(title);
     Py_XDECREF(header);
+    Py_XDECREF(note);
     Py_XDECREF(rows);
+    Py_XDECREF(comma);
     return rep;
 }
