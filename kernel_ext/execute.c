@@ -27,7 +27,7 @@ static PyObject *exception_text(PyObject *exc)
 }
 
 /* Shows a node's exception.  Under IPython, its own formatter does it
- * (shell.showtraceback, so %xmode, colours and %pdb apply; in a notebook the
+ * (shell.showtraceback, so %xmode and colours apply; in a notebook the
  * traceback is an `error` output).  The traceback starts at the node's frame,
  * since the body was called from C, so nothing is trimmed (tb_offset 0: the
  * shell's default of 1 would drop the node's own frame).  Without a shell,
