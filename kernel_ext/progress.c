@@ -65,7 +65,7 @@ static int draw_in_notebook(run_ctx *ctx, const char *line)
     bool update = p->display_id != NULL;
     if (!p->display_id) {
         p->display_id = PyUnicode_FromFormat("cellar-progress-%ld-%llu", (long)getpid(),
-                                             (unsigned long long)++ctx->st->unique_counter);
+                                             (unsigned long long)p->started_ns);
         if (!p->display_id)
             return -1;
     }

@@ -284,8 +284,10 @@ int cellar_report_type_init(PyObject *module, cellar_state *st)
     if (!st->ReportType ||
         PyModule_AddObjectRef(module, "Report", (PyObject *)st->ReportType) < 0)
         return -1;
-    PyObject *render = PyDescr_NewMethod((PyTypeObject *)st->RunError, &run_error_render_def);
-    int rc = render ? PyObject_SetAttrString(st->RunError, "_render_traceback_", render) : -1;
+    PyObject *render =
+        PyDescr_NewMethod((PyTypeObject *)st->RunError, &run_error_render_def);
+    int rc =
+        render ? PyObject_SetAttrString(st->RunError, "_render_traceback_", render) : -1;
     Py_XDECREF(render);
     return rc;
 }
@@ -336,11 +338,12 @@ int cellar_display_publish(cellar_state *st, PyObject *data, PyObject *display_i
     PyObject *pub = PyObject_GetAttrString(st->shell, "display_pub");
     PyObject *publish = pub ? PyObject_GetAttrString(pub, "publish") : NULL;
     PyObject *args = publish ? PyTuple_Pack(1, data) : NULL;
-    PyObject *kwargs =
-        !args        ? NULL
-        : display_id ? Py_BuildValue("{s{}s{sO}sO}", "metadata", "transient", "display_id",
-                                     display_id, "update", update ? Py_True : Py_False)
-                     : Py_BuildValue("{s{}}", "metadata");
+    PyObject *kwargs = !args ? NULL
+                       : display_id
+                           ? Py_BuildValue("{s{}s{sO}sO}", "metadata", "transient",
+                                           "display_id", display_id, "update",
+                                           update ? Py_True : Py_False)
+                           : Py_BuildValue("{s{}}", "metadata");
     PyObject *r = kwargs ? PyObject_Call(publish, args, kwargs) : NULL;
     Py_XDECREF(r);
     Py_XDECREF(kwargs);
@@ -468,8 +471,8 @@ PyObject *run_status_report(run_ctx *ctx)
         } else {
             missing = PyUnicode_FromString("");
         }
-        PyObject *row = missing ? Py_BuildValue("(OsN)", s->fn->name, plan_state(s), missing)
-                                : NULL;
+        PyObject *row =
+            missing ? Py_BuildValue("(OsN)", s->fn->name, plan_state(s), missing) : NULL;
         if (!row || PyList_Append(rows, row) < 0)
             Py_CLEAR(rows);
         Py_XDECREF(row);
@@ -489,8 +492,8 @@ PyObject *run_status_report(run_ctx *ctx)
     PyObject *note =
         needing ? PyUnicode_FromString(
                       "Give each missing input with --input NAME=VALUE (or NAME=... to "
-                      "cellar.run), define a global of that name, or give the parameter a "
-                      "default.")
+                      "cellar.run), define a global of that name, or give the parameter "
+                      "a default.")
                 : Py_NewRef(Py_None);
     if (title && header && note)
         rep = cellar_report_new(ctx->st, title, header, rows, note);
