@@ -125,6 +125,7 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs)
         run_plan_order(&ctx, ids, (size_t)ntargets) < 0)
         goto done;
     ctx.progress.started_ns = t0;
+    ctx.progress.current = -1;
     int rc = 0;
     for (size_t i = 0; rc == 0 && !ctx.interrupted && i < ctx.norder; i++) {
         ctx.progress.done = i;

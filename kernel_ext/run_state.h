@@ -15,6 +15,7 @@
 
 #include "cellar_ext.h"
 
+#include <pthread.h>
 #include <time.h>
 
 #include "cellar/graph.h"
@@ -51,14 +52,25 @@ typedef struct slot {
     cellar_pickled pickled;
 } slot;
 
-/* The live progress line (progress.c). */
+/* The live progress line (progress.c).  The watcher thread reads and writes
+ * these fields only with the GIL held, and `stop` only with `mu` locked. */
 typedef struct run_progress {
-    uint64_t started_ns; /* CLOCK_MONOTONIC at the start of the run; 0: no progress */
-    uint64_t shown_ns;   /* when the line was last drawn, 0 before the first */
-    size_t done;         /* nodes planned so far */
+    uint64_t started_ns;  /* CLOCK_MONOTONIC at the start of the run; 0: no progress */
+    uint64_t shown_ns;    /* when the line was last drawn, 0 before the first */
+    size_t done;          /* nodes planned so far */
+    int current;          /* the node computing or loading (or last to), -1 none */
+    bool loading;         /* `current` is loading, not computing */
+    bool busy;            /* a draw is under way (it runs Python code) */
+    bool paused;          /* erased for a traceback: not drawn until the next node */
     PyObject *display_id; /* str, once the line is a display in a notebook */
     size_t drawn;         /* characters of the line on stderr, in a terminal */
     int where;            /* 0 not decided yet, 1 a notebook display, 2 stderr */
+    /* The watcher thread, started at the run's first computation. */
+    bool watching, thread_running, stop;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    PyObject *context; /* contextvars of the run, entered by the watcher */
 } run_progress;
 
 typedef struct run_ctx {
