@@ -8,10 +8,10 @@
  * notebook-defined functions), values.c (pickling, data versions and the
  * checks behind in-memory reuse), code_version.c and code_fingerprint.c
  * (code versions), results.c (loading stored values), run.c (the entry
- * points of a run and of status queries) with plan.c, execute.c and save.c
- * (planning, executing and saving it; they share run_state.h), report.c (the
- * reports shown in the notebook), graph_view.c (%cellar graph) and magic.c
- * (the `%cellar` line).  All state lives in cellar_state, reached
+ * points of a run and of status queries) with plan.c, execute.c, save.c and
+ * progress.c (planning, executing and saving it, and its live progress line;
+ * they share run_state.h), report.c (the reports shown in the notebook),
+ * graph_view.c (%cellar graph) and magic.c (the `%cellar` line).  All state lives in cellar_state, reached
  * from the module object; every entry point holds the GIL, which serializes
  * access.
  */
