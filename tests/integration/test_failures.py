@@ -271,3 +271,34 @@ def test_corrupted_stored_result_is_recomputed_with_warning(kernel):
     assert kernel.eval("_v == _payload()") is True
     assert kernel.take_calls() == calls()
     assert not res.warnings, res.warnings
+
+
+def test_terminal_ipython_shows_node_traceback_and_one_line_run_error(tmp_path):
+    """In a terminal IPython the same: the node's frames by IPython's formatter, then the
+    report, then RunError as one line, and no frame of the magic call."""
+    import os
+    import subprocess
+    import sys
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "ip = get_ipython()\n"
+        "for cell in ['%load_ext cellar',\n"
+        "             'def a():\\n    return 1\\n\\ndef bad(a):\\n    raise ValueError(\"boom-77\")\\n',\n"
+        "             '%cellar run bad', 'print(\"after\")']:\n"
+        "    ip.run_cell(cell, store_history=True)\n"
+    )
+    env = dict(os.environ, CELLAR_DIR=str(tmp_path / "store"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=NoColor",
+         "-c", f"exec(open({str(driver)!r}).read())"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    text = proc.stdout + proc.stderr
+    assert "after" in proc.stdout, text
+    assert re.search(r"in bad\(a\)", text) and 'raise ValueError("boom-77")' in text, text
+    assert text.count("Traceback (most recent call last)") == 1, text
+    assert "run_line_magic" not in text, text
+    lines = [ln for ln in text.splitlines() if ln.startswith("RunError")]
+    assert lines == ["RunError: not every target could be produced: bad failed: ValueError: "
+                     "boom-77"], text
+    assert text.index("boom-77") < text.index("cellar run: 2 nodes") < text.index("RunError"), text
