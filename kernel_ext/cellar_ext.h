@@ -7,11 +7,14 @@
  * warnings), hooks.c (the cell hooks), registry.c (the registry of
  * notebook-defined functions), values.c (pickling, data versions and the
  * checks behind in-memory reuse), code_version.c and code_fingerprint.c
- * (code versions), results.c (loading stored values), run.c (planning and
- * executing a run), report.c (the run report shown in the notebook),
- * lineage.c (what runs recorded: `%cellar log`, `%cellar show`),
- * results_view.c (`cellar.results`), gc_magic.c (the store's size) and magic.c (the `%cellar` line).  All state lives in
- * cellar_state, reached from the module object; every entry point holds the GIL, which
+ * (code versions), results.c (loading stored values), run.c (the entry
+ * points of a run and of status queries) with plan.c, execute.c, save.c and
+ * progress.c (planning, executing and saving it, and its live progress line;
+ * they share run_state.h), report.c (the reports shown in the notebook),
+ * graph_view.c (%cellar graph), lineage.c (what runs recorded: `%cellar log`,
+ * `%cellar show`), results_view.c (`cellar.results`), gc_magic.c (the store's
+ * size) and magic.c (the `%cellar` line).  All state lives in cellar_state,
+ * reached from the module object; every entry point holds the GIL, which
  * serializes access.
  */
 #ifndef CELLAR_EXT_H
@@ -280,6 +283,8 @@ PyObject *cellar_load_value(cellar_state *st, cellar_reader *r, const cellar_has
                             cellar_status *status, cellar_error *err);
 
 /* report.c */
+/* Creates cellar.Report, and gives st->RunError (created before) its
+ * _render_traceback_, so that IPython shows a RunError without frames. */
 int cellar_report_type_init(PyObject *module, cellar_state *st);
 /* title: str; header: tuple of str; rows: list of tuples of str; note: str
  * shown after the table, or NULL. */
@@ -290,8 +295,18 @@ PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
  * display publisher (IPython's generic formatters, which cost milliseconds a
  * call, have nothing to add), or printed when there is no shell. */
 int cellar_report_show(cellar_state *st, PyObject *report);
+/* The same, as the display `display_id` (a str, or NULL for a new display
+ * without one), replacing that display's content when `update`.  Needs a
+ * shell whose display publisher takes `transient` and `update` (ipykernel's)
+ * when display_id is not NULL.  0, or -1 with a Python error. */
+int cellar_report_publish(cellar_state *st, PyObject *report, PyObject *display_id,
+                          bool update);
+/* Publishes the mime bundle `data` (a dict) through the shell's display
+ * publisher, with `display_id` and `update` as above.  0, or -1. */
+int cellar_display_publish(cellar_state *st, PyObject *data, PyObject *display_id,
+                           bool update);
 
-/* run.c */
+/* run.c (with plan.c, execute.c, save.c: run_state.h) */
 /* Runs `targets` (list of str) with `inputs` (dict); the nodes named in
  * `recompute` (a set of str, or NULL) are computed even when cached. */
 PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs,

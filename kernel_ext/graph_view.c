@@ -6,15 +6,16 @@
  * as text/plain (a listing of the edges).
  *
  * Each node's status joins two sources.  "Up to date", "needs run" and
- * "needs input" come from run.c's planning for the current code and inputs
- * (cellar_node_statuses), the same as `%cellar status`.  What this kernel's
- * last run did comes from its run record in the store (records.h), read
- * back: an up-to-date node whose current key is the one that run recorded
- * shows "computed", "loaded" or "in memory"; a node that still needs a run
- * and failed in it shows "failed".  An input shows where its value would come
- * from: "given" (--input), "global", "default", or "missing" when a node that
- * reads it has no default.  When the graph has a cycle nothing can be
- * planned; it is drawn all the same, with the nodes on a cycle "in cycle".
+ * "needs input" come from the status planning for the current code and
+ * inputs (cellar_node_statuses, plan.c), the same as `%cellar status`.  What
+ * this kernel's last run did comes from its run record in the store
+ * (records.h), read back: an up-to-date node whose current key is the one
+ * that run recorded shows "computed", "loaded" or "in memory"; a node that
+ * still needs a run and failed in it shows "failed".  An input shows where
+ * its value would come from: "given" (--input), "global", "default", or
+ * "missing" when a node that reads it has no default.  When the graph has a
+ * cycle nothing can be planned; it is drawn all the same, with the nodes on
+ * a cycle "in cycle".
  */
 #include "cellar_ext.h"
 

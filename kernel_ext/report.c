@@ -6,11 +6,16 @@
  * display machinery asks it for `_repr_html_` in a notebook (a table with
  * each status coloured) and for `__repr__` in a terminal (aligned columns
  * separated by at least two spaces).  The caller chooses the rows; a report
- * never shows more than SHOWN_ROWS of them.
+ * never shows more than SHOWN_ROWS of them.  The rows of a run's report (one
+ * per node, times and sizes as units.h writes them, in the title too) and of
+ * a status query's (each missing input named beside the node that needs it)
+ * are made here from the run's slots (run_state.h).
  */
-#include "cellar_ext.h"
+#include "run_state.h"
 
 #include <structmember.h>
+
+#include "cellar/units.h"
 
 #define SHOWN_ROWS 60
 
@@ -266,12 +271,42 @@ static PyType_Spec report_spec = {
     .slots = report_slots,
 };
 
+/* RunError._render_traceback_: IPython shows an exception that has this
+ * method by the lines it returns instead of a traceback.  A RunError follows
+ * the report, which (with the failing nodes' own tracebacks shown before it)
+ * says what went wrong; its frames would only be the `%cellar run` call. */
+static PyObject *run_error_render(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    const char *name = Py_TYPE(self)->tp_name, *dot = strrchr(name, '.');
+    PyObject *text = PyObject_Str(self);
+    PyObject *line = text ? PyUnicode_FromFormat("%s: %U", dot ? dot + 1 : name, text)
+                          : NULL;
+    PyObject *lines = line ? PyList_New(1) : NULL;
+    if (lines)
+        PyList_SET_ITEM(lines, 0, Py_NewRef(line));
+    Py_XDECREF(line);
+    Py_XDECREF(text);
+    return lines;
+}
+
+static PyMethodDef run_error_render_def = {
+    "_render_traceback_", run_error_render, METH_NOARGS,
+    "The lines IPython shows for this error: its type and message, no frames.",
+};
+
 int cellar_report_type_init(PyObject *module, cellar_state *st)
 {
     st->ReportType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &report_spec, NULL);
-    if (!st->ReportType)
+    if (!st->ReportType ||
+        PyModule_AddObjectRef(module, "Report", (PyObject *)st->ReportType) < 0)
         return -1;
-    return PyModule_AddObjectRef(module, "Report", (PyObject *)st->ReportType);
+    PyObject *render =
+        PyDescr_NewMethod((PyTypeObject *)st->RunError, &run_error_render_def);
+    int rc =
+        render ? PyObject_SetAttrString(st->RunError, "_render_traceback_", render) : -1;
+    Py_XDECREF(render);
+    return rc;
 }
 
 PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
@@ -288,7 +323,8 @@ PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,
     return (PyObject *)self;
 }
 
-int cellar_report_show(cellar_state *st, PyObject *self)
+int cellar_report_publish(cellar_state *st, PyObject *self, PyObject *display_id,
+                          bool update)
 {
     PyObject *text = PyObject_Repr(self);
     if (!text)
@@ -301,18 +337,187 @@ int cellar_report_show(cellar_state *st, PyObject *self)
     PyObject *html = report_html((report *)self, NULL);
     PyObject *data =
         html ? Py_BuildValue("{sOsO}", "text/plain", text, "text/html", html) : NULL;
-    PyObject *pub = data ? PyObject_GetAttrString(st->shell, "display_pub") : NULL;
+    int rc = data ? cellar_display_publish(st, data, display_id, update) : -1;
+    Py_XDECREF(data);
+    Py_XDECREF(html);
+    Py_DECREF(text);
+    return rc;
+}
+
+int cellar_report_show(cellar_state *st, PyObject *self)
+{
+    return cellar_report_publish(st, self, NULL, false);
+}
+
+int cellar_display_publish(cellar_state *st, PyObject *data, PyObject *display_id,
+                           bool update)
+{
+    PyObject *pub = PyObject_GetAttrString(st->shell, "display_pub");
     PyObject *publish = pub ? PyObject_GetAttrString(pub, "publish") : NULL;
     PyObject *args = publish ? PyTuple_Pack(1, data) : NULL;
-    PyObject *kwargs = args ? Py_BuildValue("{s{}}", "metadata") : NULL;
+    PyObject *kwargs = !args ? NULL
+                       : display_id
+                           ? Py_BuildValue("{s{}s{sO}sO}", "metadata", "transient",
+                                           "display_id", display_id, "update",
+                                           update ? Py_True : Py_False)
+                           : Py_BuildValue("{s{}}", "metadata");
     PyObject *r = kwargs ? PyObject_Call(publish, args, kwargs) : NULL;
     Py_XDECREF(r);
     Py_XDECREF(kwargs);
     Py_XDECREF(args);
     Py_XDECREF(publish);
     Py_XDECREF(pub);
-    Py_XDECREF(data);
-    Py_XDECREF(html);
-    Py_DECREF(text);
     return r ? 0 : -1;
+}
+
+/* ---- a run's rows ---- */
+
+/* Times and sizes print as units.h says, the same as in `cellar` and in the
+ * %load_ext summary. */
+static PyObject *format_seconds(double s)
+{
+    char buf[CELLAR_UNITS_BUFSIZE];
+    if (s < 0)
+        return PyUnicode_FromString("-");
+    return PyUnicode_FromString(cellar_units_duration((uint64_t)(s * 1e9), buf));
+}
+
+static PyObject *format_size(bool have, uint64_t n)
+{
+    char buf[CELLAR_UNITS_BUFSIZE];
+    if (!have)
+        return PyUnicode_FromString("-");
+    return PyUnicode_FromString(cellar_units_size(n, buf));
+}
+
+/* A long run's report lists every node that did something (computed,
+ * failed, skipped) and as many cache hits as fit in REPORT_ROWS; the note
+ * counts the rest.  Only the rows shown are formatted. */
+#define REPORT_ROWS 30
+
+static int add_row(PyObject *rows, slot *s)
+{
+    PyObject *row =
+        Py_BuildValue("(OsNN)", s->fn->name, run_status_names[s->status],
+                      format_seconds(s->seconds), format_size(s->have_size, s->size));
+    int rc = row ? PyList_Append(rows, row) : -1;
+    Py_XDECREF(row);
+    return rc;
+}
+
+static bool is_hit(const slot *s)
+{
+    return s->status == ST_LOADED || s->status == ST_MEMORY;
+}
+
+PyObject *run_report(run_ctx *ctx, double total)
+{
+    size_t counts[6] = {0}, active = 0;
+    for (size_t i = 0; i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        counts[s->status]++;
+        active += !is_hit(s);
+    }
+    size_t hits_shown = active >= REPORT_ROWS ? 0 : REPORT_ROWS - active;
+    size_t hidden_loaded = 0, hidden_memory = 0;
+    PyObject *rows = PyList_New(0);
+    if (!rows)
+        return NULL;
+    for (size_t i = 0; i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        if (is_hit(s)) {
+            if (hits_shown == 0) {
+                hidden_loaded += s->status == ST_LOADED;
+                hidden_memory += s->status == ST_MEMORY;
+                continue;
+            }
+            hits_shown--;
+        }
+        if (add_row(rows, s) < 0) {
+            Py_DECREF(rows);
+            return NULL;
+        }
+    }
+    char took[CELLAR_UNITS_BUFSIZE];
+    cellar_units_duration((uint64_t)(total * 1e9), took);
+    PyObject *title = PyUnicode_FromFormat(
+        "cellar run: %zu nodes, %zu computed, %zu loaded, %zu in memory, %zu failed, "
+        "%zu skipped (%s)",
+        ctx->norder, counts[ST_COMPUTED], counts[ST_LOADED], counts[ST_MEMORY],
+        counts[ST_FAILED], counts[ST_SKIPPED], took);
+    PyObject *note =
+        (hidden_loaded || hidden_memory)
+            ? PyUnicode_FromFormat("... and %zu more nodes not listed: %zu loaded, "
+                                   "%zu in memory",
+                                   hidden_loaded + hidden_memory, hidden_loaded,
+                                   hidden_memory)
+            : Py_NewRef(Py_None);
+    PyObject *header = Py_BuildValue("(ssss)", "node", "status", "time", "size");
+    PyObject *rep = (title && header && note)
+                           ? cellar_report_new(ctx->st, title, header, rows, note)
+                           : NULL;
+    Py_XDECREF(title);
+    Py_XDECREF(header);
+    Py_XDECREF(note);
+    Py_DECREF(rows);
+    return rep;
+}
+
+/* ---- a status query's rows ---- */
+
+static const char *plan_state(const slot *s)
+{
+    return s->status == ST_LOADED   ? "up to date"
+           : s->status == ST_FAILED ? "needs input"
+                                    : "needs run";
+}
+
+PyObject *run_status_report(run_ctx *ctx)
+{
+    PyObject *rep = NULL, *rows = PyList_New(0), *comma = PyUnicode_FromString(", ");
+    size_t fresh = 0, needing = 0;
+    for (size_t i = 0; rows && comma && i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        fresh += s->status == ST_LOADED;
+        PyObject *missing = NULL;
+        if (s->status == ST_FAILED) {
+            PyObject *names = run_missing_inputs(ctx, ctx->order[i]);
+            missing = names ? PyUnicode_Join(comma, names) : NULL;
+            Py_XDECREF(names);
+            needing++;
+        } else {
+            missing = PyUnicode_FromString("");
+        }
+        PyObject *row =
+            missing ? Py_BuildValue("(OsN)", s->fn->name, plan_state(s), missing) : NULL;
+        if (!row || PyList_Append(rows, row) < 0)
+            Py_CLEAR(rows);
+        Py_XDECREF(row);
+    }
+    if (rows && !needing) /* the column only when some input is missing */
+        for (Py_ssize_t i = 0; rows && i < PyList_GET_SIZE(rows); i++) {
+            PyObject *two = PyTuple_GetSlice(PyList_GET_ITEM(rows, i), 0, 2);
+            if (!two || PyList_SetItem(rows, i, two) < 0)
+                Py_CLEAR(rows);
+        }
+    PyObject *title =
+        rows ? PyUnicode_FromFormat("cellar status: %zu of %zu nodes up to date", fresh,
+                                    ctx->norder)
+             : NULL;
+    PyObject *header = needing ? Py_BuildValue("(sss)", "node", "state", "missing input")
+                               : Py_BuildValue("(ss)", "node", "state");
+    PyObject *note =
+        needing ? PyUnicode_FromString(
+                      "Give each missing input with --input NAME=VALUE (or NAME=... to "
+                      "cellar.run), define a global of that name, or give the parameter "
+                      "a default.")
+                : Py_NewRef(Py_None);
+    if (title && header && note)
+        rep = cellar_report_new(ctx->st, title, header, rows, note);
+    Py_XDECREF(title);
+    Py_XDECREF(header);
+    Py_XDECREF(note);
+    Py_XDECREF(rows);
+    Py_XDECREF(comma);
+    return rep;
 }

@@ -128,9 +128,12 @@ class Result:
     status: str = ""
     stdout: str = ""
     stderr: str = ""
-    displays: list[dict] = field(default_factory=list)  # display_data bundles
+    displays: list[dict] = field(default_factory=list)  # display_data bundles, as last updated
+    display_ids: list[str | None] = field(default_factory=list)  # transient display_id of each
+    messages: list[dict] = field(default_factory=list)  # every iopub message (type, content)
     results: list[dict] = field(default_factory=list)  # execute_result bundles
-    error: dict | None = None  # ename, evalue, traceback
+    error: dict | None = None  # ename, evalue, traceback (of the last error)
+    errors: list[dict] = field(default_factory=list)  # every error output, in order
 
     @property
     def reports(self) -> list[Report]:
@@ -153,11 +156,13 @@ class Result:
 
     @property
     def error_text(self) -> str:
-        """ename, evalue and the traceback, ANSI colours removed, plus stderr."""
-        if not self.error:
+        """ename, evalue and the traceback of each error output (a failing node's, then
+        the cell's), ANSI colours removed, plus stderr."""
+        if not self.errors:
             return self.stderr
-        tb = "\n".join(self.error.get("traceback", []))
-        return strip_ansi(f"{self.error['ename']}: {self.error['evalue']}\n{tb}\n{self.stderr}")
+        parts = [f"{e['ename']}: {e['evalue']}\n" + "\n".join(e.get("traceback", []))
+                 for e in self.errors]
+        return strip_ansi("\n".join(parts) + f"\n{self.stderr}")
 
     def describe(self) -> str:
         return (f"--- code:\n{self.code}\n--- status: {self.status}\n--- stdout:\n{self.stdout}"
@@ -258,6 +263,7 @@ class Kernel:
             if m["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = m["msg_type"], m["content"]
+            res.messages.append({"type": kind, "content": content})
             if kind == "stream":
                 if content["name"] == "stdout":
                     res.stdout += content["text"]
@@ -265,11 +271,19 @@ class Kernel:
                     res.stderr += content["text"]
             elif kind == "display_data":
                 res.displays.append(content["data"])
+                res.display_ids.append(content.get("transient", {}).get("display_id"))
+            elif kind == "update_display_data":
+                # As a frontend does: the display with that id takes the new content.
+                did = content.get("transient", {}).get("display_id")
+                for i, known in enumerate(res.display_ids):
+                    if known is not None and known == did:
+                        res.displays[i] = content["data"]
             elif kind == "execute_result":
                 res.results.append(content["data"])
             elif kind == "error":
                 res.error = {"ename": content["ename"], "evalue": content["evalue"],
                              "traceback": content["traceback"]}
+                res.errors.append(res.error)
             elif kind == "status" and content["execution_state"] == "idle":
                 break
         while True:

@@ -1,8 +1,10 @@
 """Issue point 9: failures stay local to a node and are never silent."""
 
+import re
+
 import pytest
 
-from conftest import calls
+from conftest import calls, strip_ansi
 
 NODES = '''
 def a():
@@ -31,9 +33,10 @@ def test_failing_node_fails_only_its_dependants(kernel):
     res = kernel.cellar_run("after_bad good")
     assert res.status == "error", res.describe()
     assert kernel.take_calls() == calls("a", "bad", "good"), "good is independent and still runs"
-    # The node's own traceback is shown.
-    assert "Traceback" in res.stderr and "boom-4711 from bad" in res.stderr, res.describe()
-    assert "ValueError" in res.stderr
+    # The node's own traceback is shown, by IPython's formatter, as an error output.
+    node_errors = [e for e in res.errors if e["ename"] == "ValueError"]
+    assert len(node_errors) == 1, res.describe()
+    assert "boom-4711 from bad" in strip_ansi("\n".join(node_errors[0]["traceback"]))
     # The report comes first, and says who failed and who was skipped.
     rep = res.report
     assert rep.status("bad") == "failed"
@@ -57,7 +60,7 @@ def test_failing_node_fails_only_its_dependants(kernel):
     res = kernel.cellar_run("after_bad")
     assert res.status == "error"
     assert kernel.take_calls() == calls("bad"), "bad is retried; a is a stored hit (loaded, not run)"
-    assert "boom-4711 from bad" in res.stderr
+    assert "boom-4711 from bad" in res.error_text
 
     # Same code, but now it succeeds: the earlier failure was not cached.
     (kernel.dir / "fail.flag").unlink()
@@ -65,6 +68,59 @@ def test_failing_node_fails_only_its_dependants(kernel):
     assert kernel.eval("_v") == 12
     assert kernel.take_calls() == calls("bad", "after_bad")
     assert res.report.status("bad") == "computed"
+
+
+def test_node_traceback_by_ipython_and_run_error_once(kernel):
+    """The failing node's traceback is IPython's rendering of the node's own frames (a
+    helper it calls included), shown once; the RunError after it is one summary line,
+    without a traceback of the `%cellar run` call."""
+    (kernel.dir / "fail.flag").write_text("")
+    kernel.ok(NODES, cell_id="nodes")
+    kernel.ok("""
+        def _check(x):
+            raise KeyError(f"key-{x}-from-helper")
+
+        def uses_helper(a):
+            _log("uses_helper")
+            return _check(a)
+        """, cell_id="helper-node")
+    res = kernel.cellar_run("after_bad uses_helper")
+    assert res.status == "error"
+    assert kernel.take_calls() == calls("a", "bad", "uses_helper")
+    assert [e["ename"] for e in res.errors] == ["ValueError", "KeyError", "RunError"], \
+        res.describe()
+    everything = strip_ansi("\n".join(
+        "\n".join(m["content"].get("traceback", [])) + m["content"].get("text", "")
+        for m in res.messages if m["type"] in ("error", "stream")))
+    assert "run_line_magic" not in everything, everything
+    assert "cellar" not in everything.replace("cellar run", "").split("RunError")[0], \
+        "no frame of cellar's before the summary"
+    bad_tb, helper_tb, run_error = (strip_ansi("\n".join(e["traceback"])) for e in res.errors)
+    # IPython's own formatter: its "Cell In[N], line L, in NAME" frames, source lines shown.
+    assert re.search(r"Cell In\[\d+\], line \d+, in bad\b", bad_tb), bad_tb
+    assert 'raise ValueError("boom-4711 from bad")' in bad_tb, bad_tb
+    assert re.search(r"in uses_helper\b", helper_tb) and re.search(r"in _check\b", helper_tb), \
+        helper_tb
+    assert everything.count("Traceback (most recent call last)") == 2, \
+        "each failing node's traceback once, and none for the RunError"
+    assert "ValueError: boom-4711 from bad" in bad_tb.strip().splitlines()[-1], bad_tb
+    assert "Traceback" not in run_error and "---" not in run_error, run_error
+    assert run_error.strip().splitlines() == [
+        "RunError: " + res.error["evalue"]], run_error
+    assert "bad failed" in run_error and "after_bad skipped" in run_error, run_error
+    assert res.report.status("bad") == "failed"
+
+
+def test_run_error_from_python_has_no_frames_of_the_call(kernel):
+    res = kernel.run("""
+        import cellar
+        cellar.run("no_such_node")
+        """)
+    assert res.status == "error"
+    assert len(res.errors) == 1 and res.error["ename"] == "RunError"
+    tb = strip_ansi("\n".join(res.error["traceback"]))
+    assert tb.strip().splitlines() == ["RunError: " + res.error["evalue"]], tb
+    assert "no_such_node" in tb
 
 
 def test_failure_retried_in_same_session(kernel):
@@ -215,3 +271,34 @@ def test_corrupted_stored_result_is_recomputed_with_warning(kernel):
     assert kernel.eval("_v == _payload()") is True
     assert kernel.take_calls() == calls()
     assert not res.warnings, res.warnings
+
+
+def test_terminal_ipython_shows_node_traceback_and_one_line_run_error(tmp_path):
+    """In a terminal IPython the same: the node's frames by IPython's formatter, then the
+    report, then RunError as one line, and no frame of the magic call."""
+    import os
+    import subprocess
+    import sys
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "ip = get_ipython()\n"
+        "for cell in ['%load_ext cellar',\n"
+        "             'def a():\\n    return 1\\n\\ndef bad(a):\\n    raise ValueError(\"boom-77\")\\n',\n"
+        "             '%cellar run bad', 'print(\"after\")']:\n"
+        "    ip.run_cell(cell, store_history=True)\n"
+    )
+    env = dict(os.environ, CELLAR_DIR=str(tmp_path / "store"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=NoColor",
+         "-c", f"exec(open({str(driver)!r}).read())"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    text = proc.stdout + proc.stderr
+    assert "after" in proc.stdout, text
+    assert re.search(r"in bad\(a\)", text) and 'raise ValueError("boom-77")' in text, text
+    assert text.count("Traceback (most recent call last)") == 1, text
+    assert "run_line_magic" not in text, text
+    lines = [ln for ln in text.splitlines() if ln.startswith("RunError")]
+    assert lines == ["RunError: not every target could be produced: bad failed: ValueError: "
+                     "boom-77"], text
+    assert text.index("boom-77") < text.index("cellar run: 2 nodes") < text.index("RunError"), text

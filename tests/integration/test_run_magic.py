@@ -137,6 +137,65 @@ def test_status_tracks_code_and_inputs(kernel):
     assert kernel.take_calls() == calls(), "status must not run anything"
 
 
+def test_status_names_each_missing_input_and_its_node(kernel):
+    kernel.ok("""
+        def raw(path, sep):
+            _log("raw")
+            return path + sep
+
+        def cooked(raw, scale=2):
+            _log("cooked")
+            return raw * scale
+
+        def other(limit):
+            _log("other")
+            return limit
+        """, cell_id="defs")
+    res = kernel.ok("%cellar status --input sep=,")
+    text = res.displays[-1]["text/plain"]
+    lines = text.splitlines()
+    assert lines[0] == "cellar status: 0 of 3 nodes up to date", text
+    assert re.split(r"\s{2,}", lines[1].strip()) == ["node", "state", "missing input"], text
+    rows = {cols[0]: cols[1:] for cols in (re.split(r"\s{2,}", ln.strip()) for ln in lines[2:5])}
+    assert rows["raw"] == ["needs input", "path"], text  # sep is given, path is not
+    assert rows["other"] == ["needs input", "limit"], text
+    assert rows["cooked"] == ["needs run"], text  # scale has a default
+    assert "--input NAME=VALUE" in lines[-1], text
+    assert "path" in res.displays[-1]["text/html"] and "limit" in res.displays[-1]["text/html"]
+    # Both missing inputs of one node are named; a global counts as given.
+    kernel.ok("limit = 3")
+    text = kernel.ok("%cellar status").displays[-1]["text/plain"]
+    assert re.search(r"^raw\s{2,}needs input\s{2,}path, sep$", text, re.M), text
+    assert re.search(r"^other\s{2,}needs run\s*$", text, re.M), text
+    assert kernel.take_calls() == calls(), "status runs nothing"
+    # Nothing missing: no column, no note.
+    kernel.cellar_run("cooked other --input path=p --input sep=s").ok()
+    text = kernel.ok("%cellar status --input path=p --input sep=s").displays[-1]["text/plain"]
+    assert text.splitlines()[1].split() == ["node", "state"], text
+    assert "missing" not in text and "--input" not in text, text
+
+
+UNIT = r"\d+(\.\d+)? (ns|µs|ms|s)"
+
+
+def test_report_title_and_rows_write_times_alike(kernel):
+    kernel.ok(CHAIN_DEFS, cell_id="defs")
+    kernel.ok("""
+        import time
+        def slowish(c):
+            time.sleep(0.02)
+            return c
+        """, cell_id="slowish")
+    rep = kernel.cellar_run("slowish").ok().report
+    title = rep.text.splitlines()[0]
+    m = re.search(r"\((?P<took>[^()]*)\)$", title)
+    assert m and re.fullmatch(UNIT, m.group("took")), title
+    for node in ("a", "b", "c", "slowish"):
+        assert re.fullmatch(UNIT, rep.rows[node]["time"]), rep.text
+    assert rep.rows["slowish"]["time"].endswith(" ms"), rep.text
+    assert "us" not in rep.text.replace("status", ""), "micro is µ"
+
+
 def test_load_ext_prints_store_path_and_contents(kernel_factory):
     k = kernel_factory()
     res = k.setup()
