@@ -72,6 +72,7 @@ const store_db_spec store_dbs[DB_COUNT] = {
     [DB_KEYS] = {"keys", 0, compare_hash_keys},
     [DB_NODES] = {"nodes", 0, NULL},
     [DB_RUNS] = {"runs", 0, NULL},
+    [DB_JOURNAL] = {"journal", 0, NULL, true},
 };
 
 uint64_t now_ns(void)
@@ -145,6 +146,10 @@ static int open_dbis(cellar_store *s)
         rc = mdb_dbi_open(txn, store_dbs[i].name,
                           store_dbs[i].flags | (s->read_only ? 0 : MDB_CREATE),
                           &s->dbi[i]);
+        if (rc == MDB_NOTFOUND && store_dbs[i].optional) {
+            s->dbi[i] = 0; /* read-only, written before this database existed */
+            continue;
+        }
         if (rc) {
             mdb_txn_abort(txn);
             return rc;

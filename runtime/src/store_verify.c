@@ -19,6 +19,7 @@
  * one write transaction (freeing pages is where LMDB asserts on damage), and
  * if that child dies the store is set aside after all.
  */
+#include "cellar/journal.h"
 #include "store_internal.h"
 
 #include <errno.h>
@@ -118,6 +119,17 @@ static void check_entry(child *c, MDB_txn *txn, int db, const MDB_val *k,
             to_delete(c, db, k);
         }
         return;
+    case DB_JOURNAL: {
+        cellar_journal_entry *e = NULL;
+        if (k->mv_size != 16 ||
+            cellar_journal_decode(v->mv_data, v->mv_size, &e, &why) != CELLAR_OK) {
+            problem(c, CELLAR_PROBLEM_RECORD, where,
+                    k->mv_size != 16 ? "a journal key is not 16 bytes" : why.message);
+            to_delete(c, db, k);
+        }
+        free(e);
+        return;
+    }
     case DB_RESULTS: break;
     default: return;
     }
@@ -211,6 +223,11 @@ static int child_walk(child *c)
         announce(c, "the table of named databases");
     for (int i = 0; !rc && i < DB_COUNT; i++) {
         rc = mdb_dbi_open(txn, store_dbs[i].name, 0, &s->dbi[i]);
+        if (rc == MDB_NOTFOUND && store_dbs[i].optional) {
+            s->dbi[i] = 0;
+            rc = 0;
+            continue;
+        }
         if (!rc && store_dbs[i].cmp)
             mdb_set_compare(txn, s->dbi[i], store_dbs[i].cmp);
     }
@@ -221,7 +238,8 @@ static int child_walk(child *c)
     if (!rc)
         rc = walk_db(c, txn, 1, -1, "main");
     for (int i = 0; !rc && i < DB_COUNT; i++)
-        rc = walk_db(c, txn, s->dbi[i], i, store_dbs[i].name);
+        if (s->dbi[i]) /* 0: an optional database this store does not have */
+            rc = walk_db(c, txn, s->dbi[i], i, store_dbs[i].name);
     if (rc) {
         problem(c, CELLAR_PROBLEM_STRUCTURE, "data.mdb", mdb_strerror(rc));
         return 0;
@@ -394,8 +412,11 @@ static int repair_child(cellar_store *s, const parent *p, int out)
         rc = mdb_env_open(s->env, s->path, flags, 0600);
     if (!rc)
         rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    for (int i = 0; !rc && i < DB_COUNT; i++)
+    for (int i = 0; !rc && i < DB_COUNT; i++) {
         rc = mdb_dbi_open(txn, store_dbs[i].name, 0, &s->dbi[i]);
+        if (rc == MDB_NOTFOUND && store_dbs[i].optional)
+            rc = 0; /* nothing of it can be listed for deletion */
+    }
     uint64_t removed = 0;
     for (size_t i = 0; !rc && i < p->ndels; i++) {
         MDB_val k = {p->dels[i].len, (void *)p->dels[i].key};

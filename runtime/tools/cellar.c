@@ -25,6 +25,7 @@ static const char usage[] =
     "  show NODE|KEY      a node's metadata and history, or one cache key\n"
     "  log                the runs recorded in a store, newest first\n"
     "  stats              counts and sizes of a store\n"
+    "  journal            the cells the cellar kernel ran, oldest first\n"
     "  verify [--repair]  check the whole store (structure, records, checksums,\n"
     "                     blobs); --repair drops what is damaged\n"
     "  install-kernel     install a Jupyter kernelspec for cellar-kernel\n"
@@ -50,6 +51,7 @@ static const struct command commands[] = {
     {"log", cellar_cmd_log, 1},
     {"stats", cellar_cmd_stats, 1},
     {"verify", cellar_cmd_verify, 2},
+    {"journal", cellar_cmd_journal, 1},
     {"install-kernel", cellar_cmd_install_kernel, 1},
 };
 

@@ -30,6 +30,10 @@ int cellar_cmd_stats(int argc, char **argv);
  * that cannot be written). */
 int cellar_cmd_verify(int argc, char **argv);
 
+/* cellar journal [--session S]: the cells the cellar kernel ran.  0 ok, 1 the
+ * store or a journal record cannot be read, 2 usage. */
+int cellar_cmd_journal(int argc, char **argv);
+
 /* cellar install-kernel [--user | --sys-prefix | --prefix P] [--name N]
  * [--display-name D] [--interrupt-mode M]: writes a kernelspec for
  * cellar-kernel.  0 ok, 1 it cannot be written, 2 usage. */
