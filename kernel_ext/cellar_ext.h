@@ -293,6 +293,10 @@ PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs);
 /* graph_view.c: %cellar graph, published as SVG, HTML and text. */
 PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *inputs);
 
+/* restore.c: `%cellar restore [--session S]`; `args` is the magic's split
+ * line, "restore" first.  None, or NULL with an error. */
+PyObject *cellar_restore(cellar_state *st, PyObject *args);
+
 /* magic.c */
 PyObject *cellar_magic(PyObject *module, PyObject *line);
 extern const char cellar_magic_usage[];

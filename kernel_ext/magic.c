@@ -31,6 +31,10 @@ const char cellar_magic_usage[] =
     "  %cellar dir [PATH]\n"
     "      Show the store, or switch to the store in PATH (created if missing).\n"
     "      The default store is $CELLAR_DIR, else .cellar in the kernel's directory.\n"
+    "  %cellar restore [--session S]\n"
+    "      Re-define the last session's nodes, helpers, classes and literal globals\n"
+    "      from the cellar kernel's journal, running no cell that computes; results\n"
+    "      load from the store when a run needs them.\n"
     "  %cellar --help\n"
     "      This text.\n";
 
@@ -229,6 +233,8 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
             result = magic_graph(st, args);
         else if (is_flag(cmd, "dir", NULL))
             result = magic_dir(st, args);
+        else if (is_flag(cmd, "restore", NULL))
+            result = cellar_restore(st, args);
         else
             usage_error(st, "unknown %%cellar command '%U'", cmd);
     }

@@ -269,7 +269,9 @@ static size_t statement(rule *r, size_t i, bool in_class)
     if (t->type == TOK_MAGIC) {
         const char *s = r->src + t->start;
         bool ext = !in_class && ((t->len > 10 && !memcmp(s, "%load_ext ", 10)) ||
-                                 (t->len > 12 && !memcmp(s, "%reload_ext ", 12)));
+                                 (t->len > 12 && !memcmp(s, "%reload_ext ", 12)) ||
+                                 (t->len >= 15 && !memcmp(s, "%cellar restore", 15) &&
+                                  (t->len == 15 || s[15] == ' ')));
         if (!ext)
             return fail(r, i, "is a magic or shell command that is not replayed");
         return i + 1 < r->n && r->t[i + 1].type == TOK_NEWLINE ? i + 2 : i + 1;

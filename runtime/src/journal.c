@@ -334,6 +334,7 @@ cellar_status cellar_journal_each(cellar_reader *r, const char *session,
 
 typedef struct last_ctx {
     const char *except;
+    uint64_t before_ns;
     char *out;
     size_t cap;
     bool found, fits;
@@ -342,7 +343,7 @@ typedef struct last_ctx {
 static int last_visit(void *ctx, const cellar_journal_entry *e)
 {
     last_ctx *w = ctx;
-    if (w->except && !strcmp(w->except, e->session))
+    if ((w->except && !strcmp(w->except, e->session)) || e->start_ns >= w->before_ns)
         return 0;
     w->found = true;
     w->fits = strlen(e->session) < w->cap;
@@ -352,11 +353,12 @@ static int last_visit(void *ctx, const cellar_journal_entry *e)
 }
 
 cellar_status cellar_journal_last_session(cellar_reader *r, const char *except,
-                                          char *out, size_t cap, cellar_error *err)
+                                          uint64_t before_ns, char *out, size_t cap,
+                                          cellar_error *err)
 {
     if (!r || !out || cap == 0)
         return cellar_error_set(err, CELLAR_EINVAL, "journal: missing argument");
-    last_ctx w = {except, out, cap, false, false};
+    last_ctx w = {except, before_ns, out, cap, false, false};
     cellar_status st = walk(r, true, last_visit, &w, err);
     if (st)
         return st;

@@ -443,7 +443,7 @@ static size_t replay(void *ctx, const cellar_replay_cell **cells)
             char cell[64];
             snprintf(cell, sizeof cell, "cell %zu of this session", i + 1);
             if (skipped++ < 20)
-                warn("not replaying %s: it %s", cell, why);
+                warn("not replaying %s: %s", cell, why);
         }
     }
     *cells = w->replay;

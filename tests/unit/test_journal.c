@@ -136,12 +136,16 @@ static void test_append_and_walk_in_time_order(void **state)
     assert_int_equal(cellar_journal_each(r, "old", collect, &old, NULL), CELLAR_OK);
     assert_int_equal(old.n, 2);
     char last[64];
-    assert_int_equal(cellar_journal_last_session(r, NULL, last, sizeof last, NULL), CELLAR_OK);
+    assert_int_equal(cellar_journal_last_session(r, NULL, UINT64_MAX, last, sizeof last, NULL), CELLAR_OK);
     assert_string_equal(last, "new");
-    assert_int_equal(cellar_journal_last_session(r, "new", last, sizeof last, NULL), CELLAR_OK);
+    assert_int_equal(cellar_journal_last_session(r, "new", UINT64_MAX, last, sizeof last, NULL), CELLAR_OK);
     assert_string_equal(last, "old");
+    assert_int_equal(cellar_journal_last_session(r, NULL, 500, last, sizeof last, NULL), CELLAR_OK);
+    assert_string_equal(last, "old"); /* "new" started at 500, not before */
+    assert_int_equal(cellar_journal_last_session(r, NULL, 100, last, sizeof last, NULL),
+                     CELLAR_ENOTFOUND);
     cellar_error err;
-    assert_int_equal(cellar_journal_last_session(r, "other", last, 2, &err), CELLAR_EINVAL);
+    assert_int_equal(cellar_journal_last_session(r, "other", UINT64_MAX, last, 2, &err), CELLAR_EINVAL);
     cellar_reader_end(r);
     cellar_store_close(s);
 
@@ -165,7 +169,7 @@ static void test_empty_journal_has_no_last_session(void **state)
     cellar_reader *r;
     assert_int_equal(cellar_reader_begin(s, &r, NULL), CELLAR_OK);
     char last[64];
-    assert_int_equal(cellar_journal_last_session(r, NULL, last, sizeof last, NULL),
+    assert_int_equal(cellar_journal_last_session(r, NULL, UINT64_MAX, last, sizeof last, NULL),
                      CELLAR_ENOTFOUND);
     cellar_reader_end(r);
     cellar_store_close(s);
@@ -192,6 +196,7 @@ static void test_cells_that_only_define(void **state)
         "# only a comment\nx = 1  # and a literal\n",
         "\"\"\"a docstring\"\"\"\nclass B: pass\n",
         "x = 1; y = (2, 3)\n",
+        "%cellar restore\n",
     };
     char why[CELLAR_DEFINITIONS_WHY_MAX];
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {

@@ -14,7 +14,8 @@
  *     `lo, hi = 0.1, 0.9`, `PARAMS: dict = {"k": [1, 2]}`, where a literal is
  *     made of numbers, strings (not f-strings), True, False, None, tuples,
  *     lists, dicts and sets of those, and unary or binary + and -;
- *   - `%load_ext` / `%reload_ext`, `pass`, a docstring, a comment.
+ *   - `%load_ext` / `%reload_ext`, `%cellar restore` (it only defines, by this
+ *     same rule), `pass`, a docstring, a comment.
  * Anything else (a call, an attribute or subscript assignment, `x += 1`,
  * a loop, `if`, `with`, `try`, another magic, `!shell`, a `%%` cell magic, a
  * cell that does not tokenize, or an empty one) is a cell that computes, and

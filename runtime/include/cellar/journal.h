@@ -48,8 +48,8 @@ typedef enum cellar_cell_outcome {
 /* "ok", "error", "aborted" ("unknown" outside the enum): a static string. */
 const char *cellar_cell_outcome_name(cellar_cell_outcome outcome);
 
-/* One cell.  Strings are NUL-terminated UTF-8 (code may also hold NULs: it
- * is `code_len` bytes). */
+/* One cell.  Strings are NUL-terminated UTF-8; the code is `code_len` bytes
+ * (as stored: bytes that were not UTF-8, and NULs, became U+FFFD). */
 typedef struct cellar_journal_entry {
     const char *session;     /* the kernel session: one cellar-kernel's run */
     const char *cell_id;     /* "" when the frontend sent no metadata.cellId */
@@ -111,13 +111,15 @@ cellar_status cellar_journal_each(cellar_reader *r, const char *session,
                                   cellar_journal_fn fn, void *ctx, cellar_error *err);
 
 /*
- * Writes into `out` (`cap` bytes) the session of the newest entry whose
- * session is not `except` (NULL: any): the last session before this one.
- * Returns CELLAR_OK; ENOTFOUND when there is none; EINVAL (also when the
- * session does not fit); ECORRUPT; ELMDB.
+ * Writes into `out` (`cap` bytes) the session of the newest entry that
+ * started before `before_ns` (UINT64_MAX: any time) and whose session is not
+ * `except` (NULL: any): the last session before this one.  Returns CELLAR_OK;
+ * ENOTFOUND when there is none; EINVAL (also when the session does not fit);
+ * ECORRUPT; ELMDB.
  */
 cellar_status cellar_journal_last_session(cellar_reader *r, const char *except,
-                                          char *out, size_t cap, cellar_error *err);
+                                          uint64_t before_ns, char *out, size_t cap,
+                                          cellar_error *err);
 
 #ifdef __cplusplus
 }
