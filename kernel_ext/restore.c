@@ -8,8 +8,8 @@
  * cells are read through the runtime (journal.h) into memory and the reader
  * ended before anything runs; then, oldest first, each cell that ended ok and
  * that only defines (definitions.h, the same rule crash recovery replays by)
- * is transformed by IPython (for `%load_ext` lines), executed in the user's
- * namespace and handed to the registry like a cell the hooks saw.  A
+ * is run by IPython's run_cell (silent, out of the history: its hooks do not
+ * fire) and handed to the registry like a cell the hooks saw.  A
  * `%cellar restore` cell of that session restores, in its place, the session
  * before it (or the one it named), at most a few levels deep.  No result is
  * loaded: a node's value comes from the store when a run needs it, so the
@@ -156,22 +156,32 @@ static void report(const char *what, const cell *c, const char *why, int depth)
                        why ? why : "");
 }
 
-/* Runs one definition cell in the user's namespace and registers what it
- * defined.  0, or -1 with the cell's exception set. */
-static int run_cell(cellar_state *st, const cell *c, PyObject *ns)
+/* Runs one definition cell as IPython runs a cell (its transforms, and its
+ * compiler one statement at a time, so the bytecode, and with it the code
+ * version, is what the cell made the first time), silently and outside the
+ * history, then registers what it defined.  0, or -1 with the cell's
+ * exception set. */
+static int run_cell(cellar_state *st, const cell *c)
 {
-    PyObject *src = PyObject_CallMethod(st->shell, "transform_cell", "s", c->code);
-    PyObject *name = src ? PyUnicode_FromFormat("<cellar restore %s>", c->cell_id) : NULL;
-    PyObject *code = name ? Py_CompileStringObject(PyUnicode_AsUTF8(src), name,
-                                                   Py_file_input, NULL, -1)
-                          : NULL;
-    PyObject *r = code ? PyEval_EvalCode(code, ns, ns) : NULL;
-    Py_XDECREF(src);
-    Py_XDECREF(name);
-    Py_XDECREF(code);
+    PyObject *r = PyObject_CallMethod(st->shell, "run_cell", "sOO", c->code, Py_False,
+                                      Py_True); /* store_history, silent */
     if (!r)
         return -1;
+    PyObject *exc = NULL;
+    int failed = cellar_optional_attr(r, "error_before_exec", &exc);
+    if (failed >= 0 && (!exc || exc == Py_None)) {
+        Py_XDECREF(exc);
+        failed = cellar_optional_attr(r, "error_in_exec", &exc);
+    }
     Py_DECREF(r);
+    if (failed < 0)
+        return -1;
+    if (exc && exc != Py_None) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+        return -1;
+    }
+    Py_XDECREF(exc);
     PyObject *cell_id = c->cell_id[0] ? PyUnicode_FromString(c->cell_id) : Py_NewRef(Py_None);
     int rc = cell_id ? cellar_register_source(st, c->code, (Py_ssize_t)c->len, cell_id) : -1;
     Py_XDECREF(cell_id);
@@ -206,9 +216,6 @@ static int restore_session(cellar_state *st, const char *session, const char *ex
 static int restore_cells(cellar_state *st, const cells *cs, const char *name, int depth,
                          tally *t)
 {
-    PyObject *ns = cellar_user_ns(st);
-    if (!ns)
-        return -1;
     for (size_t i = 0; i < cs->n; i++) {
         const cell *c = &cs->v[i];
         char why[CELLAR_DEFINITIONS_WHY_MAX + 80];
@@ -245,7 +252,7 @@ static int restore_cells(cellar_state *st, const cells *cs, const char *name, in
                 return -1;
             continue;
         }
-        if (run_cell(st, c, ns) < 0) {
+        if (run_cell(st, c) < 0) {
             PyObject *exc = cellar_fetch_exception();
             PyObject *text = exc ? PyObject_Str(exc) : NULL;
             if (!text)

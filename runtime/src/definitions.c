@@ -194,8 +194,10 @@ static size_t simple(rule *r, size_t i, size_t j)
         from = at + 1;
     }
     if (!literal(r, last + 1, j))
-        return fail(r, last + 1, calls(r, last + 1, j, SIZE_MAX) ? "assigns the result of a call"
-                                                                : "assigns a value that is not a literal");
+        return fail(r, i,
+                    last + 1 < j && r->t[last + 1].type == TOK_MAGIC ? "assigns what a magic returns"
+                    : calls(r, last + 1, j, SIZE_MAX)                ? "assigns the result of a call"
+                                                                     : "assigns a value that is not a literal");
     return j;
 }
 
