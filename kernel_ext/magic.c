@@ -1,6 +1,6 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
- * (shlex), then dispatches to run, status, graph, dir or help.  `--input k=v` values
+ * (shlex), then dispatches to run, status, graph, dir, restore (restore.c) or help.  `--input k=v` values
  * are read as Python literals (ast.literal_eval), or kept as strings when
  * they are not one, so `--input n=3` is an int and `--input p=data.parquet` a
  * path.

@@ -68,10 +68,10 @@ static int compare_hash_keys(const MDB_val *a, const MDB_val *b)
 }
 
 const store_db_spec store_dbs[DB_COUNT] = {
-    [DB_RESULTS] = {"results", 0, compare_hash_keys},
-    [DB_KEYS] = {"keys", 0, compare_hash_keys},
-    [DB_NODES] = {"nodes", 0, NULL},
-    [DB_RUNS] = {"runs", 0, NULL},
+    [DB_RESULTS] = {"results", 0, compare_hash_keys, false},
+    [DB_KEYS] = {"keys", 0, compare_hash_keys, false},
+    [DB_NODES] = {"nodes", 0, NULL, false},
+    [DB_RUNS] = {"runs", 0, NULL, false},
     [DB_JOURNAL] = {"journal", 0, NULL, true},
 };
 
