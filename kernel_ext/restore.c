@@ -115,9 +115,9 @@ static int read_session(cellar_state *st, const char *session, const char *excep
         if (rc == CELLAR_ENOTFOUND) {
             cellar_reader_end(r);
             say("cellar restore: the journal of %s has no %s session to "
-                               "restore (it is written by the cellar kernel)",
-                               cellar_store_path(st->store),
-                               except || before_ns != UINT64_MAX ? "earlier" : "");
+                "restore (it is written by the cellar kernel)",
+                cellar_store_path(st->store),
+                except || before_ns != UINT64_MAX ? "earlier" : "");
             return 1;
         }
     } else if (rc == CELLAR_OK) {
@@ -151,9 +151,8 @@ static void report(const char *what, const cell *c, const char *why, int depth)
     else
         snprintf(count, sizeof count, "[-]");
     say("%*s  %-9s %-6s %.*s%s%s%s", depth * 2, "", what, count,
-                       (int)(first > 50 ? 50 : first), c->code,
-                       first > 50 || c->code[first] ? " ..." : "", why ? "  -- " : "",
-                       why ? why : "");
+        (int)(first > 50 ? 50 : first), c->code,
+        first > 50 || c->code[first] ? " ..." : "", why ? "  -- " : "", why ? why : "");
 }
 
 /* Runs one definition cell as IPython runs a cell (its transforms, and its
@@ -182,8 +181,10 @@ static int run_cell(cellar_state *st, const cell *c)
         return -1;
     }
     Py_XDECREF(exc);
-    PyObject *cell_id = c->cell_id[0] ? PyUnicode_FromString(c->cell_id) : Py_NewRef(Py_None);
-    int rc = cell_id ? cellar_register_source(st, c->code, (Py_ssize_t)c->len, cell_id) : -1;
+    PyObject *cell_id =
+        c->cell_id[0] ? PyUnicode_FromString(c->cell_id) : Py_NewRef(Py_None);
+    int rc =
+        cell_id ? cellar_register_source(st, c->code, (Py_ssize_t)c->len, cell_id) : -1;
     Py_XDECREF(cell_id);
     return rc;
 }
@@ -300,13 +301,15 @@ PyObject *cellar_restore(cellar_state *st, PyObject *args)
             if (!session)
                 return NULL;
         } else {
-            PyErr_Format(st->RunError, "%%cellar restore takes [--session S], not '%U'\n\n%s",
-                         a, cellar_magic_usage);
+            PyErr_Format(st->RunError,
+                         "%%cellar restore takes [--session S], not '%U'\n\n%s", a,
+                         cellar_magic_usage);
             return NULL;
         }
     }
     if (!st->store || !st->shell) {
-        PyErr_SetString(st->RunError, "%cellar restore needs the extension loaded in IPython");
+        PyErr_SetString(st->RunError,
+                        "%cellar restore needs the extension loaded in IPython");
         return NULL;
     }
     const char *mine = getenv("CELLAR_KERNEL_SESSION");
@@ -328,8 +331,9 @@ PyObject *cellar_restore(cellar_state *st, PyObject *args)
     Py_XDECREF(names);
     if (!joined)
         return NULL;
-    PySys_FormatStdout("cellar restore: %zu restored, %zu skipped, %zu failed; nodes: %U\n",
-                       t.restored, t.skipped, t.failed, joined);
+    PySys_FormatStdout(
+        "cellar restore: %zu restored, %zu skipped, %zu failed; nodes: %U\n", t.restored,
+        t.skipped, t.failed, joined);
     Py_DECREF(joined);
     Py_RETURN_NONE;
 }

@@ -101,8 +101,8 @@ static size_t find_top(const rule *r, size_t i, size_t j, const char *op)
     return j;
 }
 
-static const char *const keywords[] = {"in", "and", "or", "not", "if", "else", "is",
-                                       "lambda", "return", "for", "yield", "await"};
+static const char *const keywords[] = {"in", "and",    "or",     "not", "if",    "else",
+                                       "is", "lambda", "return", "for", "yield", "await"};
 
 /* True when [i, j) calls something: a '(' right after a name, a string or a
  * closing bracket, except at `skip` (a def's or class's own parentheses). */
@@ -113,7 +113,8 @@ static bool calls(const rule *r, size_t i, size_t j, size_t skip)
             continue;
         const tok *p = &r->t[k - 1];
         bool kw = false;
-        for (size_t w = 0; p->type == TOK_NAME && w < sizeof keywords / sizeof *keywords; w++)
+        for (size_t w = 0; p->type == TOK_NAME && w < sizeof keywords / sizeof *keywords;
+             w++)
             kw = kw || is_name(r, k - 1, keywords[w]);
         if ((p->type == TOK_NAME && !kw) || p->type == TOK_STRING || closes(r, k - 1))
             return true;
@@ -131,12 +132,15 @@ static bool literal(const rule *r, size_t i, size_t j)
         const tok *t = &r->t[k];
         bool okay = t->type == TOK_NUMBER ||
                     (t->type == TOK_STRING && !(t->flags & TOKF_FORMATTED)) ||
-                    is_name(r, k, "True") || is_name(r, k, "False") || is_name(r, k, "None");
-        for (size_t o = 0; !okay && t->type == TOK_OP && o < sizeof ops / sizeof *ops; o++)
+                    is_name(r, k, "True") || is_name(r, k, "False") ||
+                    is_name(r, k, "None");
+        for (size_t o = 0; !okay && t->type == TOK_OP && o < sizeof ops / sizeof *ops;
+             o++)
             okay = is_op(r, k, ops[o]);
         /* A bracket right after a literal would be a call or a subscript. */
-        if (okay && k > i && opens(r, k) && !is_op(r, k - 1, ",") && !is_op(r, k - 1, ":") &&
-            !opens(r, k - 1) && !is_op(r, k - 1, "+") && !is_op(r, k - 1, "-"))
+        if (okay && k > i && opens(r, k) && !is_op(r, k - 1, ",") &&
+            !is_op(r, k - 1, ":") && !opens(r, k - 1) && !is_op(r, k - 1, "+") &&
+            !is_op(r, k - 1, "-"))
             okay = false;
         if (!okay)
             return false;
@@ -154,7 +158,8 @@ static bool targets(const rule *r, size_t i, size_t j)
         bool okay = (t->type == TOK_NAME) || is_op(r, k, ",") || is_op(r, k, "*") ||
                     is_op(r, k, "(") || is_op(r, k, ")") || is_op(r, k, "[") ||
                     is_op(r, k, "]");
-        if (okay && k > i && opens(r, k) && (r->t[k - 1].type == TOK_NAME || closes(r, k - 1)))
+        if (okay && k > i && opens(r, k) &&
+            (r->t[k - 1].type == TOK_NAME || closes(r, k - 1)))
             okay = false; /* a subscript or a call */
         if (!okay)
             return false;
@@ -178,7 +183,8 @@ static size_t simple(rule *r, size_t i, size_t j)
         size_t colon = find_top(r, i, j, ":");
         if (colon < j && targets(r, i, colon) && !calls(r, colon, j, SIZE_MAX))
             return j; /* an annotation without a value */
-        return fail(r, i, calls(r, i, j, SIZE_MAX) ? "calls a function" : "is not a definition");
+        return fail(
+            r, i, calls(r, i, j, SIZE_MAX) ? "calls a function" : "is not a definition");
     }
     /* targets = targets = ... = value; the first may be annotated. */
     size_t last = eq, k = eq;
@@ -195,9 +201,11 @@ static size_t simple(rule *r, size_t i, size_t j)
     }
     if (!literal(r, last + 1, j))
         return fail(r, i,
-                    last + 1 < j && r->t[last + 1].type == TOK_MAGIC ? "assigns what a magic returns"
-                    : calls(r, last + 1, j, SIZE_MAX)                ? "assigns the result of a call"
-                                                                     : "assigns a value that is not a literal");
+                    last + 1 < j && r->t[last + 1].type == TOK_MAGIC
+                        ? "assigns what a magic returns"
+                    : calls(r, last + 1, j, SIZE_MAX)
+                        ? "assigns the result of a call"
+                        : "assigns a value that is not a literal");
     return j;
 }
 
@@ -255,7 +263,8 @@ static size_t definition(rule *r, size_t i, bool in_class)
     if (colon >= end)
         return fail(r, i, "does not parse");
     if (calls(r, name, colon, name + 1))
-        return fail(r, i, is_class ? "computes its bases" : "computes a default or annotation");
+        return fail(r, i,
+                    is_class ? "computes its bases" : "computes a default or annotation");
     (void)in_class;
     return is_class ? class_body(r, colon + 1) : skip_suite(r, colon + 1);
 }
@@ -292,7 +301,8 @@ static size_t statement(rule *r, size_t i, bool in_class)
                 return fail(r, i, "has a decorator that computes");
         }
         size_t next = end < r->n && r->t[end].type == TOK_NEWLINE ? end + 1 : end;
-        if (!(is_op(r, next, "@") || is_name(r, next, "def") || is_name(r, next, "class") ||
+        if (!(is_op(r, next, "@") || is_name(r, next, "def") ||
+              is_name(r, next, "class") ||
               (is_name(r, next, "async") && is_name(r, next + 1, "def"))))
             return fail(r, i, "does not parse");
         return statement(r, next, in_class);
@@ -300,9 +310,9 @@ static size_t statement(rule *r, size_t i, bool in_class)
     if (is_name(r, i, "def") || is_name(r, i, "class") ||
         (is_name(r, i, "async") && is_name(r, i + 1, "def")))
         return definition(r, i, in_class);
-    static const char *const compound[] = {"if", "for", "while", "with", "try",
-                                           "async", "match", "del", "global", "nonlocal",
-                                           "assert", "raise", "return"};
+    static const char *const compound[] = {
+        "if",  "for",    "while",    "with",   "try",   "async", "match",
+        "del", "global", "nonlocal", "assert", "raise", "return"};
     for (size_t c = 0; c < sizeof compound / sizeof *compound; c++)
         if (is_name(r, i, compound[c]))
             return fail(r, i, "runs code");
@@ -335,7 +345,8 @@ static bool on_batch(void *ctx, const tok_list *batch)
 static bool cell_magic(const char *code, size_t len)
 {
     size_t p = 0;
-    while (p < len && (code[p] == ' ' || code[p] == '\t' || code[p] == '\n' || code[p] == '\r'))
+    while (p < len &&
+           (code[p] == ' ' || code[p] == '\t' || code[p] == '\n' || code[p] == '\r'))
         p++;
     return p + 1 < len && code[p] == '%' && code[p + 1] == '%';
 }

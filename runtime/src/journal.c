@@ -59,7 +59,11 @@ static json_t *text(const char *s, size_t len, bool lossy)
         size_t n = 0;
         for (size_t i = 0; i < len;) {
             const unsigned char c = (unsigned char)s[i];
-            size_t w = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+            size_t w = c < 0x80         ? 1
+                       : (c >> 5) == 6  ? 2
+                       : (c >> 4) == 14 ? 3
+                       : (c >> 3) == 30 ? 4
+                                        : 0;
             bool good = w && i + w <= len && c != 0 && (pass == 0 || w == 1);
             for (size_t k = 1; good && k < w; k++)
                 good = ((unsigned char)s[i + k] & 0xC0) == 0x80;
@@ -96,19 +100,19 @@ cellar_status cellar_journal_encode(const cellar_journal_entry *e, char **out,
     }
     char hex[CELLAR_HASH_HEX_LEN + 1];
     cellar_hash_to_hex(&e->code_hash, hex);
-    json_t *o = json_pack("{s:i, s:o, s:o, s:o?, s:s, s:I, s:I, s:I, s:s, s:o?, s:b}",
-                          "format", CELLAR_JOURNAL_FORMAT, "session", session, "cell_id",
-                          cell, "code", text(e->code ? e->code : "", e->code_len, true),
-                          "code_hash", hex, "execution_count",
-                          (json_int_t)e->execution_count, "start_ns",
-                          (json_int_t)e->start_ns, "duration_ns",
-                          (json_int_t)e->duration_ns, "outcome",
-                          cellar_cell_outcome_name(e->outcome), "ename",
-                          text(e->ename, strlen(e->ename), true), "silent", e->silent);
+    json_t *o =
+        json_pack("{s:i, s:o, s:o, s:o?, s:s, s:I, s:I, s:I, s:s, s:o?, s:b}", "format",
+                  CELLAR_JOURNAL_FORMAT, "session", session, "cell_id", cell, "code",
+                  text(e->code ? e->code : "", e->code_len, true), "code_hash", hex,
+                  "execution_count", (json_int_t)e->execution_count, "start_ns",
+                  (json_int_t)e->start_ns, "duration_ns", (json_int_t)e->duration_ns,
+                  "outcome", cellar_cell_outcome_name(e->outcome), "ename",
+                  text(e->ename, strlen(e->ename), true), "silent", e->silent);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s)
-        return cellar_error_set(err, CELLAR_ENOMEM, "out of memory encoding a journal entry");
+        return cellar_error_set(err, CELLAR_ENOMEM,
+                                "out of memory encoding a journal entry");
     *out = s;
     if (len)
         *len = strlen(s);
@@ -153,11 +157,11 @@ cellar_status cellar_journal_decode(const char *t, size_t len, cellar_journal_en
     size_t session_len, cell_len, code_len, ename_len;
     json_int_t count, start, duration;
     int silent;
-    if (json_unpack(d, "{s:s%, s:s%, s:s%, s:s, s:I, s:I, s:I, s:s, s:s%, s:b}", "session",
-                    &session, &session_len, "cell_id", &cell_id, &cell_len, "code", &code,
-                    &code_len, "code_hash", &hash, "execution_count", &count, "start_ns",
-                    &start, "duration_ns", &duration, "outcome", &outcome, "ename",
-                    &ename, &ename_len, "silent", &silent) != 0) {
+    if (json_unpack(d, "{s:s%, s:s%, s:s%, s:s, s:I, s:I, s:I, s:s, s:s%, s:b}",
+                    "session", &session, &session_len, "cell_id", &cell_id, &cell_len,
+                    "code", &code, &code_len, "code_hash", &hash, "execution_count",
+                    &count, "start_ns", &start, "duration_ns", &duration, "outcome",
+                    &outcome, "ename", &ename, &ename_len, "silent", &silent) != 0) {
         json_decref(d);
         return corrupt(err, "a field is missing or of the wrong type");
     }
@@ -166,9 +170,10 @@ cellar_status cellar_journal_decode(const char *t, size_t len, cellar_journal_en
                               .duration_ns = (uint64_t)duration,
                               .silent = silent,
                               .code_len = code_len};
-    if (start < 0 || duration < 0 || count < -1 || !outcome_from_name(outcome, &e.outcome) ||
-        strlen(hash) != CELLAR_HASH_HEX_LEN || !cellar_hash_from_hex(hash, &e.code_hash) ||
-        strlen(session) != session_len || strlen(cell_id) != cell_len) {
+    if (start < 0 || duration < 0 || count < -1 ||
+        !outcome_from_name(outcome, &e.outcome) || strlen(hash) != CELLAR_HASH_HEX_LEN ||
+        !cellar_hash_from_hex(hash, &e.code_hash) || strlen(session) != session_len ||
+        strlen(cell_id) != cell_len) {
         json_decref(d);
         return corrupt(err, "a field has a value it cannot have");
     }
@@ -176,7 +181,8 @@ cellar_status cellar_journal_decode(const char *t, size_t len, cellar_journal_en
     cellar_journal_entry *r = malloc(need);
     if (!r) {
         json_decref(d);
-        return cellar_error_set(err, CELLAR_ENOMEM, "out of memory decoding a journal entry");
+        return cellar_error_set(err, CELLAR_ENOMEM,
+                                "out of memory decoding a journal entry");
     }
     char *p = (char *)(r + 1);
     const char *src[4] = {session, cell_id, code, ename};
@@ -200,7 +206,8 @@ static void make_key(uint8_t key[16], uint64_t start_ns)
 {
     static _Atomic uint64_t counter;
     put_u64be(key, start_ns);
-    put_u64be(key + 8, ((uint64_t)getpid() << 32) | (atomic_fetch_add(&counter, 1) & 0xffffffffu));
+    put_u64be(key + 8,
+              ((uint64_t)getpid() << 32) | (atomic_fetch_add(&counter, 1) & 0xffffffffu));
 }
 
 /* One attempt: 0 or an LMDB code. */
@@ -239,14 +246,16 @@ cellar_status cellar_journal_append(cellar_store *s,
                                                    : "not writable by you");
     if (s->lock_lost || !safety_lock_unchanged(s))
         return cellar_error_set(err, CELLAR_EREADONLY,
-                                "the store %s: lock.mdb was replaced; not writing", s->path);
+                                "the store %s: lock.mdb was replaced; not writing",
+                                s->path);
     if (n == 0)
         return CELLAR_OK;
     char **texts = calloc(n, sizeof *texts);
     size_t *lens = calloc(n, sizeof *lens);
-    cellar_status st = texts && lens ? CELLAR_OK
-                                     : cellar_error_set(err, CELLAR_ENOMEM,
-                                                        "out of memory writing the journal");
+    cellar_status st =
+        texts && lens
+            ? CELLAR_OK
+            : cellar_error_set(err, CELLAR_ENOMEM, "out of memory writing the journal");
     uint64_t bytes = 0;
     for (size_t i = 0; !st && i < n; i++) {
         st = cellar_journal_encode(entries[i], &texts[i], &lens[i], err);
@@ -261,10 +270,12 @@ cellar_status cellar_journal_append(cellar_store *s,
                 rc = ENOSPC;
             st = env_error(s, err, rc, "cannot write the journal");
         } else if ((rc = env_grow(s, bytes)) != 0) {
-            st = cellar_error_set(err, CELLAR_EFULL,
-                                  "the store %s is full and its map cannot grow", s->path);
+            st =
+                cellar_error_set(err, CELLAR_EFULL,
+                                 "the store %s is full and its map cannot grow", s->path);
         } else if (attempt == 7) {
-            st = cellar_error_set(err, CELLAR_EFULL, "the store %s is still full", s->path);
+            st = cellar_error_set(err, CELLAR_EFULL, "the store %s is still full",
+                                  s->path);
         }
     }
     for (size_t i = 0; texts && i < n; i++)

@@ -47,6 +47,7 @@ typedef struct underway {
 typedef struct kept {
     char *code;
     char *cell_id;
+    int64_t count;
 } kept;
 
 struct cellar_journal_writer {
@@ -61,10 +62,10 @@ struct cellar_journal_writer {
     cellar_replay_cell *replay;
     /* queue */
     pthread_mutex_t mu;
-    pthread_cond_t wake, drained;
+    pthread_cond_t wake;
     cellar_journal_entry **ring;
     size_t cap, head, count;
-    bool stopping, busy;
+    bool stopping;
     pthread_t thread;
     bool started;
     atomic_bool off; /* the journal stopped: nothing more is queued */
@@ -122,7 +123,6 @@ static void *writer_main(void *arg)
             else
                 free(e);
         }
-        w->busy = true;
         pthread_mutex_unlock(&w->mu);
         if (n && !atomic_load(&w->off) &&
             cellar_journal_append(store, (const cellar_journal_entry *const *)batch, n,
@@ -133,8 +133,6 @@ static void *writer_main(void *arg)
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
         pthread_mutex_lock(&w->mu);
-        w->busy = false;
-        pthread_cond_broadcast(&w->drained);
     }
     pthread_mutex_unlock(&w->mu);
     free(batch);
@@ -169,8 +167,9 @@ static void push(cellar_journal_writer *w, cellar_journal_entry *e)
     }
 }
 
-cellar_journal_writer *cellar_journal_writer_new(const char *store_dir, const char *session,
-                                                 size_t queue_cap, cellar_error *err)
+cellar_journal_writer *cellar_journal_writer_new(const char *store_dir,
+                                                 const char *session, size_t queue_cap,
+                                                 cellar_error *err)
 {
     cellar_journal_writer *w = calloc(1, sizeof *w);
     if (!w || !(w->dir = strdup(store_dir))) {
@@ -183,7 +182,6 @@ cellar_journal_writer *cellar_journal_writer_new(const char *store_dir, const ch
     w->ring = calloc(w->cap, sizeof *w->ring);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->wake, NULL);
-    pthread_cond_init(&w->drained, NULL);
     if (!w->ring) {
         cellar_journal_writer_free(w);
         cellar_error_set(err, CELLAR_ENOMEM, "out of memory starting the journal");
@@ -230,7 +228,6 @@ void cellar_journal_writer_free(cellar_journal_writer *w)
     free(w->ring);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->wake);
-    pthread_cond_destroy(&w->drained);
     free(w->dir);
     free(w);
 }
@@ -270,7 +267,7 @@ static void keep_for_replay(cellar_journal_writer *w, const underway *u)
         w->keep = k;
         w->cap_keep = cap;
     }
-    kept k = {strdup(u->code), strdup(u->cell_id)};
+    kept k = {strdup(u->code), strdup(u->cell_id), u->count};
     if (!k.code || !k.cell_id) {
         free(k.code);
         free(k.cell_id);
@@ -285,8 +282,8 @@ static void finish(cellar_journal_writer *w, underway *u)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t d = (int64_t)(now.tv_sec - u->t0.tv_sec) * 1000000000 +
-                (now.tv_nsec - u->t0.tv_nsec);
+    int64_t d =
+        (int64_t)(now.tv_sec - u->t0.tv_sec) * 1000000000 + (now.tv_nsec - u->t0.tv_nsec);
     if (u->outcome == CELLAR_CELL_OK)
         keep_for_replay(w, u);
     size_t sl = strlen(w->session), cl = strlen(u->cell_id), el = strlen(u->ename);
@@ -441,7 +438,10 @@ static size_t replay(void *ctx, const cellar_replay_cell **cells)
             w->replay[n++] = (cellar_replay_cell){w->keep[i].code, w->keep[i].cell_id};
         } else {
             char cell[64];
-            snprintf(cell, sizeof cell, "cell %zu of this session", i + 1);
+            if (w->keep[i].count >= 0)
+                snprintf(cell, sizeof cell, "cell [%lld]", (long long)w->keep[i].count);
+            else
+                snprintf(cell, sizeof cell, "a silent cell");
             if (skipped++ < 20)
                 warn("not replaying %s: %s", cell, why);
         }

@@ -312,12 +312,13 @@ static void answer_pending(proxy *p, const char *how, size_t replayed)
                  "a new one (its variables are gone)",
                  how);
     else
-        snprintf(evalue, sizeof evalue,
-                 "the kernel process %s while running this cell; cellar-kernel started "
-                 "a new one and restored this session's definitions (%zu cell%s of "
-                 "imports, functions, classes and literal assignments replayed); other "
-                 "variables are gone, and %%cellar run loads cached results from the store",
-                 how, replayed, replayed == 1 ? "" : "s");
+        snprintf(
+            evalue, sizeof evalue,
+            "the kernel process %s while running this cell; cellar-kernel started "
+            "a new one and restored this session's definitions (%zu cell%s of "
+            "imports, functions, classes and literal assignments replayed); other "
+            "variables are gone, and %%cellar run loads cached results from the store",
+            how, replayed, replayed == 1 ? "" : "s");
     for (size_t i = 0; i < p->n_pending; i++) {
         inflight *f = &p->pending[i];
         json_t *tb = json_pack("[s]", evalue);
@@ -437,11 +438,12 @@ static size_t send_replay(proxy *p, const cellar_replay_cell *cells, size_t n)
     p->n_replay = p->replay_left = 0;
     for (size_t i = 0; p->replay_ids && i < n; i++) {
         json_t *header = cellar_wire_header_new("execute_request", p->session);
-        json_t *meta = cells[i].cell_id[0] ? json_pack("{s:s}", "cellId", cells[i].cell_id)
-                                            : json_object();
-        json_t *content = json_pack("{s:s, s:b, s:b, s:{}, s:b, s:b}", "code", cells[i].code,
-                                    "silent", 0, "store_history", 0, "user_expressions",
-                                    "allow_stdin", 0, "stop_on_error", 0);
+        json_t *meta = cells[i].cell_id[0]
+                           ? json_pack("{s:s}", "cellId", cells[i].cell_id)
+                           : json_object();
+        json_t *content = json_pack(
+            "{s:s, s:b, s:b, s:{}, s:b, s:b}", "code", cells[i].code, "silent", 0,
+            "store_history", 0, "user_expressions", "allow_stdin", 0, "stop_on_error", 0);
         cellar_wire_composed c;
         const char *id = json_string_value(json_object_get(header, "msg_id"));
         if (header && meta && content && id &&
@@ -465,7 +467,8 @@ static void replay_answered(proxy *p, const cellar_wire_msg *m)
     const char *status = json_string_value(json_object_get(c, "status"));
     if (!status || strcmp(status, "ok")) {
         const char *ename = json_string_value(json_object_get(c, "ename"));
-        say("a replayed cell failed in the new kernel: %s", ename ? ename : "(no reason)");
+        say("a replayed cell failed in the new kernel: %s",
+            ename ? ename : "(no reason)");
     }
     json_decref(c);
     if (p->replay_left && --p->replay_left == 0) {

@@ -42,14 +42,12 @@ static int print_entry(void *ctx, const cellar_journal_entry *e)
     cellar_hash_to_hex(&e->code_hash, hex);
     if (l->json) {
         json_t *code = json_stringn(e->code, e->code_len);
-        json_t *o = json_pack("{s:s, s:s, s:o?, s:s, s:I, s:I, s:I, s:s, s:s, s:b}",
-                              "session", e->session, "cell_id", e->cell_id, "code", code,
-                              "code_hash", hex, "execution_count",
-                              (json_int_t)e->execution_count, "start_ns",
-                              (json_int_t)e->start_ns, "duration_ns",
-                              (json_int_t)e->duration_ns, "outcome",
-                              cellar_cell_outcome_name(e->outcome), "ename", e->ename,
-                              "silent", e->silent);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:o?, s:s, s:I, s:I, s:I, s:s, s:s, s:b}", "session", e->session,
+            "cell_id", e->cell_id, "code", code, "code_hash", hex, "execution_count",
+            (json_int_t)e->execution_count, "start_ns", (json_int_t)e->start_ns,
+            "duration_ns", (json_int_t)e->duration_ns, "outcome",
+            cellar_cell_outcome_name(e->outcome), "ename", e->ename, "silent", e->silent);
         if (!o || json_array_append_new(l->cells, o)) {
             l->failed = true;
             return 1;

@@ -69,8 +69,8 @@ static bool python_beside(const char *argv0, char out[PATH_MAX])
 static bool runs_ipykernel(char **cmd)
 {
     for (size_t i = 0; cmd[i] && cmd[i + 1]; i++)
-        if (!strcmp(cmd[i], "-m") &&
-            (!strcmp(cmd[i + 1], "ipykernel_launcher") || !strcmp(cmd[i + 1], "ipykernel")))
+        if (!strcmp(cmd[i], "-m") && (!strcmp(cmd[i + 1], "ipykernel_launcher") ||
+                                      !strcmp(cmd[i + 1], "ipykernel")))
             return true;
     return false;
 }

@@ -11,6 +11,8 @@
 #include "cellar/definitions.h"
 #include "cellar/journal.h"
 
+#include <lmdb.h>
+
 static cellar_journal_entry sample(const char *session, const char *code, uint64_t start)
 {
     return (cellar_journal_entry){.session = session,
@@ -29,7 +31,8 @@ static cellar_journal_entry sample(const char *session, const char *code, uint64
 static void test_round_trip(void **state)
 {
     (void)state;
-    cellar_journal_entry e = sample("s1", "def f():\n    return 'é'\n", 1700000000123456789u);
+    cellar_journal_entry e =
+        sample("s1", "def f():\n    return 'é'\n", 1700000000123456789u);
     char *text;
     size_t len;
     assert_int_equal(cellar_journal_encode(&e, &text, &len, NULL), CELLAR_OK);
@@ -69,14 +72,15 @@ static void test_unknown_format_truncated_and_malformed(void **state)
     memcpy(strstr(newer, "\"format\":1"), "\"format\":2", 10);
     assert_int_equal(cellar_journal_decode(newer, len, &d, &err), CELLAR_EVERSION);
     assert_non_null(strstr(err.message, "format 2"));
-    const char *bad[] = {"[]", "{\"format\":1}", "{\"format\":\"1\"}",
-                         "{\"format\":1,\"session\":\"s\",\"cell_id\":\"\",\"code\":\"\","
-                         "\"code_hash\":\"zz\",\"execution_count\":1,\"start_ns\":1,"
-                         "\"duration_ns\":1,\"outcome\":\"ok\",\"ename\":\"\",\"silent\":false}",
-                         "{\"format\":1,\"session\":\"s\",\"cell_id\":\"\",\"code\":\"\","
-                         "\"code_hash\":\"00000000000000000000000000000000\",\"execution_count\":1,"
-                         "\"start_ns\":1,\"duration_ns\":1,\"outcome\":\"fine\",\"ename\":\"\","
-                         "\"silent\":false}"};
+    const char *bad[] = {
+        "[]", "{\"format\":1}", "{\"format\":\"1\"}",
+        "{\"format\":1,\"session\":\"s\",\"cell_id\":\"\",\"code\":\"\","
+        "\"code_hash\":\"zz\",\"execution_count\":1,\"start_ns\":1,"
+        "\"duration_ns\":1,\"outcome\":\"ok\",\"ename\":\"\",\"silent\":false}",
+        "{\"format\":1,\"session\":\"s\",\"cell_id\":\"\",\"code\":\"\","
+        "\"code_hash\":\"00000000000000000000000000000000\",\"execution_count\":1,"
+        "\"start_ns\":1,\"duration_ns\":1,\"outcome\":\"fine\",\"ename\":\"\","
+        "\"silent\":false}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_equal(cellar_journal_decode(bad[i], strlen(bad[i]), &d, &err),
                          CELLAR_ECORRUPT);
@@ -136,16 +140,22 @@ static void test_append_and_walk_in_time_order(void **state)
     assert_int_equal(cellar_journal_each(r, "old", collect, &old, NULL), CELLAR_OK);
     assert_int_equal(old.n, 2);
     char last[64];
-    assert_int_equal(cellar_journal_last_session(r, NULL, UINT64_MAX, last, sizeof last, NULL), CELLAR_OK);
+    assert_int_equal(
+        cellar_journal_last_session(r, NULL, UINT64_MAX, last, sizeof last, NULL),
+        CELLAR_OK);
     assert_string_equal(last, "new");
-    assert_int_equal(cellar_journal_last_session(r, "new", UINT64_MAX, last, sizeof last, NULL), CELLAR_OK);
+    assert_int_equal(
+        cellar_journal_last_session(r, "new", UINT64_MAX, last, sizeof last, NULL),
+        CELLAR_OK);
     assert_string_equal(last, "old");
-    assert_int_equal(cellar_journal_last_session(r, NULL, 500, last, sizeof last, NULL), CELLAR_OK);
+    assert_int_equal(cellar_journal_last_session(r, NULL, 500, last, sizeof last, NULL),
+                     CELLAR_OK);
     assert_string_equal(last, "old"); /* "new" started at 500, not before */
     assert_int_equal(cellar_journal_last_session(r, NULL, 100, last, sizeof last, NULL),
                      CELLAR_ENOTFOUND);
     cellar_error err;
-    assert_int_equal(cellar_journal_last_session(r, "other", UINT64_MAX, last, 2, &err), CELLAR_EINVAL);
+    assert_int_equal(cellar_journal_last_session(r, "other", UINT64_MAX, last, 2, &err),
+                     CELLAR_EINVAL);
     cellar_reader_end(r);
     cellar_store_close(s);
 
@@ -169,9 +179,87 @@ static void test_empty_journal_has_no_last_session(void **state)
     cellar_reader *r;
     assert_int_equal(cellar_reader_begin(s, &r, NULL), CELLAR_OK);
     char last[64];
-    assert_int_equal(cellar_journal_last_session(r, NULL, UINT64_MAX, last, sizeof last, NULL),
-                     CELLAR_ENOTFOUND);
+    assert_int_equal(
+        cellar_journal_last_session(r, NULL, UINT64_MAX, last, sizeof last, NULL),
+        CELLAR_ENOTFOUND);
     cellar_reader_end(r);
+    cellar_store_close(s);
+}
+
+/* A store written before the journal existed: the database dropped with LMDB
+ * itself.  Opened read-only it has an empty journal, and verify is clean. */
+static void test_a_store_from_before_the_journal(void **state)
+{
+    fixture *f = *state;
+    cellar_store *s;
+    assert_int_equal(cellar_store_open(f->dir, NULL, &s, NULL), CELLAR_OK);
+    cellar_journal_entry a = sample("old", "a = 1", 300);
+    const cellar_journal_entry *one[] = {&a};
+    assert_int_equal(cellar_journal_append(s, one, 1, NULL), CELLAR_OK);
+    cellar_store_close(s);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "journal", 0, &dbi), 0);
+    assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    cellar_store_options ro = {.read_only = true};
+    assert_int_equal(cellar_store_open(f->dir, &ro, &s, NULL), CELLAR_OK);
+    cellar_reader *r;
+    assert_int_equal(cellar_reader_begin(s, &r, NULL), CELLAR_OK);
+    seen none = {0};
+    assert_int_equal(cellar_journal_each(r, NULL, collect, &none, NULL), CELLAR_OK);
+    assert_int_equal(none.n, 0);
+    char last[64];
+    assert_int_equal(
+        cellar_journal_last_session(r, NULL, UINT64_MAX, last, sizeof last, NULL),
+        CELLAR_ENOTFOUND);
+    cellar_reader_end(r);
+    cellar_verify_counts counts;
+    assert_int_equal(cellar_store_verify(s, false, NULL, NULL, &counts, NULL), CELLAR_OK);
+    assert_int_equal(counts.problems, 0);
+    assert_int_equal(cellar_journal_append(s, one, 1, NULL), CELLAR_EREADONLY);
+    cellar_store_close(s);
+    /* Opened for writing, it gets the database back. */
+    assert_int_equal(cellar_store_open(f->dir, NULL, &s, NULL), CELLAR_OK);
+    assert_int_equal(cellar_journal_append(s, one, 1, NULL), CELLAR_OK);
+    cellar_store_close(s);
+}
+
+/* A journal record that does not parse is a record problem for verify, and
+ * --repair removes it. */
+static void test_verify_checks_journal_records(void **state)
+{
+    fixture *f = *state;
+    cellar_store *s;
+    assert_int_equal(cellar_store_open(f->dir, NULL, &s, NULL), CELLAR_OK);
+    cellar_store_close(s);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "journal", 0, &dbi), 0);
+    uint8_t key[16] = {1};
+    MDB_val k = {sizeof key, key}, v = {7, "garbage"};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    assert_int_equal(cellar_store_open(f->dir, NULL, &s, NULL), CELLAR_OK);
+    cellar_verify_counts counts;
+    assert_int_equal(cellar_store_verify(s, false, NULL, NULL, &counts, NULL), CELLAR_OK);
+    assert_int_equal(counts.problems, 1);
+    assert_int_equal(cellar_store_verify(s, true, NULL, NULL, &counts, NULL), CELLAR_OK);
+    assert_int_equal(cellar_store_verify(s, false, NULL, NULL, &counts, NULL), CELLAR_OK);
+    assert_int_equal(counts.problems, 0);
     cellar_store_close(s);
 }
 
@@ -186,7 +274,8 @@ static void test_cells_that_only_define(void **state)
     const char *yes[] = {
         "import os\nfrom math import (sqrt,\n    pi)\n",
         "%load_ext cellar\n",
-        "def f(x, y=2, *a, k: int = -1, **kw) -> dict[str, int]:\n    print(x)\n    return "
+        "def f(x, y=2, *a, k: int = -1, **kw) -> dict[str, int]:\n    print(x)\n    "
+        "return "
         "g(x)\n",
         "@functools.lru_cache(maxsize=None)\ndef f():\n    return 1\n",
         "async def f():\n    await g()\n",
@@ -246,8 +335,13 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_unknown_format_truncated_and_malformed),
         cmocka_unit_test(test_code_that_is_not_utf8_is_kept_lossily),
-        cmocka_unit_test_setup_teardown(test_append_and_walk_in_time_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_and_walk_in_time_order, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_empty_journal_has_no_last_session, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_store_from_before_the_journal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_verify_checks_journal_records, setup,
                                         teardown),
         cmocka_unit_test(test_cells_that_only_define),
     };

@@ -51,17 +51,17 @@ const char *cellar_cell_outcome_name(cellar_cell_outcome outcome);
 /* One cell.  Strings are NUL-terminated UTF-8; the code is `code_len` bytes
  * (as stored: bytes that were not UTF-8, and NULs, became U+FFFD). */
 typedef struct cellar_journal_entry {
-    const char *session;     /* the kernel session: one cellar-kernel's run */
-    const char *cell_id;     /* "" when the frontend sent no metadata.cellId */
-    const char *code;        /* the cell's source, as sent */
+    const char *session; /* the kernel session: one cellar-kernel's run */
+    const char *cell_id; /* "" when the frontend sent no metadata.cellId */
+    const char *code;    /* the cell's source, as sent */
     size_t code_len;
     cellar_hash code_hash;   /* cellar_hash_bytes(code, code_len) */
     int64_t execution_count; /* -1 when the kernel gave none (silent cells) */
     uint64_t start_ns;       /* wall clock when the request was relayed */
     uint64_t duration_ns;    /* until both its reply and its idle status came */
     cellar_cell_outcome outcome;
-    const char *ename;       /* the exception's name for an error, else "" */
-    bool silent;             /* the request asked for silent execution */
+    const char *ename; /* the exception's name for an error, else "" */
+    bool silent;       /* the request asked for silent execution */
 } cellar_journal_entry;
 
 /*

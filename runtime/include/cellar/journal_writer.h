@@ -38,8 +38,9 @@ typedef struct cellar_journal_writer cellar_journal_writer;
  * The thread blocks every signal.  Returns NULL with CELLAR_ENOMEM or
  * CELLAR_EIO (the thread could not start) in `err`.
  */
-cellar_journal_writer *cellar_journal_writer_new(const char *store_dir, const char *session,
-                                                 size_t queue_cap, cellar_error *err);
+cellar_journal_writer *cellar_journal_writer_new(const char *store_dir,
+                                                 const char *session, size_t queue_cap,
+                                                 cellar_error *err);
 
 /* Writes what is queued, stops the thread and frees everything; NULL is
  * ignored. */

@@ -4,7 +4,9 @@
  * endpoints with the same key, and relays every message between the two
  * unchanged (signature included), after checking the frontend's signatures.
  * It survives the kernel: a child that dies on its own gets its in-flight
- * execute requests answered with an error and is started again.
+ * execute requests answered with an error and is started again, and the
+ * cells its hooks name (the session's definition cells) are replayed into the
+ * new one.
  *
  * What it guarantees, for the documentation and the tests:
  *   - a message from a frontend with a missing, wrong or replayed signature,
