@@ -274,13 +274,12 @@ static void test_cells_that_only_define(void **state)
     const char *yes[] = {
         "import os\nfrom math import (sqrt,\n    pi)\n",
         "%load_ext cellar\n",
-        "def f(x, y=2, *a, k: int = -1, **kw) -> dict[str, int]:\n    print(x)\n    "
-        "return "
-        "g(x)\n",
+        ("def f(x, y=2, *a, k: int = -1, **kw) -> dict[str, int]:\n"
+         "    print(x)\n    return g(x)\n"),
         "@functools.lru_cache(maxsize=None)\ndef f():\n    return 1\n",
         "async def f():\n    await g()\n",
-        "class A(Base, metaclass=Meta):\n    '''doc'''\n    X = 1\n    y: int = 0\n"
-        "    def m(self):\n        return compute()\n    class Inner:\n        pass\n",
+        ("class A(Base, metaclass=Meta):\n    '''doc'''\n    X = 1\n    y: int = 0\n"
+         "    def m(self):\n        return compute()\n    class Inner:\n        pass\n"),
         "N = 10\nA = B = 'x'\nlo, hi = 0.1, -0.9\nP: dict = {'k': [1, 2], 'n': None}\n",
         "# only a comment\nx = 1  # and a literal\n",
         "\"\"\"a docstring\"\"\"\nclass B: pass\n",
