@@ -496,9 +496,16 @@ static void child_exited(proxy *p, cellar_child_exit e)
     say("the kernel %s; starting a new one", how);
     drain_back(p);
     hook(p, CELLAR_PROXY_CHILD_DIED, NULL, NULL);
+    /* A child that died while definitions were replayed into it may have died
+     * of one of them: the next one starts bare rather than die the same way. */
+    bool replay = p->cfg->hooks.replay && p->replay_left == 0;
+    if (p->cfg->hooks.replay && !replay)
+        say("the kernel died while %zu replayed cell%s had not answered; the new one "
+            "gets none",
+            p->replay_left, p->replay_left == 1 ? "" : "s");
     const cellar_replay_cell *cells = NULL;
-    size_t n = p->cfg->hooks.replay ? p->cfg->hooks.replay(p->cfg->hooks.ctx, &cells) : 0;
-    answer_pending(p, how, p->cfg->hooks.replay ? n : (size_t)-1);
+    size_t n = replay ? p->cfg->hooks.replay(p->cfg->hooks.ctx, &cells) : 0;
+    answer_pending(p, how, replay ? n : (size_t)-1);
     p->quick_deaths = seconds_since(&p->child_started) < 2.0 ? p->quick_deaths + 1 : 0;
     if (p->quick_deaths >= 5) {
         say("the kernel died %d times within 2 s of starting; giving up",

@@ -128,3 +128,31 @@ def test_a_store_that_cannot_be_written_only_stops_the_journal(cellar_kernel, tm
         assert journal(k.store) == before
     finally:
         subprocess.run(["umount", "-l", store])
+
+
+def test_interrupted_cells_and_sigterm_of_the_proxy(cellar_kernel):
+    import signal
+
+    from proxy_client import proxy_pid, wait_gone
+
+    k = cellar_kernel()
+    k.ok("a = 1")
+    child = k.child_pid()
+    msg_id = k.kc.execute("import time; time.sleep(30)")
+    time.sleep(1.0)
+    k.km.interrupt_kernel()  # signal mode: SIGINT to the process group
+    got = replies(k, [msg_id])
+    assert got[msg_id]["status"] == "error" and got[msg_id]["ename"] == "KeyboardInterrupt"
+    assert k.child_pid() == child  # the same kernel: the proxy survived, the child went on
+    k.ok("b = 2")
+    proxy = proxy_pid(k.km)
+    os.kill(proxy, signal.SIGTERM)
+    assert wait_gone([proxy, child], timeout=5) == []
+    # Everything relayed before the signal is in the journal, written on the way out.
+    cells = journal(k.store)
+    assert [(c["code"], c["outcome"], c["ename"]) for c in cells][-3:] == [
+        ("import time; time.sleep(30)", "error", "KeyboardInterrupt"),
+        ("print(repr(__import__('os').getpid()))", "ok", ""), ("b = 2", "ok", "")]
+    k.km = None  # already gone
+    k.kc.stop_channels()
+    k.kc = None

@@ -186,3 +186,21 @@ def test_restore_takes_no_longer_with_large_results(cellar_kernel, tmp_path):
         finally:
             plain.stop()
     assert timings["large"] < max(3 * timings["small"], timings["small"] + 0.05), timings
+
+
+def test_a_replayed_cell_that_kills_the_kernel_is_not_replayed_again(cellar_kernel, tmp_path):
+    # boom.py kills its process on import once tmp/armed exists: harmless the first time.
+    (tmp_path / "boom.py").write_text(
+        "import os, signal\n"
+        f"if os.path.exists({str(tmp_path / 'armed')!r}):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    k = cellar_kernel()
+    k.ok("import boom\nN = 1\n")
+    (tmp_path / "armed").write_text("")
+    child = k.child_pid()
+    os.kill(child, signal.SIGKILL)
+    assert wait_for(lambda: "the new one gets none" in k.proxy_log(), timeout=30), k.proxy_log()
+    # The third kernel starts bare and serves: the proxy did not give up.
+    assert k.run("N").error["ename"] == "NameError"
+    assert k.eval("1 + 1") == 2
+    assert k.proxy_log().count("replayed 1 definition cell") == 0
