@@ -33,6 +33,14 @@ class CellarKernel(Kernel):
     def child_pid(self) -> int:
         return self.eval("__import__('os').getpid()")
 
+    def error(self, code: str) -> str:
+        """Runs a cell that must fail and returns its ename, once ipykernel has stopped
+        aborting what arrives just after an error (stop_on_error)."""
+        r = self.run(code)
+        assert r.status == "error" and r.error, r.describe()
+        assert wait_for(lambda: self.run("pass").status == "ok", timeout=10)
+        return r.error["ename"]
+
     def session(self) -> str:
         return self.eval("__import__('os').environ['CELLAR_KERNEL_SESSION']")
 

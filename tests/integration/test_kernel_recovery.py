@@ -107,7 +107,7 @@ def test_kill_9_mid_cell_restores_the_definitions(cellar_kernel):
     assert k.take_calls() == Counter()
     assert k.eval("THRESHOLD_SCALE") == 10 and k.eval("NAMES") == ["x", "y"]
     assert k.eval("Box().grow(2)") == 6
-    assert k.run("TOTAL").error["ename"] == "NameError"
+    assert k.error("TOTAL") == "NameError"
     log = k.proxy_log()
     assert "not replaying cell [4]: line 1 calls a function (`_log('computed')`)" in log, log
     # The died cell is in the journal as an error.
@@ -129,7 +129,7 @@ def test_restore_after_a_restart(cellar_kernel):
     define(k)
     assert k.run("1/0", cell_id="broken").status == "error"
     k.restart()
-    assert k.run("c").error["ename"] == "NameError"
+    assert k.error("c") == "NameError"
     out = k.ok("%cellar restore").stdout
     assert "restored" in out and "skipped" in out
     assert "calls a function" in out  # the computing cell, and why
@@ -140,7 +140,7 @@ def test_restore_after_a_restart(cellar_kernel):
     assert r.report.status("c") == "loaded"
     assert k.eval("_v") == 60 and k.eval("THRESHOLD_SCALE") == 10
     assert k.take_calls() == Counter()
-    assert k.run("TOTAL").error["ename"] == "NameError"
+    assert k.error("TOTAL") == "NameError"
     # Restart again: the session before held only the restore; it restores the one before.
     k.restart()
     out = k.ok("%cellar restore").stdout
@@ -204,6 +204,6 @@ def test_a_replayed_cell_that_kills_the_kernel_is_not_replayed_again(cellar_kern
     os.kill(child, signal.SIGKILL)
     assert wait_for(lambda: "the new one gets none" in k.proxy_log(), timeout=30), k.proxy_log()
     # The third kernel starts bare and serves: the proxy did not give up.
-    assert k.run("N").error["ename"] == "NameError"
+    assert k.error("N") == "NameError"
     assert k.eval("1 + 1") == 2
     assert k.proxy_log().count("replayed 1 definition cell") == 0
