@@ -156,10 +156,14 @@ def payload():
 """
 
 
+# 256 MiB by default; the issue's 1 GiB with CELLAR_IT_HUGE=1.
+LARGE = (1 << 30) if os.environ.get("CELLAR_IT_HUGE") == "1" else (256 << 20)
+
+
 @pytest.mark.large
 def test_restore_takes_no_longer_with_large_results(cellar_kernel, tmp_path):
     timings = {}
-    for name, size in (("small", 1024), ("large", 256 << 20)):
+    for name, size in (("small", 1024), ("large", LARGE)):
         work = tmp_path / name
         work.mkdir()
         k = cellar_kernel(work)
