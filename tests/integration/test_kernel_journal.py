@@ -162,3 +162,34 @@ def test_interrupted_cells_and_sigterm_of_the_proxy(cellar_kernel):
     k.km = None  # already gone
     k.kc.stop_channels()
     k.kc = None
+
+
+def test_a_full_store_only_stops_the_journal(cellar_kernel, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir(mode=0o700)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(store)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        k = cellar_kernel()
+        k.ok("x = 1")
+        assert wait_for(lambda: len(journal(k.store)) == 1)
+        # Fill the filesystem to its last page.
+        fd = os.open(store / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        for chunk in (1 << 16, 4096):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError:
+                pass
+        os.close(fd)
+        for i in range(60):  # 240 KiB of journal: more than the pages LMDB had free
+            assert k.ok(f"v{i} = {'x' * 4000!r}").status == "ok"
+        assert wait_for(lambda: "the journal stopped" in k.proxy_log())
+        assert k.ok("print('still relaying')").stdout == "still relaying\n"
+        log = k.proxy_log()
+        assert log.count("the journal stopped") == 1, log
+        assert "full" in log.split("the journal stopped", 1)[1].splitlines()[0], log
+        k.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(store)])
