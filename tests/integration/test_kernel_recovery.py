@@ -147,6 +147,12 @@ def test_restore_after_a_restart(cellar_kernel):
     assert "restoring" in out and "nodes: a, b, c" in out, out
     assert k.cellar_run("c").ok().report.status("c") == "loaded"
     assert k.take_calls() == Counter()
+    # A crash now replays that %cellar restore cell, which restores the same again.
+    os.kill(k.child_pid(), signal.SIGKILL)
+    assert wait_for(lambda: "replayed 1 definition cell into" in k.proxy_log(), timeout=30)
+    assert k.cellar_run("c").ok().report.status("c") == "loaded"
+    assert k.eval("_v") == 60
+    assert k.take_calls() == Counter()
 
 
 BIG = """\
