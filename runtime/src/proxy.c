@@ -81,7 +81,7 @@ typedef struct proxy {
     /* Cells the proxy replayed into the current child: their msg_ids (whose
      * replies and outputs reach no frontend) and how many have not answered. */
     char (*replay_ids)[40];
-    size_t n_replay, replay_left;
+    size_t n_replay, replay_left, replay_busy; /* sent; unanswered; not yet idle */
 } proxy;
 
 static const char *const channel_names[CELLAR_CHANNEL_COUNT] = {"shell", "iopub", "stdin",
@@ -435,7 +435,7 @@ static size_t send_replay(proxy *p, const cellar_replay_cell *cells, size_t n)
 {
     free(p->replay_ids);
     p->replay_ids = n ? calloc(n, sizeof *p->replay_ids) : NULL;
-    p->n_replay = p->replay_left = 0;
+    p->n_replay = p->replay_left = p->replay_busy = 0;
     for (size_t i = 0; p->replay_ids && i < n; i++) {
         json_t *header = cellar_wire_header_new("execute_request", p->session);
         json_t *meta = cells[i].cell_id[0]
@@ -450,6 +450,7 @@ static size_t send_replay(proxy *p, const cellar_replay_cell *cells, size_t n)
             cellar_wire_compose(p->auth, header, NULL, meta, content, &c) == CELLAR_OK) {
             snprintf(p->replay_ids[p->n_replay++], sizeof *p->replay_ids, "%s", id);
             p->replay_left++;
+            p->replay_busy++;
             send_composed(p->back[CELLAR_CHANNEL_SHELL], NULL, 0, &c);
             cellar_wire_composed_free(&c);
         }
@@ -458,6 +459,17 @@ static size_t send_replay(proxy *p, const cellar_replay_cell *cells, size_t n)
         json_decref(content);
     }
     return p->n_replay;
+}
+
+/* Once every replayed cell has answered and gone idle nothing more of them
+ * can come: the ids are dropped, so relaying stops looking them up. */
+static void forget_replay_if_done(proxy *p)
+{
+    if (p->n_replay && p->replay_left == 0 && p->replay_busy == 0) {
+        free(p->replay_ids);
+        p->replay_ids = NULL;
+        p->n_replay = 0;
+    }
 }
 
 /* A replayed cell answered; after the last, frontends hear the kernel is idle. */
@@ -477,6 +489,7 @@ static void replay_answered(proxy *p, const cellar_wire_msg *m)
         send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", NULL,
                  json_pack("{s:s}", "execution_state", "idle"));
     }
+    forget_replay_if_done(p);
 }
 
 static void child_exited(proxy *p, cellar_child_exit e)
@@ -503,6 +516,7 @@ static void child_exited(proxy *p, cellar_child_exit e)
         say("the kernel died while %zu replayed cell%s had not answered; the new one "
             "gets none",
             p->replay_left, p->replay_left == 1 ? "" : "s");
+    p->n_replay = p->replay_left = p->replay_busy = 0; /* the old child's */
     const cellar_replay_cell *cells = NULL;
     size_t n = replay ? p->cfg->hooks.replay(p->cfg->hooks.ctx, &cells) : 0;
     answer_pending(p, how, replay ? n : (size_t)-1);
@@ -610,8 +624,21 @@ static void from_child_iopub(proxy *p)
     }
     cellar_wire_info info;
     cellar_wire_read_info(&m, &info);
-    if (!strcmp(info.msg_type, "iopub_welcome") || is_replay(p, info.parent_msg_id)) {
-        parts_clear(&p->in); /* the proxy's own SUB's welcome; a replayed cell's output */
+    if (p->n_replay && is_replay(p, info.parent_msg_id)) {
+        /* A replayed cell's output: for no frontend. */
+        if (!strcmp(info.msg_type, "status") && p->replay_busy) {
+            json_t *c = cellar_wire_read_json(&m, CELLAR_WIRE_CONTENT);
+            const char *state = json_string_value(json_object_get(c, "execution_state"));
+            if (state && !strcmp(state, "idle"))
+                p->replay_busy--;
+            json_decref(c);
+            forget_replay_if_done(p);
+        }
+        parts_clear(&p->in);
+        return;
+    }
+    if (!strcmp(info.msg_type, "iopub_welcome")) {
+        parts_clear(&p->in); /* addressed to the proxy's own SUB */
         return;
     }
     if (!strcmp(info.msg_type, "status")) {
