@@ -347,6 +347,9 @@ bool cellar_gc_magic_handles(PyObject *cmd);
 PyObject *cellar_gc_magic(cellar_state *st, PyObject *args);
 /* Gives the open store its budget (reading CELLAR_MAX_SIZE the first time). */
 void cellar_gc_configure(cellar_state *st);
+/* restore.c: `%cellar restore [--session S]`; `args` is the magic's split
+ * line, "restore" first.  None, or NULL with an error. */
+PyObject *cellar_restore(cellar_state *st, PyObject *args);
 
 /* magic.c */
 PyObject *cellar_magic(PyObject *module, PyObject *line);

@@ -1,9 +1,9 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
- * (shlex), then dispatches to run, status, graph, log, show, dir, help, or gc_magic.c's
- * forget, gc and max-size.  `--input k=v` values are read as Python literals
- * (ast.literal_eval), or kept as strings when they are not one, so `--input
- * n=3` is an int and `--input p=data.parquet` a path.
+ * (shlex), then dispatches to run, status, graph, log, show, dir, restore (restore.c),
+ * help, or gc_magic.c's forget, gc and max-size.  `--input k=v` values are read as
+ * Python literals (ast.literal_eval), or kept as strings when they are not one, so
+ * `--input n=3` is an int and `--input p=data.parquet` a path.
  */
 #include "cellar_ext.h"
 
@@ -52,6 +52,10 @@ const char cellar_magic_usage[] =
     "  %cellar max-size [SIZE|off]\n"
     "      Show or set the budget (default $CELLAR_MAX_SIZE): a run whose commit\n"
     "      takes the store's results above it runs gc down to 90% of it.\n"
+    "  %cellar restore [--session S]\n"
+    "      Re-define the last session's nodes, helpers, classes and literal globals\n"
+    "      from the cellar kernel's journal, running no cell that computes; results\n"
+    "      load from the store when a run needs them.\n"
     "  %cellar --help\n"
     "      This text.\n";
 
@@ -281,6 +285,8 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
             result = magic_show(st, args);
         else if (cellar_gc_magic_handles(cmd))
             result = cellar_gc_magic(st, args);
+        else if (is_flag(cmd, "restore", NULL))
+            result = cellar_restore(st, args);
         else
             usage_error(st, "unknown %%cellar command '%U'", cmd);
     }

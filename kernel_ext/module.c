@@ -4,7 +4,9 @@
  * entry points.  `load_ipython_extension` opens the store, registers the
  * `%cellar` magic and the pre/post_run_cell hooks (once, even across
  * %reload_ext, since IPython's event registry ignores an equal callable), and
- * prints where the store is and what it holds.
+ * prints where the store is and what it holds.  Under the cellar kernel
+ * (CELLAR_KERNEL_SESSION set) the first load happens at the kernel's start,
+ * outside any cell, and says nothing.
  */
 #include "cellar_ext.h"
 
@@ -94,6 +96,8 @@ static int register_hooks(cellar_state *st, PyObject *ip)
 static PyObject *load_ipython_extension(PyObject *module, PyObject *ip)
 {
     cellar_state *st = cellar_state_of(module);
+    const char *session = getenv("CELLAR_KERNEL_SESSION");
+    bool at_start = session && *session && !st->shell;
     if (!st->store) {
         PyObject *dir = default_store_dir();
         if (!dir)
@@ -116,7 +120,9 @@ static PyObject *load_ipython_extension(PyObject *module, PyObject *ip)
     Py_DECREF(r);
     if (register_hooks(st, ip) < 0)
         return NULL;
-    st->loading_cell = true;
+    st->loading_cell = !at_start; /* at start no cell is running */
+    if (at_start)
+        Py_RETURN_NONE;
     PyObject *summary = cellar_store_summary(st);
     if (!summary)
         return NULL;

@@ -78,6 +78,10 @@ typedef struct proxy {
     size_t n_pending, cap_pending;
     parts in;
     unsigned long drops;
+    /* Cells the proxy replayed into the current child: their msg_ids (whose
+     * replies and outputs reach no frontend) and how many have not answered. */
+    char (*replay_ids)[40];
+    size_t n_replay, replay_left, replay_busy; /* sent; unanswered; not yet idle */
 } proxy;
 
 static const char *const channel_names[CELLAR_CHANNEL_COUNT] = {"shell", "iopub", "stdin",
@@ -299,13 +303,22 @@ static void untrack(proxy *p, inflight *f)
 
 /* Answers every unanswered execute request after the child died: an error on
  * iopub, an error execute_reply to its client, then status idle. */
-static void answer_pending(proxy *p, const char *how)
+static void answer_pending(proxy *p, const char *how, size_t replayed)
 {
-    char evalue[256];
-    snprintf(evalue, sizeof evalue,
-             "the kernel process %s while running this cell; cellar-kernel started a "
-             "new one (its variables are gone)",
-             how);
+    char evalue[512];
+    if (replayed == (size_t)-1)
+        snprintf(evalue, sizeof evalue,
+                 "the kernel process %s while running this cell; cellar-kernel started "
+                 "a new one (its variables are gone)",
+                 how);
+    else
+        snprintf(
+            evalue, sizeof evalue,
+            "the kernel process %s while running this cell; cellar-kernel started "
+            "a new one and restored this session's definitions (%zu cell%s of "
+            "imports, functions, classes and literal assignments replayed); other "
+            "variables are gone, and %%cellar run loads cached results from the store",
+            how, replayed, replayed == 1 ? "" : "s");
     for (size_t i = 0; i < p->n_pending; i++) {
         inflight *f = &p->pending[i];
         json_t *tb = json_pack("[s]", evalue);
@@ -406,6 +419,79 @@ static double seconds_since(const struct timespec *t)
  * until nothing arrives for 100 ms, at most 1 s. */
 static void drain_back(proxy *p);
 
+static bool is_replay(const proxy *p, const char *msg_id)
+{
+    for (size_t i = 0; msg_id[0] && i < p->n_replay; i++)
+        if (!strcmp(p->replay_ids[i], msg_id))
+            return true;
+    return false;
+}
+
+/* Sends the cells to replay to the new child, ahead of anything a frontend
+ * sends next.  Not silent: IPython runs no pre/post_run_cell hooks for a
+ * silent cell, and the extension learns of nodes through them; the outputs
+ * are filtered out instead (is_replay).  Returns how many were sent. */
+static size_t send_replay(proxy *p, const cellar_replay_cell *cells, size_t n)
+{
+    free(p->replay_ids);
+    p->replay_ids = n ? calloc(n, sizeof *p->replay_ids) : NULL;
+    p->n_replay = p->replay_left = p->replay_busy = 0;
+    for (size_t i = 0; p->replay_ids && i < n; i++) {
+        json_t *header = cellar_wire_header_new("execute_request", p->session);
+        json_t *meta = cells[i].cell_id[0]
+                           ? json_pack("{s:s}", "cellId", cells[i].cell_id)
+                           : json_object();
+        json_t *content = json_pack(
+            "{s:s, s:b, s:b, s:{}, s:b, s:b}", "code", cells[i].code, "silent", 0,
+            "store_history", 0, "user_expressions", "allow_stdin", 0, "stop_on_error", 0);
+        cellar_wire_composed c;
+        const char *id = json_string_value(json_object_get(header, "msg_id"));
+        if (header && meta && content && id &&
+            cellar_wire_compose(p->auth, header, NULL, meta, content, &c) == CELLAR_OK) {
+            snprintf(p->replay_ids[p->n_replay++], sizeof *p->replay_ids, "%s", id);
+            p->replay_left++;
+            p->replay_busy++;
+            send_composed(p->back[CELLAR_CHANNEL_SHELL], NULL, 0, &c);
+            cellar_wire_composed_free(&c);
+        }
+        json_decref(header);
+        json_decref(meta);
+        json_decref(content);
+    }
+    return p->n_replay;
+}
+
+/* Once every replayed cell has answered and gone idle nothing more of them
+ * can come: the ids are dropped, so relaying stops looking them up. */
+static void forget_replay_if_done(proxy *p)
+{
+    if (p->n_replay && p->replay_left == 0 && p->replay_busy == 0) {
+        free(p->replay_ids);
+        p->replay_ids = NULL;
+        p->n_replay = 0;
+    }
+}
+
+/* A replayed cell answered; after the last, frontends hear the kernel is idle. */
+static void replay_answered(proxy *p, const cellar_wire_msg *m)
+{
+    json_t *c = cellar_wire_read_json(m, CELLAR_WIRE_CONTENT);
+    const char *status = json_string_value(json_object_get(c, "status"));
+    if (!status || strcmp(status, "ok")) {
+        const char *ename = json_string_value(json_object_get(c, "ename"));
+        say("a replayed cell failed in the new kernel: %s",
+            ename ? ename : "(no reason)");
+    }
+    json_decref(c);
+    if (p->replay_left && --p->replay_left == 0) {
+        say("replayed %zu definition cell%s into the new kernel", p->n_replay,
+            p->n_replay == 1 ? "" : "s");
+        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", NULL,
+                 json_pack("{s:s}", "execution_state", "idle"));
+    }
+    forget_replay_if_done(p);
+}
+
 static void child_exited(proxy *p, cellar_child_exit e)
 {
     char how[64];
@@ -421,9 +507,19 @@ static void child_exited(proxy *p, cellar_child_exit e)
         return;
     }
     say("the kernel %s; starting a new one", how);
-    hook(p, CELLAR_PROXY_CHILD_DIED, NULL, NULL);
     drain_back(p);
-    answer_pending(p, how);
+    hook(p, CELLAR_PROXY_CHILD_DIED, NULL, NULL);
+    /* A child that died while definitions were replayed into it may have died
+     * of one of them: the next one starts bare rather than die the same way. */
+    bool replay = p->cfg->hooks.replay && p->replay_left == 0;
+    if (p->cfg->hooks.replay && !replay)
+        say("the kernel died while %zu replayed cell%s had not answered; the new one "
+            "gets none",
+            p->replay_left, p->replay_left == 1 ? "" : "s");
+    p->n_replay = p->replay_left = p->replay_busy = 0; /* the old child's */
+    const cellar_replay_cell *cells = NULL;
+    size_t n = replay ? p->cfg->hooks.replay(p->cfg->hooks.ctx, &cells) : 0;
+    answer_pending(p, how, replay ? n : (size_t)-1);
     p->quick_deaths = seconds_since(&p->child_started) < 2.0 ? p->quick_deaths + 1 : 0;
     if (p->quick_deaths >= 5) {
         say("the kernel died %d times within 2 s of starting; giving up",
@@ -437,7 +533,9 @@ static void child_exited(proxy *p, cellar_child_exit e)
         say("cannot restart the kernel: %s", err.message);
         p->stop = true;
         p->exit_status = 1;
+        return;
     }
+    send_replay(p, cells, n);
 }
 
 /* --- relaying --- */
@@ -472,7 +570,18 @@ static void from_frontend(proxy *p, int ch)
 static void from_child(proxy *p, int ch)
 {
     cellar_wire_msg m;
-    if (cellar_wire_parse(p->in.frames, p->in.n, &m) != CELLAR_WIRE_OK || m.delim == 0) {
+    bool parsed = cellar_wire_parse(p->in.frames, p->in.n, &m) == CELLAR_WIRE_OK;
+    if (parsed && ch == CELLAR_CHANNEL_SHELL && p->n_replay) {
+        cellar_wire_info info;
+        cellar_wire_read_info(&m, &info);
+        if (is_replay(p, info.parent_msg_id)) {
+            if (!strcmp(info.msg_type, "execute_reply"))
+                replay_answered(p, &m);
+            parts_clear(&p->in);
+            return;
+        }
+    }
+    if (!parsed || m.delim == 0) {
         drop(p, "the kernel", "not a routable Jupyter message");
         parts_clear(&p->in);
         return;
@@ -515,6 +624,19 @@ static void from_child_iopub(proxy *p)
     }
     cellar_wire_info info;
     cellar_wire_read_info(&m, &info);
+    if (p->n_replay && is_replay(p, info.parent_msg_id)) {
+        /* A replayed cell's output: for no frontend. */
+        if (!strcmp(info.msg_type, "status") && p->replay_busy) {
+            json_t *c = cellar_wire_read_json(&m, CELLAR_WIRE_CONTENT);
+            const char *state = json_string_value(json_object_get(c, "execution_state"));
+            if (state && !strcmp(state, "idle"))
+                p->replay_busy--;
+            json_decref(c);
+            forget_replay_if_done(p);
+        }
+        parts_clear(&p->in);
+        return;
+    }
     if (!strcmp(info.msg_type, "iopub_welcome")) {
         parts_clear(&p->in); /* addressed to the proxy's own SUB */
         return;
@@ -686,7 +808,7 @@ static void teardown(proxy *p)
 {
     if (p->child)
         cellar_child_stop(p->child, 2000);
-    answer_pending(p, "was stopped");
+    answer_pending(p, "was stopped", (size_t)-1);
     close_back(p);
     for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++)
         if (p->front[ch])
@@ -695,6 +817,7 @@ static void teardown(proxy *p)
         zmq_ctx_term(p->zctx);
     parts_free(&p->in);
     free(p->pending);
+    free(p->replay_ids);
     cellar_wire_auth_free(p->auth);
     if (p->child_file[0])
         unlink(p->child_file);

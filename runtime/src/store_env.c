@@ -68,11 +68,12 @@ static int compare_hash_keys(const MDB_val *a, const MDB_val *b)
 }
 
 const store_db_spec store_dbs[DB_COUNT] = {
-    [DB_RESULTS] = {"results", 0, compare_hash_keys},
-    [DB_KEYS] = {"keys", 0, compare_hash_keys},
-    [DB_NODES] = {"nodes", 0, NULL},
-    [DB_RUNS] = {"runs", 0, NULL},
-    [DB_FILES] = {"files", 0, compare_hash_keys},
+    [DB_RESULTS] = {"results", 0, compare_hash_keys, false},
+    [DB_KEYS] = {"keys", 0, compare_hash_keys, false},
+    [DB_NODES] = {"nodes", 0, NULL, false},
+    [DB_RUNS] = {"runs", 0, NULL, false},
+    [DB_FILES] = {"files", 0, compare_hash_keys, true},
+    [DB_JOURNAL] = {"journal", 0, NULL, true},
 };
 
 uint64_t now_ns(void)
@@ -155,8 +156,9 @@ int env_open_dbis(cellar_store *s, MDB_txn *txn, bool create)
     for (size_t i = 0; i < DB_COUNT; i++) {
         int rc = mdb_dbi_open(txn, store_dbs[i].name,
                               store_dbs[i].flags | (create ? MDB_CREATE : 0), &s->dbi[i]);
-        if (rc == MDB_NOTFOUND && !create) {
-            /* A store that an older cellar made, opened read-only. */
+        if (rc == MDB_NOTFOUND && !create && store_dbs[i].optional) {
+            /* Opened read-only, written before this database existed. */
+            s->dbi[i] = 0;
             s->missing_dbs |= 1u << i;
             continue;
         }

@@ -33,13 +33,17 @@
 /* ---- the database table ---- */
 
 /* One entry per named database, in this order; adding a database (the
- * session journal) is one entry here and one in store_dbs[]. */
-enum { DB_RESULTS, DB_KEYS, DB_NODES, DB_RUNS, DB_FILES, DB_COUNT };
+ * session journal, journal.c) is one entry here and one in store_dbs[]. */
+enum { DB_RESULTS, DB_KEYS, DB_NODES, DB_RUNS, DB_FILES, DB_JOURNAL, DB_COUNT };
 
 typedef struct store_db_spec {
     const char *name;
     unsigned flags;    /* mdb_dbi_open flags besides MDB_CREATE */
     MDB_cmp_func *cmp; /* key order, or NULL for LMDB's memcmp order */
+    /* Added after stores existed: a store written before it and opened
+     * read-only lacks it, and its dbi is then 0 (LMDB's free-page database,
+     * never a named one), which its users read as empty. */
+    bool optional;
 } store_db_spec;
 
 extern const store_db_spec store_dbs[DB_COUNT];

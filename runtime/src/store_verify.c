@@ -19,6 +19,7 @@
  * one write transaction (freeing pages is where LMDB asserts on damage), and
  * if that child dies the store is set aside after all.
  */
+#include "cellar/journal.h"
 #include "store_internal.h"
 
 #include <errno.h>
@@ -131,6 +132,17 @@ static void check_entry(child *c, MDB_txn *txn, int db, const MDB_val *k,
                     "the kept file fingerprint does not parse");
             to_delete(c, db, k);
         }
+        return;
+    }
+    case DB_JOURNAL: {
+        cellar_journal_entry *e = NULL;
+        if (k->mv_size != 16 ||
+            cellar_journal_decode(v->mv_data, v->mv_size, &e, &why) != CELLAR_OK) {
+            problem(c, CELLAR_PROBLEM_RECORD, where,
+                    k->mv_size != 16 ? "a journal key is not 16 bytes" : why.message);
+            to_delete(c, db, k);
+        }
+        free(e);
         return;
     }
     case DB_RESULTS: break;

@@ -25,6 +25,7 @@ static const char usage[] =
     "  show NODE|KEY      a node's metadata and history, or one cache key\n"
     "  log                the runs recorded in a store, newest first\n"
     "  stats              counts and sizes of a store\n"
+    "  journal            the cells the cellar kernel ran, oldest first\n"
     "  verify [--repair]  check the whole store (structure, records, checksums,\n"
     "                     blobs); --repair drops what is damaged\n"
     "  forget NODE ...    drop the named nodes' cached results\n"
@@ -47,11 +48,17 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"scan", cellar_cmd_scan, 2},       {"ls", cellar_cmd_ls, 1},
-    {"show", cellar_cmd_show, 1},       {"log", cellar_cmd_log, 1},
-    {"stats", cellar_cmd_stats, 1},     {"verify", cellar_cmd_verify, 2},
-    {"forget", cellar_cmd_forget, 1},   {"gc", cellar_cmd_gc, 1},
-    {"compact", cellar_cmd_compact, 1}, {"install-kernel", cellar_cmd_install_kernel, 1},
+    {"scan", cellar_cmd_scan, 2},
+    {"ls", cellar_cmd_ls, 1},
+    {"show", cellar_cmd_show, 1},
+    {"log", cellar_cmd_log, 1},
+    {"stats", cellar_cmd_stats, 1},
+    {"verify", cellar_cmd_verify, 2},
+    {"forget", cellar_cmd_forget, 1},
+    {"gc", cellar_cmd_gc, 1},
+    {"compact", cellar_cmd_compact, 1},
+    {"journal", cellar_cmd_journal, 1},
+    {"install-kernel", cellar_cmd_install_kernel, 1},
 };
 
 /* `status`, or `failed` when stdout could not be written (said on stderr):

@@ -8,6 +8,15 @@
  * starts that environment's ipykernel; when there is none, "python" is
  * looked up on PATH.  CELLAR_KERNEL_MAX_MESSAGE, in bytes, lowers or raises
  * the 1 GiB limit on one message (proxy.h).
+ *
+ * Each run is one kernel session with a random id, which the child finds in
+ * CELLAR_KERNEL_SESSION.  Its cells go into the journal of the store in
+ * $CELLAR_DIR, else ./.cellar (the extension's default), through a journal
+ * writer (journal_writer.h) whose hooks also give the proxy the cells to
+ * replay after a crash.  When CMD runs ipykernel (`-m ipykernel_launcher` or
+ * `-m ipykernel`), the extension is loaded into it at start
+ * (--IPKernelApp.extra_extensions=cellar), silently since the session variable
+ * is set; --no-extension leaves it out.
  */
 #include <limits.h>
 #include <stdbool.h>
@@ -16,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cellar/fingerprint.h"
+#include "cellar/journal_writer.h"
 #include "cellar/proxy.h"
 
 static const char usage[] =
@@ -26,7 +37,13 @@ static const char usage[] =
     "and restarts when it dies.  CMD gets -f CHILD_CONNECTION_FILE appended.\n"
     "A first word 'python' means the python beside cellar-kernel, if any.\n"
     "\n"
-    "A message over CELLAR_KERNEL_MAX_MESSAGE bytes (default 1 GiB) is dropped.\n";
+    "A message over CELLAR_KERNEL_MAX_MESSAGE bytes (default 1 GiB) is dropped.\n"
+    "\n"
+    "Cells are recorded in the journal of the store in $CELLAR_DIR (default\n"
+    "./.cellar); see 'cellar journal'.  When the kernel dies on its own, a new one\n"
+    "is started and this session's definition cells are replayed into it.  An\n"
+    "ipykernel CMD gets the cellar extension loaded at start, unless\n"
+    "--no-extension is given.\n";
 
 /* Writes into out[PATH_MAX] the python beside this program; false if none. */
 static bool python_beside(const char *argv0, char out[PATH_MAX])
@@ -48,9 +65,20 @@ static bool python_beside(const char *argv0, char out[PATH_MAX])
     return w > 0 && w < PATH_MAX && access(out, X_OK) == 0;
 }
 
+/* True when `cmd` runs ipykernel: "-m ipykernel_launcher" or "-m ipykernel". */
+static bool runs_ipykernel(char **cmd)
+{
+    for (size_t i = 0; cmd[i] && cmd[i + 1]; i++)
+        if (!strcmp(cmd[i], "-m") && (!strcmp(cmd[i + 1], "ipykernel_launcher") ||
+                                      !strcmp(cmd[i + 1], "ipykernel")))
+            return true;
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     const char *file = NULL;
+    bool extension = true;
     int i = 1;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--")) {
@@ -65,7 +93,9 @@ int main(int argc, char **argv)
             puts("cellar-kernel 0.1.0");
             return 0;
         }
-        if (!strcmp(argv[i], "-f") && i + 1 < argc) {
+        if (!strcmp(argv[i], "--no-extension")) {
+            extension = false;
+        } else if (!strcmp(argv[i], "-f") && i + 1 < argc) {
             file = argv[++i];
         } else if (!strncmp(argv[i], "--f=", 4) || !strncmp(argv[i], "-f=", 3)) {
             file = strchr(argv[i], '=') + 1;
@@ -78,11 +108,37 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    char **cmd = argv + i;
     char python[PATH_MAX];
+    int ncmd = argc - i;
+    /* The command, plus the extension's option, plus the NULL. */
+    char **cmd = calloc((size_t)ncmd + 2, sizeof *cmd);
+    if (!cmd) {
+        fputs("cellar-kernel: out of memory\n", stderr);
+        return 1;
+    }
+    memcpy(cmd, argv + i, (size_t)ncmd * sizeof *cmd);
     if (!strcmp(cmd[0], "python") && python_beside(argv[0], python))
         cmd[0] = python;
+    if (extension && runs_ipykernel(cmd))
+        cmd[ncmd] = (char *)"--IPKernelApp.extra_extensions=cellar";
+
+    /* The session: random, from the same source as message ids. */
+    uint64_t counter = 0;
+    cellar_hash h = cellar_hash_unique(&counter);
+    char session[CELLAR_HASH_HEX_LEN + 1];
+    cellar_hash_to_hex(&h, session);
+    setenv("CELLAR_KERNEL_SESSION", session, 1);
+    const char *dir = getenv("CELLAR_DIR");
+    cellar_error err;
+    cellar_error_clear(&err);
+    cellar_journal_writer *journal =
+        cellar_journal_writer_new(dir && *dir ? dir : "./.cellar", session, 0, &err);
+    if (!journal)
+        fprintf(stderr, "cellar-kernel: the journal is off: %s\n", err.message);
+
     cellar_proxy_config cfg = {.connection_file = file, .child_argv = cmd};
+    if (journal)
+        cfg.hooks = cellar_journal_writer_hooks(journal);
     const char *limit = getenv("CELLAR_KERNEL_MAX_MESSAGE");
     if (limit && *limit) {
         char *end;
@@ -92,14 +148,17 @@ int main(int argc, char **argv)
                     "cellar-kernel: CELLAR_KERNEL_MAX_MESSAGE='%s' is not a "
                     "positive number of bytes\n",
                     limit);
+            cellar_journal_writer_free(journal);
+            free(cmd);
             return 2;
         }
         cfg.max_message = (size_t)v;
     }
-    cellar_error err;
     cellar_error_clear(&err);
     int status = cellar_proxy_run(&cfg, &err);
     if (status != 0 && err.code != CELLAR_OK)
         fprintf(stderr, "cellar-kernel: %s\n", err.message);
+    cellar_journal_writer_free(journal);
+    free(cmd);
     return status;
 }

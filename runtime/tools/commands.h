@@ -36,6 +36,9 @@ int cellar_cmd_verify(int argc, char **argv);
 int cellar_cmd_forget(int argc, char **argv);
 int cellar_cmd_gc(int argc, char **argv);
 int cellar_cmd_compact(int argc, char **argv);
+/* cellar journal [--session S]: the cells the cellar kernel ran.  0 ok, 1 the
+ * store or a journal record cannot be read, 2 usage. */
+int cellar_cmd_journal(int argc, char **argv);
 
 /* cellar install-kernel [--user | --sys-prefix | --prefix P] [--name N]
  * [--display-name D] [--interrupt-mode M]: writes a kernelspec for

@@ -4,7 +4,9 @@
  * endpoints with the same key, and relays every message between the two
  * unchanged (signature included), after checking the frontend's signatures.
  * It survives the kernel: a child that dies on its own gets its in-flight
- * execute requests answered with an error and is started again.
+ * execute requests answered with an error and is started again, and the
+ * cells its hooks name (the session's definition cells) are replayed into the
+ * new one.
  *
  * What it guarantees, for the documentation and the tests:
  *   - a message from a frontend with a missing, wrong or replayed signature,
@@ -51,16 +53,31 @@ typedef enum cellar_proxy_event {
     CELLAR_PROXY_CHILD_DIED,      /* on its own, not after a shutdown; NULLs */
 } cellar_proxy_event;
 
+/* A cell to run again in a new child after a crash. */
+typedef struct cellar_replay_cell {
+    const char *code; /* NUL-terminated */
+    const char *cell_id; /* "" for none */
+} cellar_replay_cell;
+
 /*
  * The journal's way in.  `on_event` runs on the relay's thread with borrowed
  * `msg` (its frames valid only during the call) and `info` (header fields,
  * empty strings when the header is unreadable); it must not block: a hook
  * that needs to write does so off this thread.  `on_event` NULL means no hooks.
+ *
+ * `replay` (may be NULL) is asked, on the relay's thread, right after
+ * CELLAR_PROXY_CHILD_DIED, for the cells to run again in the next child, in
+ * order: it sets `*cells` to an array it owns, valid until its next call, and
+ * returns their number.  The proxy sends each as an execute_request of its own
+ * (signed by it, store_history false, metadata.cellId as recorded) before
+ * anything a frontend sends next; their replies and outputs reach no frontend,
+ * and a status idle is published when the last one has answered.
  */
 typedef struct cellar_proxy_hooks {
     void *ctx;
     void (*on_event)(void *ctx, cellar_proxy_event event, const cellar_wire_msg *msg,
                      const cellar_wire_info *info);
+    size_t (*replay)(void *ctx, const cellar_replay_cell **cells);
 } cellar_proxy_hooks;
 
 typedef struct cellar_proxy_config {

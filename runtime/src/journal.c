@@ -1,0 +1,382 @@
+/*
+ * journal.c - the session journal's record codec and its database (see
+ * journal.h).
+ *
+ * A record is a JSON object in format 1; decoding copies every string into
+ * one block after the entry struct, so an entry is a single free().  The
+ * database lives in the store's environment (DB_JOURNAL in store_dbs[]), and
+ * this file is the one part of the store that writes it: an append is its
+ * own small write transaction, retried once the map has grown when LMDB says
+ * it is full, refused on a store that cannot be written.  Keys are the start
+ * time, big-endian, then a counter, so a cursor walks the journal in time
+ * order and the newest entry is the last.
+ */
+#include "cellar/journal.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+const char *cellar_cell_outcome_name(cellar_cell_outcome outcome)
+{
+    switch (outcome) {
+    case CELLAR_CELL_OK: return "ok";
+    case CELLAR_CELL_ERROR: return "error";
+    case CELLAR_CELL_ABORTED: return "aborted";
+    }
+    return "unknown";
+}
+
+static bool outcome_from_name(const char *s, cellar_cell_outcome *out)
+{
+    for (int o = CELLAR_CELL_OK; o <= CELLAR_CELL_ABORTED; o++)
+        if (!strcmp(s, cellar_cell_outcome_name((cellar_cell_outcome)o))) {
+            *out = (cellar_cell_outcome)o;
+            return true;
+        }
+    return false;
+}
+
+/* ---- the codec ---- */
+
+/* A JSON string of `len` bytes; when they are not UTF-8 (or hold a NUL) and
+ * `lossy`, each byte that breaks a sequence becomes U+FFFD, and if jansson
+ * still refuses (an overlong form, a surrogate), every non-ASCII byte does. */
+static json_t *text(const char *s, size_t len, bool lossy)
+{
+    json_t *j = json_stringn(s, len);
+    if (j || !lossy)
+        return j;
+    char *buf = malloc(len * 3 + 1);
+    if (!buf)
+        return NULL;
+    for (int pass = 0; pass < 2 && !j; pass++) {
+        size_t n = 0;
+        for (size_t i = 0; i < len;) {
+            const unsigned char c = (unsigned char)s[i];
+            size_t w = c < 0x80         ? 1
+                       : (c >> 5) == 6  ? 2
+                       : (c >> 4) == 14 ? 3
+                       : (c >> 3) == 30 ? 4
+                                        : 0;
+            bool good = w && i + w <= len && c != 0 && (pass == 0 || w == 1);
+            for (size_t k = 1; good && k < w; k++)
+                good = ((unsigned char)s[i + k] & 0xC0) == 0x80;
+            if (good) {
+                memcpy(buf + n, s + i, w);
+                n += w;
+                i += w;
+            } else {
+                memcpy(buf + n, "\xEF\xBF\xBD", 3);
+                n += 3;
+                i++;
+            }
+        }
+        j = json_stringn(buf, n);
+    }
+    free(buf);
+    return j;
+}
+
+cellar_status cellar_journal_encode(const cellar_journal_entry *e, char **out,
+                                    size_t *len, cellar_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!e || !out || !e->session || !e->cell_id || (!e->code && e->code_len) ||
+        !e->ename)
+        return cellar_error_set(err, CELLAR_EINVAL, "journal entry: a missing field");
+    json_t *session = json_string(e->session), *cell = json_string(e->cell_id);
+    if (!session || !cell) {
+        json_decref(session);
+        json_decref(cell);
+        return cellar_error_set(err, CELLAR_EINVAL,
+                                "journal entry: the session or cellId is not UTF-8");
+    }
+    char hex[CELLAR_HASH_HEX_LEN + 1];
+    cellar_hash_to_hex(&e->code_hash, hex);
+    json_t *o =
+        json_pack("{s:i, s:o, s:o, s:o?, s:s, s:I, s:I, s:I, s:s, s:o?, s:b}", "format",
+                  CELLAR_JOURNAL_FORMAT, "session", session, "cell_id", cell, "code",
+                  text(e->code ? e->code : "", e->code_len, true), "code_hash", hex,
+                  "execution_count", (json_int_t)e->execution_count, "start_ns",
+                  (json_int_t)e->start_ns, "duration_ns", (json_int_t)e->duration_ns,
+                  "outcome", cellar_cell_outcome_name(e->outcome), "ename",
+                  text(e->ename, strlen(e->ename), true), "silent", e->silent);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s)
+        return cellar_error_set(err, CELLAR_ENOMEM,
+                                "out of memory encoding a journal entry");
+    *out = s;
+    if (len)
+        *len = strlen(s);
+    return CELLAR_OK;
+}
+
+static cellar_status corrupt(cellar_error *err, const char *what)
+{
+    return cellar_error_set(err, CELLAR_ECORRUPT, "journal record: %s", what);
+}
+
+cellar_status cellar_journal_decode(const char *t, size_t len, cellar_journal_entry **out,
+                                    cellar_error *err)
+{
+    if (!out)
+        return cellar_error_set(err, CELLAR_EINVAL, "journal decode: missing argument");
+    *out = NULL;
+    if (!t)
+        return cellar_error_set(err, CELLAR_EINVAL, "journal decode: missing argument");
+    json_error_t je;
+    json_t *d = json_loadb(t, len, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(d)) {
+        json_decref(d);
+        return cellar_error_set(err, CELLAR_ECORRUPT,
+                                "journal record: not a JSON object (%s at byte %d)",
+                                d ? "not an object" : je.text, d ? 0 : je.position);
+    }
+    json_t *format = json_object_get(d, "format");
+    if (!json_is_integer(format)) {
+        json_decref(d);
+        return corrupt(err, "no integer \"format\"");
+    }
+    if (json_integer_value(format) != CELLAR_JOURNAL_FORMAT) {
+        long long v = (long long)json_integer_value(format);
+        json_decref(d);
+        return cellar_error_set(err, CELLAR_EVERSION,
+                                "journal record: format %lld, but this cellar reads only "
+                                "format %d (a newer cellar wrote it)",
+                                v, CELLAR_JOURNAL_FORMAT);
+    }
+    const char *session, *cell_id, *code, *hash, *outcome, *ename;
+    size_t session_len, cell_len, code_len, ename_len;
+    json_int_t count, start, duration;
+    int silent;
+    if (json_unpack(d, "{s:s%, s:s%, s:s%, s:s, s:I, s:I, s:I, s:s, s:s%, s:b}",
+                    "session", &session, &session_len, "cell_id", &cell_id, &cell_len,
+                    "code", &code, &code_len, "code_hash", &hash, "execution_count",
+                    &count, "start_ns", &start, "duration_ns", &duration, "outcome",
+                    &outcome, "ename", &ename, &ename_len, "silent", &silent) != 0) {
+        json_decref(d);
+        return corrupt(err, "a field is missing or of the wrong type");
+    }
+    cellar_journal_entry e = {.execution_count = count,
+                              .start_ns = (uint64_t)start,
+                              .duration_ns = (uint64_t)duration,
+                              .silent = silent,
+                              .code_len = code_len};
+    if (start < 0 || duration < 0 || count < -1 ||
+        !outcome_from_name(outcome, &e.outcome) || strlen(hash) != CELLAR_HASH_HEX_LEN ||
+        !cellar_hash_from_hex(hash, &e.code_hash) || strlen(session) != session_len ||
+        strlen(cell_id) != cell_len) {
+        json_decref(d);
+        return corrupt(err, "a field has a value it cannot have");
+    }
+    size_t need = sizeof e + session_len + cell_len + code_len + ename_len + 4;
+    cellar_journal_entry *r = malloc(need);
+    if (!r) {
+        json_decref(d);
+        return cellar_error_set(err, CELLAR_ENOMEM,
+                                "out of memory decoding a journal entry");
+    }
+    char *p = (char *)(r + 1);
+    const char *src[4] = {session, cell_id, code, ename};
+    size_t lens[4] = {session_len, cell_len, code_len, ename_len};
+    const char **dst[4] = {&e.session, &e.cell_id, &e.code, &e.ename};
+    for (int i = 0; i < 4; i++) {
+        memcpy(p, src[i], lens[i]);
+        p[lens[i]] = '\0';
+        *dst[i] = p;
+        p += lens[i] + 1;
+    }
+    *r = e;
+    json_decref(d);
+    *out = r;
+    return CELLAR_OK;
+}
+
+/* ---- the database ---- */
+
+static void make_key(uint8_t key[16], uint64_t start_ns)
+{
+    static _Atomic uint64_t counter;
+    put_u64be(key, start_ns);
+    put_u64be(key + 8,
+              ((uint64_t)getpid() << 32) | (atomic_fetch_add(&counter, 1) & 0xffffffffu));
+}
+
+/* One attempt: 0 or an LMDB code. */
+static int append_once(cellar_store *s, char *const *texts, const size_t *lens,
+                       const cellar_journal_entry *const *entries, size_t n)
+{
+    MDB_txn *txn;
+    int rc = env_txn_begin(s, 0, &txn);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && !rc; i++) {
+        uint8_t key[16];
+        make_key(key, entries[i]->start_ns);
+        MDB_val k = {sizeof key, key}, v = {lens[i], texts[i]};
+        rc = mdb_put(txn, s->dbi[DB_JOURNAL], &k, &v, MDB_NOOVERWRITE);
+    }
+    if (rc)
+        mdb_txn_abort(txn);
+    else
+        rc = mdb_txn_commit(txn);
+    env_txn_done(s);
+    if (!rc)
+        env_pad_file(s);
+    return rc;
+}
+
+cellar_status cellar_journal_append(cellar_store *s,
+                                    const cellar_journal_entry *const *entries, size_t n,
+                                    cellar_error *err)
+{
+    if (!s || (n && !entries))
+        return cellar_error_set(err, CELLAR_EINVAL, "journal append: missing argument");
+    if (s->read_only || !s->dbi[DB_JOURNAL])
+        return cellar_error_set(err, CELLAR_EREADONLY, "the store %s is %s", s->path,
+                                s->asked_read_only ? "opened read-only"
+                                                   : "not writable by you");
+    if (s->lock_lost || !safety_lock_unchanged(s))
+        return cellar_error_set(err, CELLAR_EREADONLY,
+                                "the store %s: lock.mdb was replaced; not writing",
+                                s->path);
+    if (n == 0)
+        return CELLAR_OK;
+    char **texts = calloc(n, sizeof *texts);
+    size_t *lens = calloc(n, sizeof *lens);
+    cellar_status st =
+        texts && lens
+            ? CELLAR_OK
+            : cellar_error_set(err, CELLAR_ENOMEM, "out of memory writing the journal");
+    uint64_t bytes = 0;
+    for (size_t i = 0; !st && i < n; i++) {
+        st = cellar_journal_encode(entries[i], &texts[i], &lens[i], err);
+        bytes += lens[i] + 64;
+    }
+    for (int attempt = 0; !st && attempt < 8; attempt++) {
+        int rc = append_once(s, texts, lens, entries, n);
+        if (rc == 0)
+            break;
+        if (rc != MDB_MAP_FULL) {
+            if (rc == EIO && env_out_of_space(s, bytes))
+                rc = ENOSPC;
+            st = env_error(s, err, rc, "cannot write the journal");
+        } else if ((rc = env_grow(s, bytes)) != 0) {
+            st =
+                cellar_error_set(err, CELLAR_EFULL,
+                                 "the store %s is full and its map cannot grow", s->path);
+        } else if (attempt == 7) {
+            st = cellar_error_set(err, CELLAR_EFULL, "the store %s is still full",
+                                  s->path);
+        }
+    }
+    for (size_t i = 0; texts && i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    return st;
+}
+
+/* Walks DB_JOURNAL; `fn` sees each decoded entry.  `backwards` for newest first. */
+static cellar_status walk(cellar_reader *r, bool backwards,
+                          int (*fn)(void *, const cellar_journal_entry *), void *ctx,
+                          cellar_error *err)
+{
+    cellar_store *s = r->store;
+    if (!s->dbi[DB_JOURNAL])
+        return CELLAR_OK; /* a store from before the journal, opened read-only */
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(r->txn, s->dbi[DB_JOURNAL], &c);
+    if (rc)
+        return env_error(s, err, rc, "cannot read the journal");
+    cellar_status st = CELLAR_OK;
+    MDB_cursor_op op = backwards ? MDB_LAST : MDB_FIRST;
+    while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+        op = backwards ? MDB_PREV : MDB_NEXT;
+        cellar_journal_entry *e = NULL;
+        if (!env_value_ok(s, &v)) {
+            st = cellar_error_set(err, CELLAR_ECORRUPT, "the journal is damaged");
+            break;
+        }
+        if ((st = cellar_journal_decode(v.mv_data, v.mv_size, &e, err)) != CELLAR_OK)
+            break;
+        int stop = fn(ctx, e);
+        free(e);
+        if (stop)
+            break;
+    }
+    mdb_cursor_close(c);
+    if (!st && rc && rc != MDB_NOTFOUND)
+        st = env_error(s, err, rc, "cannot read the journal");
+    return st;
+}
+
+typedef struct each_ctx {
+    const char *session;
+    cellar_journal_fn fn;
+    void *ctx;
+} each_ctx;
+
+static int each_visit(void *ctx, const cellar_journal_entry *e)
+{
+    each_ctx *w = ctx;
+    if (w->session && strcmp(w->session, e->session))
+        return 0;
+    return w->fn(w->ctx, e);
+}
+
+cellar_status cellar_journal_each(cellar_reader *r, const char *session,
+                                  cellar_journal_fn fn, void *ctx, cellar_error *err)
+{
+    if (!r || !fn)
+        return cellar_error_set(err, CELLAR_EINVAL, "journal walk: missing argument");
+    each_ctx w = {session, fn, ctx};
+    return walk(r, false, each_visit, &w, err);
+}
+
+typedef struct last_ctx {
+    const char *except;
+    uint64_t before_ns;
+    char *out;
+    size_t cap;
+    bool found, fits;
+} last_ctx;
+
+static int last_visit(void *ctx, const cellar_journal_entry *e)
+{
+    last_ctx *w = ctx;
+    if ((w->except && !strcmp(w->except, e->session)) || e->start_ns >= w->before_ns)
+        return 0;
+    w->found = true;
+    w->fits = strlen(e->session) < w->cap;
+    if (w->fits)
+        strcpy(w->out, e->session);
+    return 1;
+}
+
+cellar_status cellar_journal_last_session(cellar_reader *r, const char *except,
+                                          uint64_t before_ns, char *out, size_t cap,
+                                          cellar_error *err)
+{
+    if (!r || !out || cap == 0)
+        return cellar_error_set(err, CELLAR_EINVAL, "journal: missing argument");
+    last_ctx w = {except, before_ns, out, cap, false, false};
+    cellar_status st = walk(r, true, last_visit, &w, err);
+    if (st)
+        return st;
+    if (!w.found)
+        return cellar_error_set(err, CELLAR_ENOTFOUND, "the journal has no %ssession",
+                                except ? "earlier " : "");
+    if (!w.fits)
+        return cellar_error_set(err, CELLAR_EINVAL, "a session id is too long");
+    return CELLAR_OK;
+}
