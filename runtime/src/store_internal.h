@@ -70,6 +70,7 @@ struct cellar_store {
     size_t map_size;
     const uint8_t *map_base; /* where LMDB mapped data.mdb, or NULL if unknown */
     bool damaged;            /* LMDB reported corruption: set aside at the next chance */
+    cellar_stage *stages;    /* staged blobs not yet freed (store_stage.c), under mu */
 };
 
 struct cellar_reader {
@@ -225,6 +226,13 @@ bool record_key_decode(const void *data, size_t len, cellar_key_record *out);
 
 /* ---- store_blob.c ---- */
 
+/* Which of `nsegs` segments become blobs: those of at least blob_min bytes,
+ * and any that would take the inline total past INLINE_MAX. */
+void blob_choose(const cellar_store *s, const cellar_segment *segs, size_t nsegs,
+                 bool *blob);
+/* write(2) of all `len` bytes (EINTR and short writes handled); false with
+ * errno set (ENOSPC for a write that wrote nothing). */
+bool blob_write_all(int fd, const void *data, size_t len);
 /* store/blobs/xx/<dv>-<i> into `out` (PATH_MAX bytes). */
 void blob_path(const cellar_store *s, const cellar_hash *dv, size_t index, char *out);
 /* Writes `len` bytes to a temporary file and renames it into the blob's
@@ -255,6 +263,17 @@ uint64_t blob_sweep(cellar_store *s, MDB_txn *txn, bool remove, cellar_problem_f
 void blob_totals(const cellar_store *s, uint64_t *count, uint64_t *bytes);
 /* Parses a blob file name "<32 hex>-<index>". */
 bool blob_parse_name(const char *name, cellar_hash *dv, size_t *index);
+
+/* ---- store_stage.c ---- */
+
+/* A new descriptor (the caller closes it) of the staged file holding segment
+ * `index` of `dv`, `len` bytes, or -1 when none is staged. */
+int stage_find(cellar_store *s, const cellar_hash *dv, size_t index, uint64_t len);
+/* Gives the unnamed file `fd` the name `path` (which must not exist). */
+bool stage_link(int fd, const char *path);
+/* At close: closes every stage's files and detaches it from the store, so
+ * a later cellar_stage_free touches only the stage. */
+void stage_detach_all(cellar_store *s);
 
 /* ---- store_reader.c ---- */
 

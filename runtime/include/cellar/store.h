@@ -368,6 +368,41 @@ cellar_status cellar_batch_add_run(cellar_batch *b, const char *json, uint64_t *
                                    cellar_error *err);
 
 /*
+ * Staging: computing a result's data version and writing its large segments
+ * in one pass over the bytes.
+ *
+ * cellar_store_stage computes the data version of `segs` (the fingerprint
+ * cellar_batch_put_result expects as checksum: segment 0 tagged as the
+ * pickle stream, the rest as buffers) into `*data_version`.  Each segment
+ * that a commit would store as a blob file is meanwhile written to an
+ * unnamed file in the store: the caller's bytes are copied 1 MiB at a time
+ * into private buffers, hashed there and written from there by a thread of
+ * the store's, so the hash overlaps the write and the file holds exactly the
+ * bytes hashed.  A later commit of a result under that data version links the
+ * staged files into place instead of writing them; a stage never committed
+ * leaves nothing on disk.
+ *
+ * Staging is best effort and never changes the data version: when `store`
+ * is NULL or read-only, a segment is too small to be a blob, the filesystem
+ * has no O_TMPFILE, a write fails (a full disk) or resources run short,
+ * `*out` is NULL or stages fewer files (cellar_stage_files) and the commit
+ * writes those blobs from the segments as usual.  `*out` (possibly NULL) is
+ * owned by the caller until cellar_stage_free, which must come before
+ * cellar_store_close (close releases the files; free still frees the
+ * handle).  Call from any thread; `segs` are read during the call only.
+ * Returns CELLAR_OK (then `*data_version` is set); EINVAL (no segments, more
+ * than 65,536, a NULL segment or output); ENOMEM (`*data_version` not set).
+ */
+typedef struct cellar_stage cellar_stage;
+cellar_status cellar_store_stage(cellar_store *store, const cellar_segment *segs,
+                                 size_t nsegs, cellar_hash *data_version,
+                                 cellar_stage **out, cellar_error *err);
+/* Files the stage holds (0 for NULL). */
+size_t cellar_stage_files(const cellar_stage *stage);
+/* Drops the staged files that no commit named; `stage` may be NULL. */
+void cellar_stage_free(cellar_stage *stage);
+
+/*
  * Applies the batch in one write transaction: blob files are written and
  * renamed into place, then the records put, then the transaction committed.
  * On MDB_MAP_FULL the map is grown and the transaction retried (growing
