@@ -7,7 +7,7 @@
  * run.  Hashing then and writing at the commit reads a 1 GiB value twice;
  * staging reads it once.  Each segment that would become a blob
  * (blob_choose) is cut into 1 MiB chunks; the calling thread copies a chunk
- * into one of four private buffers and hashes it there, and a writer thread
+ * into one of eight private buffers and hashes it there, and a writer thread
  * write(2)s the buffers in order to an unnamed file (O_TMPFILE) in
  * blobs/tmp/.  So the hash of chunk i overlaps the write of chunk i-1, the
  * copy lands in cache where both the hash and the kernel's copy read it, and
@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #define CHUNK ((size_t)1 << 20)
-#define SLOTS 4
+#define SLOTS 8
 /* Descriptors one store keeps open for stages, at most: beyond it values are
  * only hashed (their commit writes them), so a run of many large results
  * cannot take the process's descriptors. */
