@@ -43,6 +43,8 @@ extern const store_db_spec store_dbs[DB_COUNT];
 
 /* ---- the store handle ---- */
 
+typedef struct stage_writer stage_writer;
+
 struct cellar_store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
@@ -71,6 +73,7 @@ struct cellar_store {
     const uint8_t *map_base; /* where LMDB mapped data.mdb, or NULL if unknown */
     bool damaged;            /* LMDB reported corruption: set aside at the next chance */
     cellar_stage *stages;    /* staged blobs not yet freed (store_stage.c), under mu */
+    stage_writer *writer;    /* store_stage.c's writer thread, made on first use */
 };
 
 struct cellar_reader {
@@ -274,6 +277,8 @@ bool stage_link(int fd, const char *path);
 /* At close: closes every stage's files and detaches it from the store, so
  * a later cellar_stage_free touches only the stage. */
 void stage_detach_all(cellar_store *s);
+/* At close: stops the writer thread and frees its buffers (NULL: nothing). */
+void stage_writer_free(stage_writer *w);
 
 /* ---- store_reader.c ---- */
 

@@ -7,9 +7,9 @@
  * run.  Hashing then and writing at the commit reads a 1 GiB value twice;
  * staging reads it once.  Each segment that would become a blob
  * (blob_choose) is cut into 1 MiB chunks; the calling thread copies a chunk
- * into one of eight private buffers and hashes it there, and a writer thread
- * write(2)s the buffers in order to an unnamed file (O_TMPFILE) in
- * blobs/tmp/.  So the hash of chunk i overlaps the write of chunk i-1, the
+ * into one of eight private buffers and hashes it there, and the store's
+ * writer thread (made at the first stage, kept until close) write(2)s the
+ * buffers in order to an unnamed file (O_TMPFILE) in blobs/tmp/.  So the hash of chunk i overlaps the write of chunk i-1, the
  * copy lands in cache where both the hash and the kernel's copy read it, and
  * the file holds exactly the bytes that were hashed, whatever another thread
  * does to the caller's memory meanwhile.
@@ -65,7 +65,12 @@ typedef struct slot {
     int fd;
 } slot;
 
-typedef struct pipeline {
+/* The store's writer: its thread and buffers are made at the first stage
+ * and kept until the store closes, so a stage pays no thread start and no
+ * page faults on fresh buffers (those cost more than writing a 1 MiB blob).
+ * One stage at a time uses it (`busy`). */
+struct stage_writer {
+    pthread_mutex_t busy; /* held by the stage using the writer */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     slot slots[SLOTS];
@@ -74,12 +79,12 @@ typedef struct pipeline {
     int error; /* errno of the first failed write; then nothing more is written */
     uint8_t *mem;
     pthread_t thread;
-    bool running;
-} pipeline;
+    pid_t pid; /* the process whose thread it is: a forked child has none */
+};
 
 static void *writer_main(void *arg)
 {
-    pipeline *p = arg;
+    stage_writer *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->written == p->filled && !p->closing)
@@ -100,32 +105,84 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-static bool pipeline_start(pipeline *p)
+static stage_writer *writer_new(void)
 {
-    memset(p, 0, sizeof *p);
-    p->mem = aligned_alloc(64, SLOTS * CHUNK);
-    if (!p->mem)
-        return false;
+    stage_writer *p = calloc(1, sizeof *p);
+    if (!p || !(p->mem = aligned_alloc(64, SLOTS * CHUNK))) {
+        free(p);
+        return NULL;
+    }
     for (size_t i = 0; i < SLOTS; i++)
         p->slots[i].buf = p->mem + i * CHUNK;
+    pthread_mutex_init(&p->busy, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    /* The writer takes no signals: the caller's thread handles them. */
+    p->pid = getpid();
+    /* The writer takes no signals: the caller's threads handle them. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    p->running = pthread_create(&p->thread, NULL, writer_main, p) == 0;
+    bool running = pthread_create(&p->thread, NULL, writer_main, p) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!p->running) {
-        pthread_cond_destroy(&p->cv);
-        pthread_mutex_destroy(&p->mu);
-        free(p->mem);
-    }
-    return p->running;
+    if (running)
+        return p;
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->busy);
+    free(p->mem);
+    free(p);
+    return NULL;
+}
+
+/* The store's writer, made on first use and taken for this stage; NULL when
+ * it cannot be had (no memory, no thread, a forked child). */
+static stage_writer *writer_take(cellar_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->writer)
+        s->writer = writer_new();
+    stage_writer *p = s->writer;
+    pthread_mutex_unlock(&s->mu);
+    if (!p || p->pid != getpid())
+        return NULL;
+    pthread_mutex_lock(&p->busy);
+    p->error = 0; /* the last stage drained it: filled == written */
+    return p;
+}
+
+/* Waits until every chunk handed over is written and gives the writer back;
+ * returns the first write error of this stage, or 0. */
+static int writer_give_back(stage_writer *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->written != p->filled)
+        pthread_cond_wait(&p->cv, &p->mu);
+    int e = p->error;
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->busy);
+    return e;
+}
+
+void stage_writer_free(stage_writer *p)
+{
+    if (!p)
+        return;
+    if (p->pid != getpid())
+        return; /* a forked child's copy: the thread is the parent's */
+    pthread_mutex_lock(&p->mu);
+    p->closing = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->busy);
+    free(p->mem);
+    free(p);
 }
 
 /* A free buffer for the next chunk, or NULL once a write failed. */
-static slot *pipeline_next(pipeline *p)
+static slot *pipeline_next(stage_writer *p)
 {
     pthread_mutex_lock(&p->mu);
     while (p->filled - p->written == SLOTS && !p->error)
@@ -135,7 +192,7 @@ static slot *pipeline_next(pipeline *p)
     return sl;
 }
 
-static void pipeline_post(pipeline *p)
+static void pipeline_post(stage_writer *p)
 {
     pthread_mutex_lock(&p->mu);
     p->filled++;
@@ -143,24 +200,10 @@ static void pipeline_post(pipeline *p)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Waits for every chunk to be written, stops the writer; its error or 0. */
-static int pipeline_finish(pipeline *p)
-{
-    pthread_mutex_lock(&p->mu);
-    p->closing = true;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    pthread_join(p->thread, NULL);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
-    free(p->mem);
-    return p->error;
-}
-
 /* Hashes `len` bytes of `data` into `fp`, and unless the pipeline failed
  * copies each chunk into a buffer, hashes the copy and has it written to
  * `fd`.  False when the file is incomplete. */
-static bool hash_and_write(pipeline *p, cellar_fingerprint *fp, int fd, const uint8_t *data,
+static bool hash_and_write(stage_writer *p, cellar_fingerprint *fp, int fd, const uint8_t *data,
                            size_t len)
 {
     size_t at = 0;
@@ -254,9 +297,9 @@ cellar_status cellar_store_stage(cellar_store *store, const cellar_segment *segs
             nblobs = 0;
         pthread_mutex_unlock(&store->mu);
     }
-    pipeline p;
+    stage_writer *p = nblobs ? writer_take(store) : NULL;
     size_t i = 0;
-    bool staging = nblobs && pipeline_start(&p);
+    bool staging = p != NULL;
     for (; staging && i < nsegs; i++) {
         char tag = i == 0 ? CELLAR_SEG_STREAM : CELLAR_SEG_BUFFER;
         if (!blob[i]) {
@@ -268,13 +311,13 @@ cellar_status cellar_store_stage(cellar_store *store, const cellar_segment *segs
             break; /* no O_TMPFILE here, or no room: hash the rest */
         st->files[st->nfiles++] = (staged_file){i, segs[i].len, fd};
         cellar_fingerprint_begin(fp, tag, segs[i].len);
-        if (!hash_and_write(&p, fp, fd, segs[i].data, segs[i].len)) {
+        if (!hash_and_write(p, fp, fd, segs[i].data, segs[i].len)) {
             i++;
             break;
         }
     }
     bool complete = staging && i == nsegs;
-    if (staging && pipeline_finish(&p) != 0)
+    if (staging && writer_give_back(p) != 0)
         complete = false;
     *data_version = hash_only(fp, segs, nsegs, i);
     cellar_fingerprint_free(fp);
