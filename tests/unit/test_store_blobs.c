@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "store_internal.h"
@@ -644,6 +645,89 @@ static void test_staged_blob(void **state)
     free(orig);
 }
 
+/* Several threads stage and commit at once: they share the store's writer
+ * one stage at a time, and every blob holds its own value. */
+typedef struct stager {
+    cellar_store *s;
+    uint32_t seed;
+    cellar_hash dv;
+    size_t staged;
+} stager;
+
+static void *stage_and_commit(void *arg)
+{
+    stager *t = arg;
+    size_t n = (2 << 20) + 17;
+    uint8_t *buf = malloc(n);
+    fill_pattern(buf, n, t->seed);
+    cellar_segment segs[2] = {{"s", 1}, {buf, n}};
+    cellar_stage *stage = NULL;
+    cellar_batch *b = cellar_batch_new();
+    cellar_error err;
+    if (cellar_store_stage(t->s, segs, 2, &t->dv, &stage, &err) ||
+        cellar_batch_put_result(b, &t->dv, segs, 2, &t->dv, &err) ||
+        cellar_store_commit(t->s, b, &err))
+        t->staged = 99;
+    else
+        t->staged = cellar_stage_files(stage);
+    cellar_stage_free(stage);
+    cellar_batch_free(b);
+    free(buf);
+    return NULL;
+}
+
+static void test_staging_on_threads_and_past_a_size_limit(void **state)
+{
+    fixture *f = *state;
+    cellar_store *s = open_with(f->dir, SMALL_BLOB, false);
+    enum { N = 4 };
+    pthread_t th[N];
+    stager t[N];
+    for (int i = 0; i < N; i++) {
+        t[i] = (stager){.s = s, .seed = 100 + (uint32_t)i};
+        assert_int_equal(pthread_create(&th[i], NULL, stage_and_commit, &t[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].staged, 1);
+    }
+    assert_int_equal(verify(s, false).n, 0);
+    cellar_store_close(s);
+
+    /* A file size limit under the blob's size: the staged write fails (its
+     * SIGXFSZ, whose default kills, goes to the writer thread, which blocks
+     * signals), the data
+     * version is still right, nothing is staged, and the commit says EFULL. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cellar_store *c = open_with(f->dir, SMALL_BLOB, false);
+        struct rlimit lim = {1 << 20, 1 << 20};
+        size_t n = 3 << 20;
+        uint8_t *buf = malloc(n);
+        fill_pattern(buf, n, 5);
+        cellar_segment segs[2] = {{"s", 1}, {buf, n}};
+        cellar_hash dv, want = dv_of(segs, 2);
+        cellar_stage *stage = NULL;
+        setrlimit(RLIMIT_FSIZE, &lim);
+        int bad = cellar_store_stage(c, segs, 2, &dv, &stage, NULL) != CELLAR_OK ||
+                  !cellar_hash_equal(&dv, &want) || stage != NULL;
+        signal(SIGXFSZ, SIG_IGN); /* as Python does, for the commit's own write */
+        cellar_batch *b = cellar_batch_new();
+        cellar_batch_put_result(b, &dv, segs, 2, &dv, NULL);
+        bad |= (cellar_store_commit(c, b, NULL) != CELLAR_EFULL) << 1;
+        _exit(bad);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    s = open_with(f->dir, SMALL_BLOB, false);
+    problems p = verify(s, false);
+    assert_int_equal(p.n, p.by_kind[CELLAR_PROBLEM_ORPHAN]); /* at most a temporary file */
+    cellar_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -659,6 +743,8 @@ int main(void)
         cmocka_unit_test(test_result_header_codec),
         cmocka_unit_test_setup_teardown(test_error_contract, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staged_blob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staging_on_threads_and_past_a_size_limit,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
