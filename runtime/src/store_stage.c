@@ -9,10 +9,11 @@
  * (blob_choose) is cut into 1 MiB chunks; the calling thread copies a chunk
  * into one of eight private buffers and hashes it there, and the store's
  * writer thread (made at the first stage, kept until close) write(2)s the
- * buffers in order to an unnamed file (O_TMPFILE) in blobs/tmp/.  So the hash of chunk i overlaps the write of chunk i-1, the
- * copy lands in cache where both the hash and the kernel's copy read it, and
- * the file holds exactly the bytes that were hashed, whatever another thread
- * does to the caller's memory meanwhile.
+ * buffers in order to an unnamed file (O_TMPFILE) in blobs/tmp/.  So the
+ * hash of chunk i overlaps the write of chunk i-1, the copy lands in cache
+ * where both the hash and the kernel's copy read it, and the file holds
+ * exactly the bytes that were hashed, whatever another thread does to the
+ * caller's memory meanwhile.
  *
  * A staged file has no name until a commit gives it one: blob_write (inside
  * the write transaction) links it under a temporary name with linkat(2)
@@ -21,7 +22,8 @@
  * was already stored, the process died) vanishes with its descriptors, so it
  * leaves no orphan and no sweep ever sees it.  Staging is best effort: a
  * filesystem without O_TMPFILE, a full disk, no memory or no thread all
- * leave the data version computed and nothing staged, and the commit writes
+ * (and a forked child, which has no writer thread) leave the data version
+ * computed and nothing staged, and the commit writes
  * the blob from the caller's bytes as it always could.  Stages are listed in
  * the store (under `mu`) so blob_write finds them by data version and index.
  */
@@ -274,7 +276,8 @@ cellar_status cellar_store_stage(cellar_store *store, const cellar_segment *segs
                                 MAX_SEGMENTS);
     for (size_t i = 0; i < nsegs; i++)
         if (!segs[i].data && segs[i].len)
-            return cellar_error_set(err, CELLAR_EINVAL, "stage: segment %zu is NULL", i);
+            return cellar_error_set(err, CELLAR_EINVAL, "stage: segment %zu is NULL",
+                                    i);
     cellar_fingerprint *fp = cellar_fingerprint_new();
     bool *blob = calloc(nsegs, sizeof *blob);
     cellar_stage *st = calloc(1, sizeof *st);

@@ -724,7 +724,7 @@ static void test_staging_on_threads_and_past_a_size_limit(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
     s = open_with(f->dir, SMALL_BLOB, false);
     problems p = verify(s, false);
-    assert_int_equal(p.n, p.by_kind[CELLAR_PROBLEM_ORPHAN]); /* at most a temporary file */
+    assert_int_equal(p.n, p.by_kind[CELLAR_PROBLEM_ORPHAN]); /* at most a stray file */
     cellar_store_close(s);
 }
 

@@ -13,8 +13,9 @@
  *     runs     run id (8 bytes, big-endian) -> JSON lineage of one run.
  *   blobs/xx/<dv>-<i>    segment i of the result whose data version is <dv>,
  *                        when it is at least `blob_min` bytes: an immutable
- *                        file, written under blobs/tmp/ and renamed into place
- *                        inside the write transaction that refers to it.
+ *                        file, written under blobs/tmp/ (or staged there as an
+ *                        unnamed file, cellar_store_stage) and renamed into
+ *                        place inside the write transaction that refers to it.
  *
  * The checksum of a result is the fingerprint of its segments
  * (fingerprint.h), i.e. its data version, so content addressing and
@@ -27,8 +28,9 @@
  * aside and replaced by a fresh store; either way cellar_store_notice says so.
  *
  * Threads: a cellar_store may be shared by threads.  cellar_reader_begin,
- * cellar_store_commit, cellar_store_stats_of and the cellar_batch functions
- * (on distinct batches) may be called from any thread at the same time.  A
+ * cellar_store_commit, cellar_store_stage, cellar_store_stats_of and the
+ * cellar_batch functions (on distinct batches) may be called from any thread
+ * at the same time (stages take the store's writer thread one at a time).  A
  * cellar_reader belongs to the thread that uses it: one thread at a time,
  * though it may be handed from one thread to another between calls
  * (MDB_NOTLS).  cellar_store_open, cellar_store_close and cellar_store_verify
@@ -403,8 +405,9 @@ size_t cellar_stage_files(const cellar_stage *stage);
 void cellar_stage_free(cellar_stage *stage);
 
 /*
- * Applies the batch in one write transaction: blob files are written and
- * renamed into place, then the records put, then the transaction committed.
+ * Applies the batch in one write transaction: blob files are written (or,
+ * when staged, linked) and renamed into place, then the records put, then
+ * the transaction committed.
  * On MDB_MAP_FULL the map is grown and the transaction retried (growing
  * waits up to 5 s for this process's readers to end, then fails with EFULL:
  * commit with none open on this thread).  Orphans a killed writer left are swept by the next commit.
