@@ -28,7 +28,7 @@
  * aside and replaced by a fresh store; either way cellar_store_notice says so.
  *
  * Threads: a cellar_store may be shared by threads.  cellar_reader_begin,
- * cellar_store_commit, cellar_store_stage, cellar_store_stats_of and the
+ * cellar_store_commit, cellar_store_stage, cellar_stage_free and the
  * cellar_batch functions (on distinct batches) may be called from any thread
  * at the same time (stages take the store's writer thread one at a time).  A
  * cellar_reader belongs to the thread that uses it: one thread at a time,
