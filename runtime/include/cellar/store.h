@@ -213,8 +213,11 @@ cellar_status cellar_reader_get_node(cellar_reader *r, const char *node,
 /* Iteration.  A callback returns 0 to go on, non-zero to stop early (the
  * iteration then returns CELLAR_OK).  Walks trust LMDB's leaf pages (lookups
  * are guarded, walks are not): on a store that may be damaged, run
- * cellar_store_verify first, which walks in a child process.  Each returns CELLAR_OK; ECORRUPT when a
- * record does not parse (iteration stops there); EINVAL; ELMDB. */
+ * cellar_store_verify first, which walks in a child process.  Each returns
+ * CELLAR_OK; ECORRUPT when a record does not parse, or the walk meets more
+ * entries than the store's pages can hold (a damaged B-tree leading in
+ * circles; the store is then marked damaged), and iteration stops there;
+ * EINVAL; ELMDB. */
 typedef int (*cellar_key_fn)(void *ctx, const cellar_hash *key,
                              const cellar_key_record *rec);
 typedef int (*cellar_run_fn)(void *ctx, uint64_t run_id, const char *json,
