@@ -195,6 +195,7 @@ typedef struct cellar_pickled {
     size_t nsegs;
     uint64_t size; /* total bytes */
     cellar_hash dv;
+    cellar_stage *stage; /* large segments already written (cellar_pickle_to_store) */
 } cellar_pickled;
 /* Creates the picklers; -1 with a Python error. */
 int cellar_values_init(PyObject *module, cellar_state *st);
@@ -204,6 +205,11 @@ int cellar_values_init(PyObject *module, cellar_state *st);
  * error; *why gets a new str saying why).  -1: hard error, Python error set. */
 int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
                   PyObject **why);
+/* cellar_pickle for a result the run will store: the store's large segments
+ * are written while they are hashed (cellar_store_stage), so the commit costs
+ * no second pass; held in out->stage until released.  Same returns. */
+int cellar_pickle_to_store(cellar_state *st, PyObject *value, PyObject *memo,
+                           cellar_pickled *out, PyObject **why);
 /* Safe on a zeroed or already released struct. */
 void cellar_pickled_release(cellar_pickled *p);
 /* Whether the segments, buffers read where they live, still hash to p->dv:

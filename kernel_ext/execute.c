@@ -111,7 +111,7 @@ static int keep_result(run_ctx *ctx, slot *s, PyObject *value)
         s->dv = cellar_unique_version(ctx->st);
         return 0;
     }
-    int rc = cellar_pickle(ctx->st, value, ctx->versions, &s->pickled, &why);
+    int rc = cellar_pickle_to_store(ctx->st, value, ctx->versions, &s->pickled, &why);
     if (rc < 0)
         return -1;
     if (rc == 1) {

@@ -4,7 +4,9 @@
  *
  * A data version is the fingerprint of a value's pickle (protocol 5): the
  * stream, then each out-of-band buffer hashed in place (a 1 GiB array is never
- * copied to be fingerprinted), then, only when the value holds notebook code,
+ * copied to be fingerprinted; a result about to be stored has its large
+ * buffers written to the store in that same pass, cellar_pickle_to_store),
+ * then, only when the value holds notebook code,
  * one more segment listing that code's versions.  The stream names the type,
  * dtype, shape and column names, so equal bytes of different shapes never
  * share a version.
@@ -75,6 +77,8 @@ void cellar_pickled_release(cellar_pickled *p)
     Py_CLEAR(p->stream);
     Py_CLEAR(p->buffers);
     Py_CLEAR(p->code);
+    cellar_stage_free(p->stage);
+    p->stage = NULL;
     p->views = NULL;
     p->segs = NULL;
     p->nsegs = 0;
@@ -91,7 +95,7 @@ static void hash_segments(cellar_state *st, const cellar_pickled *p, cellar_hash
     *out = cellar_fingerprint_digest(st->fp);
 }
 
-static int fill_segments(cellar_state *st, cellar_pickled *p)
+static int fill_segments(cellar_pickled *p)
 {
     Py_ssize_t nbuf = PyList_GET_SIZE(p->buffers);
     size_t ncode = p->code ? 1 : 0;
@@ -122,8 +126,19 @@ static int fill_segments(cellar_state *st, cellar_pickled *p)
         p->nsegs++;
         p->size += (uint64_t)PyBytes_GET_SIZE(p->code);
     }
-    hash_segments(st, p, &p->dv);
     return 0;
+}
+
+/* The data version; for a result to be stored, its large segments are
+ * written to the store in the same pass (cellar_store_stage), and the commit
+ * names those files instead of writing the bytes again. */
+static void version_segments(cellar_state *st, cellar_pickled *p, bool stage)
+{
+    if (stage && st->store &&
+        cellar_store_stage(st->store, p->segs, p->nsegs, &p->dv, &p->stage, NULL) ==
+            CELLAR_OK)
+        return;
+    hash_segments(st, p, &p->dv);
 }
 
 /* ---- the stream scan for sets ---- */
@@ -487,8 +502,8 @@ static int pickling_failed(PyObject **why)
     return *why ? 1 : -1;
 }
 
-int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
-                  PyObject **why)
+static int pickle_value(cellar_state *st, PyObject *value, PyObject *memo,
+                        cellar_pickled *out, PyObject **why, bool stage)
 {
     memset(out, 0, sizeof *out);
     *why = NULL;
@@ -506,11 +521,24 @@ int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pick
         cellar_pickled_release(out);
         return pickling_failed(why);
     }
-    if (fill_segments(st, out) < 0) {
+    if (fill_segments(out) < 0) {
         cellar_pickled_release(out);
         return -1;
     }
+    version_segments(st, out, stage);
     return 0;
+}
+
+int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
+                  PyObject **why)
+{
+    return pickle_value(st, value, memo, out, why, false);
+}
+
+int cellar_pickle_to_store(cellar_state *st, PyObject *value, PyObject *memo,
+                           cellar_pickled *out, PyObject **why)
+{
+    return pickle_value(st, value, memo, out, why, true);
 }
 
 bool cellar_pickled_unchanged(cellar_state *st, const cellar_pickled *p)

@@ -314,19 +314,6 @@ static char seg_tag(size_t i)
     return i == 0 ? CELLAR_SEG_STREAM : CELLAR_SEG_BUFFER;
 }
 
-/* Which segments become blobs: the large ones, and any that would take the
- * inline total past INLINE_MAX. */
-static void choose_blobs(const cellar_store *s, const result_op *op, bool *blob)
-{
-    size_t inline_total = 0;
-    for (size_t i = 0; i < op->nsegs; i++) {
-        size_t len = op->segs[i].len;
-        blob[i] = len >= s->blob_min || len > INLINE_MAX - inline_total;
-        if (!blob[i])
-            inline_total += len;
-    }
-}
-
 /* A caller that gave no checksum gets one computed, and it must be the data
  * version the result is filed under. */
 static int check_unsummed(commit_ctx *c, const result_op *op)
@@ -375,7 +362,7 @@ static int apply_result(commit_ctx *c, const result_op *op)
         c->failed = oom(c->err);
         return APPLY_FAILED;
     }
-    choose_blobs(s, op, blob);
+    blob_choose(s, op->segs, op->nsegs, blob);
     size_t size = record_result_header_size(op->nsegs);
     for (size_t i = 0; i < op->nsegs; i++) {
         if (!blob[i]) {

@@ -20,6 +20,10 @@
  * costs one read of a small directory per commit; the sweep, a walk of
  * blobs/, is paid only after a crash.
  *
+ * A segment staged while its data version was computed (store_stage.c) is
+ * already in an unnamed file: blob_write links that file under the temporary
+ * name instead of writing, and renames it the same way.
+ *
  * Loading maps a blob MAP_PRIVATE: pages come straight from the page cache,
  * a writer to the mapping gets its own copy, and the file never changes.  A
  * blob is replaced only by renaming a new file over it, so an existing
@@ -103,8 +107,9 @@ static cellar_status make_dir(const char *path, cellar_error *err)
                             strerror(e));
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t len)
+bool blob_write_all(int fd, const void *data, size_t len)
 {
+    const uint8_t *p = data;
     while (len) {
         ssize_t n = write(fd, p, len < WRITE_MAX ? len : WRITE_MAX);
         if (n < 0 && errno == EINTR)
@@ -119,6 +124,18 @@ static bool write_all(int fd, const uint8_t *p, size_t len)
         len -= (size_t)n;
     }
     return true;
+}
+
+void blob_choose(const cellar_store *s, const cellar_segment *segs, size_t nsegs,
+                 bool *blob)
+{
+    size_t inline_total = 0;
+    for (size_t i = 0; i < nsegs; i++) {
+        size_t len = segs[i].len;
+        blob[i] = len >= s->blob_min || len > INLINE_MAX - inline_total;
+        if (!blob[i])
+            inline_total += len;
+    }
 }
 
 cellar_status blob_write(cellar_store *s, const cellar_hash *dv, size_t index,
@@ -143,13 +160,24 @@ cellar_status blob_write(cellar_store *s, const cellar_hash *dv, size_t index,
         return rc;
     snprintf(tmp, sizeof tmp, "%s/%s.%ld.%llu", dir, strrchr(final, '/') + 1,
              (long)getpid(), (unsigned long long)now_ns());
+    int staged = stage_find(s, dv, index, len);
+    if (staged >= 0) {
+        /* Written while its data version was computed (store_stage.c): name
+         * it, instead of writing the same bytes again. */
+        bool linked = stage_link(staged, tmp);
+        close(staged);
+        if (linked && rename(tmp, final) == 0)
+            return CELLAR_OK;
+        if (linked)
+            unlink(tmp);
+    }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int e = errno;
         return cellar_error_set(err, errno_status(e), "cannot create %s: %s", tmp,
                                 strerror(e));
     }
-    bool ok = write_all(fd, data, len);
+    bool ok = blob_write_all(fd, data, len);
     int e = errno;
     if (close(fd) != 0 && ok) {
         ok = false;

@@ -424,6 +424,8 @@ void cellar_store_close(cellar_store *store)
 {
     if (!store)
         return;
+    stage_detach_all(store);
+    stage_writer_free(store->writer);
     if (store->env) {
         if (!store->read_only && !store->lock_lost)
             mdb_env_sync(store->env, 1); /* durability at a calm moment */

@@ -50,6 +50,8 @@ extern const store_db_spec store_dbs[DB_COUNT];
 
 /* ---- the store handle ---- */
 
+typedef struct stage_writer stage_writer;
+
 struct cellar_store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
@@ -84,6 +86,8 @@ struct cellar_store {
     uint64_t max_size;
     uint64_t gc_tally, gc_tally_ns; /* bytes, and when last measured exactly */
     bool gc_tally_known, gc_running;
+    cellar_stage *stages;    /* staged blobs not yet freed (store_stage.c), under mu */
+    stage_writer *writer;    /* store_stage.c's writer thread, made on first use */
 };
 
 struct cellar_reader {
@@ -261,6 +265,13 @@ bool record_file_decode(const void *data, size_t len, cellar_file_record *out,
 
 /* ---- store_blob.c ---- */
 
+/* Which of `nsegs` segments become blobs: those of at least blob_min bytes,
+ * and any that would take the inline total past INLINE_MAX. */
+void blob_choose(const cellar_store *s, const cellar_segment *segs, size_t nsegs,
+                 bool *blob);
+/* write(2) of all `len` bytes (EINTR and short writes handled); false with
+ * errno set (ENOSPC for a write that wrote nothing). */
+bool blob_write_all(int fd, const void *data, size_t len);
 /* store/blobs/xx/<dv>-<i> into `out` (PATH_MAX bytes). */
 void blob_path(const cellar_store *s, const cellar_hash *dv, size_t index, char *out);
 /* Writes `len` bytes to a temporary file and renames it into the blob's
@@ -297,6 +308,18 @@ bool blob_parse_name(const char *name, cellar_hash *dv, size_t *index);
 /* After a successful commit that added `added` bytes of results: collects
  * when the store has a budget and the results are over it (gc.h). */
 void gc_after_commit(cellar_store *s, uint64_t added);
+/* ---- store_stage.c ---- */
+
+/* A new descriptor (the caller closes it) of the staged file holding segment
+ * `index` of `dv`, `len` bytes, or -1 when none is staged. */
+int stage_find(cellar_store *s, const cellar_hash *dv, size_t index, uint64_t len);
+/* Gives the unnamed file `fd` the name `path` (which must not exist). */
+bool stage_link(int fd, const char *path);
+/* At close: closes every stage's files and detaches it from the store, so
+ * a later cellar_stage_free touches only the stage. */
+void stage_detach_all(cellar_store *s);
+/* At close: stops the writer thread and frees its buffers (NULL: nothing). */
+void stage_writer_free(stage_writer *w);
 
 /* ---- store_reader.c ---- */
 

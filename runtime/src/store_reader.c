@@ -302,8 +302,22 @@ static cellar_status walk(cellar_reader *r, int db, bool backwards, visit_fn vis
     MDB_cursor_op first = backwards ? MDB_LAST : MDB_FIRST;
     MDB_cursor_op next = backwards ? MDB_PREV : MDB_NEXT;
     cellar_status st = CELLAR_OK;
+    /* Each entry takes at least a node header (8 bytes) of a page in use: a
+     * walk that meets more is going round a damaged B-tree's circles. */
+    MDB_envinfo info;
+    uint64_t cap = UINT64_MAX, seen = 0;
+    if (mdb_env_info(r->store->env, &info) == 0)
+        cap = ((uint64_t)info.me_last_pgno + 1) * r->store->page_size / 8 + 16;
     for (rc = mdb_cursor_get(c, &k, &v, first); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, next)) {
+        if (++seen > cap) {
+            r->store->damaged = true;
+            st = cellar_error_set(err, CELLAR_ECORRUPT,
+                                  "the %s database has more entries than the store's "
+                                  "pages can hold: its B-tree is damaged",
+                                  store_dbs[db].name);
+            break;
+        }
         if (!env_value_ok(r->store, &v)) {
             st = cellar_error_set(err, CELLAR_ECORRUPT,
                                   "a value in the %s database is damaged",

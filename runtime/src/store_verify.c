@@ -12,7 +12,9 @@
  * The child checks the meta pages and file size (store_env.c), walks the
  * free list, the main database and every named database with cursors,
  * decodes every record, recomputes every result's checksum (blobs included)
- * and lists orphan files.  If it dies of a signal or an LMDB error, that is
+ * and lists orphan files.  A walk that meets more entries than the file can
+ * hold (8 bytes each at least) is a B-tree leading in circles: a structure
+ * problem, not an endless walk.  If it dies of a signal or an LMDB error, that is
  * a structure problem at the last place it announced.  Repairs: a store
  * whose structure is damaged is set aside and replaced by a fresh one;
  * otherwise a second child deletes the listed entries and sweeps orphans in
@@ -48,6 +50,7 @@ typedef struct child {
     FILE *out;
     cellar_store *s; /* the child's copy, pointed at its own environment */
     uint64_t records, results, blobs;
+    uint64_t max_entries; /* more than data.mdb can hold: a walk that loops */
 } child;
 
 /* Tabs and newlines would break the line protocol. */
@@ -190,9 +193,22 @@ static int walk_db(child *c, MDB_txn *txn, MDB_dbi dbi, int db, const char *name
     int rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc)
         return rc;
+    uint64_t seen = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         c->records++;
+        if (++seen > c->max_entries) {
+            /* Every entry takes at least a node header (8 bytes) of a page:
+             * a walk past file size / 8 entries is going round in circles. */
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "the walk of the %s database met more entries than data.mdb can "
+                     "hold: its B-tree pages lead in circles",
+                     name);
+            problem(c, CELLAR_PROBLEM_STRUCTURE, "data.mdb", msg);
+            rc = MDB_NOTFOUND;
+            break;
+        }
         if (k.mv_size > 511) {
             problem(c, CELLAR_PROBLEM_STRUCTURE, store_dbs[db >= 0 ? db : 0].name,
                     "a key longer than LMDB allows: its leaf page is damaged");
@@ -220,6 +236,8 @@ static int child_walk(child *c)
         problem(c, CELLAR_PROBLEM_STRUCTURE, "data.mdb", why);
         return 0;
     }
+    struct stat st;
+    c->max_entries = stat(path, &st) == 0 ? (uint64_t)st.st_size / 8 + 16 : UINT64_MAX;
     MDB_txn *txn;
     unsigned flags = MDB_RDONLY | MDB_NOTLS | (s->no_lock ? MDB_NOLOCK : 0);
     int rc = mdb_env_create(&s->env);

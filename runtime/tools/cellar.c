@@ -39,7 +39,8 @@ static const char usage[] =
     "exit status: 0 ok; 1 a failure (for verify: problems found, or left after\n"
     "--repair; a repair that leaves the store clean exits 0); 2 usage (for verify\n"
     "also: the check could not run).  A store command never crashes on a damaged\n"
-    "store: it fails with status 1 and says so.\n";
+    "store: it fails with status 1 and says so, or with status 2 when reading did\n"
+    "not finish within $CELLAR_CLI_TIMEOUT seconds (default 30, 0: no limit).\n";
 
 struct command {
     const char *name;

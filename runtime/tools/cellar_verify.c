@@ -6,8 +6,9 @@
  *
  * Without --repair the store is opened read-only, and a store that the open
  * itself finds damaged (meta pages, a file shorter than its last page, an
- * empty data.mdb) is reported as a structure problem, not as a failure to
- * run.  With --repair the store is opened for writing, after a read-only
+ * empty data.mdb, a data.mdb whose meta pages lead to a tree without
+ * cellar's databases) is reported as a structure problem, not as a failure
+ * to run.  With --repair the store is opened for writing, after a read-only
  * open has shown that it exists (a repair never creates a store); a store
  * damaged at that level is then set aside by the open, and the fresh store
  * is swept of the old one's blobs.  After a repair the store is checked
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cellar/store.h"
 #include "commands.h"
@@ -86,6 +88,15 @@ static int cannot(const cli *c, const char *message)
     return 2;
 }
 
+/* Whether dir/data.mdb exists and holds more than its two meta pages. */
+static bool has_data(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 2 * 4096;
+}
+
 /*
  * Opens the store read-only to look at it.  Returns CLI_GO_ON with `*s` set;
  * CLI_GO_ON with `*s` NULL when the open found the store damaged (reported
@@ -97,6 +108,10 @@ static int open_to_check(const cli *c, findings *f, cellar_verify_counts *n,
     cellar_store_options o = {.read_only = true};
     cellar_error err;
     cellar_status st = cellar_store_open(c->dir, &o, s, &err);
+    /* A data.mdb with pages but without cellar's databases: damaged meta
+     * pages can point LMDB at a tree that lacks them. */
+    if (st == CELLAR_ENOTFOUND && has_data(c->dir))
+        st = CELLAR_ECORRUPT;
     if (st == CELLAR_ECORRUPT) {
         found(f, CELLAR_PROBLEM_STRUCTURE, "data.mdb", err.message);
         n->problems++;

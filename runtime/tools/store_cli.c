@@ -12,17 +12,29 @@
  * child killed by a signal becomes one line on stderr naming the store and
  * what to run, and exit status 1, never a crash and never half a listing.
  * The child's stderr is the parent's, so its messages arrive as they are.
+ *
+ * A damaged B-tree can also make LMDB loop instead of fault, so the parent
+ * waits at most CELLAR_CLI_TIMEOUT seconds (default 30; 0 waits forever) for
+ * the child to finish: then it kills the child, prints none of its output and
+ * reports the store as damaged with exit status 2.  CELLAR_CLI_TEST_HANG=1
+ * makes the child hang once the store is open, so tests can check that
+ * path without a store crafted to loop (LMDB's cursor stack depth and the
+ * open's page checks stop the loops that can be crafted deterministically).
  */
 #include "store_cli.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#define DEFAULT_TIMEOUT_S 30
 
 /* A positive count for --limit, or 0 when `s` is not one. */
 static unsigned long parse_count(const char *s)
@@ -90,18 +102,64 @@ static int open_here(const cli *c, cellar_store **s, cellar_reader **r)
         cellar_store_close(*s);
         return cli_fail(c, err.message);
     }
+    const char *hang = getenv("CELLAR_CLI_TEST_HANG");
+    if (hang && !strcmp(hang, "1"))
+        for (;;)
+            pause(); /* a reader that loops, for the tests */
     return CLI_GO_ON;
 }
 
-/* All of `fd` into a malloc'd buffer; false when memory ran out (the rest
- * is still drained so that the child never blocks). */
-static bool gather(int fd, char **out, size_t *len)
+/* CELLAR_CLI_TIMEOUT in milliseconds; -1 for no limit.  A value that is
+ * not a whole number of seconds is ignored (the default applies). */
+static int timeout_ms(void)
+{
+    const char *v = getenv("CELLAR_CLI_TIMEOUT");
+    char *end;
+    long t = DEFAULT_TIMEOUT_S;
+    if (v && *v >= '0' && *v <= '9') {
+        long n = strtol(v, &end, 10);
+        if (!*end && n >= 0 && n <= 86400)
+            t = n;
+    }
+    return t == 0 ? -1 : (int)(t * 1000);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum gathered { GATHERED, OUT_OF_MEMORY, TIMED_OUT };
+
+/* All of `fd` into a malloc'd buffer, until its end or `limit_ms` (-1: no
+ * limit) have passed.  Out of memory, the rest is still drained so that the
+ * child never blocks. */
+static enum gathered gather(int fd, int limit_ms, char **out, size_t *len)
 {
     size_t cap = 0, n = 0;
     char *buf = NULL, scratch[65536];
     bool ok = true;
+    int64_t deadline = limit_ms < 0 ? 0 : now_ms() + limit_ms;
     for (;;) {
-        ssize_t got = read(fd, scratch, sizeof scratch);
+        int wait = -1;
+        if (limit_ms >= 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                *out = buf;
+                *len = n;
+                return TIMED_OUT;
+            }
+            wait = (int)left;
+        }
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int ready = poll(&pfd, 1, wait);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0)
+            continue; /* the deadline check above ends it */
+        ssize_t got = ready < 0 ? -1 : read(fd, scratch, sizeof scratch);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0)
@@ -125,7 +183,7 @@ static bool gather(int fd, char **out, size_t *len)
     }
     *out = buf;
     *len = n;
-    return ok;
+    return ok ? GATHERED : OUT_OF_MEMORY;
 }
 
 /* The store as the message about a crash names it. */
@@ -164,13 +222,26 @@ int cli_open_reader(const cli *c, cellar_store **s, cellar_reader **r)
     close(fds[1]);
     char *out;
     size_t len;
-    bool complete = gather(fds[0], &out, &len);
+    int limit = timeout_ms();
+    enum gathered got = gather(fds[0], limit, &out, &len);
+    if (got == TIMED_OUT)
+        kill(pid, SIGKILL);
     close(fds[0]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     int rc;
-    if (WIFSIGNALED(status)) {
+    if (got == TIMED_OUT) {
+        char where[PATH_MAX + 1];
+        store_name(c, where, sizeof where);
+        fprintf(stderr,
+                "cellar %s: the store %s may be damaged: reading it did not finish "
+                "within %d s (CELLAR_CLI_TIMEOUT; LMDB can loop on a damaged B-tree), "
+                "so the reader was stopped; 'cellar verify --dir %s' says what is "
+                "damaged, and 'cellar verify --repair' sets the store aside\n",
+                c->name, where, limit / 1000, where);
+        rc = 2;
+    } else if (WIFSIGNALED(status)) {
         char where[PATH_MAX + 1];
         store_name(c, where, sizeof where);
         fprintf(stderr,
@@ -179,7 +250,7 @@ int cli_open_reader(const cli *c, cellar_store **s, cellar_reader **r)
                 "'cellar verify --repair' sets the store aside\n",
                 c->name, where, WTERMSIG(status), strsignal(WTERMSIG(status)), where);
         rc = 1;
-    } else if (!complete) {
+    } else if (got == OUT_OF_MEMORY) {
         rc = cli_fail(c, "out of memory gathering the output");
     } else {
         rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;

@@ -44,8 +44,10 @@ int cli_fail(const cli *c, const char *message);
  * collected by this process.  Returns CLI_GO_ON in the child (with `*s` and
  * `*r` set), or, in the parent, the exit status once the child is done: its
  * own, after its output has been copied to stdout, or 1 with a message (and
- * none of its output) when it died of a signal.  Also returns 1 (said on
- * stderr) when the store cannot be opened or the child cannot be started.
+ * none of its output) when it died of a signal, or 2 with a message (and
+ * none of its output) when it did not finish within CELLAR_CLI_TIMEOUT
+ * seconds (default 30, 0 for no limit) and was killed.  Also returns 1 (said
+ * on stderr) when the store cannot be opened or the child cannot be started.
  */
 int cli_open_reader(const cli *c, cellar_store **s, cellar_reader **r);
 

@@ -2,7 +2,8 @@
 
 In every case the kernel lives, no wrong value is returned (values are recomputed in the same
 kernel and compared), and what was committed before is still there or set aside with a
-warning that says where. Faults: large results as blob files (mapped, writable, copy-on-write),
+warning that says where. Large results are blob files, written while their data version is
+computed (staged) and mapped, writable, copy-on-write. Faults:
 a blob deleted and one damaged, pages of data.mdb overwritten with random bytes (seeded) and
 the file truncated, lock.mdb deleted under a running kernel, a store the user can read but not
 write (as uid 65534, through IPython itself: root ignores modes), a full filesystem (a 20 MiB
@@ -112,6 +113,32 @@ def test_large_results_are_blob_files_mapped_copy_on_write(kernel):
     assert files[0].read_bytes() == before
     kernel.ok("import cellar; cellar.forget_memory()")
     kernel.cellar_run("big_a").ok()
+    assert same_value(kernel, "big_a")
+
+
+def test_large_result_is_written_while_it_is_versioned(kernel):
+    # Staging: big_a's blob is written when big_a returns (in the pass that computes its data
+    # version), not at the commit after `later` slept; the commit only names the file (a
+    # rename keeps its mtime). Without staging the file would be written after the sleep.
+    defs = ARRAYS + textwrap.dedent(
+        """\
+        import time
+
+        def later(big_a):
+            time.sleep(1.0)
+            return int(big_a.size)
+        """)
+    fresh(kernel, defs)
+    kernel.cellar_run("later").ok()
+    [blob] = blobs(kernel.store)
+    keys = {e["node"]: e for e in listing(kernel.store)}
+    assert blob.name.startswith(keys["big_a"]["data_version"])
+    written, committed = blob.stat().st_mtime_ns, keys["big_a"]["created_ns"]
+    assert committed - written > 0.8e9, (written, committed)
+    assert not list((kernel.store / "blobs" / "tmp").glob("*"))
+    kernel.restart()
+    fresh(kernel, defs)
+    assert kernel.cellar_run("big_a").ok().report.status("big_a") == "loaded"
     assert same_value(kernel, "big_a")
 
 

@@ -5,7 +5,8 @@
  * or truncated blob is a miss; replace heals it; a writer killed mid-commit
  * leaves orphans that the next commit sweeps; several reader threads read
  * while another thread commits; records round-trip and refuse unknown
- * versions and truncation; every status-returning call gives the same
+ * versions and truncation; staging writes a blob in the pass that hashes
+ * it, and exactly the bytes hashed; every status-returning call gives the same
  * status with err = NULL as with an error, and fills the error.
  */
 #include "store_testlib.h"
@@ -13,6 +14,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "store_internal.h"
@@ -557,6 +559,175 @@ static void test_error_contract(void **state)
     cellar_store_close(s);
 }
 
+/* Staging hashes and writes in one pass: the data version is the same as
+ * hashing alone, the commit names the staged file instead of writing, and
+ * the blob holds the bytes that were hashed even when the caller's memory
+ * changed after staging.  A stage never committed leaves no file. */
+static void test_staged_blob(void **state)
+{
+    fixture *f = *state;
+    cellar_store *s = open_with(f->dir, SMALL_BLOB, false);
+    size_t n = (3 << 20) + 123; /* several 1 MiB chunks and a short one */
+    uint8_t *big = malloc(n), *orig = malloc(n);
+    assert_non_null(big);
+    assert_non_null(orig);
+    fill_pattern(big, n, 7);
+    memcpy(orig, big, n);
+    cellar_segment segs[3] = {{"stream", 6}, {big, n}, {"tail", 4}};
+    cellar_hash want = dv_of(segs, 3), dv;
+    cellar_stage *stage;
+    cellar_error err;
+    assert_int_equal(cellar_store_stage(s, segs, 3, &dv, &stage, &err), CELLAR_OK);
+    assert_true(cellar_hash_equal(&dv, &want));
+    assert_int_equal(cellar_stage_files(stage), 1);
+    char dir[256], path[512];
+    snprintf(dir, sizeof dir, "%s/blobs/tmp", f->dir);
+    assert_int_equal(count_files(dir), 0); /* unnamed until a commit */
+
+    big[5] ^= 0xff; /* changed after hashing: the staged bytes are stored */
+    cellar_batch *b = cellar_batch_new();
+    assert_int_equal(cellar_batch_put_result(b, &dv, segs, 3, &dv, NULL), CELLAR_OK);
+    commit_ok(s, b);
+    blob_file(f, &dv, 1, path, sizeof path);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, (off_t)n);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(count_files(dir), 0);
+    cellar_stage_free(stage);
+
+    cellar_reader *r;
+    loaded l = {0};
+    assert_int_equal(cellar_reader_begin(s, &r, &err), CELLAR_OK);
+    assert_int_equal(cellar_reader_load_result(r, &dv, alloc_seg, &l, &err), CELLAR_OK);
+    assert_memory_equal(l.bufs[1], orig, n);
+    loaded_free(&l);
+    cellar_reader_end(r);
+    assert_int_equal(verify(s, false).n, 0);
+
+    /* Staged, never committed: nothing stays on disk. */
+    fill_pattern(big, n, 8);
+    cellar_hash dv2;
+    assert_int_equal(cellar_store_stage(s, segs, 3, &dv2, &stage, NULL), CELLAR_OK);
+    assert_int_equal(cellar_stage_files(stage), 1);
+    cellar_stage_free(stage);
+    uint64_t files, bytes;
+    blob_totals(s, &files, &bytes);
+    assert_int_equal(files, 1);
+    assert_int_equal(verify(s, false).n, 0);
+
+    /* Small segments only, or no store: hashed, nothing staged. */
+    cellar_segment small = {"v", 1};
+    cellar_hash want_small = dv_of(&small, 1);
+    assert_int_equal(cellar_store_stage(s, &small, 1, &dv2, &stage, NULL), CELLAR_OK);
+    assert_null(stage);
+    assert_true(cellar_hash_equal(&dv2, &want_small));
+    assert_int_equal(cellar_store_stage(NULL, segs, 3, &dv2, &stage, NULL), CELLAR_OK);
+    assert_null(stage);
+    cellar_hash want2 = dv_of(segs, 3);
+    assert_true(cellar_hash_equal(&dv2, &want2));
+    SAME_STATUS(CELLAR_EINVAL, cellar_store_stage(s, segs, 0, &dv2, &stage, err_));
+
+    /* A stage still held when its store closes: close releases its files,
+     * free only the handle. */
+    assert_int_equal(cellar_store_stage(s, segs, 3, &dv2, &stage, NULL), CELLAR_OK);
+    assert_int_equal(cellar_stage_files(stage), 1);
+    cellar_batch_free(b);
+    cellar_store_close(s);
+    cellar_stage_free(stage);
+
+    /* Read-only: nothing is staged. */
+    s = open_with(f->dir, SMALL_BLOB, true);
+    assert_int_equal(cellar_store_stage(s, segs, 3, &dv2, &stage, NULL), CELLAR_OK);
+    assert_null(stage);
+    cellar_store_close(s);
+    free(big);
+    free(orig);
+}
+
+/* Several threads stage and commit at once: they share the store's writer
+ * one stage at a time, and every blob holds its own value. */
+typedef struct stager {
+    cellar_store *s;
+    uint32_t seed;
+    cellar_hash dv;
+    size_t staged;
+} stager;
+
+static void *stage_and_commit(void *arg)
+{
+    stager *t = arg;
+    size_t n = (2 << 20) + 17;
+    uint8_t *buf = malloc(n);
+    fill_pattern(buf, n, t->seed);
+    cellar_segment segs[2] = {{"s", 1}, {buf, n}};
+    cellar_stage *stage = NULL;
+    cellar_batch *b = cellar_batch_new();
+    cellar_error err;
+    if (cellar_store_stage(t->s, segs, 2, &t->dv, &stage, &err) ||
+        cellar_batch_put_result(b, &t->dv, segs, 2, &t->dv, &err) ||
+        cellar_store_commit(t->s, b, &err))
+        t->staged = 99;
+    else
+        t->staged = cellar_stage_files(stage);
+    cellar_stage_free(stage);
+    cellar_batch_free(b);
+    free(buf);
+    return NULL;
+}
+
+static void test_staging_on_threads_and_past_a_size_limit(void **state)
+{
+    fixture *f = *state;
+    cellar_store *s = open_with(f->dir, SMALL_BLOB, false);
+    enum { N = 4 };
+    pthread_t th[N];
+    stager t[N];
+    for (int i = 0; i < N; i++) {
+        t[i] = (stager){.s = s, .seed = 100 + (uint32_t)i};
+        assert_int_equal(pthread_create(&th[i], NULL, stage_and_commit, &t[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].staged, 1);
+    }
+    assert_int_equal(verify(s, false).n, 0);
+    cellar_store_close(s);
+
+    /* A file size limit under the blob's size: the staged write fails (its
+     * SIGXFSZ, whose default kills, goes to the writer thread, which blocks
+     * signals), the data
+     * version is still right, nothing is staged, and the commit says EFULL. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cellar_store *c = open_with(f->dir, SMALL_BLOB, false);
+        struct rlimit lim = {1 << 20, 1 << 20};
+        size_t n = 3 << 20;
+        uint8_t *buf = malloc(n);
+        fill_pattern(buf, n, 5);
+        cellar_segment segs[2] = {{"s", 1}, {buf, n}};
+        cellar_hash dv, want = dv_of(segs, 2);
+        cellar_stage *stage = NULL;
+        setrlimit(RLIMIT_FSIZE, &lim);
+        int bad = cellar_store_stage(c, segs, 2, &dv, &stage, NULL) != CELLAR_OK ||
+                  !cellar_hash_equal(&dv, &want) || stage != NULL;
+        signal(SIGXFSZ, SIG_IGN); /* as Python does, for the commit's own write */
+        cellar_batch *b = cellar_batch_new();
+        cellar_batch_put_result(b, &dv, segs, 2, &dv, NULL);
+        bad |= (cellar_store_commit(c, b, NULL) != CELLAR_EFULL) << 1;
+        _exit(bad);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    s = open_with(f->dir, SMALL_BLOB, false);
+    problems p = verify(s, false);
+    assert_int_equal(p.n, p.by_kind[CELLAR_PROBLEM_ORPHAN]); /* at most a stray file */
+    cellar_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +742,9 @@ int main(void)
         cmocka_unit_test(test_key_record_codec),
         cmocka_unit_test(test_result_header_codec),
         cmocka_unit_test_setup_teardown(test_error_contract, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staged_blob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staging_on_threads_and_past_a_size_limit,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

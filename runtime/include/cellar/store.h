@@ -16,8 +16,9 @@
  *              the path itself), for file_version.h.
  *   blobs/xx/<dv>-<i>    segment i of the result whose data version is <dv>,
  *                        when it is at least `blob_min` bytes: an immutable
- *                        file, written under blobs/tmp/ and renamed into place
- *                        inside the write transaction that refers to it.
+ *                        file, written under blobs/tmp/ (or staged there as an
+ *                        unnamed file, cellar_store_stage) and renamed into
+ *                        place inside the write transaction that refers to it.
  *
  * The checksum of a result is the fingerprint of its segments
  * (fingerprint.h), i.e. its data version, so content addressing and
@@ -30,8 +31,9 @@
  * aside and replaced by a fresh store; either way cellar_store_notice says so.
  *
  * Threads: a cellar_store may be shared by threads.  cellar_reader_begin,
- * cellar_store_commit, cellar_store_stats_of and the cellar_batch functions
- * (on distinct batches) may be called from any thread at the same time.  A
+ * cellar_store_commit, cellar_store_stage, cellar_stage_free and the
+ * cellar_batch functions (on distinct batches) may be called from any thread
+ * at the same time (stages take the store's writer thread one at a time).  A
  * cellar_reader belongs to the thread that uses it: one thread at a time,
  * though it may be handed from one thread to another between calls
  * (MDB_NOTLS).  cellar_store_open, cellar_store_close and cellar_store_verify
@@ -214,8 +216,11 @@ cellar_status cellar_reader_get_node(cellar_reader *r, const char *node,
 /* Iteration.  A callback returns 0 to go on, non-zero to stop early (the
  * iteration then returns CELLAR_OK).  Walks trust LMDB's leaf pages (lookups
  * are guarded, walks are not): on a store that may be damaged, run
- * cellar_store_verify first, which walks in a child process.  Each returns CELLAR_OK; ECORRUPT when a
- * record does not parse (iteration stops there); EINVAL; ELMDB. */
+ * cellar_store_verify first, which walks in a child process.  Each returns
+ * CELLAR_OK; ECORRUPT when a record does not parse, or the walk meets more
+ * entries than the store's pages can hold (a damaged B-tree leading in
+ * circles; the store is then marked damaged), and iteration stops there;
+ * EINVAL; ELMDB. */
 typedef int (*cellar_key_fn)(void *ctx, const cellar_hash *key,
                              const cellar_key_record *rec);
 typedef int (*cellar_run_fn)(void *ctx, uint64_t run_id, const char *json,
@@ -393,8 +398,44 @@ cellar_status cellar_batch_put_file(cellar_batch *b, const char *path,
                                     const cellar_file_record *rec, cellar_error *err);
 
 /*
- * Applies the batch in one write transaction: blob files are written and
- * renamed into place, then the records put, then the transaction committed.
+ * Staging: computing a result's data version and writing its large segments
+ * in one pass over the bytes.
+ *
+ * cellar_store_stage computes the data version of `segs` (the fingerprint
+ * cellar_batch_put_result expects as checksum: segment 0 tagged as the
+ * pickle stream, the rest as buffers) into `*data_version`.  Each segment
+ * that a commit would store as a blob file is meanwhile written to an
+ * unnamed file in the store: the caller's bytes are copied 1 MiB at a time
+ * into private buffers, hashed there and written from there by a thread of
+ * the store's, so the hash overlaps the write and the file holds exactly the
+ * bytes hashed.  A later commit of a result under that data version links the
+ * staged files into place instead of writing them; a stage never committed
+ * leaves nothing on disk.
+ *
+ * Staging is best effort and never changes the data version: when `store`
+ * is NULL or read-only, a segment is too small to be a blob, the filesystem
+ * has no O_TMPFILE, a write fails (a full disk) or resources run short,
+ * `*out` is NULL or stages fewer files (cellar_stage_files) and the commit
+ * writes those blobs from the segments as usual.  `*out` (possibly NULL) is
+ * owned by the caller until cellar_stage_free, which must come before
+ * cellar_store_close (close releases the files; free still frees the
+ * handle).  Call from any thread; `segs` are read during the call only.
+ * Returns CELLAR_OK (then `*data_version` is set); EINVAL (no segments, more
+ * than 65,536, a NULL segment or output); ENOMEM (`*data_version` not set).
+ */
+typedef struct cellar_stage cellar_stage;
+cellar_status cellar_store_stage(cellar_store *store, const cellar_segment *segs,
+                                 size_t nsegs, cellar_hash *data_version,
+                                 cellar_stage **out, cellar_error *err);
+/* Files the stage holds (0 for NULL). */
+size_t cellar_stage_files(const cellar_stage *stage);
+/* Drops the staged files that no commit named; `stage` may be NULL. */
+void cellar_stage_free(cellar_stage *stage);
+
+/*
+ * Applies the batch in one write transaction: blob files are written (or,
+ * when staged, linked) and renamed into place, then the records put, then
+ * the transaction committed.
  * On MDB_MAP_FULL the map is grown and the transaction retried (growing
  * waits up to 5 s for this process's readers to end, then fails with EFULL:
  * commit with none open on this thread).  Orphans a killed writer left are swept by the next commit.
