@@ -169,6 +169,11 @@ int cellar_register_source(cellar_state *st, const char *src, Py_ssize_t len,
  * post_run_cell) have bound so far, so that a run started from inside a cell
  * sees the definitions made above it.  0, or -1 with a Python error. */
 int cellar_hooks_register_pending(cellar_state *st);
+/* Called when the extension loads: the cell running `%load_ext` (if any) has
+ * what it bound so far registered and, unless silent, joins the pending
+ * table as if its pre_run_cell had run.  True when it did (its post_run_cell
+ * then needs no fallback); a failure is a warning, never an error. */
+bool cellar_hooks_adopt_loading_cell(cellar_state *st);
 
 /* values.c */
 /* A value serialized with pickle protocol 5: the stream, its out-of-band

@@ -115,7 +115,7 @@ static PyObject *load_ipython_extension(PyObject *module, PyObject *ip)
     Py_DECREF(r);
     if (register_hooks(st, ip) < 0)
         return NULL;
-    st->loading_cell = true;
+    st->loading_cell = !cellar_hooks_adopt_loading_cell(st);
     PyObject *summary = cellar_store_summary(st);
     if (!summary)
         return NULL;
