@@ -24,6 +24,23 @@
  * segments, which is the data version.  A second stream only for the
  * fingerprint would cost a second pickling of every value.
  *
+ * Code pickle cannot name.  Pickle refuses a notebook function or class
+ * that its qualified name no longer reaches: a dict built before the cell
+ * that defines its function was re-run holds the old object, and a lambda
+ * or a closure has no name at all.  Such a value cannot be stored (loading
+ * it would give another object, or fail), but its data version does not
+ * need the name to reach it: the code version says what the code does.  So
+ * when the C pickling fails after meeting notebook code, the value is
+ * pickled once more by a versioning-only pickler (a subclass of the
+ * pure-Python one) whose save_global writes such code exactly as pickle
+ * writes a reachable global, `module` and `qualname` then STACK_GLOBAL,
+ * while reducer_override still notes its code version.  The stream is the
+ * one the value would have if the name reached the object, so equal code
+ * keeps the data version it had before the cell was re-run (and in another
+ * kernel), and edited code changes it; the value is still reported as not
+ * storable.  (The pure-Python and the C pickler write the same bytes for the
+ * same objects.)
+ *
  * Sets.  A set of strings pickles in hash-seed order, and the C pickler hands
  * exact sets to no hook.  So the C stream is scanned for set opcodes (a walk
  * over the opcodes, cheap next to pickling); a value with a non-empty set is
@@ -234,11 +251,11 @@ static int element_version(cellar_state *st, PyObject *item, PyObject *memo,
     return 0;
 generic:
     cellar_key_free(k);
-    bool picklable = true;
-    rc = cellar_data_version(st, item, memo, out, &picklable);
+    bool stable = true;
+    rc = cellar_data_version(st, item, memo, out, &stable);
     if (rc < 0)
         return -1;
-    return picklable ? 0 : 1;
+    return stable ? 0 : 1;
 }
 
 /* The reduction `(set, (sorted list,))` for an exact set or frozenset. */
@@ -310,38 +327,189 @@ static PyMethodDef reducer_override_def = {
     "reducer_override", reducer_override, METH_O,
     "cellar's hook: notes the code version of notebook code, sorts sets."};
 
-/* type(name, (base,), {}), so that its instances take an attribute: each
- * pickler gets its reducer_override there, a builtin bound to its capsule
- * (pickle looks the hook up when dump starts). */
-static PyObject *make_pickler(PyObject *module, const char *name, const char *base_mod,
-                              const char *base_attr)
+/* ---- the versioning-only pickler's save_global ---- */
+
+/* The collect of a pickler made by pickler_new: its reducer_override is the
+ * builtin bound to the capsule. */
+static collect *collect_of(PyObject *pickler)
 {
-    PyObject *mod = PyImport_ImportModule(base_mod);
-    PyObject *base = mod ? PyObject_GetAttrString(mod, base_attr) : NULL;
-    Py_XDECREF(mod);
-    PyObject *modname = PyModule_GetNameObject(module);
-    PyObject *ns = modname ? Py_BuildValue("{sO}", "__module__", modname) : NULL;
-    Py_XDECREF(modname);
-    PyObject *cls = (base && ns) ? PyObject_CallFunction((PyObject *)&PyType_Type,
-                                                         "s(O)O", name, base, ns)
-                                 : NULL;
+    PyObject *hook = PyObject_GetAttrString(pickler, "reducer_override");
+    PyObject *capsule =
+        hook && PyCFunction_Check(hook) ? PyCFunction_GET_SELF(hook) : NULL;
+    collect *c = capsule ? PyCapsule_GetPointer(capsule, COLLECT_CAPSULE) : NULL;
+    if (hook && !c && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "not one of cellar's picklers");
+    Py_XDECREF(hook);
+    return c;
+}
+
+/* What `module`.`qualname` reaches, as pickle looks it up (sys.modules, then
+ * one attribute per dotted part; `<locals>` is never an attribute): a new
+ * reference, NULL without an error when nothing, NULL with an error. */
+static PyObject *lookup_global(PyObject *module, PyObject *qualname)
+{
+    PyObject *cur = PyImport_GetModule(module);
+    PyObject *dot = cur ? PyUnicode_FromString(".") : NULL;
+    PyObject *parts = dot ? PyUnicode_Split(qualname, dot, -1) : NULL;
+    Py_XDECREF(dot);
+    if (!parts) {
+        Py_XDECREF(cur);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; cur && i < PyList_GET_SIZE(parts); i++) {
+        PyObject *next = PyObject_GetAttr(cur, PyList_GET_ITEM(parts, i));
+        if (!next && PyErr_ExceptionMatches(PyExc_AttributeError))
+            PyErr_Clear();
+        Py_SETREF(cur, next);
+    }
+    Py_DECREF(parts);
+    return cur;
+}
+
+/* Whether `obj` is notebook code (a function or a class: reducer_override
+ * notes the versions of exactly those) that pickle cannot name, because its
+ * __qualname__ in its __module__ does not reach it.  1 with *module and
+ * *qualname (new references) set; 0 when pickle can name it or it is no
+ * such code (pickle decides); -1 with an error. */
+static int unnamed_code(cellar_state *st, PyObject *obj, PyObject **module,
+                        PyObject **qualname)
+{
+    *module = *qualname = NULL;
+    int kind = cellar_code_kind(st, obj);
+    if (kind != CELLAR_CODE_FUNCTION && kind != CELLAR_CODE_CLASS)
+        return kind < 0 ? -1 : 0;
+    int rc = -1;
+    if (cellar_optional_attr(obj, "__module__", module) >= 0 &&
+        cellar_optional_attr(obj, "__qualname__", qualname) >= 0) {
+        rc = 0; /* no names to write in its place: pickle decides */
+        if (*module && *qualname && PyUnicode_Check(*module) &&
+            PyUnicode_Check(*qualname)) {
+            PyObject *reached = lookup_global(*module, *qualname);
+            rc = PyErr_Occurred() ? -1 : reached != obj;
+            Py_XDECREF(reached);
+        }
+    }
+    if (rc != 1) {
+        Py_CLEAR(*module);
+        Py_CLEAR(*qualname);
+    }
+    return rc;
+}
+
+/* pickle's own way of writing a global at protocol 4 and up: module and
+ * qualified name as strings, STACK_GLOBAL, and the object memoized. */
+static int write_global(PyObject *pickler, PyObject *obj, PyObject *module,
+                        PyObject *qualname)
+{
+    PyObject *r = PyObject_CallMethod(pickler, "save", "O", module);
+    Py_XSETREF(r, r ? PyObject_CallMethod(pickler, "save", "O", qualname) : NULL);
+    Py_XSETREF(r, r ? PyObject_CallMethod(pickler, "write", "y#", "\x93", (Py_ssize_t)1)
+                    : NULL);
+    Py_XSETREF(r, r ? PyObject_CallMethod(pickler, "memoize", "O", obj) : NULL);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* save_global(pickler, obj[, name]) of the versioning-only pickler, called as
+ * its method and from its dispatch table: notebook code that pickle cannot
+ * name is written as if the name reached it; everything else goes to
+ * pickle's own save_global. */
+static PyObject *version_save_global(PyObject *unused, PyObject *const *args,
+                                     Py_ssize_t nargs)
+{
+    (void)unused;
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "save_global(pickler, obj, name=None)");
+        return NULL;
+    }
+    collect *c = collect_of(args[0]);
+    if (!c)
+        return NULL;
+    PyObject *module, *qualname;
+    int unnamed = nargs == 2 || args[2] == Py_None
+                      ? unnamed_code(c->st, args[1], &module, &qualname)
+                      : 0;
+    if (unnamed < 0)
+        return NULL;
+    if (unnamed) {
+        int rc = write_global(args[0], args[1], module, qualname);
+        Py_DECREF(module);
+        Py_DECREF(qualname);
+        return rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *base = PyObject_GetAttrString(c->st->canonical_pickler, "save_global");
+    PyObject *r = base ? PyObject_Vectorcall(base, args, (size_t)nargs, NULL) : NULL;
     Py_XDECREF(base);
+    return r;
+}
+
+static PyMethodDef version_save_global_def = {
+    "save_global", (PyCFunction)(void (*)(void))version_save_global, METH_FASTCALL,
+    "cellar's save_global: notebook code pickle cannot name, written by its name."};
+
+/* type(name, (base,), ns), so that its instances take an attribute: each
+ * pickler gets its reducer_override there, a builtin bound to its capsule
+ * (pickle looks the hook up when dump starts).  `ns` gets __module__. */
+static PyObject *make_pickler(PyObject *module, const char *name, PyObject *base,
+                              PyObject *ns)
+{
+    PyObject *modname = PyModule_GetNameObject(module);
+    int rc = modname ? PyDict_SetItemString(ns, "__module__", modname) : -1;
+    Py_XDECREF(modname);
+    return rc == 0 ? PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O", name, base,
+                                           ns)
+                   : NULL;
+}
+
+static PyObject *import_attr(const char *module, const char *attr)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    PyObject *a = mod ? PyObject_GetAttrString(mod, attr) : NULL;
+    Py_XDECREF(mod);
+    return a;
+}
+
+/* The versioning-only pickler: the canonical one (sets sorted), with a
+ * save_global for notebook code pickle cannot name.  pickle._Pickler calls
+ * self.save_global for classes and reduce strings, and its dispatch table's
+ * entry for functions directly, so both are replaced. */
+static PyObject *make_version_pickler(PyObject *module, cellar_state *st)
+{
+    PyObject *fn = PyCFunction_NewEx(&version_save_global_def, NULL, NULL);
+    PyObject *method = fn ? PyInstanceMethod_New(fn) : NULL;
+    PyObject *table = PyObject_GetAttrString(st->canonical_pickler, "dispatch");
+    PyObject *dispatch = table && PyDict_Check(table) ? PyDict_Copy(table) : NULL;
+    if (table && !dispatch && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "pickle._Pickler.dispatch is not a dict");
+    PyObject *ns = dispatch && method ? PyDict_New() : NULL;
+    PyObject *cls = NULL;
+    if (ns && PyDict_SetItem(dispatch, (PyObject *)&PyFunction_Type, fn) == 0 &&
+        PyDict_SetItemString(ns, "dispatch", dispatch) == 0 &&
+        PyDict_SetItemString(ns, "save_global", method) == 0)
+        cls = make_pickler(module, "_VersionPickler", st->canonical_pickler, ns);
     Py_XDECREF(ns);
+    Py_XDECREF(dispatch);
+    Py_XDECREF(table);
+    Py_XDECREF(method);
+    Py_XDECREF(fn);
     return cls;
 }
 
 int cellar_values_init(PyObject *module, cellar_state *st)
 {
-    PyObject *io = PyImport_ImportModule("io");
-    st->bytes_io = io ? PyObject_GetAttrString(io, "BytesIO") : NULL;
-    Py_XDECREF(io);
-    if (!st->bytes_io)
-        return -1;
-    st->fast_pickler = make_pickler(module, "_Pickler", "_pickle", "Pickler");
-    st->canonical_pickler =
-        st->fast_pickler ? make_pickler(module, "_CanonicalPickler", "pickle", "_Pickler")
-                         : NULL;
-    return st->canonical_pickler ? 0 : -1;
+    st->bytes_io = import_attr("io", "BytesIO");
+    PyObject *c = st->bytes_io ? import_attr("_pickle", "Pickler") : NULL;
+    PyObject *py = c ? import_attr("pickle", "_Pickler") : NULL;
+    PyObject *ns1 = py ? PyDict_New() : NULL, *ns2 = ns1 ? PyDict_New() : NULL;
+    if (ns2 && (st->fast_pickler = make_pickler(module, "_Pickler", c, ns1)))
+        st->canonical_pickler = make_pickler(module, "_CanonicalPickler", py, ns2);
+    Py_XDECREF(ns2);
+    Py_XDECREF(ns1);
+    Py_XDECREF(py);
+    Py_XDECREF(c);
+    if (st->canonical_pickler)
+        st->version_pickler = make_version_pickler(module, st);
+    return st->version_pickler ? 0 : -1;
 }
 
 /* ---- pickling ---- */
@@ -407,9 +575,10 @@ static int pickler_reset(cellar_state *st, PyObject *set)
 }
 
 /* One pickling of `value` by the pickler `set` into out->stream, ->buffers
- * and ->code. */
+ * and ->code.  *met_code says whether it met notebook code, also when it
+ * failed. */
 static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObject *memo,
-                        cellar_pickled *out)
+                        cellar_pickled *out, bool *met_code)
 {
     collect *c = PyCapsule_GetPointer(PyTuple_GET_ITEM(set, 3), COLLECT_CAPSULE);
     if (!c)
@@ -418,6 +587,7 @@ static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObje
     Py_CLEAR(c->versions);
     PyObject *r =
         PyObject_CallMethodOneArg(PyTuple_GET_ITEM(set, 0), st->str_dump, value);
+    *met_code = c->versions != NULL;
     if (!r)
         return -1;
     Py_DECREF(r);
@@ -443,7 +613,7 @@ static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObje
  * (creating one costs about as much as pickling a small value); a pickling
  * nested in another, or on another thread meanwhile, gets a fresh one. */
 static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo,
-                cellar_pickled *out)
+                cellar_pickled *out, bool *met_code)
 {
     bool cached = cls == st->fast_pickler && !st->pickler_busy;
     PyObject *set = NULL;
@@ -453,7 +623,7 @@ static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo
         return -1;
     if (cached)
         st->pickler_busy = true;
-    int rc = pickler_dump(st, set, value, memo, out);
+    int rc = pickler_dump(st, set, value, memo, out, met_code);
     PyObject *type, *val, *tb;
     PyErr_Fetch(&type, &val, &tb); /* the reset must not lose pickling's error */
     bool reusable = pickler_reset(st, set) == 0;
@@ -487,6 +657,28 @@ static int pickling_failed(PyObject **why)
     return *why ? 1 : -1;
 }
 
+/* The data version `value` would have if pickle could name the notebook
+ * code in it (the versioning-only pickling): 1 with out->dv set; 0 when it
+ * cannot be pickled even so (no error; *why then says what stopped this
+ * pickling); -1 on a hard error.  *out holds no references after. */
+static int version_only(cellar_state *st, PyObject *value, PyObject *memo,
+                        cellar_pickled *out, PyObject **why)
+{
+    bool met_code;
+    int rc = dump(st, st->version_pickler, value, memo, out, &met_code);
+    if (rc == 0) {
+        rc = fill_segments(st, out) < 0 ? -1 : 1;
+        cellar_pickled_release(out);
+        return rc;
+    }
+    cellar_pickled_release(out);
+    PyObject *other = NULL;
+    if (pickling_failed(&other) < 0)
+        return -1;
+    Py_SETREF(*why, other);
+    return 0;
+}
+
 int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
                   PyObject **why)
 {
@@ -495,22 +687,31 @@ int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pick
     PyObject *own_memo = NULL;
     if (!memo && !(memo = own_memo = PyDict_New()))
         return -1;
-    int rc = dump(st, st->fast_pickler, value, memo, out);
+    bool met_code = false;
+    int rc = dump(st, st->fast_pickler, value, memo, out, &met_code);
     if (rc == 0 && stream_has_sets((const unsigned char *)PyBytes_AS_STRING(out->stream),
                                    (size_t)PyBytes_GET_SIZE(out->stream))) {
         cellar_pickled_release(out);
-        rc = dump(st, st->canonical_pickler, value, memo, out);
+        rc = dump(st, st->canonical_pickler, value, memo, out, &met_code);
     }
-    Py_XDECREF(own_memo);
+    if (rc == 0 && fill_segments(st, out) < 0)
+        rc = -2; /* not a pickling failure */
     if (rc < 0) {
         cellar_pickled_release(out);
-        return pickling_failed(why);
+        rc = rc == -2 ? -1 : pickling_failed(why);
+        int v = rc == 1 && met_code ? version_only(st, value, memo, out, why) : 0;
+        if (v < 0) {
+            Py_CLEAR(*why);
+            rc = -1;
+        }
+        out->stable = v == 1;
+        if (rc == 1 && !out->stable)
+            out->dv = cellar_unique_version(st);
+    } else {
+        out->stable = true;
     }
-    if (fill_segments(st, out) < 0) {
-        cellar_pickled_release(out);
-        return -1;
-    }
-    return 0;
+    Py_XDECREF(own_memo);
+    return rc;
 }
 
 bool cellar_pickled_unchanged(cellar_state *st, const cellar_pickled *p)
@@ -526,20 +727,15 @@ cellar_hash cellar_unique_version(cellar_state *st)
 }
 
 int cellar_data_version(cellar_state *st, PyObject *value, PyObject *memo,
-                        cellar_hash *out, bool *picklable)
+                        cellar_hash *out, bool *stable)
 {
     cellar_pickled p;
     PyObject *why = NULL;
     int rc = cellar_pickle(st, value, memo, &p, &why);
     if (rc < 0)
         return -1;
-    if (rc == 1) {
-        Py_DECREF(why);
-        *picklable = false;
-        *out = cellar_unique_version(st);
-        return 0;
-    }
-    *picklable = true;
+    Py_XDECREF(why);
+    *stable = p.stable;
     *out = p.dv;
     cellar_pickled_release(&p);
     return 0;
@@ -581,8 +777,8 @@ int cellar_value_unchanged(cellar_state *st, PyObject *value, const cellar_hash 
     if (cellar_value_is_immutable(value, 0))
         return 1;
     cellar_hash now;
-    bool picklable;
-    if (cellar_data_version(st, value, memo, &now, &picklable) < 0)
+    bool stable;
+    if (cellar_data_version(st, value, memo, &now, &stable) < 0)
         return -1;
-    return picklable && cellar_hash_equal(&now, dv);
+    return stable && cellar_hash_equal(&now, dv);
 }

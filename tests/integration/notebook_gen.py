@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import itertools
 import random
 import sys
 import textwrap
@@ -353,7 +352,6 @@ class Replica:
         self.rec: dict[str, tuple] = {}  # name -> record of the object it is bound to
         self.obj_rec: dict[int, tuple] = {}  # id(object) -> its record
         self.keep: list = []  # keeps recorded objects alive, so ids stay theirs
-        self._unique = itertools.count()  # unique versions of values pickle cannot name
         exec(compile("def _log(name):\n    pass\n" + prelude(features), "<prelude>", "exec"), self.ns)
 
     def exec_cell(self, cell: Cell) -> None:
@@ -390,28 +388,8 @@ class Replica:
                 items.append((y, repr(self.vfp(self.ns[y]))))
             elif y in self.rec:
                 items.append((y, repr(self.rec[y])))
-                if d is not None and d.kind in ("partial", "ops") and not self._pickles(self.ns[y]):
-                    items.append((y, repr(("unique", next(self._unique)))))  # see vfp
                 todo += self.live_names(self.rec[y])
         return repr(sorted(items))
-
-    def _named(self, obj) -> bool:
-        """Whether pickle can name `obj`: its qualified name in __main__ reaches it."""
-        parts = getattr(obj, "__qualname__", "").split(".")
-        cur = self.ns.get(parts[0])
-        for part in parts[1:]:
-            cur = getattr(cur, part, None)
-        return cur is obj
-
-    def _pickles(self, v) -> bool:
-        """Whether pickle can serialize a partial or dict of notebook functions `v`."""
-        if isinstance(v, functools.partial):
-            return self._pickles(v.func) and all(self._pickles(a) for a in v.args)
-        if isinstance(v, dict):
-            return all(self._pickles(x) for x in v.values())
-        if id(v) in self.obj_rec:
-            return self._named(v)
-        return True
 
     def vfp(self, v):
         """A value's fingerprint as cellar's design defines data versions: typed, ordered,
@@ -434,17 +412,12 @@ class Replica:
                     tuple(v[c].to_numpy().tobytes() for c in v.columns))
         if isinstance(v, functools.partial):
             return ("partial", self.vfp(v.func), self.vfp(v.args), self.vfp(v.keywords))
-        # pickle names notebook code by its qualified name in __main__, and refuses an
-        # object that name no longer reaches (a dict built before its helper's cell was
-        # re-run holds the old function): such a value cannot be pickled, and cellar's
-        # documented rule gives it a unique version, so its readers rerun on every run.
+        # Notebook code counts by what it is built from, also when its name no longer
+        # reaches it (a dict built before its helper's cell was re-run holds the old
+        # function): the old function's record, and what it reads now.
         if id(v) in self.obj_rec:
-            if not self._named(v):
-                return ("unique", next(self._unique))
             return ("code", self.code_id(self.obj_rec[id(v)]))
         if id(t) in self.obj_rec:
-            if not self._named(t):
-                return ("unique", next(self._unique))
             return ("obj", self.code_id(self.obj_rec[id(t)]), self.vfp(vars(v)))
         raise TypeError(f"no fingerprint for {v!r}")
 
