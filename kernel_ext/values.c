@@ -15,9 +15,10 @@
  * subclass of the C `_pickle.Pickler` whose `reducer_override` is a C
  * function: pickle calls it for every object but atoms and builtin
  * containers, it returns NotImplemented at once unless the object is a
- * function, a method or a class, and for notebook code it appends the code
- * version (cellar_object_code_version) to a list while pickling goes on as
- * before.  The stored stream is therefore the normal one, which loads
+ * function, a method, a class or another callable (a wrapper such as
+ * lru_cache's, which pickle names like a function), and for notebook code it
+ * appends the code version (cellar_object_code_version) to a list while
+ * pickling goes on as before.  The stored stream is therefore the normal one, which loads
  * everywhere; the versions go into a segment of their own after the buffers.
  * That segment is stored with the result (pickle ignores unused buffers), so
  * the store's checksum is still the fingerprint of exactly the stored
@@ -298,9 +299,12 @@ static PyObject *canonical_set(cellar_state *st, PyObject *obj, PyObject *memo)
 static PyObject *reducer_override(PyObject *capsule, PyObject *obj)
 {
     PyTypeObject *t = Py_TYPE(obj);
-    /* The fast path: pickle calls this for nearly every object it meets. */
+    /* The fast path: pickle calls this for nearly every object it meets.
+     * Other callables may wrap notebook code (an lru_cache wrapper, which
+     * pickle names by its qualified name). */
     if (t != &PyFunction_Type && t != &PyMethod_Type && !PyType_Check(obj) &&
-        t != &PySet_Type && t != &PyFrozenSet_Type)
+        t != &PySet_Type && t != &PyFrozenSet_Type &&
+        (!t->tp_call || PyCFunction_Check(obj)))
         Py_RETURN_NOTIMPLEMENTED;
     collect *c = PyCapsule_GetPointer(capsule, COLLECT_CAPSULE);
     if (!c)
@@ -366,21 +370,25 @@ static PyObject *lookup_global(PyObject *module, PyObject *qualname)
     return cur;
 }
 
-/* Whether `obj` is notebook code (a function or a class: reducer_override
- * notes the versions of exactly those) that pickle cannot name, because its
- * __qualname__ in its __module__ does not reach it.  1 with *module and
+/* Whether `obj` is notebook code that pickle would write as a global (a
+ * function, a class or a wrapper such as lru_cache's: reducer_override notes
+ * the versions of those) but cannot name, because `name` (NULL: its
+ * __qualname__) in its __module__ does not reach it.  1 with *module and
  * *qualname (new references) set; 0 when pickle can name it or it is no
  * such code (pickle decides); -1 with an error. */
-static int unnamed_code(cellar_state *st, PyObject *obj, PyObject **module,
-                        PyObject **qualname)
+static int unnamed_code(cellar_state *st, PyObject *obj, PyObject *name,
+                        PyObject **module, PyObject **qualname)
 {
     *module = *qualname = NULL;
     int kind = cellar_code_kind(st, obj);
-    if (kind != CELLAR_CODE_FUNCTION && kind != CELLAR_CODE_CLASS)
+    if (kind != CELLAR_CODE_FUNCTION && kind != CELLAR_CODE_CLASS &&
+        kind != CELLAR_CODE_WRAPPED)
         return kind < 0 ? -1 : 0;
     int rc = -1;
+    if (name)
+        *qualname = Py_NewRef(name);
     if (cellar_optional_attr(obj, "__module__", module) >= 0 &&
-        cellar_optional_attr(obj, "__qualname__", qualname) >= 0) {
+        (name || cellar_optional_attr(obj, "__qualname__", qualname) >= 0)) {
         rc = 0; /* no names to write in its place: pickle decides */
         if (*module && *qualname && PyUnicode_Check(*module) &&
             PyUnicode_Check(*qualname)) {
@@ -426,9 +434,8 @@ static PyObject *version_save_global(PyObject *unused, PyObject *const *args,
     if (!c)
         return NULL;
     PyObject *module, *qualname;
-    int unnamed = nargs == 2 || args[2] == Py_None
-                      ? unnamed_code(c->st, args[1], &module, &qualname)
-                      : 0;
+    PyObject *name = nargs == 3 && args[2] != Py_None ? args[2] : NULL;
+    int unnamed = unnamed_code(c->st, args[1], name, &module, &qualname);
     if (unnamed < 0)
         return NULL;
     if (unnamed) {

@@ -364,3 +364,36 @@ def test_values_holding_functions_of_a_re_run_cell(kernel_factory):
     assert k.eval("_v") == fresh(k, STALE_FRESH)
     k.cellar_run("reader taker").ok()
     assert k.take_calls() == calls()
+
+
+CACHED_IN_DATA = '''
+import functools
+
+@functools.lru_cache(maxsize=None)
+def _cached(x):
+    return x + 1
+
+TABLE = {"f": _cached}
+BOUND = functools.partial(_cached, 4)
+
+def looked_up():
+    _log("looked_up")
+    return TABLE["f"](1) + BOUND()
+'''
+
+
+def test_lru_cache_wrapper_inside_data(kernel):
+    """An lru_cache'd notebook function held in data counts by the code it wraps: editing it
+    (the data's cell re-run with it) reruns the reader; re-running it unchanged does not."""
+    kernel.ok(CACHED_IN_DATA, cell_id="cached")
+    kernel.cellar_run("looked_up").ok()
+    assert kernel.take_calls() == calls("looked_up")
+    assert kernel.eval("_v") == fresh(kernel, "looked_up()") == 7
+    kernel.ok(CACHED_IN_DATA, cell_id="cached")
+    res = kernel.cellar_run("looked_up").ok()
+    assert kernel.take_calls() == calls(), "same code, a new wrapper: nothing reruns\n" + res.report.text
+    kernel.ok(CACHED_IN_DATA.replace("return x + 1", "return x + 2"), cell_id="cached")
+    res = kernel.cellar_run("looked_up").ok()
+    assert kernel.take_calls() == calls("looked_up"), \
+        "the wrapped function changed: its reader must rerun\n" + res.report.text
+    assert kernel.eval("_v") == fresh(kernel, "looked_up()") == 9
