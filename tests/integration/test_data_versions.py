@@ -397,3 +397,45 @@ def test_lru_cache_wrapper_inside_data(kernel):
     assert kernel.take_calls() == calls("looked_up"), \
         "the wrapped function changed: its reader must rerun\n" + res.report.text
     assert kernel.eval("_v") == fresh(kernel, "looked_up()") == 9
+
+
+NAMELESS_IN_DATA = '''
+def _make(m):
+    def scale(x):
+        return x * m
+    return scale
+
+FNS = {"inc": lambda x: x + 1, "triple": _make(3)}
+
+def applied_all():
+    _log("applied_all")
+    return FNS["inc"](1) + FNS["triple"](2)
+'''
+
+
+def test_lambda_and_closure_inside_data(kernel_factory):
+    """Code that pickle can never name (a lambda, a closure made by a factory) inside a
+    global is versioned by its code and closure: the reader is not rerun on every run or
+    after a restart, and reruns when the lambda or the factory's argument changes."""
+    k = kernel_factory()
+    k.setup()
+    k.ok(NAMELESS_IN_DATA, cell_id="fns")
+    k.cellar_run("applied_all").ok()
+    assert k.take_calls() == calls("applied_all")
+    k.ok(NAMELESS_IN_DATA, cell_id="fns")
+    res = k.cellar_run("applied_all").ok()
+    assert k.take_calls() == calls(), res.report.text
+    assert k.eval("_v") == fresh(k, "applied_all()") == 8
+    src = NAMELESS_IN_DATA
+    for edit, value in (("x + 1", "x + 5"), ("_make(3)", "_make(4)")):  # one, then the other
+        src = src.replace(edit, value)
+        k.ok(src, cell_id="fns")
+        k.cellar_run("applied_all").ok()
+        assert k.take_calls() == calls("applied_all"), f"edited {edit} -> {value}"
+        assert k.eval("_v") == fresh(k, "applied_all()")
+    k.restart()
+    k.setup()
+    k.ok(NAMELESS_IN_DATA, cell_id="fns")
+    res = k.cellar_run("applied_all").ok()
+    assert k.take_calls() == calls(), "same cells after a restart\n" + res.report.text
+    assert res.report.status("applied_all") == "loaded"
