@@ -464,9 +464,10 @@ class Generator:
 
     @staticmethod
     def _named_helpers(m: Model) -> list:
-        """Helpers that pickle by name (undecorated or functools.wraps): the ones a value may
-        hold. A plain wrapper is `_dp.<locals>.wrapper`, which no pickle can name, and an
-        unpicklable value is documented to get a unique version."""
+        """Helpers that pickle by name (undecorated or functools.wraps): the ones a node may
+        return. A plain wrapper is `_dp.<locals>.wrapper`, which no pickle can name: a result
+        holding one is not stored (recomputed after a restart), which the oracle does not
+        model. Globals (partials, dicts) hold any helper: their versions need no name."""
         return [n for n, d in m.defs.items() if d.kind == "helper"
                 and (not d.x.get("deco") or m.defs[d.x["deco"]].kind == "deco_wraps")]
 
@@ -538,7 +539,7 @@ class Generator:
                              refs=t, x={"terms": t}))
             term_kinds |= {"class", "dataclass"}
         if "data_functions" in self.f:
-            hs = self._named_helpers(m) or [self._add_helper(m, [])]
+            hs = self._usable(m, {"helper"}) or [self._add_helper(m, [])]
             fn = r.choice(hs)
             self._add(m, Def(self.fresh("_pt"), "partial", {"a": r.randint(1, 5)}, deftime=[fn], x={"fn": fn}))
             fns = [r.choice(hs), r.choice(hs)]
