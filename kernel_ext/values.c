@@ -30,17 +30,19 @@
  * that defines its function was re-run holds the old object, and a lambda
  * or a closure has no name at all.  Such a value cannot be stored (loading
  * it would give another object, or fail), but its data version does not
- * need the name to reach it: the code version says what the code does.  So
- * when the C pickling fails after meeting notebook code, the value is
- * pickled once more by a versioning-only pickler (a subclass of the
- * pure-Python one) whose save_global writes such code exactly as pickle
- * writes a reachable global, `module` and `qualname` then STACK_GLOBAL,
- * while reducer_override still notes its code version.  The stream is the
- * one the value would have if the name reached the object, so equal code
- * keeps the data version it had before the cell was re-run (and in another
- * kernel), and edited code changes it; the value is still reported as not
- * storable.  (The pure-Python and the C pickler write the same bytes for the
- * same objects.)
+ * need the name: the code version says what the code does.  So when the C
+ * pickling fails after meeting notebook code, the value is pickled once
+ * more by a versioning-only pickler (a subclass of the pure-Python one,
+ * which writes the same bytes as the C one) whose save_global writes such
+ * code itself, while reducer_override still notes its code version.  When
+ * the name reaches code of the same version (the cell was re-run
+ * unchanged), it is written exactly as pickle writes a reachable global, so
+ * the value keeps the data version it had, in this kernel and in the next,
+ * and nothing downstream reruns; a result stored under that version loads,
+ * by name, code of the same version.  Otherwise (the cell was edited since,
+ * a lambda, a closure) it is written under a module name that no importable
+ * module has: a version of its own, stable across kernels, that no storable
+ * value shares, so nothing stored by name is ever loaded in its place.
  *
  * Sets.  A set of strings pickles in hash-seed order, and the C pickler hands
  * exact sets to no hook.  So the C stream is scanned for set opcodes (a walk
@@ -373,13 +375,14 @@ static PyObject *lookup_global(PyObject *module, PyObject *qualname)
 /* Whether `obj` is notebook code that pickle would write as a global (a
  * function, a class or a wrapper such as lru_cache's: reducer_override notes
  * the versions of those) but cannot name, because `name` (NULL: its
- * __qualname__) in its __module__ does not reach it.  1 with *module and
- * *qualname (new references) set; 0 when pickle can name it or it is no
- * such code (pickle decides); -1 with an error. */
+ * __qualname__) in its __module__ does not reach it.  1 with *module,
+ * *qualname and *reached (what the name reaches instead, or NULL) set as new
+ * references; 0 when pickle can name it or it is no such code (pickle
+ * decides); -1 with an error. */
 static int unnamed_code(cellar_state *st, PyObject *obj, PyObject *name,
-                        PyObject **module, PyObject **qualname)
+                        PyObject **module, PyObject **qualname, PyObject **reached)
 {
-    *module = *qualname = NULL;
+    *module = *qualname = *reached = NULL;
     int kind = cellar_code_kind(st, obj);
     if (kind != CELLAR_CODE_FUNCTION && kind != CELLAR_CODE_CLASS &&
         kind != CELLAR_CODE_WRAPPED)
@@ -392,16 +395,34 @@ static int unnamed_code(cellar_state *st, PyObject *obj, PyObject *name,
         rc = 0; /* no names to write in its place: pickle decides */
         if (*module && *qualname && PyUnicode_Check(*module) &&
             PyUnicode_Check(*qualname)) {
-            PyObject *reached = lookup_global(*module, *qualname);
-            rc = PyErr_Occurred() ? -1 : reached != obj;
-            Py_XDECREF(reached);
+            *reached = lookup_global(*module, *qualname);
+            rc = PyErr_Occurred() ? -1 : *reached != obj;
         }
     }
     if (rc != 1) {
         Py_CLEAR(*module);
         Py_CLEAR(*qualname);
+        Py_CLEAR(*reached);
     }
     return rc;
+}
+
+/* 1 when `reached` is notebook code with the same code version as `obj`
+ * (neither version a placeholder of a walk in progress, which stands for any
+ * member of its component), 0 when not, -1 with an error. */
+static int same_code(collect *c, PyObject *obj, PyObject *reached)
+{
+    if (!reached)
+        return 0;
+    uint64_t before = cellar_code_walk_placeholders(c->st);
+    cellar_hash mine, theirs;
+    int r = cellar_object_code_version(c->st, obj, c->memo, &mine);
+    if (r == 1)
+        r = cellar_object_code_version(c->st, reached, c->memo, &theirs);
+    if (r < 0)
+        return -1;
+    return r == 1 && cellar_code_walk_placeholders(c->st) == before &&
+           cellar_hash_equal(&mine, &theirs);
 }
 
 /* pickle's own way of writing a global at protocol 4 and up: module and
@@ -418,10 +439,29 @@ static int write_global(PyObject *pickler, PyObject *obj, PyObject *module,
     return r ? 0 : -1;
 }
 
+/* Writes notebook code that pickle cannot name.  When its name reaches code
+ * of the same version (the cell was re-run unchanged), exactly as pickle
+ * writes that global: the stream is the one the value had, and a result
+ * stored under it loads, by that name, code of the version it was stored
+ * with.  Otherwise (edited since, a lambda, a closure) under a module name no
+ * importable module has, so that no storable value shares the data version
+ * and nothing stored is loaded in its place; still the same in every kernel. */
+static int write_unnamed(collect *c, PyObject *pickler, PyObject *obj, PyObject *module,
+                         PyObject *qualname, PyObject *reached)
+{
+    int same = same_code(c, obj, reached);
+    if (same != 0)
+        return same < 0 ? -1 : write_global(pickler, obj, module, qualname);
+    PyObject *apart = PyUnicode_FromFormat("<cellar: not by name> %U", module);
+    int rc = apart ? write_global(pickler, obj, apart, qualname) : -1;
+    Py_XDECREF(apart);
+    return rc;
+}
+
 /* save_global(pickler, obj[, name]) of the versioning-only pickler, called as
  * its method and from its dispatch table: notebook code that pickle cannot
- * name is written as if the name reached it; everything else goes to
- * pickle's own save_global. */
+ * name is written by write_unnamed; everything else goes to pickle's own
+ * save_global. */
 static PyObject *version_save_global(PyObject *unused, PyObject *const *args,
                                      Py_ssize_t nargs)
 {
@@ -433,15 +473,16 @@ static PyObject *version_save_global(PyObject *unused, PyObject *const *args,
     collect *c = collect_of(args[0]);
     if (!c)
         return NULL;
-    PyObject *module, *qualname;
+    PyObject *module, *qualname, *reached;
     PyObject *name = nargs == 3 && args[2] != Py_None ? args[2] : NULL;
-    int unnamed = unnamed_code(c->st, args[1], name, &module, &qualname);
+    int unnamed = unnamed_code(c->st, args[1], name, &module, &qualname, &reached);
     if (unnamed < 0)
         return NULL;
     if (unnamed) {
-        int rc = write_global(args[0], args[1], module, qualname);
+        int rc = write_unnamed(c, args[0], args[1], module, qualname, reached);
         Py_DECREF(module);
         Py_DECREF(qualname);
+        Py_XDECREF(reached);
         return rc < 0 ? NULL : Py_NewRef(Py_None);
     }
     PyObject *base = PyObject_GetAttrString(c->st->canonical_pickler, "save_global");

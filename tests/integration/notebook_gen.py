@@ -388,6 +388,8 @@ class Replica:
                 items.append((y, repr(self.vfp(self.ns[y]))))
             elif y in self.rec:
                 items.append((y, repr(self.rec[y])))
+                if d is not None and d.kind in ("partial", "ops"):  # see _code_fp
+                    items.append((y, repr(self._held_tags(self.ns[y]))))
                 todo += self.live_names(self.rec[y])
         return repr(sorted(items))
 
@@ -412,14 +414,34 @@ class Replica:
                     tuple(v[c].to_numpy().tobytes() for c in v.columns))
         if isinstance(v, functools.partial):
             return ("partial", self.vfp(v.func), self.vfp(v.args), self.vfp(v.keywords))
-        # Notebook code counts by what it is built from, also when its name no longer
-        # reaches it (a dict built before its helper's cell was re-run holds the old
-        # function): the old function's record, and what it reads now.
         if id(v) in self.obj_rec:
-            return ("code", self.code_id(self.obj_rec[id(v)]))
+            return self._code_fp(v)
         if id(t) in self.obj_rec:
-            return ("obj", self.code_id(self.obj_rec[id(t)]), self.vfp(vars(v)))
+            return ("obj", self._code_fp(t), self.vfp(vars(v)))
         raise TypeError(f"no fingerprint for {v!r}")
+
+    def _held_tags(self, v) -> tuple:
+        """For a partial or a dict of functions (counted by its record, which says what its
+        functions were built from): whether each function it holds counts as named."""
+        held = [v.func] if isinstance(v, functools.partial) else list(v.values())
+        return tuple(self._code_fp(x)[0] for x in held if id(x) in self.obj_rec)
+
+    def _code_fp(self, obj):
+        """Notebook code counts by what it is built from (its record, and what it reads now),
+        also when its name no longer reaches it: a dict built before its helper's cell was
+        re-run holds the old function. Such code fingerprints as if named while its name
+        reaches code of the same identity (the cell re-run unchanged); otherwise (edited
+        since, a lambda, a closure, a plain decorator's wrapper) apart from anything named,
+        since a value stored by name would load the other code."""
+        mine = self.code_id(self.obj_rec[id(obj)])
+        parts = getattr(obj, "__qualname__", "").split(".")
+        reached = self.ns.get(parts[0])
+        for part in parts[1:]:
+            reached = getattr(reached, part, None)
+        if reached is obj or (id(reached) in self.obj_rec
+                              and self.code_id(self.obj_rec[id(reached)]) == mine):
+            return ("code", mine)
+        return ("apart", mine)
 
     def evaluate(self, targets):
         """Fresh values, input fingerprints and code identities of the targets' closure."""

@@ -439,3 +439,26 @@ def test_lambda_and_closure_inside_data(kernel_factory):
     res = k.cellar_run("applied_all").ok()
     assert k.take_calls() == calls(), "same cells after a restart\n" + res.report.text
     assert res.report.status("applied_all") == "loaded"
+
+
+def test_a_stored_value_never_stands_for_code_its_name_no_longer_reaches(kernel):
+    """`config` returned OPS while `_h` was current, and its result was stored by name. After
+    `_h` is edited (OPS not rebuilt: it holds the old `_h`), a fresh config() returns the old
+    `_h`; loading the stored result would give the new one. Its key must differ."""
+    kernel.ok(STALE_HELPERS, cell_id="helpers")
+    kernel.ok('OPS = {"h": _h}\n\ndef config():\n    _log("config")\n    return OPS\n',
+              cell_id="ops")
+    kernel.cellar_run("config").ok()
+    assert kernel.take_calls() == calls("config")
+    kernel.ok(STALE_HELPERS.replace("return x * 2", "return x * 3"), cell_id="helpers")
+    kernel.ok("import cellar\ncellar.forget_memory()")
+    res = kernel.cellar_run("config").ok()
+    assert kernel.take_calls() == calls("config"), res.report.text
+    assert kernel.eval("_v['h'](5)") == fresh(kernel, "config()['h'](5)") == 10
+    # Back to the code it was stored with: the stored result stands for it again.
+    kernel.ok(STALE_HELPERS, cell_id="helpers")
+    kernel.ok("cellar.forget_memory()")
+    res = kernel.cellar_run("config").ok()
+    assert kernel.take_calls() == calls(), res.report.text
+    assert res.report.status("config") == "loaded"
+    assert kernel.eval("_v['h'](5)") == fresh(kernel, "config()['h'](5)") == 10
