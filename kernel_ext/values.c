@@ -18,8 +18,9 @@
  * function, a method, a class or another callable (a wrapper such as
  * lru_cache's, which pickle names like a function), and for notebook code it
  * appends the code version (cellar_object_code_version) to a list while
- * pickling goes on as before.  The stored stream is therefore the normal one, which loads
- * everywhere; the versions go into a segment of their own after the buffers.
+ * pickling goes on as before.  The stored stream is therefore the normal
+ * one, which loads everywhere; the versions go into a segment of their own
+ * after the buffers.
  * That segment is stored with the result (pickle ignores unused buffers), so
  * the store's checksum is still the fingerprint of exactly the stored
  * segments, which is the data version.  A second stream only for the
