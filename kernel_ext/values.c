@@ -556,9 +556,13 @@ int cellar_values_init(PyObject *module, cellar_state *st)
     Py_XDECREF(ns1);
     Py_XDECREF(py);
     Py_XDECREF(c);
-    if (st->canonical_pickler)
-        st->version_pickler = make_version_pickler(module, st);
-    return st->version_pickler ? 0 : -1;
+    if (!st->canonical_pickler)
+        return -1;
+    /* Without it (a pickle module of another shape), values holding code
+     * pickle cannot name get unique versions, as they did before it. */
+    if (!(st->version_pickler = make_version_pickler(module, st)))
+        PyErr_Clear();
+    return 0;
 }
 
 /* ---- pickling ---- */
@@ -748,7 +752,9 @@ int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pick
     if (rc < 0) {
         cellar_pickled_release(out);
         rc = rc == -2 ? -1 : pickling_failed(why);
-        int v = rc == 1 && met_code ? version_only(st, value, memo, out, why) : 0;
+        int v = rc == 1 && met_code && st->version_pickler
+                    ? version_only(st, value, memo, out, why)
+                    : 0;
         if (v < 0) {
             Py_CLEAR(*why);
             rc = -1;
