@@ -67,6 +67,10 @@ typedef struct cellar_state {
     /* values.c: the fingerprinting picklers (subclasses of the C pickler and
      * of the pure-Python one, for values holding sets) and io.BytesIO. */
     PyObject *fast_pickler, *canonical_pickler, *bytes_io;
+    /* The versioning-only pickler (the canonical one, writing notebook code
+     * that pickle cannot name by its name): for data versions of values that
+     * cannot be stored. */
+    PyObject *version_pickler;
     /* A C pickler kept for reuse between picklings (a tuple; NULL until the
      * first), and whether a pickling is using it right now. */
     PyObject *cached_pickler;
@@ -179,6 +183,11 @@ int cellar_register_source(cellar_state *st, const char *src, Py_ssize_t len,
  * post_run_cell) have bound so far, so that a run started from inside a cell
  * sees the definitions made above it.  0, or -1 with a Python error. */
 int cellar_hooks_register_pending(cellar_state *st);
+/* Called when the extension loads: the cell running `%load_ext` (if any) has
+ * what it bound so far registered and, unless silent, joins the pending
+ * table as if its pre_run_cell had run.  True when it did (its post_run_cell
+ * then needs no fallback); a failure is a warning, never an error. */
+bool cellar_hooks_adopt_loading_cell(cellar_state *st);
 
 /* values.c */
 /* A value serialized with pickle protocol 5: the stream, its out-of-band
@@ -196,13 +205,20 @@ typedef struct cellar_pickled {
     uint64_t size; /* total bytes */
     cellar_hash dv;
     cellar_stage *stage; /* large segments already written (cellar_pickle_to_store) */
+    /* Set on return 0 and 1 alike: false when dv is a unique version. */
+    bool stable;
 } cellar_pickled;
 /* Creates the picklers; -1 with a Python error. */
 int cellar_values_init(PyObject *module, cellar_state *st);
 /* Pickles and fingerprints `value`.  `memo` is the run's memo for code
  * versions (NULL: a fresh one).  0: done, *out holds references and views
- * until cellar_pickled_release.  1: the value cannot be pickled (no Python
- * error; *why gets a new str saying why).  -1: hard error, Python error set. */
+ * until cellar_pickled_release.  1: the value cannot be pickled, so it must
+ * not be stored (no Python error; *why gets a new str saying why, *out holds
+ * no references); out->dv is still its data version: when only notebook
+ * code that pickle cannot name stopped it (a function whose cell was re-run,
+ * a lambda), the version it would have if the name reached that code, with
+ * out->stable set; otherwise a unique version.  -1: hard error, Python error
+ * set. */
 int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
                   PyObject **why);
 /* cellar_pickle for a result the run will store: the store's large segments
@@ -215,10 +231,11 @@ void cellar_pickled_release(cellar_pickled *p);
 /* Whether the segments, buffers read where they live, still hash to p->dv:
  * false once something wrote into a buffer after pickling. */
 bool cellar_pickled_unchanged(cellar_state *st, const cellar_pickled *p);
-/* Data version of any value; an unpicklable value gets a unique version and
- * *picklable = false.  -1 only on hard errors. */
+/* Data version of any value, as cellar_pickle gives it (also for a value
+ * that cannot be stored); *stable = false when that is a unique version.
+ * -1 only on hard errors. */
 int cellar_data_version(cellar_state *st, PyObject *value, PyObject *memo,
-                        cellar_hash *out, bool *picklable);
+                        cellar_hash *out, bool *stable);
 cellar_hash cellar_unique_version(cellar_state *st);
 /* True for values nothing can change in place (numbers, str, bytes, None,
  * tuples of those): reuse needs no check.  Call with depth 0. */

@@ -120,7 +120,7 @@ static int keep_result(run_ctx *ctx, slot *s, PyObject *value)
             "for this session only and is not stored",
             PyUnicode_AsUTF8(s->fn->name), why ? PyUnicode_AsUTF8(why) : "?");
         Py_XDECREF(why);
-        s->dv = cellar_unique_version(ctx->st);
+        s->dv = s->pickled.dv; /* stable when only unnameable code stopped pickle */
         s->have_size = false;
         s->stored = false;
     } else {

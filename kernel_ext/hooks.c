@@ -9,7 +9,12 @@
  * the nodes the cell no longer defines.  A run started from inside a cell
  * (`%cellar run` after a `def` in the same cell) first registers what the
  * pending cells have bound so far, so definitions are current at the moment
- * of the run.  Calls go one way: hooks -> registry.
+ * of the run.  The cell that runs `%load_ext cellar` had its pre_run_cell
+ * before the hooks existed: when the extension loads, that cell (which the
+ * shell's displayhook holds while it runs) is scanned, what it has bound so
+ * far is registered, and it joins the pending table, so a run later in the
+ * same cell sees the functions defined below the `%load_ext` line.  Calls go
+ * one way: hooks -> registry.
  */
 #include "cellar_ext.h"
 
@@ -29,6 +34,21 @@ static cellar_scan *scan_text(const char *src, Py_ssize_t len)
         return NULL;
     }
     return scan;
+}
+
+/* What each name `scan` defines is bound to in `ns` now: name -> object. */
+static PyObject *bindings_before(const cellar_scan *scan, PyObject *ns)
+{
+    PyObject *previous = PyDict_New();
+    for (size_t i = 0; previous && i < cellar_scan_function_count(scan); i++) {
+        PyObject *name = cellar_registry_name(cellar_scan_function_at(scan, i)->name);
+        PyObject *obj = name ? PyDict_GetItemWithError(ns, name) : NULL;
+        if (!name || (!obj && PyErr_Occurred()) ||
+            (obj && PyDict_SetItem(previous, name, obj) < 0))
+            Py_CLEAR(previous);
+        Py_XDECREF(name);
+    }
+    return previous;
 }
 
 int cellar_register_source(cellar_state *st, const char *src, Py_ssize_t len,
@@ -105,6 +125,76 @@ static PyObject *hook_failed(const char *hook)
     Py_RETURN_NONE;
 }
 
+/* The ExecutionInfo of the cell the shell is running now: IPython's
+ * displayhook holds the cell's ExecutionResult while its code runs.  New
+ * reference; NULL without an error when there is none (an extension loaded
+ * outside a cell, or a shell without that attribute). */
+static PyObject *running_cell_info(cellar_state *st)
+{
+    PyObject *hook = NULL, *result = NULL, *info = NULL;
+    if (st->shell && cellar_optional_attr(st->shell, "displayhook", &hook) > 0 &&
+        cellar_optional_attr(hook, "exec_result", &result) > 0 && result != Py_None &&
+        cellar_optional_attr(result, "info", &info) > 0 && info == Py_None)
+        Py_CLEAR(info);
+    Py_XDECREF(hook);
+    Py_XDECREF(result);
+    return info;
+}
+
+/* Adopts `info`, the loading cell: registers what it has bound so far, and
+ * unless it is silent (no post_run_cell will come) enters it in the pending
+ * table with this moment's bindings as "before".  1 adopted, 0 not (silent),
+ * -1 with a Python error. */
+static int adopt_cell(cellar_state *st, PyObject *info)
+{
+    int known = PyDict_Contains(st->pending, info);
+    if (known != 0) /* %load_ext called by hand while loaded: pre_run_cell saw it */
+        return known;
+    PyObject *raw = PyObject_GetAttrString(info, "raw_cell");
+    PyObject *silent = raw ? PyObject_GetAttrString(info, "silent") : NULL;
+    PyObject *cell_id = silent ? get_cell_id(info) : NULL;
+    PyObject *ns = cell_id ? cellar_user_ns(st) : NULL;
+    Py_ssize_t len = 0;
+    const char *src =
+        ns && PyUnicode_Check(raw) ? PyUnicode_AsUTF8AndSize(raw, &len) : NULL;
+    cellar_scan *scan = src ? scan_text(src, len) : NULL;
+    PyObject *cap =
+        scan ? PyCapsule_New(scan, SCAN_CAPSULE, scan_capsule_destructor) : NULL;
+    if (scan && !cap)
+        cellar_scan_free(scan);
+    int rc = -1;
+    if (cap && cellar_registry_add_scan(st, scan, cell_id, NULL, ns, false) == 0) {
+        int quiet = PyObject_IsTrue(silent);
+        PyObject *previous = quiet == 0 ? bindings_before(scan, ns) : NULL;
+        PyObject *entry = previous ? PyTuple_Pack(2, cap, previous) : NULL;
+        if (quiet == 1)
+            rc = 0;
+        else if (entry && PyDict_SetItem(st->pending, info, entry) == 0)
+            rc = 1;
+        Py_XDECREF(entry);
+        Py_XDECREF(previous);
+    }
+    if (!src && ns && !PyErr_Occurred())
+        rc = 0; /* no source to scan */
+    Py_XDECREF(cap); /* ns is borrowed */
+    Py_XDECREF(cell_id);
+    Py_XDECREF(silent);
+    Py_XDECREF(raw);
+    return rc;
+}
+
+bool cellar_hooks_adopt_loading_cell(cellar_state *st)
+{
+    PyObject *info = running_cell_info(st);
+    int rc = info ? adopt_cell(st, info) : (PyErr_Occurred() ? -1 : 0);
+    Py_XDECREF(info);
+    if (rc < 0) {
+        Py_XDECREF(hook_failed("load_ipython_extension"));
+        return false;
+    }
+    return rc == 1;
+}
+
 /* The cell that loaded the extension ran before the hooks existed, so what
  * its names were bound to before is unknown: register what it defined now. */
 static PyObject *register_loading_cell(cellar_state *st, PyObject *result)
@@ -124,20 +214,6 @@ static PyObject *register_loading_cell(cellar_state *st, PyObject *result)
     Py_RETURN_NONE;
 }
 
-/* What each name `scan` defines is bound to in `ns` now: name -> object. */
-static PyObject *bindings_before(const cellar_scan *scan, PyObject *ns)
-{
-    PyObject *previous = PyDict_New();
-    for (size_t i = 0; previous && i < cellar_scan_function_count(scan); i++) {
-        PyObject *name = cellar_registry_name(cellar_scan_function_at(scan, i)->name);
-        PyObject *obj = name ? PyDict_GetItemWithError(ns, name) : NULL;
-        if (!name || (!obj && PyErr_Occurred()) ||
-            (obj && PyDict_SetItem(previous, name, obj) < 0))
-            Py_CLEAR(previous);
-        Py_XDECREF(name);
-    }
-    return previous;
-}
 
 PyObject *cellar_pre_run_cell(PyObject *module, PyObject *info)
 {

@@ -120,7 +120,9 @@ static PyObject *load_ipython_extension(PyObject *module, PyObject *ip)
     Py_DECREF(r);
     if (register_hooks(st, ip) < 0)
         return NULL;
-    st->loading_cell = !at_start; /* at start no cell is running */
+    /* At start no cell is running; otherwise the loading cell joins the
+     * pending table, so what it defines below the %load_ext line is known. */
+    st->loading_cell = !at_start && !cellar_hooks_adopt_loading_cell(st);
     if (at_start)
         Py_RETURN_NONE;
     PyObject *summary = cellar_store_summary(st);
@@ -217,11 +219,12 @@ static PyObject *data_version_py(PyObject *module, PyObject *value)
     int rc = cellar_pickle(st, value, NULL, &p, &why);
     if (rc < 0)
         return NULL;
-    if (rc == 1) {
+    if (rc == 1 && !p.stable) {
         PyErr_Format(PyExc_TypeError, "the value has no data version: %U", why);
         Py_DECREF(why);
         return NULL;
     }
+    Py_XDECREF(why); /* a value that cannot be stored can still have a version */
     char hex[CELLAR_HASH_HEX_LEN + 1];
     cellar_hash_to_hex(&p.dv, hex);
     cellar_pickled_release(&p);
@@ -250,8 +253,9 @@ static PyMethodDef cellar_methods[] = {
     {"data_version", data_version_py, METH_O,
      "data_version(value) -> str\n\nThe value's data version (32 hex digits): the "
      "XXH3-128 "
-     "fingerprint of its pickle (protocol 5, out-of-band buffers hashed in place). "
-     "TypeError when the value cannot be pickled."},
+     "fingerprint of its pickle (protocol 5, out-of-band buffers hashed in place) and "
+     "of the versions of the notebook code in it. TypeError when the value cannot be "
+     "pickled for a reason other than notebook code that pickle cannot name."},
     {"forget_memory", forget_memory_py, METH_NOARGS,
      "Drops the values this session keeps in memory; the next run reads the store."},
     {"_magic", cellar_magic, METH_O, cellar_magic_usage},
@@ -342,6 +346,7 @@ static int cellar_exec(PyObject *module)
     X(int_five)                                                                          \
     X(fast_pickler)                                                                      \
     X(canonical_pickler)                                                                 \
+    X(version_pickler)                                                                   \
     X(bytes_io)                                                                          \
     X(cached_pickler)                                                                    \
     X(shell)                                                                             \

@@ -17,14 +17,35 @@
  * subclass of the C `_pickle.Pickler` whose `reducer_override` is a C
  * function: pickle calls it for every object but atoms and builtin
  * containers, it returns NotImplemented at once unless the object is a
- * function, a method or a class, and for notebook code it appends the code
- * version (cellar_object_code_version) to a list while pickling goes on as
- * before.  The stored stream is therefore the normal one, which loads
- * everywhere; the versions go into a segment of their own after the buffers.
+ * function, a method, a class or another callable (a wrapper such as
+ * lru_cache's, which pickle names like a function), and for notebook code it
+ * appends the code version (cellar_object_code_version) to a list while
+ * pickling goes on as before.  The stored stream is therefore the normal
+ * one, which loads everywhere; the versions go into a segment of their own
+ * after the buffers.
  * That segment is stored with the result (pickle ignores unused buffers), so
  * the store's checksum is still the fingerprint of exactly the stored
  * segments, which is the data version.  A second stream only for the
  * fingerprint would cost a second pickling of every value.
+ *
+ * Code pickle cannot name.  Pickle refuses a notebook function or class
+ * that its qualified name no longer reaches: a dict built before the cell
+ * that defines its function was re-run holds the old object, and a lambda
+ * or a closure has no name at all.  Such a value cannot be stored (loading
+ * it would give another object, or fail), but its data version does not
+ * need the name: the code version says what the code does.  So when the C
+ * pickling fails after meeting notebook code, the value is pickled once
+ * more by a versioning-only pickler (a subclass of the pure-Python one,
+ * which writes the same bytes as the C one) whose save_global writes such
+ * code itself, while reducer_override still notes its code version.  When
+ * the name reaches code of the same version (the cell was re-run
+ * unchanged), it is written exactly as pickle writes a reachable global, so
+ * the value keeps the data version it had, in this kernel and in the next,
+ * and nothing downstream reruns; a result stored under that version loads,
+ * by name, code of the same version.  Otherwise (the cell was edited since,
+ * a lambda, a closure) it is written under a module name that no importable
+ * module has: a version of its own, stable across kernels, that no storable
+ * value shares, so nothing stored by name is ever loaded in its place.
  *
  * Sets.  A set of strings pickles in hash-seed order, and the C pickler hands
  * exact sets to no hook.  So the C stream is scanned for set opcodes (a walk
@@ -249,11 +270,11 @@ static int element_version(cellar_state *st, PyObject *item, PyObject *memo,
     return 0;
 generic:
     cellar_key_free(k);
-    bool picklable = true;
-    rc = cellar_data_version(st, item, memo, out, &picklable);
+    bool stable = true;
+    rc = cellar_data_version(st, item, memo, out, &stable);
     if (rc < 0)
         return -1;
-    return picklable ? 0 : 1;
+    return stable ? 0 : 1;
 }
 
 /* The reduction `(set, (sorted list,))` for an exact set or frozenset. */
@@ -296,9 +317,12 @@ static PyObject *canonical_set(cellar_state *st, PyObject *obj, PyObject *memo)
 static PyObject *reducer_override(PyObject *capsule, PyObject *obj)
 {
     PyTypeObject *t = Py_TYPE(obj);
-    /* The fast path: pickle calls this for nearly every object it meets. */
+    /* The fast path: pickle calls this for nearly every object it meets.
+     * Other callables may wrap notebook code (an lru_cache wrapper, which
+     * pickle names by its qualified name). */
     if (t != &PyFunction_Type && t != &PyMethod_Type && !PyType_Check(obj) &&
-        t != &PySet_Type && t != &PyFrozenSet_Type)
+        t != &PySet_Type && t != &PyFrozenSet_Type &&
+        (!t->tp_call || PyCFunction_Check(obj)))
         Py_RETURN_NOTIMPLEMENTED;
     collect *c = PyCapsule_GetPointer(capsule, COLLECT_CAPSULE);
     if (!c)
@@ -325,38 +349,235 @@ static PyMethodDef reducer_override_def = {
     "reducer_override", reducer_override, METH_O,
     "cellar's hook: notes the code version of notebook code, sorts sets."};
 
-/* type(name, (base,), {}), so that its instances take an attribute: each
- * pickler gets its reducer_override there, a builtin bound to its capsule
- * (pickle looks the hook up when dump starts). */
-static PyObject *make_pickler(PyObject *module, const char *name, const char *base_mod,
-                              const char *base_attr)
+/* ---- the versioning-only pickler's save_global ---- */
+
+/* The collect of a pickler made by pickler_new: its reducer_override is the
+ * builtin bound to the capsule. */
+static collect *collect_of(PyObject *pickler)
 {
-    PyObject *mod = PyImport_ImportModule(base_mod);
-    PyObject *base = mod ? PyObject_GetAttrString(mod, base_attr) : NULL;
-    Py_XDECREF(mod);
-    PyObject *modname = PyModule_GetNameObject(module);
-    PyObject *ns = modname ? Py_BuildValue("{sO}", "__module__", modname) : NULL;
-    Py_XDECREF(modname);
-    PyObject *cls = (base && ns) ? PyObject_CallFunction((PyObject *)&PyType_Type,
-                                                         "s(O)O", name, base, ns)
-                                 : NULL;
+    PyObject *hook = PyObject_GetAttrString(pickler, "reducer_override");
+    PyObject *capsule =
+        hook && PyCFunction_Check(hook) ? PyCFunction_GET_SELF(hook) : NULL;
+    collect *c = capsule ? PyCapsule_GetPointer(capsule, COLLECT_CAPSULE) : NULL;
+    if (hook && !c && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "not one of cellar's picklers");
+    Py_XDECREF(hook);
+    return c;
+}
+
+/* What `module`.`qualname` reaches, as pickle looks it up (sys.modules, then
+ * one attribute per dotted part; `<locals>` is never an attribute): a new
+ * reference, NULL without an error when nothing, NULL with an error. */
+static PyObject *lookup_global(PyObject *module, PyObject *qualname)
+{
+    PyObject *cur = PyImport_GetModule(module);
+    PyObject *dot = cur ? PyUnicode_FromString(".") : NULL;
+    PyObject *parts = dot ? PyUnicode_Split(qualname, dot, -1) : NULL;
+    Py_XDECREF(dot);
+    if (!parts) {
+        Py_XDECREF(cur);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; cur && i < PyList_GET_SIZE(parts); i++) {
+        PyObject *next = PyObject_GetAttr(cur, PyList_GET_ITEM(parts, i));
+        if (!next && PyErr_ExceptionMatches(PyExc_AttributeError))
+            PyErr_Clear();
+        Py_SETREF(cur, next);
+    }
+    Py_DECREF(parts);
+    return cur;
+}
+
+/* Whether `obj` is notebook code that pickle would write as a global (a
+ * function, a class or a wrapper such as lru_cache's: reducer_override notes
+ * the versions of those) but cannot name, because `name` (NULL: its
+ * __qualname__) in its __module__ does not reach it.  1 with *module,
+ * *qualname and *reached (what the name reaches instead, or NULL) set as new
+ * references; 0 when pickle can name it or it is no such code (pickle
+ * decides); -1 with an error. */
+static int unnamed_code(cellar_state *st, PyObject *obj, PyObject *name,
+                        PyObject **module, PyObject **qualname, PyObject **reached)
+{
+    *module = *qualname = *reached = NULL;
+    int kind = cellar_code_kind(st, obj);
+    if (kind != CELLAR_CODE_FUNCTION && kind != CELLAR_CODE_CLASS &&
+        kind != CELLAR_CODE_WRAPPED)
+        return kind < 0 ? -1 : 0;
+    int rc = -1;
+    if (name)
+        *qualname = Py_NewRef(name);
+    if (cellar_optional_attr(obj, "__module__", module) >= 0 &&
+        (name || cellar_optional_attr(obj, "__qualname__", qualname) >= 0)) {
+        rc = 0; /* no names to write in its place: pickle decides */
+        if (*module && *qualname && PyUnicode_Check(*module) &&
+            PyUnicode_Check(*qualname)) {
+            *reached = lookup_global(*module, *qualname);
+            rc = PyErr_Occurred() ? -1 : *reached != obj;
+        }
+    }
+    if (rc != 1) {
+        Py_CLEAR(*module);
+        Py_CLEAR(*qualname);
+        Py_CLEAR(*reached);
+    }
+    return rc;
+}
+
+/* 1 when `reached` is notebook code with the same code version as `obj`
+ * (neither version a placeholder of a walk in progress, which stands for any
+ * member of its component), 0 when not, -1 with an error. */
+static int same_code(collect *c, PyObject *obj, PyObject *reached)
+{
+    if (!reached)
+        return 0;
+    uint64_t before = cellar_code_walk_placeholders(c->st);
+    cellar_hash mine, theirs;
+    int r = cellar_object_code_version(c->st, obj, c->memo, &mine);
+    if (r == 1)
+        r = cellar_object_code_version(c->st, reached, c->memo, &theirs);
+    if (r < 0)
+        return -1;
+    return r == 1 && cellar_code_walk_placeholders(c->st) == before &&
+           cellar_hash_equal(&mine, &theirs);
+}
+
+/* pickle's own way of writing a global at protocol 4 and up: module and
+ * qualified name as strings, STACK_GLOBAL, and the object memoized. */
+static int write_global(PyObject *pickler, PyObject *obj, PyObject *module,
+                        PyObject *qualname)
+{
+    PyObject *r = PyObject_CallMethod(pickler, "save", "O", module);
+    Py_XSETREF(r, r ? PyObject_CallMethod(pickler, "save", "O", qualname) : NULL);
+    Py_XSETREF(r, r ? PyObject_CallMethod(pickler, "write", "y#", "\x93", (Py_ssize_t)1)
+                    : NULL);
+    Py_XSETREF(r, r ? PyObject_CallMethod(pickler, "memoize", "O", obj) : NULL);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* Writes notebook code that pickle cannot name.  When its name reaches code
+ * of the same version (the cell was re-run unchanged), exactly as pickle
+ * writes that global: the stream is the one the value had, and a result
+ * stored under it loads, by that name, code of the version it was stored
+ * with.  Otherwise (edited since, a lambda, a closure) under a module name no
+ * importable module has, so that no storable value shares the data version
+ * and nothing stored is loaded in its place; still the same in every kernel. */
+static int write_unnamed(collect *c, PyObject *pickler, PyObject *obj, PyObject *module,
+                         PyObject *qualname, PyObject *reached)
+{
+    int same = same_code(c, obj, reached);
+    if (same != 0)
+        return same < 0 ? -1 : write_global(pickler, obj, module, qualname);
+    PyObject *apart = PyUnicode_FromFormat("<cellar: not by name> %U", module);
+    int rc = apart ? write_global(pickler, obj, apart, qualname) : -1;
+    Py_XDECREF(apart);
+    return rc;
+}
+
+/* save_global(pickler, obj[, name]) of the versioning-only pickler, called as
+ * its method and from its dispatch table: notebook code that pickle cannot
+ * name is written by write_unnamed; everything else goes to pickle's own
+ * save_global. */
+static PyObject *version_save_global(PyObject *unused, PyObject *const *args,
+                                     Py_ssize_t nargs)
+{
+    (void)unused;
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "save_global(pickler, obj, name=None)");
+        return NULL;
+    }
+    collect *c = collect_of(args[0]);
+    if (!c)
+        return NULL;
+    PyObject *module, *qualname, *reached;
+    PyObject *name = nargs == 3 && args[2] != Py_None ? args[2] : NULL;
+    int unnamed = unnamed_code(c->st, args[1], name, &module, &qualname, &reached);
+    if (unnamed < 0)
+        return NULL;
+    if (unnamed) {
+        int rc = write_unnamed(c, args[0], args[1], module, qualname, reached);
+        Py_DECREF(module);
+        Py_DECREF(qualname);
+        Py_XDECREF(reached);
+        return rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *base = PyObject_GetAttrString(c->st->canonical_pickler, "save_global");
+    PyObject *r = base ? PyObject_Vectorcall(base, args, (size_t)nargs, NULL) : NULL;
     Py_XDECREF(base);
+    return r;
+}
+
+static PyMethodDef version_save_global_def = {
+    "save_global", (PyCFunction)(void (*)(void))version_save_global, METH_FASTCALL,
+    "cellar's save_global: notebook code pickle cannot name, written by its name."};
+
+/* type(name, (base,), ns), so that its instances take an attribute: each
+ * pickler gets its reducer_override there, a builtin bound to its capsule
+ * (pickle looks the hook up when dump starts).  `ns` gets __module__. */
+static PyObject *make_pickler(PyObject *module, const char *name, PyObject *base,
+                              PyObject *ns)
+{
+    PyObject *modname = PyModule_GetNameObject(module);
+    int rc = modname ? PyDict_SetItemString(ns, "__module__", modname) : -1;
+    Py_XDECREF(modname);
+    return rc == 0 ? PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O", name, base,
+                                           ns)
+                   : NULL;
+}
+
+static PyObject *import_attr(const char *module, const char *attr)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    PyObject *a = mod ? PyObject_GetAttrString(mod, attr) : NULL;
+    Py_XDECREF(mod);
+    return a;
+}
+
+/* The versioning-only pickler: the canonical one (sets sorted), with a
+ * save_global for notebook code pickle cannot name.  pickle._Pickler calls
+ * self.save_global for classes and reduce strings, and its dispatch table's
+ * entry for functions directly, so both are replaced. */
+static PyObject *make_version_pickler(PyObject *module, cellar_state *st)
+{
+    PyObject *fn = PyCFunction_NewEx(&version_save_global_def, NULL, NULL);
+    PyObject *method = fn ? PyInstanceMethod_New(fn) : NULL;
+    PyObject *table = PyObject_GetAttrString(st->canonical_pickler, "dispatch");
+    PyObject *dispatch = table && PyDict_Check(table) ? PyDict_Copy(table) : NULL;
+    if (table && !dispatch && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "pickle._Pickler.dispatch is not a dict");
+    PyObject *ns = dispatch && method ? PyDict_New() : NULL;
+    PyObject *cls = NULL;
+    if (ns && PyDict_SetItem(dispatch, (PyObject *)&PyFunction_Type, fn) == 0 &&
+        PyDict_SetItemString(ns, "dispatch", dispatch) == 0 &&
+        PyDict_SetItemString(ns, "save_global", method) == 0)
+        cls = make_pickler(module, "_VersionPickler", st->canonical_pickler, ns);
     Py_XDECREF(ns);
+    Py_XDECREF(dispatch);
+    Py_XDECREF(table);
+    Py_XDECREF(method);
+    Py_XDECREF(fn);
     return cls;
 }
 
 int cellar_values_init(PyObject *module, cellar_state *st)
 {
-    PyObject *io = PyImport_ImportModule("io");
-    st->bytes_io = io ? PyObject_GetAttrString(io, "BytesIO") : NULL;
-    Py_XDECREF(io);
-    if (!st->bytes_io)
+    st->bytes_io = import_attr("io", "BytesIO");
+    PyObject *c = st->bytes_io ? import_attr("_pickle", "Pickler") : NULL;
+    PyObject *py = c ? import_attr("pickle", "_Pickler") : NULL;
+    PyObject *ns1 = py ? PyDict_New() : NULL, *ns2 = ns1 ? PyDict_New() : NULL;
+    if (ns2 && (st->fast_pickler = make_pickler(module, "_Pickler", c, ns1)))
+        st->canonical_pickler = make_pickler(module, "_CanonicalPickler", py, ns2);
+    Py_XDECREF(ns2);
+    Py_XDECREF(ns1);
+    Py_XDECREF(py);
+    Py_XDECREF(c);
+    if (!st->canonical_pickler)
         return -1;
-    st->fast_pickler = make_pickler(module, "_Pickler", "_pickle", "Pickler");
-    st->canonical_pickler =
-        st->fast_pickler ? make_pickler(module, "_CanonicalPickler", "pickle", "_Pickler")
-                         : NULL;
-    return st->canonical_pickler ? 0 : -1;
+    /* Without it (a pickle module of another shape), values holding code
+     * pickle cannot name get unique versions, as they did before it. */
+    if (!(st->version_pickler = make_version_pickler(module, st)))
+        PyErr_Clear();
+    return 0;
 }
 
 /* ---- pickling ---- */
@@ -422,9 +643,10 @@ static int pickler_reset(cellar_state *st, PyObject *set)
 }
 
 /* One pickling of `value` by the pickler `set` into out->stream, ->buffers
- * and ->code. */
+ * and ->code.  *met_code says whether it met notebook code, also when it
+ * failed. */
 static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObject *memo,
-                        cellar_pickled *out)
+                        cellar_pickled *out, bool *met_code)
 {
     collect *c = PyCapsule_GetPointer(PyTuple_GET_ITEM(set, 3), COLLECT_CAPSULE);
     if (!c)
@@ -433,6 +655,7 @@ static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObje
     Py_CLEAR(c->versions);
     PyObject *r =
         PyObject_CallMethodOneArg(PyTuple_GET_ITEM(set, 0), st->str_dump, value);
+    *met_code = c->versions != NULL;
     if (!r)
         return -1;
     Py_DECREF(r);
@@ -458,7 +681,7 @@ static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObje
  * (creating one costs about as much as pickling a small value); a pickling
  * nested in another, or on another thread meanwhile, gets a fresh one. */
 static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo,
-                cellar_pickled *out)
+                cellar_pickled *out, bool *met_code)
 {
     bool cached = cls == st->fast_pickler && !st->pickler_busy;
     PyObject *set = NULL;
@@ -468,7 +691,7 @@ static int dump(cellar_state *st, PyObject *cls, PyObject *value, PyObject *memo
         return -1;
     if (cached)
         st->pickler_busy = true;
-    int rc = pickler_dump(st, set, value, memo, out);
+    int rc = pickler_dump(st, set, value, memo, out, met_code);
     PyObject *type, *val, *tb;
     PyErr_Fetch(&type, &val, &tb); /* the reset must not lose pickling's error */
     bool reusable = pickler_reset(st, set) == 0;
@@ -502,6 +725,30 @@ static int pickling_failed(PyObject **why)
     return *why ? 1 : -1;
 }
 
+/* The data version `value` would have if pickle could name the notebook
+ * code in it (the versioning-only pickling): 1 with out->dv set; 0 when it
+ * cannot be pickled even so (no error; *why then says what stopped this
+ * pickling); -1 on a hard error.  *out holds no references after. */
+static int version_only(cellar_state *st, PyObject *value, PyObject *memo,
+                        cellar_pickled *out, PyObject **why)
+{
+    bool met_code;
+    int rc = dump(st, st->version_pickler, value, memo, out, &met_code);
+    if (rc == 0) {
+        rc = fill_segments(out) < 0 ? -1 : 1;
+        if (rc == 1)
+            hash_segments(st, out, &out->dv);
+        cellar_pickled_release(out);
+        return rc;
+    }
+    cellar_pickled_release(out);
+    PyObject *other = NULL;
+    if (pickling_failed(&other) < 0)
+        return -1;
+    Py_SETREF(*why, other);
+    return 0;
+}
+
 static int pickle_value(cellar_state *st, PyObject *value, PyObject *memo,
                         cellar_pickled *out, PyObject **why, bool stage)
 {
@@ -510,23 +757,34 @@ static int pickle_value(cellar_state *st, PyObject *value, PyObject *memo,
     PyObject *own_memo = NULL;
     if (!memo && !(memo = own_memo = PyDict_New()))
         return -1;
-    int rc = dump(st, st->fast_pickler, value, memo, out);
+    bool met_code = false;
+    int rc = dump(st, st->fast_pickler, value, memo, out, &met_code);
     if (rc == 0 && stream_has_sets((const unsigned char *)PyBytes_AS_STRING(out->stream),
                                    (size_t)PyBytes_GET_SIZE(out->stream))) {
         cellar_pickled_release(out);
-        rc = dump(st, st->canonical_pickler, value, memo, out);
+        rc = dump(st, st->canonical_pickler, value, memo, out, &met_code);
     }
-    Py_XDECREF(own_memo);
+    if (rc == 0 && fill_segments(out) < 0)
+        rc = -2; /* not a pickling failure */
     if (rc < 0) {
         cellar_pickled_release(out);
-        return pickling_failed(why);
+        rc = rc == -2 ? -1 : pickling_failed(why);
+        int v = rc == 1 && met_code && st->version_pickler
+                    ? version_only(st, value, memo, out, why)
+                    : 0;
+        if (v < 0) {
+            Py_CLEAR(*why);
+            rc = -1;
+        }
+        out->stable = v == 1;
+        if (rc == 1 && !out->stable)
+            out->dv = cellar_unique_version(st);
+    } else {
+        out->stable = true;
+        version_segments(st, out, stage);
     }
-    if (fill_segments(out) < 0) {
-        cellar_pickled_release(out);
-        return -1;
-    }
-    version_segments(st, out, stage);
-    return 0;
+    Py_XDECREF(own_memo);
+    return rc;
 }
 
 int cellar_pickle(cellar_state *st, PyObject *value, PyObject *memo, cellar_pickled *out,
@@ -554,20 +812,15 @@ cellar_hash cellar_unique_version(cellar_state *st)
 }
 
 int cellar_data_version(cellar_state *st, PyObject *value, PyObject *memo,
-                        cellar_hash *out, bool *picklable)
+                        cellar_hash *out, bool *stable)
 {
     cellar_pickled p;
     PyObject *why = NULL;
     int rc = cellar_pickle(st, value, memo, &p, &why);
     if (rc < 0)
         return -1;
-    if (rc == 1) {
-        Py_DECREF(why);
-        *picklable = false;
-        *out = cellar_unique_version(st);
-        return 0;
-    }
-    *picklable = true;
+    Py_XDECREF(why);
+    *stable = p.stable;
     *out = p.dv;
     cellar_pickled_release(&p);
     return 0;
@@ -609,8 +862,8 @@ int cellar_value_unchanged(cellar_state *st, PyObject *value, const cellar_hash 
     if (cellar_value_is_immutable(value, 0))
         return 1;
     cellar_hash now;
-    bool picklable;
-    if (cellar_data_version(st, value, memo, &now, &picklable) < 0)
+    bool stable;
+    if (cellar_data_version(st, value, memo, &now, &stable) < 0)
         return -1;
-    return picklable && cellar_hash_equal(&now, dv);
+    return stable && cellar_hash_equal(&now, dv);
 }

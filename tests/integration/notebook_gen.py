@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import itertools
 import random
 import sys
 import textwrap
@@ -353,7 +352,6 @@ class Replica:
         self.rec: dict[str, tuple] = {}  # name -> record of the object it is bound to
         self.obj_rec: dict[int, tuple] = {}  # id(object) -> its record
         self.keep: list = []  # keeps recorded objects alive, so ids stay theirs
-        self._unique = itertools.count()  # unique versions of values pickle cannot name
         exec(compile("def _log(name):\n    pass\n" + prelude(features), "<prelude>", "exec"), self.ns)
 
     def exec_cell(self, cell: Cell) -> None:
@@ -390,28 +388,10 @@ class Replica:
                 items.append((y, repr(self.vfp(self.ns[y]))))
             elif y in self.rec:
                 items.append((y, repr(self.rec[y])))
-                if d is not None and d.kind in ("partial", "ops") and not self._pickles(self.ns[y]):
-                    items.append((y, repr(("unique", next(self._unique)))))  # see vfp
+                if d is not None and d.kind in ("partial", "ops"):  # see _code_fp
+                    items.append((y, repr(self._held_tags(self.ns[y]))))
                 todo += self.live_names(self.rec[y])
         return repr(sorted(items))
-
-    def _named(self, obj) -> bool:
-        """Whether pickle can name `obj`: its qualified name in __main__ reaches it."""
-        parts = getattr(obj, "__qualname__", "").split(".")
-        cur = self.ns.get(parts[0])
-        for part in parts[1:]:
-            cur = getattr(cur, part, None)
-        return cur is obj
-
-    def _pickles(self, v) -> bool:
-        """Whether pickle can serialize a partial or dict of notebook functions `v`."""
-        if isinstance(v, functools.partial):
-            return self._pickles(v.func) and all(self._pickles(a) for a in v.args)
-        if isinstance(v, dict):
-            return all(self._pickles(x) for x in v.values())
-        if id(v) in self.obj_rec:
-            return self._named(v)
-        return True
 
     def vfp(self, v):
         """A value's fingerprint as cellar's design defines data versions: typed, ordered,
@@ -434,19 +414,34 @@ class Replica:
                     tuple(v[c].to_numpy().tobytes() for c in v.columns))
         if isinstance(v, functools.partial):
             return ("partial", self.vfp(v.func), self.vfp(v.args), self.vfp(v.keywords))
-        # pickle names notebook code by its qualified name in __main__, and refuses an
-        # object that name no longer reaches (a dict built before its helper's cell was
-        # re-run holds the old function): such a value cannot be pickled, and cellar's
-        # documented rule gives it a unique version, so its readers rerun on every run.
         if id(v) in self.obj_rec:
-            if not self._named(v):
-                return ("unique", next(self._unique))
-            return ("code", self.code_id(self.obj_rec[id(v)]))
+            return self._code_fp(v)
         if id(t) in self.obj_rec:
-            if not self._named(t):
-                return ("unique", next(self._unique))
-            return ("obj", self.code_id(self.obj_rec[id(t)]), self.vfp(vars(v)))
+            return ("obj", self._code_fp(t), self.vfp(vars(v)))
         raise TypeError(f"no fingerprint for {v!r}")
+
+    def _held_tags(self, v) -> tuple:
+        """For a partial or a dict of functions (counted by its record, which says what its
+        functions were built from): whether each function it holds counts as named."""
+        held = [v.func] if isinstance(v, functools.partial) else list(v.values())
+        return tuple(self._code_fp(x)[0] for x in held if id(x) in self.obj_rec)
+
+    def _code_fp(self, obj):
+        """Notebook code counts by what it is built from (its record, and what it reads now),
+        also when its name no longer reaches it: a dict built before its helper's cell was
+        re-run holds the old function. Such code fingerprints as if named while its name
+        reaches code of the same identity (the cell re-run unchanged); otherwise (edited
+        since, a lambda, a closure, a plain decorator's wrapper) apart from anything named,
+        since a value stored by name would load the other code."""
+        mine = self.code_id(self.obj_rec[id(obj)])
+        parts = getattr(obj, "__qualname__", "").split(".")
+        reached = self.ns.get(parts[0])
+        for part in parts[1:]:
+            reached = getattr(reached, part, None)
+        if reached is obj or (id(reached) in self.obj_rec
+                              and self.code_id(self.obj_rec[id(reached)]) == mine):
+            return ("code", mine)
+        return ("apart", mine)
 
     def evaluate(self, targets):
         """Fresh values, input fingerprints and code identities of the targets' closure."""
@@ -491,9 +486,10 @@ class Generator:
 
     @staticmethod
     def _named_helpers(m: Model) -> list:
-        """Helpers that pickle by name (undecorated or functools.wraps): the ones a value may
-        hold. A plain wrapper is `_dp.<locals>.wrapper`, which no pickle can name, and an
-        unpicklable value is documented to get a unique version."""
+        """Helpers that pickle by name (undecorated or functools.wraps): the ones a node may
+        return. A plain wrapper is `_dp.<locals>.wrapper`, which no pickle can name: a result
+        holding one is not stored (recomputed after a restart), which the oracle does not
+        model. Globals (partials, dicts) hold any helper: their versions need no name."""
         return [n for n, d in m.defs.items() if d.kind == "helper"
                 and (not d.x.get("deco") or m.defs[d.x["deco"]].kind == "deco_wraps")]
 
@@ -565,7 +561,7 @@ class Generator:
                              refs=t, x={"terms": t}))
             term_kinds |= {"class", "dataclass"}
         if "data_functions" in self.f:
-            hs = self._named_helpers(m) or [self._add_helper(m, [])]
+            hs = self._usable(m, {"helper"}) or [self._add_helper(m, [])]
             fn = r.choice(hs)
             self._add(m, Def(self.fresh("_pt"), "partial", {"a": r.randint(1, 5)}, deftime=[fn], x={"fn": fn}))
             fns = [r.choice(hs), r.choice(hs)]

@@ -268,3 +268,197 @@ def test_set_order_does_not_change_a_version_in_one_kernel(kernel):
     assert kernel.eval("cellar.data_version(words) != cellar.data_version(words | {'w40'})")
     assert kernel.eval("cellar.data_version({1, 2}) != cellar.data_version(frozenset({1, 2}))")
     assert kernel.eval("cellar.data_version({'1'}) != cellar.data_version({1})")
+
+
+# Functions that a value holds after their cell is re-run: `OPS` and `ops()` hold the old
+# `_h` and `_g` objects, which pickle can no longer name (`__main__._h` is a new function).
+# `_g` reads `_h` by name, so it calls whatever `_h` is now.
+STALE_HELPERS = '''
+def _h(x):
+    return x * 2
+
+def _g(x):
+    return _h(x) + 1
+'''
+STALE_USERS = '''
+OPS = {"h": _h, "g": _g}
+
+def reader():
+    _log("reader")
+    return OPS["h"](5) + OPS["g"](5)
+
+def ops():
+    _log("ops")
+    return {"h": _h, "g": _g}
+
+def taker(ops):
+    _log("taker")
+    return ops["h"](7) * 100 + ops["g"](7)
+'''
+STALE_FRESH = "{'reader': reader(), 'taker': taker(ops())}"
+
+
+def test_values_holding_functions_of_a_re_run_cell(kernel_factory):
+    """A value that holds a notebook function whose cell was re-run is versioned by that
+    function's code: the same code keeps every data version and nothing reruns; code that
+    the old function reaches by name (here `_g` calling `_h`) changes it, and its readers
+    rerun; after a restart, the same cells give the same versions."""
+    k = kernel_factory()
+    k.setup()
+    k.ok(STALE_HELPERS, cell_id="helpers")
+    k.ok(STALE_USERS, cell_id="users")
+    k.cellar_run("reader taker").ok()
+    assert k.take_calls() == calls("reader", "ops", "taker")
+    k.ok("import cellar")
+    before = k.eval("cellar.data_version(OPS)")
+
+    # The helpers' cell again, same code: OPS and ops' value now hold the old objects.
+    k.ok(STALE_HELPERS, cell_id="helpers")
+    assert k.eval("OPS['h'] is not _h")
+    assert k.eval("cellar.data_version(OPS)") == before, \
+        "equal code, equal data version, though pickle cannot name the old function"
+    res = k.cellar_run("reader taker").ok()
+    assert k.take_calls() == calls(), "same code: no reader reruns\n" + res.report.text
+    assert not res.warnings, res.stderr
+    assert k.eval("_v") == fresh(k, STALE_FRESH)
+
+    # Edited: OPS["h"] is still the old _h, but the old _g calls the new _h by name.
+    edited = STALE_HELPERS.replace("return x * 2", "return x * 3")
+    k.ok(edited, cell_id="helpers")
+    assert k.eval("cellar.data_version(OPS)") != before
+    res = k.cellar_run("reader taker").ok()
+    assert k.take_calls() == calls("reader", "ops", "taker"), res.report.text
+    assert k.eval("_v") == fresh(k, STALE_FRESH)
+    k.cellar_run("reader taker").ok()
+    assert k.take_calls() == calls(), "a value with old functions is not rerun every time"
+
+    # A node computed while the global it returns holds old functions: its value cannot be
+    # stored, but its data version is the one the same cells give in any kernel.
+    k.ok(edited, cell_id="helpers")
+    k.ok("def pick():\n    _log('pick')\n    return OPS\n\n"
+         "def count(pick):\n    _log('count')\n    return pick['g'](1)\n", cell_id="pick")
+    res = k.cellar_run("count").ok()
+    assert k.take_calls() == calls("pick", "count")
+    assert any("cannot be pickled" in w for w in res.warnings), res.stderr
+
+    # A restart, the same cells in the same order: everything is found in the store.
+    k.restart()
+    k.setup()
+    k.ok(STALE_HELPERS, cell_id="helpers")
+    k.ok(STALE_USERS, cell_id="users")
+    k.ok(edited, cell_id="helpers")
+    res = k.cellar_run("reader taker").ok()
+    assert k.take_calls() == calls(), res.report.text
+    assert k.eval("_v") == fresh(k, STALE_FRESH)
+    k.ok("def pick():\n    _log('pick')\n    return OPS\n\n"
+         "def count(pick):\n    _log('count')\n    return pick['g'](1)\n", cell_id="pick")
+    res = k.cellar_run("count").ok()
+    assert k.take_calls() == calls("pick"), \
+        "pick's value was not stored, but it has the version it had\n" + res.report.text
+    assert res.report.status("count") == "loaded"
+    assert k.eval("_v") == fresh(k, "count(pick())")
+    # New code after the restart: the readers rerun, once.
+    k.ok(STALE_HELPERS.replace("return x * 2", "return x * 4"), cell_id="helpers")
+    k.cellar_run("reader taker").ok()
+    assert k.take_calls() == calls("reader", "ops", "taker")
+    assert k.eval("_v") == fresh(k, STALE_FRESH)
+    k.cellar_run("reader taker").ok()
+    assert k.take_calls() == calls()
+
+
+CACHED_IN_DATA = '''
+import functools
+
+@functools.lru_cache(maxsize=None)
+def _cached(x):
+    return x + 1
+
+TABLE = {"f": _cached}
+BOUND = functools.partial(_cached, 4)
+
+def looked_up():
+    _log("looked_up")
+    return TABLE["f"](1) + BOUND()
+'''
+
+
+def test_lru_cache_wrapper_inside_data(kernel):
+    """An lru_cache'd notebook function held in data counts by the code it wraps: editing it
+    (the data's cell re-run with it) reruns the reader; re-running it unchanged does not."""
+    kernel.ok(CACHED_IN_DATA, cell_id="cached")
+    kernel.cellar_run("looked_up").ok()
+    assert kernel.take_calls() == calls("looked_up")
+    assert kernel.eval("_v") == fresh(kernel, "looked_up()") == 7
+    kernel.ok(CACHED_IN_DATA, cell_id="cached")
+    res = kernel.cellar_run("looked_up").ok()
+    assert kernel.take_calls() == calls(), "same code, a new wrapper: nothing reruns\n" + res.report.text
+    kernel.ok(CACHED_IN_DATA.replace("return x + 1", "return x + 2"), cell_id="cached")
+    res = kernel.cellar_run("looked_up").ok()
+    assert kernel.take_calls() == calls("looked_up"), \
+        "the wrapped function changed: its reader must rerun\n" + res.report.text
+    assert kernel.eval("_v") == fresh(kernel, "looked_up()") == 9
+
+
+NAMELESS_IN_DATA = '''
+def _make(m):
+    def scale(x):
+        return x * m
+    return scale
+
+FNS = {"inc": lambda x: x + 1, "triple": _make(3)}
+
+def applied_all():
+    _log("applied_all")
+    return FNS["inc"](1) + FNS["triple"](2)
+'''
+
+
+def test_lambda_and_closure_inside_data(kernel_factory):
+    """Code that pickle can never name (a lambda, a closure made by a factory) inside a
+    global is versioned by its code and closure: the reader is not rerun on every run or
+    after a restart, and reruns when the lambda or the factory's argument changes."""
+    k = kernel_factory()
+    k.setup()
+    k.ok(NAMELESS_IN_DATA, cell_id="fns")
+    k.cellar_run("applied_all").ok()
+    assert k.take_calls() == calls("applied_all")
+    k.ok(NAMELESS_IN_DATA, cell_id="fns")
+    res = k.cellar_run("applied_all").ok()
+    assert k.take_calls() == calls(), res.report.text
+    assert k.eval("_v") == fresh(k, "applied_all()") == 8
+    src = NAMELESS_IN_DATA
+    for edit, value in (("x + 1", "x + 5"), ("_make(3)", "_make(4)")):  # one, then the other
+        src = src.replace(edit, value)
+        k.ok(src, cell_id="fns")
+        k.cellar_run("applied_all").ok()
+        assert k.take_calls() == calls("applied_all"), f"edited {edit} -> {value}"
+        assert k.eval("_v") == fresh(k, "applied_all()")
+    k.restart()
+    k.setup()
+    k.ok(NAMELESS_IN_DATA, cell_id="fns")
+    res = k.cellar_run("applied_all").ok()
+    assert k.take_calls() == calls(), "same cells after a restart\n" + res.report.text
+    assert res.report.status("applied_all") == "loaded"
+
+
+def test_a_stored_value_never_stands_for_code_its_name_no_longer_reaches(kernel):
+    """`config` returned OPS while `_h` was current, and its result was stored by name. After
+    `_h` is edited (OPS not rebuilt: it holds the old `_h`), a fresh config() returns the old
+    `_h`; loading the stored result would give the new one. Its key must differ."""
+    kernel.ok(STALE_HELPERS, cell_id="helpers")
+    kernel.ok('OPS = {"h": _h}\n\ndef config():\n    _log("config")\n    return OPS\n',
+              cell_id="ops")
+    kernel.cellar_run("config").ok()
+    assert kernel.take_calls() == calls("config")
+    kernel.ok(STALE_HELPERS.replace("return x * 2", "return x * 3"), cell_id="helpers")
+    kernel.ok("import cellar\ncellar.forget_memory()")
+    res = kernel.cellar_run("config").ok()
+    assert kernel.take_calls() == calls("config"), res.report.text
+    assert kernel.eval("_v['h'](5)") == fresh(kernel, "config()['h'](5)") == 10
+    # Back to the code it was stored with: the stored result stands for it again.
+    kernel.ok(STALE_HELPERS, cell_id="helpers")
+    kernel.ok("cellar.forget_memory()")
+    res = kernel.cellar_run("config").ok()
+    assert kernel.take_calls() == calls(), res.report.text
+    assert res.report.status("config") == "loaded"
+    assert kernel.eval("_v['h'](5)") == fresh(kernel, "config()['h'](5)") == 10

@@ -1,5 +1,7 @@
 """Issue point 1: top-level functions become nodes, parameters link them, cells own their nodes."""
 
+import pytest
+
 from conftest import CHAIN_DEFS, calls
 
 def test_functions_become_nodes_linked_by_parameters(kernel):
@@ -178,3 +180,49 @@ def test_functions_in_the_load_ext_cell_are_nodes(kernel_factory):
     assert k.eval("_v") == 3
     assert k.take_calls() == calls()
     assert res.report.status("later") == "loaded"
+
+
+LOAD_AND_RUN = """
+    %load_ext cellar
+    import os
+    import cellar
+    LOG3 = os.path.join(os.getcwd(), "calls.log")
+    def _note(name):
+        with open(LOG3, "a") as f:
+            f.write(name + "\\n")
+    def base():
+        _note("base")
+        return 4
+    def top(base):
+        _note("top")
+        return base * 10
+    {run}
+    """
+
+
+@pytest.mark.parametrize("run", ["_v = %cellar run top", "_v = cellar.run('top')"])
+def test_load_ext_cell_that_defines_and_runs(kernel_factory, run):
+    """One cell loads cellar, defines nodes below the %load_ext line and runs them: the run
+    sees them (the loading cell had no pre_run_cell; its source is taken when cellar loads),
+    and the nodes stay registered for the next cells and after a restart."""
+    k = kernel_factory()
+    cell = LOAD_AND_RUN.format(run=run)
+    res = k.ok(cell, cell_id="first")
+    assert "unknown node" not in res.error_text
+    assert k.eval("_v") == 40
+    assert k.take_calls() == calls("base", "top")
+    # Edited in a later cell: exactly the edited node reruns.
+    k.ok("""
+        def top(base):
+            _note("top")
+            return base * 100
+        """, cell_id="second")
+    k.cellar_run("top").ok()
+    assert k.eval("_v") == 400
+    assert k.take_calls() == calls("top")
+    # The same cell after a restart: its nodes load from the store.
+    k.restart()
+    res = k.ok(cell, cell_id="first")
+    assert k.eval("_v") == 40
+    assert k.take_calls() == calls()
+    assert res.report.status("top") == "loaded"
