@@ -71,6 +71,8 @@ typedef struct cellar_state {
      * that pickle cannot name by its name): for data versions of values that
      * cannot be stored. */
     PyObject *version_pickler;
+    /* file_inputs.c: pathlib.Path, whose instances are versioned by content. */
+    PyObject *path_type;
     /* A C pickler kept for reuse between picklings (a tuple; NULL until the
      * first), and whether a pickling is using it right now. */
     PyObject *cached_pickler;
@@ -207,9 +209,22 @@ typedef struct cellar_pickled {
     cellar_stage *stage; /* large segments already written (cellar_pickle_to_store) */
     /* Set on return 0 and 1 alike: false when dv is a unique version. */
     bool stable;
+    /* It holds a pathlib.Path, versioned by the content it names now
+     * (file_inputs.c): true of the file as it is, so never stored. */
+    bool has_paths;
 } cellar_pickled;
 /* Creates the picklers; -1 with a Python error. */
 int cellar_values_init(PyObject *module, cellar_state *st);
+
+/* file_inputs.c: pathlib.Path values, versioned by what they name.  Looks up
+ * pathlib.Path; -1 with a Python error. */
+int cellar_file_inputs_init(cellar_state *st);
+/* True when `t` is pathlib.Path or a subclass. */
+bool cellar_is_path(cellar_state *st, PyTypeObject *t);
+/* The version of the content `path` names now (file_version.h, through the
+ * state's store), tagged apart from code versions: 0 with *out set, or -1
+ * with a Python error (OSError naming the path and why it cannot be read). */
+int cellar_path_data_version(cellar_state *st, PyObject *path, cellar_hash *out);
 /* Pickles and fingerprints `value`.  `memo` is the run's memo for code
  * versions (NULL: a fresh one).  0: done, *out holds references and views
  * until cellar_pickled_release.  1: the value cannot be pickled, so it must

@@ -127,7 +127,9 @@ static int keep_result(run_ctx *ctx, slot *s, PyObject *value)
         s->dv = s->pickled.dv;
         s->size = s->pickled.size;
         s->have_size = true;
-        s->stored = true;
+        /* A data version that holds a file's content now says nothing of
+         * the file in a later kernel: such a value is computed again there. */
+        s->stored = !s->pickled.has_paths;
     }
     return run_memo_store(ctx, s);
 }

@@ -317,6 +317,7 @@ static int cellar_exec(PyObject *module)
         return -1;
     }
     if (cellar_report_type_init(module, st) < 0 || cellar_values_init(module, st) < 0 ||
+        cellar_file_inputs_init(st) < 0 ||
         cellar_results_init(module, st) < 0)
         return -1;
     return PyModule_AddStringConstant(module, "__version__", "0.1.0");
@@ -347,6 +348,7 @@ static int cellar_exec(PyObject *module)
     X(fast_pickler)                                                                      \
     X(canonical_pickler)                                                                 \
     X(version_pickler)                                                                   \
+    X(path_type)                                                                         \
     X(bytes_io)                                                                          \
     X(cached_pickler)                                                                    \
     X(shell)                                                                             \

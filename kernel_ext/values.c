@@ -77,6 +77,7 @@ typedef struct collect {
     cellar_state *st;
     PyObject *memo;     /* the run's memo for code versions (strong) */
     PyObject *versions; /* bytearray of 16-byte code versions, or NULL */
+    bool has_paths;     /* it met a pathlib.Path (file_inputs.c) */
 } collect;
 
 static void collect_free(PyObject *capsule)
@@ -314,19 +315,42 @@ static PyObject *canonical_set(cellar_state *st, PyObject *obj, PyObject *memo)
 
 /* ---- the picklers' hook ---- */
 
+/* Appends a 16-byte version to what the pickling collects. */
+static int collect_version(collect *c, const cellar_hash *h)
+{
+    if (!c->versions && !(c->versions = PyByteArray_FromStringAndSize(NULL, 0)))
+        return -1;
+    Py_ssize_t at = PyByteArray_GET_SIZE(c->versions);
+    if (PyByteArray_Resize(c->versions, at + 16) < 0)
+        return -1;
+    memcpy(PyByteArray_AS_STRING(c->versions) + at, h->bytes, 16);
+    return 0;
+}
+
 static PyObject *reducer_override(PyObject *capsule, PyObject *obj)
 {
     PyTypeObject *t = Py_TYPE(obj);
     /* The fast path: pickle calls this for nearly every object it meets.
      * Other callables may wrap notebook code (an lru_cache wrapper, which
-     * pickle names by its qualified name). */
-    if (t != &PyFunction_Type && t != &PyMethod_Type && !PyType_Check(obj) &&
-        t != &PySet_Type && t != &PyFrozenSet_Type &&
-        (!t->tp_call || PyCFunction_Check(obj)))
+     * pickle names by its qualified name); a pathlib.Path is an instance of
+     * a class defined in Python (a heap type). */
+    bool code_or_set = t == &PyFunction_Type || t == &PyMethod_Type || PyType_Check(obj) ||
+                       t == &PySet_Type || t == &PyFrozenSet_Type ||
+                       (t->tp_call && !PyCFunction_Check(obj));
+    if (!code_or_set && !(t->tp_flags & Py_TPFLAGS_HEAPTYPE))
         Py_RETURN_NOTIMPLEMENTED;
     collect *c = PyCapsule_GetPointer(capsule, COLLECT_CAPSULE);
     if (!c)
         return NULL;
+    if (!code_or_set) {
+        cellar_hash h;
+        if (!cellar_is_path(c->st, t))
+            Py_RETURN_NOTIMPLEMENTED;
+        if (cellar_path_data_version(c->st, obj, &h) < 0 || collect_version(c, &h) < 0)
+            return NULL;
+        c->has_paths = true;
+        Py_RETURN_NOTIMPLEMENTED; /* pickled as pickle pickles a path */
+    }
     if (t == &PySet_Type || t == &PyFrozenSet_Type) /* only the canonical pickler */
         return PySet_GET_SIZE(obj) > 1 ? canonical_set(c->st, obj, c->memo)
                                        : Py_NewRef(Py_NotImplemented);
@@ -334,14 +358,8 @@ static PyObject *reducer_override(PyObject *capsule, PyObject *obj)
     int rc = cellar_object_code_version(c->st, obj, c->memo, &h);
     if (rc < 0)
         return NULL;
-    if (rc == 1) {
-        if (!c->versions && !(c->versions = PyByteArray_FromStringAndSize(NULL, 0)))
-            return NULL;
-        Py_ssize_t at = PyByteArray_GET_SIZE(c->versions);
-        if (PyByteArray_Resize(c->versions, at + 16) < 0)
-            return NULL;
-        memcpy(PyByteArray_AS_STRING(c->versions) + at, h.bytes, 16);
-    }
+    if (rc == 1 && collect_version(c, &h) < 0)
+        return NULL;
     Py_RETURN_NOTIMPLEMENTED;
 }
 
@@ -653,9 +671,11 @@ static int pickler_dump(cellar_state *st, PyObject *set, PyObject *value, PyObje
         return -1;
     Py_XSETREF(c->memo, Py_NewRef(memo));
     Py_CLEAR(c->versions);
+    c->has_paths = false;
     PyObject *r =
         PyObject_CallMethodOneArg(PyTuple_GET_ITEM(set, 0), st->str_dump, value);
     *met_code = c->versions != NULL;
+    out->has_paths = c->has_paths;
     if (!r)
         return -1;
     Py_DECREF(r);
