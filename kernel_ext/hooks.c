@@ -9,7 +9,9 @@
  * the nodes the cell no longer defines.  A run started from inside a cell
  * (`%cellar run` after a `def` in the same cell) first registers what the
  * pending cells have bound so far, so definitions are current at the moment
- * of the run.  Calls go one way: hooks -> registry.
+ * of the run.  Once a cell's definitions are registered, reactive mode
+ * (auto.c) may rerun the last run's targets.  Calls go one way: hooks ->
+ * registry, auto.
  */
 #include "cellar_ext.h"
 
@@ -213,5 +215,6 @@ PyObject *cellar_post_run_cell(PyObject *module, PyObject *result)
     Py_DECREF(pending);
     if (rc < 0)
         return hook_failed("post_run_cell");
+    cellar_auto_after_cell(st, result); /* reactive mode: never raises */
     Py_RETURN_NONE;
 }
