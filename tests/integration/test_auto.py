@@ -84,6 +84,8 @@ def test_edits_rerun_the_targets_and_unrelated_cells_do_not(kernel):
     # cellar.run counts too, and its targets become the ones watched.
     res = kernel.ok("_w = cellar.run('b')")
     assert len(res.reports) == 1 and kernel.take_calls() == calls()
+    # The module's GC traversal reaches what reactive mode keeps (the targets' list).
+    assert kernel.eval("any(r == ['b'] for r in __import__('gc').get_referents(cellar))")
     res = kernel.ok(A.replace("return 2", "return 3"), cell_id="a")
     assert kernel.take_calls() == calls("a", "b"), "b is the target now, c is not"
     assert kernel.eval("cellar.results.b") == 3000
