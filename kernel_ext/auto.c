@@ -236,19 +236,24 @@ void cellar_auto_after_cell(cellar_state *st, PyObject *result)
             rc = rerun(st, st->auto_keys, keys);
         Py_XDECREF(keys);
     }
-    if (rc < 0) {
-        PyObject *exc = cellar_fetch_exception();
-        PyObject *msg = exc ? PyObject_Str(exc) : NULL;
-        if (!msg)
-            PyErr_Clear();
+    if (rc == 0) {
+        st->auto_warned = false;
+        return;
+    }
+    /* The baseline is kept, so that a change in this cell still counts at the
+     * next cell that can be checked; the warning is given once until then. */
+    PyObject *exc = cellar_fetch_exception();
+    PyObject *msg = exc ? PyObject_Str(exc) : NULL;
+    if (!msg)
+        PyErr_Clear();
+    if (!st->auto_warned)
         cellar_warn("reactive mode could not check the last run's targets (%s); "
                     "nothing was rerun",
                     msg ? PyUnicode_AsUTF8(msg) : "unknown error");
-        PyErr_Clear();
-        Py_XDECREF(msg);
-        Py_XDECREF(exc);
-        Py_CLEAR(st->auto_keys); /* the next cell takes a fresh baseline */
-    }
+    st->auto_warned = true;
+    PyErr_Clear();
+    Py_XDECREF(msg);
+    Py_XDECREF(exc);
 }
 
 int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs)

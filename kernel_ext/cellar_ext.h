@@ -108,10 +108,11 @@ typedef struct cellar_state {
     /* auto.c, reactive mode: on or off; the last notebook run's targets
      * (list of str) and inputs (dict), or NULL before one; the baseline
      * (ancestor name -> key bytes or None), or NULL until taken; whether this
-     * cell ran a run (or turned the mode on), and whether a rerun is under way. */
+     * cell ran a run (or turned the mode on), whether a rerun is under way,
+     * and whether a failed check was warned about (once until one succeeds). */
     bool auto_on;
     PyObject *auto_targets, *auto_inputs, *auto_keys;
-    bool auto_ran, auto_busy;
+    bool auto_ran, auto_busy, auto_warned;
 } cellar_state;
 
 /* shell.c: the state of the module object `module` (never NULL once it is

@@ -126,3 +126,29 @@ def test_a_failing_rerun_is_shown_and_the_kernel_goes_on(kernel):
     assert res.report.status("c") == "computed"
     assert kernel.eval("cellar.results.c") == 201
     assert "Error" not in strip_ansi(res.stderr), res.describe()
+
+    # A graph that cannot be planned (a cycle, even among other nodes) warns once and
+    # reruns nothing; the change made meanwhile still counts once it can be planned.
+    res = kernel.ok("def p(q):\n    return q\n\ndef q(p):\n    return p\n", cell_id="cycle")
+    assert len(res.warnings) == 1 and "could not check" in res.warnings[0], res.describe()
+    res = kernel.ok(A.replace("return 2", "return 4"), cell_id="a")
+    assert res.warnings == [] and res.reports == [], res.describe()
+    res = kernel.ok("pass", cell_id="cycle")
+    assert kernel.take_calls() == calls("a", "b", "c")
+    assert res.report.status("c") == "computed"
+    assert kernel.eval("cellar.results.c") == 401
+
+
+def test_a_rerun_keeps_the_runs_inputs(kernel):
+    kernel.ok("import cellar")
+    kernel.ok('def p(n, k=1):\n    _log("p")\n    return n * k\n', cell_id="p")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("p --input n=7").ok()
+    assert kernel.eval("_v") == 7 and kernel.take_calls() == calls("p")
+    res = kernel.ok('def p(n, k=1):\n    _log("p")\n    return n * k + 1\n', cell_id="p")
+    assert kernel.take_calls() == calls("p") and res.report.status("p") == "computed"
+    assert kernel.eval("cellar.results(n=7).p") == 8, "n=7 from --input, not missing"
+    no_run(kernel.ok("n = 100"))  # a global n is not used: --input n=7 is
+    res = kernel.ok("k = 2")  # the default k is overridden by a global k
+    assert kernel.take_calls() == calls("p")
+    assert kernel.eval("cellar.results(n=7).p") == 15
