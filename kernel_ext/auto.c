@@ -119,17 +119,25 @@ static int rebase(cellar_state *st)
     return 0;
 }
 
-/* "a, b" for the names whose key in `now` differs from `before`'s. */
+/* "a, b" for the names whose key in `now` differs from `before`'s: those
+ * with a known key (a node downstream of a change has none until it runs),
+ * or, when none has one, all of them. */
 static PyObject *changed_names(PyObject *before, PyObject *now)
 {
     PyObject *names = PyList_New(0);
-    PyObject *name, *key;
-    Py_ssize_t pos = 0;
-    while (names && PyDict_Next(now, &pos, &name, &key)) {
-        PyObject *old = PyDict_GetItemWithError(before, name);
-        int same = old ? PyObject_RichCompareBool(old, key, Py_EQ) : 0;
-        if (PyErr_Occurred() || same < 0 || (!same && PyList_Append(names, name) < 0))
-            Py_CLEAR(names);
+    for (int known_only = 1; names && known_only >= 0; known_only--) {
+        PyObject *name, *key;
+        Py_ssize_t pos = 0;
+        while (names && PyDict_Next(now, &pos, &name, &key)) {
+            PyObject *old = PyDict_GetItemWithError(before, name);
+            int same = old ? PyObject_RichCompareBool(old, key, Py_EQ) : 0;
+            if (PyErr_Occurred() || same < 0 ||
+                (!same && (!known_only || key != Py_None) &&
+                 PyList_Append(names, name) < 0))
+                Py_CLEAR(names);
+        }
+        if (names && PyList_GET_SIZE(names) > 0)
+            break;
     }
     if (names && PyList_Sort(names) < 0)
         Py_CLEAR(names);

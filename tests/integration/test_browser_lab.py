@@ -200,7 +200,7 @@ def test_auto_on_reruns_the_target_in_the_edited_cell(ui):
     rep = ui.report(3)  # in the edited cell's own outputs
     assert rep["status"] == {"a": "in memory", "b": "computed", "c": "computed"}, rep
     assert count_lines(log) == calls("b", "c")
-    assert "cellar auto: b, c changed; running c" in ui.outputs_text(3)
+    assert "cellar auto: b changed; running c" in ui.outputs_text(3)
 
 
 def test_restart_from_the_kernel_menu_then_results_load_from_the_store(ui):
