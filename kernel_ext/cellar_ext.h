@@ -13,7 +13,7 @@
  * they share run_state.h), report.c (the reports shown in the notebook),
  * graph_view.c (%cellar graph), lineage.c (what runs recorded: `%cellar log`,
  * `%cellar show`), results_view.c (`cellar.results`), gc_magic.c (the store's
- * size) and magic.c (the `%cellar` line).  All state lives in cellar_state,
+ * size), auto.c (reactive mode) and magic.c (the `%cellar` line).  All state lives in cellar_state,
  * reached from the module object; every entry point holds the GIL, which
  * serializes access.
  */
@@ -110,6 +110,15 @@ typedef struct cellar_state {
     cellar_fingerprint *fp;
     uint64_t unique_counter;
     bool running;
+
+    /* auto.c, reactive mode: on or off; the last notebook run's targets
+     * (list of str) and inputs (dict), or NULL before one; the baseline
+     * (ancestor name -> key bytes or None), or NULL until taken; whether this
+     * cell ran a run (or turned the mode on), whether a rerun is under way,
+     * and whether a failed check was warned about (once until one succeeds). */
+    bool auto_on;
+    PyObject *auto_targets, *auto_inputs, *auto_keys;
+    bool auto_ran, auto_busy, auto_warned;
 } cellar_state;
 
 /* shell.c: the state of the module object `module` (never NULL once it is
@@ -388,6 +397,18 @@ void cellar_gc_configure(cellar_state *st);
 /* restore.c: `%cellar restore [--session S]`; `args` is the magic's split
  * line, "restore" first.  None, or NULL with an error. */
 PyObject *cellar_restore(cellar_state *st, PyObject *args);
+
+/* auto.c: reactive mode. */
+/* Notes a run started from the notebook (`%cellar run`, cellar.run) before
+ * it starts: its targets (list of str) and inputs (dict) become the ones a
+ * change reruns.  0, or -1 with a Python error. */
+int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs);
+/* At the end of each cell (post_run_cell, `result` being IPython's
+ * ExecutionResult): with the mode on, reruns the last run's targets when a
+ * key they depend on changed.  Never raises: errors are shown or warned. */
+void cellar_auto_after_cell(cellar_state *st, PyObject *result);
+/* `%cellar auto [on|off]`; `args` is the split line, "auto" first. */
+PyObject *cellar_auto_magic(cellar_state *st, PyObject *args);
 
 /* magic.c */
 PyObject *cellar_magic(PyObject *module, PyObject *line);

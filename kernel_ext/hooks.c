@@ -13,8 +13,9 @@
  * before the hooks existed: when the extension loads, that cell (which the
  * shell's displayhook holds while it runs) is scanned, what it has bound so
  * far is registered, and it joins the pending table, so a run later in the
- * same cell sees the functions defined below the `%load_ext` line.  Calls go
- * one way: hooks -> registry.
+ * same cell sees the functions defined below the `%load_ext` line.  Once a
+ * cell's definitions are registered, reactive mode (auto.c) may rerun the
+ * last run's targets.  Calls go one way: hooks -> registry, auto.
  */
 #include "cellar_ext.h"
 
@@ -289,5 +290,6 @@ PyObject *cellar_post_run_cell(PyObject *module, PyObject *result)
     Py_DECREF(pending);
     if (rc < 0)
         return hook_failed("post_run_cell");
+    cellar_auto_after_cell(st, result); /* reactive mode: never raises */
     Py_RETURN_NONE;
 }

@@ -1,7 +1,7 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
  * (shlex), then dispatches to run, status, graph, log, show, dir, restore (restore.c),
- * help, or gc_magic.c's forget, gc and max-size.  `--input k=v` values are read as
+ * auto (auto.c), help, or gc_magic.c's forget, gc and max-size.  `--input k=v` values are read as
  * Python literals (ast.literal_eval), or kept as strings when they are not one, so
  * `--input n=3` is an int and `--input p=data.parquet` a path.
  */
@@ -56,6 +56,10 @@ const char cellar_magic_usage[] =
     "      Re-define the last session's nodes, helpers, classes and literal globals\n"
     "      from the cellar kernel's journal, running no cell that computes; results\n"
     "      load from the store when a run needs them.\n"
+    "  %cellar auto [on|off]\n"
+    "      Reactive mode (off by default): after a cell changes a node, a helper\n"
+    "      or a global that the last run's targets depend on, those targets rerun\n"
+    "      at the end of that cell and show their report. Alone: the state.\n"
     "  %cellar --help\n"
     "      This text.\n";
 
@@ -167,7 +171,9 @@ static PyObject *magic_run(cellar_state *st, PyObject *args)
         if (PyList_GET_SIZE(targets) == 0)
             usage_error(st, "%%cellar run needs at least one target node", NULL);
         else
-            result = cellar_run(st, targets, inputs, NULL);
+            result = cellar_auto_note_run(st, targets, inputs) == 0
+                         ? cellar_run(st, targets, inputs, NULL)
+                         : NULL;
     }
     Py_XDECREF(targets);
     Py_XDECREF(inputs);
@@ -287,6 +293,8 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
             result = cellar_gc_magic(st, args);
         else if (is_flag(cmd, "restore", NULL))
             result = cellar_restore(st, args);
+        else if (is_flag(cmd, "auto", NULL))
+            result = cellar_auto_magic(st, args);
         else
             usage_error(st, "unknown %%cellar command '%U'", cmd);
     }

@@ -195,7 +195,9 @@ static PyObject *run_py(PyObject *module, PyObject *args, PyObject *kwargs)
         Py_DECREF(inputs);
         return NULL;
     }
-    PyObject *r = cellar_run(st, targets, inputs, recompute);
+    PyObject *r = cellar_auto_note_run(st, targets, inputs) == 0
+                      ? cellar_run(st, targets, inputs, recompute)
+                      : NULL;
     Py_XDECREF(recompute);
     Py_DECREF(targets);
     Py_DECREF(inputs);
@@ -360,7 +362,10 @@ static int cellar_exec(PyObject *module)
     X(warned)                                                                            \
     X(code_cache)                                                                        \
     X(module_kinds)                                                                      \
-    X(library_dirs)
+    X(library_dirs)                                                                      \
+    X(auto_targets)                                                                      \
+    X(auto_inputs)                                                                       \
+    X(auto_keys)
 
 static int cellar_traverse(PyObject *module, visitproc visit, void *arg)
 {

@@ -5,7 +5,8 @@ made there runs cellar; `%cellar run` renders its report and `%cellar graph` an 
 SVG; in JupyterLab's light, dark and dark high-contrast themes every text of the
 reports and of the graph has a WCAG contrast of at least 4.5 against what is painted
 behind it, and each node's status border at least 3, measured from computed colours
-(and the fallbacks, for frontends without JupyterLab's variables); an edited cell reruns only its node; after Kernel → Restart Kernel…
+(and the fallbacks, for frontends without JupyterLab's variables); an edited cell reruns only its node; with
+`%cellar auto on`, running an edited node's cell reruns the target there; after Kernel → Restart Kernel…
 and Run All, the results load from the store. Bodies are counted through the
 side-effect log (calls.log beside the notebook), as in the other integration tests.
 Screenshots of each step go to the test's tmp_path (or $CELLAR_BROWSER_SCREENS/<test>).
@@ -181,6 +182,25 @@ def test_an_edited_cell_reruns_only_its_node(ui):
     assert rep["status"] == {"a": "in memory", "b": "in memory", "c": "computed"}, rep
     assert ui.result_text(RUN) == "22"
     assert count_lines(log) == calls("c")
+
+
+def test_auto_on_reruns_the_target_in_the_edited_cell(ui):
+    cells = CELLS[:RUN] + ["%cellar auto on\n%cellar run c\n"]
+    write_notebook(ui.dir / "auto.ipynb", cells)
+    ui.open_notebook(f"{ui.rel}/auto.ipynb")
+    ui.run_all()
+    assert ui.report(RUN)["status"] == {"a": "computed", "b": "computed", "c": "computed"}
+    log = ui.dir / "calls.log"
+    log.write_text("")
+
+    ui.set_cell(3, DEF_B.replace("a * 10", "a * 100"))
+    ui.run_cell(3)
+    ui.screenshot("auto-rerun")
+    assert not ui.errors(), ui.describe()
+    rep = ui.report(3)  # in the edited cell's own outputs
+    assert rep["status"] == {"a": "in memory", "b": "computed", "c": "computed"}, rep
+    assert count_lines(log) == calls("b", "c")
+    assert "cellar auto: b changed; running c" in ui.outputs_text(3)
 
 
 def test_restart_from_the_kernel_menu_then_results_load_from_the_store(ui):

@@ -1,0 +1,155 @@
+"""Issue 12, reactive mode: with `%cellar auto on`, a cell that changes what the last
+run's targets depend on (a node, a helper, a global) reruns them at its end, and the
+report is among that cell's outputs; a cell that changes nothing relevant runs nothing."""
+
+from conftest import calls, strip_ansi
+
+A = '''
+def a():
+    _log("a")
+    return 2
+'''
+B = '''
+def b(a):
+    _log("b")
+    return a * 10
+'''
+B_EDITED = '''
+def b(a):
+    _log("b")
+    return a * 100
+'''
+C = '''
+def c(b):
+    _log("c")
+    return _scale(b) + 1
+'''
+HELPER = '''
+def _scale(v):
+    return v * SCALE
+'''
+
+
+def define(kernel):
+    kernel.ok("import cellar\nSCALE = 1", cell_id="scale")
+    kernel.ok(HELPER, cell_id="helper2")
+    kernel.ok(A, cell_id="a")
+    kernel.ok(B, cell_id="b")
+    kernel.ok(C, cell_id="c")
+
+
+def no_run(res):
+    assert res.reports == [], res.describe()
+    assert "cellar auto" not in res.stdout, res.describe()
+
+
+def test_edits_rerun_the_targets_and_unrelated_cells_do_not(kernel):
+    define(kernel)
+    assert "off" in kernel.ok("%cellar auto").stdout, "off by default"
+    no_run(kernel.ok(B_EDITED, cell_id="b"))
+    kernel.ok(B, cell_id="b")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("c").ok()
+    assert kernel.eval("_v") == 21
+    assert kernel.take_calls() == calls("a", "b", "c")
+    assert "on; c reruns" in kernel.ok("%cellar auto").stdout
+
+    # Editing a node's cell: b and c rerun at the end of that cell, a is kept.
+    res = kernel.ok(B_EDITED, cell_id="b")
+    assert kernel.take_calls() == calls("b", "c")
+    rep = res.report
+    assert rep.status("b") == "computed" and rep.status("c") == "computed"
+    assert rep.status("a") == "in memory"
+    assert "cellar auto: b changed; running c" in res.stdout, res.describe()
+    assert kernel.eval("cellar.results.c") == kernel.eval("_scale(b(a())) + 1") == 201
+    kernel.take_calls()
+
+    # A cell that changes nothing the targets depend on runs nothing.
+    no_run(kernel.ok("x_unrelated = 5"))
+    no_run(kernel.ok("def other(a):\n    return a", cell_id="other"))
+    no_run(kernel.ok("SCALE = 1  # same value, new object", cell_id="scale"))
+    assert kernel.take_calls() == calls()
+
+    # A global read by a helper of c: only c reruns.
+    res = kernel.ok("SCALE = 3", cell_id="scale")
+    assert kernel.take_calls() == calls("c")
+    assert "cellar auto: c changed; running c" in res.stdout, res.describe()
+    assert res.report.status("c") == "computed"
+    assert kernel.eval("cellar.results.c") == 601
+
+    # A cell that runs itself: one run, not a second one at its end.
+    res = kernel.ok(B.replace("* 10", "* 1000") + "\n_w = %cellar run c\n", cell_id="b")
+    assert kernel.take_calls() == calls("b", "c")
+    assert len(res.reports) == 1, res.describe()
+    no_run(kernel.ok("x_unrelated = 6"))
+    # cellar.run counts too, and its targets become the ones watched.
+    res = kernel.ok("_w = cellar.run('b')")
+    assert len(res.reports) == 1 and kernel.take_calls() == calls()
+    # The module's GC traversal reaches what reactive mode keeps (the targets' list).
+    assert kernel.eval("any(r == ['b'] for r in __import__('gc').get_referents(cellar))")
+    res = kernel.ok(A.replace("return 2", "return 3"), cell_id="a")
+    assert kernel.take_calls() == calls("a", "b"), "b is the target now, c is not"
+    assert kernel.eval("cellar.results.b") == 3000
+
+    # Off: edits rerun nothing.
+    kernel.ok("%cellar auto off")
+    no_run(kernel.ok(A, cell_id="a"))
+    no_run(kernel.ok("SCALE = 5", cell_id="scale"))
+    assert kernel.take_calls() == calls()
+
+
+def test_a_failing_rerun_is_shown_and_the_kernel_goes_on(kernel):
+    define(kernel)
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("c").ok()
+    kernel.take_calls()
+
+    bad = B.replace('_log("b")', '_log("b")\n    raise ValueError("boom-912 in b")')
+    res = kernel.run(bad, cell_id="b")
+    assert res.status == "ok", "the cell itself succeeded: " + res.describe()
+    assert kernel.take_calls() == calls("b")
+    rep = res.report
+    assert rep.status("b") == "failed" and rep.status("c") == "skipped"
+    names = [e["ename"] for e in res.errors]
+    assert names == ["ValueError", "RunError"], res.describe()
+    assert "boom-912 in b" in res.error_text
+
+    # The kernel goes on; the failure is not retried by cells that change nothing.
+    no_run(kernel.ok("x_unrelated = 5"))
+    assert kernel.eval("1 + 1") == 2
+    # A cell that fails runs nothing either, even after an edit.
+    res = kernel.run(B_EDITED + "\nraise KeyError('cell-fails')\n", cell_id="b")
+    assert res.status == "error" and res.reports == [], res.describe()
+    assert kernel.take_calls() == calls()
+    # The next cell sees the fixed b and reruns.
+    res = kernel.ok("x_unrelated = 7")
+    assert kernel.take_calls() == calls("b", "c")
+    assert res.report.status("c") == "computed"
+    assert kernel.eval("cellar.results.c") == 201
+    assert "Error" not in strip_ansi(res.stderr), res.describe()
+
+    # A graph that cannot be planned (a cycle, even among other nodes) warns once and
+    # reruns nothing; the change made meanwhile still counts once it can be planned.
+    res = kernel.ok("def p(q):\n    return q\n\ndef q(p):\n    return p\n", cell_id="cycle")
+    assert len(res.warnings) == 1 and "could not check" in res.warnings[0], res.describe()
+    res = kernel.ok(A.replace("return 2", "return 4"), cell_id="a")
+    assert res.warnings == [] and res.reports == [], res.describe()
+    res = kernel.ok("pass", cell_id="cycle")
+    assert kernel.take_calls() == calls("a", "b", "c")
+    assert res.report.status("c") == "computed"
+    assert kernel.eval("cellar.results.c") == 401
+
+
+def test_a_rerun_keeps_the_runs_inputs(kernel):
+    kernel.ok("import cellar")
+    kernel.ok('def p(n, k=1):\n    _log("p")\n    return n * k\n', cell_id="p")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("p --input n=7").ok()
+    assert kernel.eval("_v") == 7 and kernel.take_calls() == calls("p")
+    res = kernel.ok('def p(n, k=1):\n    _log("p")\n    return n * k + 1\n', cell_id="p")
+    assert kernel.take_calls() == calls("p") and res.report.status("p") == "computed"
+    assert kernel.eval("cellar.results(n=7).p") == 8, "n=7 from --input, not missing"
+    no_run(kernel.ok("n = 100"))  # a global n is not used: --input n=7 is
+    res = kernel.ok("k = 2")  # the default k is overridden by a global k
+    assert kernel.take_calls() == calls("p")
+    assert kernel.eval("cellar.results(n=7).p") == 15
