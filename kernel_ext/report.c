@@ -395,11 +395,18 @@ static PyObject *format_size(bool have, uint64_t n)
  * counts the rest.  Only the rows shown are formatted. */
 #define REPORT_ROWS 30
 
-static int add_row(PyObject *rows, slot *s)
+/* With `behaving`, a fifth column: the node's behaviour when not default. */
+static int add_row(PyObject *rows, slot *s, bool behaving)
 {
+    const char *b =
+        s->behavior == CELLAR_BEHAVIOR_DEFAULT ? "" : cellar_behavior_names[s->behavior];
     PyObject *row =
-        Py_BuildValue("(OsNN)", s->fn->name, run_status_names[s->status],
-                      format_seconds(s->seconds), format_size(s->have_size, s->size));
+        behaving ? Py_BuildValue("(OsNNs)", s->fn->name, run_status_names[s->status],
+                                 format_seconds(s->seconds),
+                                 format_size(s->have_size, s->size), b)
+                 : Py_BuildValue("(OsNN)", s->fn->name, run_status_names[s->status],
+                                 format_seconds(s->seconds),
+                                 format_size(s->have_size, s->size));
     int rc = row ? PyList_Append(rows, row) : -1;
     Py_XDECREF(row);
     return rc;
@@ -413,10 +420,12 @@ static bool is_hit(const slot *s)
 PyObject *run_report(run_ctx *ctx, double total)
 {
     size_t counts[6] = {0}, active = 0;
+    bool behaving = false;
     for (size_t i = 0; i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         counts[s->status]++;
         active += !is_hit(s);
+        behaving = behaving || s->behavior != CELLAR_BEHAVIOR_DEFAULT;
     }
     size_t hits_shown = active >= REPORT_ROWS ? 0 : REPORT_ROWS - active;
     size_t hidden_loaded = 0, hidden_memory = 0;
@@ -433,7 +442,7 @@ PyObject *run_report(run_ctx *ctx, double total)
             }
             hits_shown--;
         }
-        if (add_row(rows, s) < 0) {
+        if (add_row(rows, s, behaving) < 0) {
             Py_DECREF(rows);
             return NULL;
         }
@@ -452,7 +461,9 @@ PyObject *run_report(run_ctx *ctx, double total)
                                    hidden_loaded + hidden_memory, hidden_loaded,
                                    hidden_memory)
             : Py_NewRef(Py_None);
-    PyObject *header = Py_BuildValue("(ssss)", "node", "status", "time", "size");
+    PyObject *header =
+        behaving ? Py_BuildValue("(sssss)", "node", "status", "time", "size", "behavior")
+                 : Py_BuildValue("(ssss)", "node", "status", "time", "size");
     PyObject *rep = (title && header && note)
                            ? cellar_report_new(ctx->st, title, header, rows, note)
                            : NULL;
