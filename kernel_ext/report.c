@@ -9,7 +9,9 @@
  * never shows more than SHOWN_ROWS of them.  The rows of a run's report (one
  * per node, times and sizes as units.h writes them, in the title too) and of
  * a status query's (each missing input named beside the node that needs it)
- * are made here from the run's slots (run_state.h).
+ * are made here from the run's slots (run_state.h); both get a behaviour
+ * column when some node's behaviour is not default (a column of its own, so
+ * the status words stay what they are).
  */
 #include "run_state.h"
 
@@ -487,6 +489,9 @@ PyObject *run_status_report(run_ctx *ctx)
 {
     PyObject *rep = NULL, *rows = PyList_New(0), *comma = PyUnicode_FromString(", ");
     size_t fresh = 0, needing = 0;
+    bool behaving = false;
+    for (size_t i = 0; i < ctx->norder; i++)
+        behaving = behaving || ctx->slots[ctx->order[i]].behavior != CELLAR_BEHAVIOR_DEFAULT;
     for (size_t i = 0; rows && comma && i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         fresh += s->status == ST_LOADED;
@@ -499,24 +504,38 @@ PyObject *run_status_report(run_ctx *ctx)
         } else {
             missing = PyUnicode_FromString("");
         }
+        const char *b = s->behavior == CELLAR_BEHAVIOR_DEFAULT
+                            ? ""
+                            : cellar_behavior_names[s->behavior];
         PyObject *row =
-            missing ? Py_BuildValue("(OsN)", s->fn->name, plan_state(s), missing) : NULL;
+            missing ? Py_BuildValue("(OsNs)", s->fn->name, plan_state(s), missing, b) : NULL;
         if (!row || PyList_Append(rows, row) < 0)
             Py_CLEAR(rows);
         Py_XDECREF(row);
     }
-    if (rows && !needing) /* the column only when some input is missing */
-        for (Py_ssize_t i = 0; rows && i < PyList_GET_SIZE(rows); i++) {
-            PyObject *two = PyTuple_GetSlice(PyList_GET_ITEM(rows, i), 0, 2);
-            if (!two || PyList_SetItem(rows, i, two) < 0)
-                Py_CLEAR(rows);
-        }
+    /* The missing-input column only when some input is missing, the
+     * behaviour column only when some node has one but default. */
+    for (Py_ssize_t i = 0; rows && (!needing || !behaving) && i < PyList_GET_SIZE(rows);
+         i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        PyObject *cut =
+            !needing && behaving
+                ? PyTuple_Pack(3, PyTuple_GET_ITEM(row, 0), PyTuple_GET_ITEM(row, 1),
+                               PyTuple_GET_ITEM(row, 3))
+                : PyTuple_GetSlice(row, 0, needing ? 3 : 2);
+        if (!cut || PyList_SetItem(rows, i, cut) < 0)
+            Py_CLEAR(rows);
+    }
     PyObject *title =
         rows ? PyUnicode_FromFormat("cellar status: %zu of %zu nodes up to date", fresh,
                                     ctx->norder)
              : NULL;
-    PyObject *header = needing ? Py_BuildValue("(sss)", "node", "state", "missing input")
-                               : Py_BuildValue("(ss)", "node", "state");
+    PyObject *header =
+        needing && behaving ? Py_BuildValue("(ssss)", "node", "state", "missing input",
+                                            "behavior")
+        : needing           ? Py_BuildValue("(sss)", "node", "state", "missing input")
+        : behaving          ? Py_BuildValue("(sss)", "node", "state", "behavior")
+                            : Py_BuildValue("(ss)", "node", "state");
     PyObject *note =
         needing ? PyUnicode_FromString(
                       "Give each missing input with --input NAME=VALUE (or NAME=... to "
