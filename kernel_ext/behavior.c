@@ -90,8 +90,8 @@ int cellar_behavior_add(cellar_state *st, PyObject *behaviors, PyObject *names,
         PyObject *had = PyDict_GetItemWithError(behaviors, name);
         if (had && PyLong_AsLong(had) != behavior) {
             PyErr_Format(st->RunError,
-                         "node '%U' is given two behaviours for this run: %s and %s", name,
-                         cellar_behavior_names[PyLong_AsLong(had)],
+                         "node '%U' is given two behaviours for this run: %s and %s",
+                         name, cellar_behavior_names[PyLong_AsLong(had)],
                          cellar_behavior_names[behavior]);
             rc = -1;
         } else if (PyErr_Occurred() || PyDict_SetItem(behaviors, name, b) < 0) {
@@ -176,7 +176,8 @@ PyObject *cellar_behavior_magic(cellar_state *st, PyObject *args)
     }
     int b = cellar_behavior_default(st);
     if (n == 2) {
-        b = cellar_behavior_parse(st, PyList_GET_ITEM(args, 1), "%cellar default-behavior");
+        b = cellar_behavior_parse(st, PyList_GET_ITEM(args, 1),
+                                  "%cellar default-behavior");
         if (b < 0)
             return NULL;
         st->default_behavior = b;

@@ -1,9 +1,10 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
  * (shlex), then dispatches to run, status, graph, log, show, dir, restore (restore.c),
- * help, behavior.c's default-behavior, or gc_magic.c's forget, gc and max-size.  `--input k=v` values are read as
- * Python literals (ast.literal_eval), or kept as strings when they are not one, so
- * `--input n=3` is an int and `--input p=data.parquet` a path.
+ * help, behavior.c's default-behavior, or gc_magic.c's forget, gc and max-size.
+ * `--input k=v` values are read as Python literals (ast.literal_eval), or kept as
+ * strings when they are not one, so `--input n=3` is an int and `--input
+ * p=data.parquet` a path.
  */
 #include "cellar_ext.h"
 
@@ -14,7 +15,8 @@ const char cellar_magic_usage[] =
     "nodes or inputs it depends on. Results are stored, keyed by the code version\n"
     "and the data versions of the inputs, and reused after edits and restarts.\n"
     "\n"
-    "  %cellar run T [T ...] [--input NAME=VALUE ...] [--recompute N] [--disable N] [--ignore N]\n"
+    "  %cellar run T [T ...] [--input NAME=VALUE ...] [--recompute N]\n"
+    "              [--disable N] [--ignore N]\n"
     "      Run the target nodes and what they need, reusing every cached result.\n"
     "      Returns the target's value (a dict for several targets) and shows a\n"
     "      report: one row per node with its status (computed, loaded, in memory,\n"
@@ -59,8 +61,9 @@ const char cellar_magic_usage[] =
     "      Show or set the budget (default $CELLAR_MAX_SIZE): a run whose commit\n"
     "      takes the store's results above it runs gc down to 90% of it.\n"
     "  %cellar default-behavior [NAME]\n"
-    "      Show or set the behaviour of nodes not marked with @cellar.node(behavior=\n"
-    "      ...): default, recompute, disable or ignore (start: $CELLAR_DEFAULT_BEHAVIOR).\n"
+    "      Show or set the behaviour of nodes not marked with\n"
+    "      @cellar.node(behavior=...): default, recompute, disable or ignore\n"
+    "      (at start $CELLAR_DEFAULT_BEHAVIOR, else default).\n"
     "  %cellar restore [--session S]\n"
     "      Re-define the last session's nodes, helpers, classes and literal globals\n"
     "      from the cellar kernel's journal, running no cell that computes; results\n"
@@ -149,7 +152,8 @@ static int behavior_option(cellar_state *st, PyObject *args, Py_ssize_t *i,
         flag[len] = '=';
         flag[len + 1] = '\0';
         if (starts_with(arg, flag)) {
-            value = PyUnicode_Substring(arg, (Py_ssize_t)len + 1, PyUnicode_GET_LENGTH(arg));
+            value =
+                PyUnicode_Substring(arg, (Py_ssize_t)len + 1, PyUnicode_GET_LENGTH(arg));
             if (!value)
                 return -1;
             break;

@@ -106,7 +106,8 @@ int run_apply_behaviors(run_ctx *ctx, PyObject *behaviors)
         if (id < 0)
             continue; /* pruned since it was named: the run says it is unknown */
         ctx->slots[id].behavior = (int)PyLong_AsLong(b);
-        ctx->behaving = ctx->behaving || ctx->slots[id].behavior != CELLAR_BEHAVIOR_DEFAULT;
+        ctx->behaving =
+            ctx->behaving || ctx->slots[id].behavior != CELLAR_BEHAVIOR_DEFAULT;
     }
     return 0;
 }

@@ -179,7 +179,8 @@ int cellar_registry_add_scan(cellar_state *st, const cellar_scan *scan, PyObject
                 Py_DECREF(name); /* already registered (by the run, point 7) */
                 continue;
             }
-            PyObject *cap = PyErr_Occurred() ? NULL : fn_capsule(st, f, name, obj, cell_id);
+            PyObject *cap =
+                PyErr_Occurred() ? NULL : fn_capsule(st, f, name, obj, cell_id);
             if (!cap || PyDict_SetItem(st->functions, name, cap) < 0)
                 rc = -1;
             Py_XDECREF(cap);

@@ -491,7 +491,8 @@ PyObject *run_status_report(run_ctx *ctx)
     size_t fresh = 0, needing = 0;
     bool behaving = false;
     for (size_t i = 0; i < ctx->norder; i++)
-        behaving = behaving || ctx->slots[ctx->order[i]].behavior != CELLAR_BEHAVIOR_DEFAULT;
+        behaving =
+            behaving || ctx->slots[ctx->order[i]].behavior != CELLAR_BEHAVIOR_DEFAULT;
     for (size_t i = 0; rows && comma && i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         fresh += s->status == ST_LOADED;
@@ -508,7 +509,8 @@ PyObject *run_status_report(run_ctx *ctx)
                             ? ""
                             : cellar_behavior_names[s->behavior];
         PyObject *row =
-            missing ? Py_BuildValue("(OsNs)", s->fn->name, plan_state(s), missing, b) : NULL;
+            missing ? Py_BuildValue("(OsNs)", s->fn->name, plan_state(s), missing, b)
+                    : NULL;
         if (!row || PyList_Append(rows, row) < 0)
             Py_CLEAR(rows);
         Py_XDECREF(row);
