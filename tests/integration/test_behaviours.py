@@ -202,6 +202,9 @@ def test_ignore_keeps_the_value_out_of_downstream_keys(kernel_factory):
     assert k.eval("v") == 9 and k.take_calls() == calls()
     assert rep.status("total") == "loaded"
     assert stored_keys(k.store, "client") == 0
+    status = k.ok("%cellar status --input n=3").displays[-1]["text/plain"]
+    assert re.search(r"client\s+needs run\s+ignore", status), status
+    assert re.search(r"total\s+up to date", status), status
     # As a target it runs each time: its value is never stored nor reused.
     k.ok("c = cellar.run('client')")
     k.ok("c2 = cellar.run('client')")
@@ -236,6 +239,13 @@ def test_default_behavior_from_env_and_magic_and_bad_names(kernel_factory):
     k.ok("v = cellar.run('after', n=1)")
     k.ok("v = cellar.run('after', n=1)")
     assert k.take_calls() == calls("other", "after")
+    # A function marked after its definition (in a later cell) takes the mark.
+    k.ok("cellar.node(other, behavior='disable')")
+    k.ok("v = cellar.run('after', n=1)")
+    assert k.take_calls() == calls("other", "after")
+    k.ok("cellar.node(other)")
+    k.ok("v = cellar.run('after', n=1)")
+    assert k.take_calls() == calls(), "unmarked again: its stored result serves"
 
     # Bad names: a clear error, and nothing changes.
     err = k.run("%cellar default-behavior sometimes").error
