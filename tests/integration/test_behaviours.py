@@ -151,13 +151,16 @@ IGNORE = textwrap.dedent(
     import cellar
 
     class Client:  # unpicklable, as clients and connections are
-        def __init__(self):
+        def __init__(self, endpoint="local"):
+            self.endpoint = endpoint
             self.lock = threading.Lock()
 
+    url = "https://a.example"
+
     @cellar.node(behavior="ignore")
-    def client():
+    def client(url):
         _log("client")
-        return Client()
+        return Client(url)
 
     def rows(client, n):
         _log("rows")
@@ -191,6 +194,10 @@ def test_ignore_keeps_the_value_out_of_downstream_keys(kernel_factory):
     assert k.take_calls() == calls()
     assert rep.status("rows") == "in memory" and rep.status("client") == "skipped"
     assert "ignore" in rep.text
+    # The client's own input changes (a new client, another endpoint): still nothing reruns.
+    k.ok("url = 'https://b.example'")
+    rep = k.ok("v = cellar.run('total', n=2)").report
+    assert k.take_calls() == calls() and rep.status("total") == "in memory"
     # A real input change reruns the readers, and they get a client.
     k.ok("v = cellar.run('total', n=3)")
     assert k.eval("v") == 9 and k.take_calls() == calls("client", "rows", "total")
