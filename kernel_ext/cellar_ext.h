@@ -47,7 +47,27 @@ typedef struct cellar_fn {
      * valid while `func.__code__` is still `leaf_code` (strong, or NULL). */
     PyObject *leaf_code;
     cellar_hash leaf_version;
+    /* The behaviour @cellar.node gave the function (behavior.c), or
+     * CELLAR_BEHAVIOR_UNSET: read once, when the function is registered. */
+    int behavior;
 } cellar_fn;
+
+/* behavior.c: how a node uses the cache, as Hamilton's caching behaviours.
+ * default: a result in memory or in the store is reused, else computed and
+ * stored; recompute: always computed, still stored (downstream cut off when
+ * the value is equal); disable: computed every run, never stored, loaded nor
+ * reused from memory, and its data version is unique per run (downstream
+ * reruns); ignore: computed only when a node that uses it computes (or it is
+ * a target), never stored, loaded nor reused, and downstream keys hold a fixed
+ * marker instead of its data version. */
+typedef enum {
+    CELLAR_BEHAVIOR_DEFAULT,
+    CELLAR_BEHAVIOR_RECOMPUTE,
+    CELLAR_BEHAVIOR_DISABLE,
+    CELLAR_BEHAVIOR_IGNORE,
+    CELLAR_NBEHAVIORS
+} cellar_behavior;
+#define CELLAR_BEHAVIOR_UNSET (-1)
 
 typedef struct cellar_state {
     PyObject *module;         /* borrowed back-pointer, valid while the module lives */
@@ -106,6 +126,10 @@ typedef struct cellar_state {
      * %cellar max-size (0: none), applied to each store opened. */
     uint64_t max_size;
     bool max_size_set;
+    /* behavior.c: the behaviour of nodes that name none, from
+     * CELLAR_DEFAULT_BEHAVIOR (read on first use) or %cellar default-behavior. */
+    int default_behavior;
+    bool default_behavior_set;
     cellar_key *keyenc;
     cellar_fingerprint *fp;
     uint64_t unique_counter;
@@ -358,6 +382,11 @@ int cellar_display_publish(cellar_state *st, PyObject *data, PyObject *display_i
  * `recompute` (a set of str, or NULL) are computed even when cached. */
 PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs,
                      PyObject *recompute);
+/* The same, with `behaviors` (a dict node name -> cellar_behavior as int, or
+ * NULL) overriding the nodes' own behaviours for this run (behavior.c makes
+ * it: cellar_behavior_add). */
+PyObject *cellar_run_behaving(cellar_state *st, PyObject *targets, PyObject *inputs,
+                              PyObject *behaviors);
 PyObject *cellar_status_report(cellar_state *st, PyObject *inputs);
 /* name -> (state, key bytes | None, why str | None), as %cellar status plans. */
 PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs);
@@ -409,6 +438,27 @@ int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs);
 void cellar_auto_after_cell(cellar_state *st, PyObject *result);
 /* `%cellar auto [on|off]`; `args` is the split line, "auto" first. */
 PyObject *cellar_auto_magic(cellar_state *st, PyObject *args);
+/* behavior.c */
+/* "default", "recompute", "disable", "ignore". */
+extern const char *const cellar_behavior_names[CELLAR_NBEHAVIORS];
+/* The behaviour named `name` (str), or -1 with a RunError listing the names
+ * (`what` says where the name came from). */
+int cellar_behavior_parse(cellar_state *st, PyObject *name, const char *what);
+/* The default behaviour, reading CELLAR_DEFAULT_BEHAVIOR on first use (a bad
+ * name: a warning, and "default"). Never fails. */
+int cellar_behavior_default(cellar_state *st);
+/* What @cellar.node marked `func` with (its __cellar_behavior__ attribute),
+ * or CELLAR_BEHAVIOR_UNSET.  Never fails: a bad mark is a warning. */
+int cellar_behavior_of(cellar_state *st, PyObject *func);
+/* Adds each node named in `names` (an iterable of str, or None: nothing) to
+ * `behaviors` (a dict name -> int) with `behavior`; RunError for a name that
+ * is not a node or that already has another behaviour.  0, or -1. */
+int cellar_behavior_add(cellar_state *st, PyObject *behaviors, PyObject *names,
+                        int behavior);
+/* cellar.node(func=None, *, behavior="default"). */
+PyObject *cellar_behavior_node_py(PyObject *module, PyObject *args, PyObject *kwargs);
+/* `%cellar default-behavior [NAME]`: shows or sets it.  None, or NULL. */
+PyObject *cellar_behavior_magic(cellar_state *st, PyObject *args);
 
 /* magic.c */
 PyObject *cellar_magic(PyObject *module, PyObject *line);

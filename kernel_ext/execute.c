@@ -9,7 +9,10 @@
  * been changed in place, so before it goes out again it is re-fingerprinted
  * and, when it changed, loaded or computed again.  A failure fails only the
  * node (its traceback shown by IPython's formatter) and skips its dependants;
- * a stored result that does not load is recomputed, with a warning.
+ * a stored result that does not load is recomputed, with a warning.  A
+ * node's behaviour (behavior.c) can send it straight to a computation
+ * (recompute, disable), or leave it until something needs its value
+ * (ignore); a disabled or ignored value is never pickled, stored or kept.
  */
 #include "run_state.h"
 
@@ -99,6 +102,14 @@ static int keep_result(run_ctx *ctx, slot *s, PyObject *value)
     cellar_pickled_release(&s->pickled);
     s->stored = false;
     s->have_size = false;
+    if (s->behavior == CELLAR_BEHAVIOR_DISABLE || s->behavior == CELLAR_BEHAVIOR_IGNORE) {
+        /* Not pickled (an ignored node's value seldom can be), not stored,
+         * not kept for the session; an iterator is made again per consumer. */
+        s->iterator = cellar_value_is_iterator(value);
+        s->dv = s->behavior == CELLAR_BEHAVIOR_IGNORE ? run_ignored_version()
+                                                      : cellar_unique_version(ctx->st);
+        return 0;
+    }
     if (cellar_value_is_iterator(value)) {
         /* Consuming it changes it, and its pickle (when there is one) says
          * nothing about what is left in it: each consumer gets a fresh one. */
@@ -335,10 +346,18 @@ int run_visit(run_ctx *ctx, int id)
     int rc = run_node_key(ctx, id, NULL);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
-    /* cellar.run(..., recompute=[...]): computed even when cached. */
-    int forced = ctx->recompute ? PySet_Contains(ctx->recompute, s->fn->name) : 0;
-    if (forced)
-        return forced < 0 ? -1 : compute(ctx, id);
+    switch (s->behavior) {
+    case CELLAR_BEHAVIOR_RECOMPUTE: /* computed even when cached */
+    case CELLAR_BEHAVIOR_DISABLE:   /* and neither stored nor reused */
+        return compute(ctx, id);
+    case CELLAR_BEHAVIOR_IGNORE:
+        /* Its dependants' keys hold the marker; it runs when one computes
+         * (or as a target), and nothing of it is stored or reused. */
+        s->dv = run_ignored_version();
+        return 0;
+    default:
+        break;
+    }
     rc = run_memo_lookup(ctx, s);
     if (rc != 0)
         return rc < 0 ? -1 : 0;

@@ -1,9 +1,10 @@
 /*
  * magic.c - the `%cellar` line magic: splits the line like a shell would
  * (shlex), then dispatches to run, status, graph, log, show, dir, restore (restore.c),
- * auto (auto.c), help, or gc_magic.c's forget, gc and max-size.  `--input k=v` values are read as
- * Python literals (ast.literal_eval), or kept as strings when they are not one, so
- * `--input n=3` is an int and `--input p=data.parquet` a path.
+ * auto (auto.c), help, behavior.c's default-behavior, or gc_magic.c's forget, gc and
+ * max-size.  `--input k=v` values are read as Python literals (ast.literal_eval), or kept
+ * as strings when they are not one, so `--input n=3` is an int and `--input
+ * p=data.parquet` a path.
  */
 #include "cellar_ext.h"
 
@@ -14,15 +15,22 @@ const char cellar_magic_usage[] =
     "nodes or inputs it depends on. Results are stored, keyed by the code version\n"
     "and the data versions of the inputs, and reused after edits and restarts.\n"
     "\n"
-    "  %cellar run T [T ...] [--input NAME=VALUE ...]\n"
+    "  %cellar run T [T ...] [--input NAME=VALUE ...] [--recompute N]\n"
+    "              [--disable N] [--ignore N]\n"
     "      Run the target nodes and what they need, reusing every cached result.\n"
     "      Returns the target's value (a dict for several targets) and shows a\n"
     "      report: one row per node with its status (computed, loaded, in memory,\n"
     "      failed, skipped), time and size. Inputs come from --input, then the\n"
     "      notebook's globals, then the parameter's default. VALUE is a Python\n"
     "      literal, or a string when it is not one.\n"
-    "      From Python: cellar.run('T', ..., NAME=VALUE), with recompute=['N', ...]\n"
-    "      to compute those nodes even when cached; cellar.results.T gives T's\n"
+    "      --recompute N: compute N even when cached (still stored; what uses it\n"
+    "      reruns only if its value changed). --disable N: compute N, never store\n"
+    "      or reuse it, rerun what uses it. --ignore N: N's value never enters the\n"
+    "      keys of what uses it (clients, connections); N runs only when one of\n"
+    "      them computes. Each repeatable, or N,M,...; for this run only, above\n"
+    "      @cellar.node(behavior=...) marks.\n"
+    "      From Python: cellar.run('T', ..., NAME=VALUE), with recompute=, disable=,\n"
+    "      ignore= lists of node names; cellar.results.T gives T's\n"
     "      current result, loaded when read, without running anything.\n"
     "  %cellar status [--input NAME=VALUE ...]\n"
     "      Which nodes are up to date for the current code and inputs.\n"
@@ -52,6 +60,10 @@ const char cellar_magic_usage[] =
     "  %cellar max-size [SIZE|off]\n"
     "      Show or set the budget (default $CELLAR_MAX_SIZE): a run whose commit\n"
     "      takes the store's results above it runs gc down to 90% of it.\n"
+    "  %cellar default-behavior [NAME]\n"
+    "      Show or set the behaviour of nodes not marked with\n"
+    "      @cellar.node(behavior=...): default, recompute, disable or ignore\n"
+    "      (at start $CELLAR_DEFAULT_BEHAVIOR, else default).\n"
     "  %cellar restore [--session S]\n"
     "      Re-define the last session's nodes, helpers, classes and literal globals\n"
     "      from the cellar kernel's journal, running no cell that computes; results\n"
@@ -122,13 +134,64 @@ static int is_flag(PyObject *arg, const char *a, const char *b)
            (b && PyUnicode_CompareWithASCIIString(arg, b) == 0);
 }
 
-/* Splits args[from:] into target names and --input values. */
+/* --recompute N[,N...] (and --disable, --ignore; also --recompute=N): `*i`
+ * is at the flag.  1 when `arg` is not such an option, 0 done, -1 error. */
+static int behavior_option(cellar_state *st, PyObject *args, Py_ssize_t *i,
+                           PyObject *behaviors)
+{
+    PyObject *arg = PyList_GET_ITEM(args, *i), *value = NULL;
+    int b = CELLAR_BEHAVIOR_RECOMPUTE;
+    for (; b < CELLAR_NBEHAVIORS; b++) {
+        char flag[32];
+        snprintf(flag, sizeof flag, "--%s", cellar_behavior_names[b]);
+        if (is_flag(arg, flag, NULL)) {
+            if (*i + 1 >= PyList_GET_SIZE(args)) {
+                usage_error(st, "%U needs a node name", arg);
+                return -1;
+            }
+            value = Py_NewRef(PyList_GET_ITEM(args, ++*i));
+            break;
+        }
+        size_t len = strlen(flag);
+        flag[len] = '=';
+        flag[len + 1] = '\0';
+        if (starts_with(arg, flag)) {
+            value =
+                PyUnicode_Substring(arg, (Py_ssize_t)len + 1, PyUnicode_GET_LENGTH(arg));
+            if (!value)
+                return -1;
+            break;
+        }
+    }
+    if (b == CELLAR_NBEHAVIORS)
+        return 1;
+    if (!behaviors) {
+        Py_DECREF(value);
+        usage_error(st, "option '%U' is for %%cellar run", arg);
+        return -1;
+    }
+    PyObject *comma = PyUnicode_FromString(",");
+    PyObject *names = comma ? PyUnicode_Split(value, comma, -1) : NULL;
+    Py_XDECREF(comma);
+    Py_DECREF(value);
+    int rc = names ? cellar_behavior_add(st, behaviors, names, b) : -1;
+    Py_XDECREF(names);
+    return rc;
+}
+
+/* Splits args[from:] into target names, --input values and (into
+ * `behaviors`, when not NULL) behaviour options. */
 static int parse_run_args(cellar_state *st, PyObject *args, Py_ssize_t from,
-                          PyObject *targets, PyObject *inputs)
+                          PyObject *targets, PyObject *inputs, PyObject *behaviors)
 {
     Py_ssize_t n = PyList_GET_SIZE(args);
     for (Py_ssize_t i = from; i < n; i++) {
         PyObject *arg = PyList_GET_ITEM(args, i);
+        int opt = behavior_option(st, args, &i, behaviors);
+        if (opt < 0)
+            return -1;
+        if (opt == 0)
+            continue;
         if (is_flag(arg, "--input", "-i")) {
             if (i + 1 >= n) {
                 usage_error(st, "--input needs NAME=VALUE", NULL);
@@ -167,16 +230,19 @@ static int parse_run_args(cellar_state *st, PyObject *args, Py_ssize_t from,
 static PyObject *magic_run(cellar_state *st, PyObject *args)
 {
     PyObject *targets = PyList_New(0), *inputs = PyDict_New(), *result = NULL;
-    if (targets && inputs && parse_run_args(st, args, 1, targets, inputs) == 0) {
+    PyObject *behaviors = PyDict_New();
+    if (targets && inputs && behaviors &&
+        parse_run_args(st, args, 1, targets, inputs, behaviors) == 0) {
         if (PyList_GET_SIZE(targets) == 0)
             usage_error(st, "%%cellar run needs at least one target node", NULL);
         else
             result = cellar_auto_note_run(st, targets, inputs) == 0
-                         ? cellar_run(st, targets, inputs, NULL)
+                         ? cellar_run_behaving(st, targets, inputs, behaviors)
                          : NULL;
     }
     Py_XDECREF(targets);
     Py_XDECREF(inputs);
+    Py_XDECREF(behaviors);
     return result;
 }
 
@@ -189,7 +255,7 @@ static PyObject *magic_status(cellar_state *st, PyObject *args)
     }
     PyObject *inputs = PyDict_New();
     PyObject *report = NULL;
-    if (inputs && parse_run_args(st, args, 1, NULL, inputs) == 0)
+    if (inputs && parse_run_args(st, args, 1, NULL, inputs, NULL) == 0)
         report = cellar_status_report(st, inputs);
     Py_XDECREF(inputs);
     if (!report)
@@ -204,7 +270,7 @@ static PyObject *magic_status(cellar_state *st, PyObject *args)
 static PyObject *magic_graph(cellar_state *st, PyObject *args)
 {
     PyObject *targets = PyList_New(0), *inputs = PyDict_New(), *result = NULL;
-    if (targets && inputs && parse_run_args(st, args, 1, targets, inputs) == 0)
+    if (targets && inputs && parse_run_args(st, args, 1, targets, inputs, NULL) == 0)
         result = cellar_graph_show(st, targets, inputs);
     Py_XDECREF(targets);
     Py_XDECREF(inputs);
@@ -291,6 +357,8 @@ PyObject *cellar_magic(PyObject *module, PyObject *line)
             result = magic_show(st, args);
         else if (cellar_gc_magic_handles(cmd))
             result = cellar_gc_magic(st, args);
+        else if (is_flag(cmd, "default-behavior", "default-behaviour"))
+            result = cellar_behavior_magic(st, args);
         else if (is_flag(cmd, "restore", NULL))
             result = cellar_restore(st, args);
         else if (is_flag(cmd, "auto", NULL))

@@ -176,29 +176,30 @@ static PyObject *run_py(PyObject *module, PyObject *args, PyObject *kwargs)
         Py_DECREF(targets);
         return NULL;
     }
-    /* recompute=[...] is the run's, not an input (results_view.c checks it). */
-    PyObject *names = PyDict_GetItemString(inputs, "recompute");
-    PyObject *recompute = NULL;
-    if (names && !st->running) {
+    /* recompute=, disable=, ignore= are the run's options, not inputs: lists
+     * of node names (cellar_behavior_add checks them). */
+    PyObject *behaviors = PyDict_New();
+    int rc = behaviors ? 0 : -1;
+    for (int b = CELLAR_BEHAVIOR_RECOMPUTE; rc == 0 && b < CELLAR_NBEHAVIORS; b++) {
+        PyObject *names = PyDict_GetItemString(inputs, cellar_behavior_names[b]);
+        if (!names)
+            continue;
         Py_INCREF(names);
-        recompute = cellar_results_node_set(st, names, "recompute");
+        if (PyDict_DelItemString(inputs, cellar_behavior_names[b]) < 0 ||
+            (!st->running && cellar_behavior_add(st, behaviors, names, b) < 0))
+            rc = -1;
         Py_DECREF(names);
-        if (!recompute && PyErr_Occurred()) {
-            Py_DECREF(targets);
-            Py_DECREF(inputs);
-            return NULL;
-        }
     }
-    if (names && PyDict_DelItemString(inputs, "recompute") < 0) {
-        Py_XDECREF(recompute);
+    if (rc < 0) {
+        Py_XDECREF(behaviors);
         Py_DECREF(targets);
         Py_DECREF(inputs);
         return NULL;
     }
     PyObject *r = cellar_auto_note_run(st, targets, inputs) == 0
-                      ? cellar_run(st, targets, inputs, recompute)
+                      ? cellar_run_behaving(st, targets, inputs, behaviors)
                       : NULL;
-    Py_XDECREF(recompute);
+    Py_DECREF(behaviors);
     Py_DECREF(targets);
     Py_DECREF(inputs);
     return r;
@@ -247,10 +248,20 @@ static PyMethodDef cellar_methods[] = {
     {"unload_ipython_extension", unload_ipython_extension, METH_O,
      "Called by %unload_ext / %reload_ext: removes the cell hooks."},
     {"run", (PyCFunction)(void (*)(void))run_py, METH_VARARGS | METH_KEYWORDS,
-     "run(*targets, recompute=None, **inputs)\n\nRuns the named nodes with caching, like "
-     "%cellar run: returns the value of one target or a dict for several, and shows a "
-     "report. The nodes named in `recompute` (a list) are computed even when cached, "
-     "and stored again."},
+     "run(*targets, recompute=None, disable=None, ignore=None, **inputs)\n\nRuns the "
+     "named nodes with caching, like %cellar run: returns the value of one target or a "
+     "dict for several, and shows a report. For this run, the nodes named in "
+     "`recompute` (a list) are computed even when cached, and stored again; those in "
+     "`disable` are computed, never stored nor reused, and their dependants rerun; "
+     "those in `ignore` never enter their dependants' keys."},
+    {"node", (PyCFunction)(void (*)(void))cellar_behavior_node_py,
+     METH_VARARGS | METH_KEYWORDS,
+     "node(func=None, *, behavior=None)\n\nMarks a node's caching behaviour: "
+     "@cellar.node(behavior=\"recompute\") above a def. The behaviours: \"default\" "
+     "(reuse a cached result), \"recompute\" (always run, still stored, dependants "
+     "cut off when the value is equal), \"disable\" (never stored nor reused; "
+     "dependants rerun), \"ignore\" (its value never enters its dependants' keys: "
+     "clients, connections, loggers). Returns the function itself."},
     {"store_path", store_path_py, METH_NOARGS, "The open store's directory, or None."},
     {"data_version", data_version_py, METH_O,
      "data_version(value) -> str\n\nThe value's data version (32 hex digits): the "

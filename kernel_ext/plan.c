@@ -9,6 +9,9 @@
  * in the session's memory is reused only while the value still has its data
  * version.  Status planning (%cellar status, %cellar graph) keys every node
  * this way and looks each key up in memory and in the store, running nothing.
+ * Each slot gets its behaviour here (behavior.c): the run's option, else the
+ * node's mark, else the default; an ignored node's dependants are keyed with a
+ * fixed marker in place of its data version.
  */
 #include "run_state.h"
 
@@ -31,6 +34,7 @@ static int build_graph(run_ctx *ctx)
     }
     PyObject *name, *cap;
     Py_ssize_t pos = 0;
+    int fallback = cellar_behavior_default(st);
     while (PyDict_Next(st->functions, &pos, &name, &cap)) {
         const char *s = PyUnicode_AsUTF8(name);
         if (!s)
@@ -46,6 +50,8 @@ static int build_graph(run_ctx *ctx)
         sl->cap = Py_NewRef(cap);
         sl->fn = cellar_fn_of(cap);
         sl->seconds = -1;
+        sl->behavior = sl->fn->behavior >= 0 ? sl->fn->behavior : fallback;
+        ctx->behaving = ctx->behaving || sl->behavior != CELLAR_BEHAVIOR_DEFAULT;
         ctx->n = (size_t)id + 1;
     }
     for (size_t id = 0; id < ctx->n; id++) {
@@ -86,6 +92,30 @@ void run_release(run_ctx *ctx)
     Py_XDECREF(ctx->versions);
     Py_XDECREF(ctx->input_versions);
     Py_XDECREF(ctx->inputs_read);
+}
+
+int run_apply_behaviors(run_ctx *ctx, PyObject *behaviors)
+{
+    PyObject *name, *b;
+    Py_ssize_t pos = 0;
+    while (behaviors && PyDict_Next(behaviors, &pos, &name, &b)) {
+        const char *s = PyUnicode_AsUTF8(name);
+        if (!s)
+            return -1;
+        int id = cellar_graph_find(ctx->g, s);
+        if (id < 0)
+            continue; /* pruned since it was named: the run says it is unknown */
+        ctx->slots[id].behavior = (int)PyLong_AsLong(b);
+        ctx->behaving =
+            ctx->behaving || ctx->slots[id].behavior != CELLAR_BEHAVIOR_DEFAULT;
+    }
+    return 0;
+}
+
+cellar_hash run_ignored_version(void)
+{
+    static const char marker[] = "cellar: an ignored node's value";
+    return cellar_hash_bytes(marker, sizeof marker - 1);
 }
 
 /* Orders the ancestors of `targets` (ids); RunError on a cycle. */
@@ -407,6 +437,16 @@ int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs)
             return -1;
         if (rc > 0)
             continue; /* needs input (ST_FAILED), or after one that does (ST_SKIPPED) */
+        if (s->behavior == CELLAR_BEHAVIOR_IGNORE) {
+            /* "needs run" (it runs when a run needs it), not in the way of
+             * its dependants, whose keys hold the marker. */
+            s->dv = run_ignored_version();
+            continue;
+        }
+        if (s->behavior == CELLAR_BEHAVIOR_DISABLE) {
+            run_set_error(s, ST_SKIPPED, PyUnicode_FromString("needs run"));
+            continue;
+        }
         cellar_key_record rec;
         int hit = run_memo_lookup(ctx, s);
         if (hit < 0)
@@ -416,6 +456,12 @@ int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs)
             cellar_reader_has_result(ctx->reader, &rec.data_version)) {
             s->dv = rec.data_version;
             hit = 1;
+        }
+        if (hit && s->behavior == CELLAR_BEHAVIOR_RECOMPUTE) {
+            /* "needs run": it runs again; its dependants are planned with its
+             * last value, which early cutoff keeps them on when it is equal. */
+            s->status = ST_PENDING;
+            continue;
         }
         if (hit)
             s->status = ST_LOADED;

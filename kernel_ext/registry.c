@@ -12,8 +12,9 @@
  * the interpreter's own unicodedata, before it is looked up or stored.
  *
  * This file is below the cell hooks and the run and calls neither; it asks
- * code_fingerprint.c for each new function's code fingerprint, so that the
- * work is done once per definition.
+ * code_fingerprint.c for each new function's code fingerprint, and
+ * behavior.c for the behaviour @cellar.node marked it with, so that the work
+ * is done once per definition.
  */
 #include "cellar_ext.h"
 
@@ -90,8 +91,8 @@ PyObject *cellar_registry_normalize_keys(PyObject *dict)
     return out;
 }
 
-static PyObject *fn_capsule(const cellar_function *f, PyObject *name, PyObject *func,
-                            PyObject *cell_id)
+static PyObject *fn_capsule(cellar_state *st, const cellar_function *f, PyObject *name,
+                            PyObject *func, PyObject *cell_id)
 {
     cellar_fn *fn = PyMem_Calloc(1, sizeof *fn);
     if (!fn)
@@ -108,6 +109,7 @@ static PyObject *fn_capsule(const cellar_function *f, PyObject *name, PyObject *
     fn->func = Py_NewRef(func);
     fn->cell_id = Py_NewRef(cell_id);
     fn->source_version = f->code_version;
+    fn->behavior = cellar_behavior_of(st, func); /* @cellar.node's mark, read once */
     for (size_t i = 0; i < n; i++) {
         fn->param_names[i] = cellar_registry_name(f->params[i].name);
         if (!fn->param_names[i]) {
@@ -177,7 +179,8 @@ int cellar_registry_add_scan(cellar_state *st, const cellar_scan *scan, PyObject
                 Py_DECREF(name); /* already registered (by the run, point 7) */
                 continue;
             }
-            PyObject *cap = PyErr_Occurred() ? NULL : fn_capsule(f, name, obj, cell_id);
+            PyObject *cap =
+                PyErr_Occurred() ? NULL : fn_capsule(st, f, name, obj, cell_id);
             if (!cap || PyDict_SetItem(st->functions, name, cap) < 0)
                 rc = -1;
             Py_XDECREF(cap);

@@ -9,7 +9,9 @@
  * never shows more than SHOWN_ROWS of them.  The rows of a run's report (one
  * per node, times and sizes as units.h writes them, in the title too) and of
  * a status query's (each missing input named beside the node that needs it)
- * are made here from the run's slots (run_state.h).
+ * are made here from the run's slots (run_state.h); both get a behaviour
+ * column when some node's behaviour is not default (a column of its own, so
+ * the status words stay what they are).
  */
 #include "run_state.h"
 
@@ -395,11 +397,18 @@ static PyObject *format_size(bool have, uint64_t n)
  * counts the rest.  Only the rows shown are formatted. */
 #define REPORT_ROWS 30
 
-static int add_row(PyObject *rows, slot *s)
+/* With `behaving`, a fifth column: the node's behaviour when not default. */
+static int add_row(PyObject *rows, slot *s, bool behaving)
 {
+    const char *b =
+        s->behavior == CELLAR_BEHAVIOR_DEFAULT ? "" : cellar_behavior_names[s->behavior];
     PyObject *row =
-        Py_BuildValue("(OsNN)", s->fn->name, run_status_names[s->status],
-                      format_seconds(s->seconds), format_size(s->have_size, s->size));
+        behaving ? Py_BuildValue("(OsNNs)", s->fn->name, run_status_names[s->status],
+                                 format_seconds(s->seconds),
+                                 format_size(s->have_size, s->size), b)
+                 : Py_BuildValue("(OsNN)", s->fn->name, run_status_names[s->status],
+                                 format_seconds(s->seconds),
+                                 format_size(s->have_size, s->size));
     int rc = row ? PyList_Append(rows, row) : -1;
     Py_XDECREF(row);
     return rc;
@@ -413,10 +422,12 @@ static bool is_hit(const slot *s)
 PyObject *run_report(run_ctx *ctx, double total)
 {
     size_t counts[6] = {0}, active = 0;
+    bool behaving = false;
     for (size_t i = 0; i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         counts[s->status]++;
         active += !is_hit(s);
+        behaving = behaving || s->behavior != CELLAR_BEHAVIOR_DEFAULT;
     }
     size_t hits_shown = active >= REPORT_ROWS ? 0 : REPORT_ROWS - active;
     size_t hidden_loaded = 0, hidden_memory = 0;
@@ -433,7 +444,7 @@ PyObject *run_report(run_ctx *ctx, double total)
             }
             hits_shown--;
         }
-        if (add_row(rows, s) < 0) {
+        if (add_row(rows, s, behaving) < 0) {
             Py_DECREF(rows);
             return NULL;
         }
@@ -452,7 +463,9 @@ PyObject *run_report(run_ctx *ctx, double total)
                                    hidden_loaded + hidden_memory, hidden_loaded,
                                    hidden_memory)
             : Py_NewRef(Py_None);
-    PyObject *header = Py_BuildValue("(ssss)", "node", "status", "time", "size");
+    PyObject *header =
+        behaving ? Py_BuildValue("(sssss)", "node", "status", "time", "size", "behavior")
+                 : Py_BuildValue("(ssss)", "node", "status", "time", "size");
     PyObject *rep = (title && header && note)
                            ? cellar_report_new(ctx->st, title, header, rows, note)
                            : NULL;
@@ -476,6 +489,10 @@ PyObject *run_status_report(run_ctx *ctx)
 {
     PyObject *rep = NULL, *rows = PyList_New(0), *comma = PyUnicode_FromString(", ");
     size_t fresh = 0, needing = 0;
+    bool behaving = false;
+    for (size_t i = 0; i < ctx->norder; i++)
+        behaving =
+            behaving || ctx->slots[ctx->order[i]].behavior != CELLAR_BEHAVIOR_DEFAULT;
     for (size_t i = 0; rows && comma && i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         fresh += s->status == ST_LOADED;
@@ -488,24 +505,39 @@ PyObject *run_status_report(run_ctx *ctx)
         } else {
             missing = PyUnicode_FromString("");
         }
+        const char *b = s->behavior == CELLAR_BEHAVIOR_DEFAULT
+                            ? ""
+                            : cellar_behavior_names[s->behavior];
         PyObject *row =
-            missing ? Py_BuildValue("(OsN)", s->fn->name, plan_state(s), missing) : NULL;
+            missing ? Py_BuildValue("(OsNs)", s->fn->name, plan_state(s), missing, b)
+                    : NULL;
         if (!row || PyList_Append(rows, row) < 0)
             Py_CLEAR(rows);
         Py_XDECREF(row);
     }
-    if (rows && !needing) /* the column only when some input is missing */
-        for (Py_ssize_t i = 0; rows && i < PyList_GET_SIZE(rows); i++) {
-            PyObject *two = PyTuple_GetSlice(PyList_GET_ITEM(rows, i), 0, 2);
-            if (!two || PyList_SetItem(rows, i, two) < 0)
-                Py_CLEAR(rows);
-        }
+    /* The missing-input column only when some input is missing, the
+     * behaviour column only when some node has one but default. */
+    for (Py_ssize_t i = 0; rows && (!needing || !behaving) && i < PyList_GET_SIZE(rows);
+         i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        PyObject *cut =
+            !needing && behaving
+                ? PyTuple_Pack(3, PyTuple_GET_ITEM(row, 0), PyTuple_GET_ITEM(row, 1),
+                               PyTuple_GET_ITEM(row, 3))
+                : PyTuple_GetSlice(row, 0, needing ? 3 : 2);
+        if (!cut || PyList_SetItem(rows, i, cut) < 0)
+            Py_CLEAR(rows);
+    }
     PyObject *title =
         rows ? PyUnicode_FromFormat("cellar status: %zu of %zu nodes up to date", fresh,
                                     ctx->norder)
              : NULL;
-    PyObject *header = needing ? Py_BuildValue("(sss)", "node", "state", "missing input")
-                               : Py_BuildValue("(ss)", "node", "state");
+    PyObject *header =
+        needing && behaving ? Py_BuildValue("(ssss)", "node", "state", "missing input",
+                                            "behavior")
+        : needing           ? Py_BuildValue("(sss)", "node", "state", "missing input")
+        : behaving          ? Py_BuildValue("(sss)", "node", "state", "behavior")
+                            : Py_BuildValue("(ss)", "node", "state");
     PyObject *note =
         needing ? PyUnicode_FromString(
                       "Give each missing input with --input NAME=VALUE (or NAME=... to "

@@ -8,7 +8,8 @@
  * values are then fetched (loading lazily what only a target needs),
  * everything the run learned is saved in one batch (save.c), and the report
  * is shown (report.c), in place of the progress line of a run that lasted
- * (progress.c).  A target that could not be produced raises RunError
+ * (progress.c).  The run's behaviour options (behavior.c) override the
+ * nodes' own for that run.  A target that could not be produced raises RunError
  * naming what failed or was skipped.  cellar_status_report and
  * cellar_node_statuses answer status queries from the same planning
  * (plan.c), running nothing.
@@ -76,7 +77,7 @@ static PyObject *failure_error(run_ctx *ctx)
     PyObject *parts = PyList_New(0);
     for (size_t i = 0; parts && i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
-        if (s->status != ST_FAILED && s->status != ST_SKIPPED)
+        if ((s->status != ST_FAILED && s->status != ST_SKIPPED) || s->idle)
             continue;
         PyObject *line =
             PyUnicode_FromFormat("%U %s: %U", s->fn->name, run_status_names[s->status],
@@ -99,6 +100,34 @@ static PyObject *failure_error(run_ctx *ctx)
 
 PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs,
                      PyObject *recompute)
+{
+    PyObject *behaviors = recompute ? PyDict_New() : NULL;
+    if (recompute && (!behaviors || cellar_behavior_add(st, behaviors, recompute,
+                                                        CELLAR_BEHAVIOR_RECOMPUTE) < 0)) {
+        Py_XDECREF(behaviors);
+        return NULL;
+    }
+    PyObject *r = cellar_run_behaving(st, targets, inputs, behaviors);
+    Py_XDECREF(behaviors);
+    return r;
+}
+
+/* Ignored nodes that nothing needed are shown as skipped, not as failures. */
+static void mark_idle(run_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->norder; i++) {
+        slot *s = &ctx->slots[ctx->order[i]];
+        if (s->behavior == CELLAR_BEHAVIOR_IGNORE && s->status == ST_PENDING) {
+            run_set_error(s, ST_SKIPPED,
+                          PyUnicode_FromString("not needed: an ignored node runs only "
+                                               "when a node that uses it computes"));
+            s->idle = true;
+        }
+    }
+}
+
+PyObject *cellar_run_behaving(cellar_state *st, PyObject *targets, PyObject *inputs,
+                              PyObject *behaviors)
 {
     if (st->running) {
         PyErr_SetString(st->RunError, "a cellar run is already in progress (cellar.run "
@@ -123,9 +152,9 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs,
     }
     inputs = named;
     if (run_start(&ctx, st, inputs) < 0 || target_ids(&ctx, targets, ids) < 0 ||
+        run_apply_behaviors(&ctx, behaviors) < 0 ||
         run_plan_order(&ctx, ids, (size_t)ntargets) < 0 || !(ctx.inputs_read = PyDict_New()))
         goto done;
-    ctx.recompute = recompute;
     ctx.progress.started_ns = t0;
     ctx.progress.current = -1;
     int rc = 0;
@@ -141,6 +170,8 @@ PyObject *cellar_run(cellar_state *st, PyObject *targets, PyObject *inputs,
     ctx.progress.done = ctx.norder;
     if (rc == 0 && !ctx.interrupted)
         rc = fetch_targets(&ctx, ids, ntargets);
+    if (rc == 0 && !ctx.interrupted && ctx.behaving)
+        mark_idle(&ctx);
     for (size_t i = 0; ctx.interrupted && i < ctx.norder; i++)
         if (ctx.slots[ctx.order[i]].status == ST_PENDING)
             run_set_error(&ctx.slots[ctx.order[i]], ST_SKIPPED,

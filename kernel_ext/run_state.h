@@ -49,6 +49,8 @@ typedef struct slot {
     bool handed;        /* its value went to a body since it was last checked */
     bool exposed;       /* its value went to a body during this run */
     bool iterator;      /* its value is an iterator: never stored or reused */
+    int behavior;       /* cellar_behavior, for this run (plan.c) */
+    bool idle;          /* an ignored node nothing needed: skipped, not a failure */
     cellar_pickled pickled;
 } slot;
 
@@ -84,7 +86,8 @@ typedef struct run_ctx {
     int *order;
     size_t norder;
     cellar_reader *reader;
-    PyObject *recompute;   /* names to compute even when cached (a set), or NULL */
+    PyObject *behaviors;   /* the run's behaviour options (name -> int), or NULL */
+    bool behaving;         /* some node of the graph has a behaviour but default */
     PyObject *inputs_read; /* lineage.c's record of the inputs read, or NULL */
     bool interrupted;
     bool gc_was_enabled; /* the cyclic GC is paused for cellar's own bookkeeping */
@@ -110,6 +113,11 @@ static inline PyObject *run_hash_bytes(const cellar_hash *h)
  * error; run_release must follow either way. */
 int run_start(run_ctx *ctx, cellar_state *st, PyObject *inputs);
 void run_release(run_ctx *ctx);
+/* Gives the slots the run's behaviour options (`behaviors`, a dict name ->
+ * cellar_behavior, or NULL), above the nodes' own; O(options).  0, or -1. */
+int run_apply_behaviors(run_ctx *ctx, PyObject *behaviors);
+/* The fixed data version an ignored node gives its dependants' keys. */
+cellar_hash run_ignored_version(void);
 /* Orders the ancestors of `targets` (ids) into ctx->order; RunError on a
  * cycle. */
 int run_plan_order(run_ctx *ctx, const int *targets, size_t ntargets);
