@@ -1,10 +1,12 @@
 /*
  * proxy.c - the relay loop of `cellar-kernel` (see proxy.h).
  *
- * One thread and one zmq_poll loop own every socket: the frontend's ROUTERs
+ * One thread and one poll loop own every socket: the frontend's ROUTERs
  * (shell, control, stdin, heartbeat) and XPUB (iopub), the DEALERs and SUB
  * connected to the child's private ipc endpoints, and a signalfd for the
- * signals the proxy handles.  A message is received part by part into
+ * signals the proxy handles.  The loop sleeps in poll() on the sockets'
+ * ZMQ_FDs and asks ZMQ_EVENTS only of the sockets that fired or were sent on,
+ * draining each without waiting before it sleeps again.  A message is received part by part into
  * zmq_msg_t's, looked at through the pure codec in wire.c, and sent on with
  * zmq_msg_send of those same zmq_msg_t's, so a large frame is never copied.
  *
@@ -25,6 +27,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -64,6 +67,9 @@ typedef struct proxy {
     void *front[CELLAR_CHANNEL_COUNT];
     void *back[CELLAR_CHANNEL_COUNT]; /* no heartbeat */
     int sigfd;
+    /* Sockets to look at before the loop sleeps again (see cellar_proxy_run):
+     * their fd fired, the proxy sent on them, or they were left unfinished. */
+    bool check_front[CELLAR_CHANNEL_COUNT], check_back[CELLAR_CHANNEL_COUNT];
     char dir[128]; /* short: ipc paths must fit in a sockaddr_un */
     char child_file[PATH_MAX];
     unsigned generation;
@@ -195,10 +201,24 @@ static int receive(void *sock, parts *in, size_t limit)
     return 1;
 }
 
+/* A send may have processed commands that make `sock` readable without its
+ * fd firing again (ZMQ_FD is edge-triggered): it is looked at before the
+ * loop sleeps. */
+static void touch(proxy *p, void *sock)
+{
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
+        if (p->front[ch] == sock)
+            p->check_front[ch] = true;
+        if (p->back[ch] == sock)
+            p->check_back[ch] = true;
+    }
+}
+
 /* Sends frames [from, in->n) of `in` on `sock`, moving each zmq_msg_t.
  * Returns false (and discards the rest) when the socket refuses. */
-static bool forward(void *sock, parts *in, size_t from)
+static bool forward(proxy *p, void *sock, parts *in, size_t from)
 {
+    touch(p, sock);
     for (size_t i = from; i < in->n; i++) {
         int flags = ZMQ_DONTWAIT | (i + 1 < in->n ? ZMQ_SNDMORE : 0);
         int r;
@@ -216,9 +236,10 @@ static bool forward(void *sock, parts *in, size_t from)
 
 /* Sends identities, the delimiter and a composed message (copies: these are
  * the proxy's own small messages). */
-static void send_composed(void *sock, zmq_msg_t *ids, size_t n_ids,
+static void send_composed(proxy *p, void *sock, zmq_msg_t *ids, size_t n_ids,
                           const cellar_wire_composed *c)
 {
+    touch(p, sock);
     for (size_t i = 0; i < n_ids; i++)
         zmq_send(sock, zmq_msg_data(&ids[i]), zmq_msg_size(&ids[i]),
                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -238,7 +259,7 @@ static void send_own(proxy *p, void *sock, zmq_msg_t *ids, size_t n_ids,
     cellar_wire_composed c;
     if (header && content &&
         cellar_wire_compose(p->auth, header, parent, NULL, content, &c) == CELLAR_OK) {
-        send_composed(sock, ids, n_ids, &c);
+        send_composed(p, sock, ids, n_ids, &c);
         cellar_wire_composed_free(&c);
     } else {
         say("cannot compose a %s message (out of memory)", msg_type);
@@ -376,6 +397,7 @@ static cellar_status start_child(proxy *p, cellar_error *err)
             return cellar_error_set(err, CELLAR_EIO, "zmq_socket: %s",
                                     zmq_strerror(zmq_errno()));
         p->back[ch] = s;
+        p->check_back[ch] = true;
         zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
         zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
         zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
@@ -451,7 +473,7 @@ static size_t send_replay(proxy *p, const cellar_replay_cell *cells, size_t n)
             snprintf(p->replay_ids[p->n_replay++], sizeof *p->replay_ids, "%s", id);
             p->replay_left++;
             p->replay_busy++;
-            send_composed(p->back[CELLAR_CHANNEL_SHELL], NULL, 0, &c);
+            send_composed(p, p->back[CELLAR_CHANNEL_SHELL], NULL, 0, &c);
             cellar_wire_composed_free(&c);
         }
         json_decref(header);
@@ -562,7 +584,7 @@ static void from_frontend(proxy *p, int ch)
         track_execute(p, &m, &info);
         hook(p, CELLAR_PROXY_EXECUTE_REQUEST, &m, &info);
     }
-    if (!forward(p->back[ch], &p->in, 0))
+    if (!forward(p, p->back[ch], &p->in, 0))
         drop(p, channel_names[ch], "the kernel's socket refused it");
 }
 
@@ -596,7 +618,7 @@ static void from_child(proxy *p, int ch)
             hook(p, CELLAR_PROXY_EXECUTE_REPLY, &m, &info);
         }
     }
-    forward(p->front[ch], &p->in, 0);
+    forward(p, p->front[ch], &p->in, 0);
 }
 
 /* The execution count of an execute_input, for the reply made if the child
@@ -647,7 +669,7 @@ static void from_child_iopub(proxy *p)
         note_execution_count(p, &m, &info);
         hook(p, CELLAR_PROXY_EXECUTE_INPUT, &m, &info);
     }
-    forward(p->front[CELLAR_CHANNEL_IOPUB], &p->in, 0);
+    forward(p, p->front[CELLAR_CHANNEL_IOPUB], &p->in, 0);
 }
 
 /* A subscription on the frontend XPUB: answered with a welcome on its topic. */
@@ -675,21 +697,22 @@ static void subscription(proxy *p)
     parts_clear(&p->in);
 }
 
-/* Handles up to `budget` messages waiting on one socket. */
-static void serve(proxy *p, void *sock, bool front, int ch, int budget)
+/* Handles up to `budget` messages waiting on one socket.  Returns true when
+ * it stopped with messages maybe still waiting (the budget ran out). */
+static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
 {
     while (budget-- > 0 && !p->stop) {
         int r =
             receive(sock, &p->in,
                     p->cfg->max_message ? p->cfg->max_message : CELLAR_PROXY_MAX_MESSAGE);
         if (r == 0)
-            return;
+            return false;
         if (r < 0) {
             drop(p, front ? channel_names[ch] : "the kernel", "over the size limit");
             continue;
         }
         if (front && ch == CELLAR_CHANNEL_HB)
-            forward(sock, &p->in, 0);
+            forward(p, sock, &p->in, 0);
         else if (front && ch == CELLAR_CHANNEL_IOPUB)
             subscription(p);
         else if (front)
@@ -699,6 +722,7 @@ static void serve(proxy *p, void *sock, bool front, int ch, int budget)
         else
             from_child(p, ch);
     }
+    return !p->stop;
 }
 
 static void drain_back(proxy *p)
@@ -835,6 +859,90 @@ static void teardown(proxy *p)
         close(p->sigfd);
 }
 
+/* --- the loop --- */
+
+/* Serves every socket marked to check that has a message waiting, until none
+ * is left.  A socket is asked for ZMQ_EVENTS only when marked, not every
+ * socket on every wakeup as zmq_poll does (one syscall each), so a message
+ * costs the proxy a handful of syscalls.  Returns false when zmq fails. */
+static bool relay_until_quiet(proxy *p)
+{
+    for (bool again = true; again && !p->stop;) {
+        again = false;
+        for (int side = 0; side < 2 && !p->stop; side++)
+            for (int ch = 0; ch < CELLAR_CHANNEL_COUNT && !p->stop; ch++) {
+                bool *check = side ? &p->check_back[ch] : &p->check_front[ch];
+                void *s = side ? p->back[ch] : p->front[ch];
+                if (!*check || !s)
+                    continue;
+                *check = false;
+                int events = 0;
+                size_t len = sizeof events;
+                if (zmq_getsockopt(s, ZMQ_EVENTS, &events, &len) != 0) {
+                    if (zmq_errno() == EINTR) {
+                        *check = again = true;
+                        continue;
+                    }
+                    say("zmq_getsockopt(ZMQ_EVENTS): %s", zmq_strerror(zmq_errno()));
+                    p->exit_status = 1;
+                    return false;
+                }
+                if (!(events & ZMQ_POLLIN))
+                    continue;
+                /* A restart during serve() replaces the back sockets: those
+                 * are marked by start_child, and this one is not looked at. */
+                if (serve(p, s, side == 0, ch, 256) &&
+                    (side ? p->back[ch] : p->front[ch]) == s)
+                    *check = true;
+                again = true;
+            }
+    }
+    return true;
+}
+
+/* Sleeps in one poll() on the sockets' ZMQ_FDs and the signalfd, then marks
+ * the sockets whose fd fired and handles the signals. */
+static void sleep_until_ready(proxy *p)
+{
+    struct pollfd fds[2 * CELLAR_CHANNEL_COUNT + 1];
+    bool *marks[2 * CELLAR_CHANNEL_COUNT];
+    nfds_t n = 0;
+    for (int side = 0; side < 2; side++)
+        for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
+            void *s = side ? p->back[ch] : p->front[ch];
+            int fd = -1;
+            size_t len = sizeof fd;
+            if (!s)
+                continue;
+            bool *check = side ? &p->check_back[ch] : &p->check_front[ch];
+            if (zmq_getsockopt(s, ZMQ_FD, &fd, &len) != 0 || fd < 0) {
+                *check = true; /* asked through ZMQ_EVENTS instead */
+                continue;
+            }
+            fds[n] = (struct pollfd){.fd = fd, .events = POLLIN};
+            marks[n++] = check;
+        }
+    fds[n] = (struct pollfd){.fd = p->sigfd, .events = POLLIN};
+    /* A socket whose fd was unavailable is retried after 10 ms. */
+    bool pending = false;
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++)
+        pending = pending || p->check_front[ch] || p->check_back[ch];
+    int r = poll(fds, n + 1, pending ? 10 : -1);
+    if (r < 0) {
+        if (errno != EINTR) {
+            say("poll: %s", strerror(errno));
+            p->exit_status = 1;
+            p->stop = true;
+        }
+        return;
+    }
+    for (nfds_t i = 0; i < n; i++)
+        if (fds[i].revents)
+            *marks[i] = true;
+    if (fds[n].revents & POLLIN)
+        on_signal(p);
+}
+
 int cellar_proxy_run(const cellar_proxy_config *cfg, cellar_error *err)
 {
     proxy p = {.cfg = cfg, .sigfd = -1};
@@ -856,39 +964,10 @@ int cellar_proxy_run(const cellar_proxy_config *cfg, cellar_error *err)
         teardown(&p);
         return 1;
     }
-    while (!p.stop) {
-        zmq_pollitem_t items[2 * CELLAR_CHANNEL_COUNT + 1];
-        void *socks[2 * CELLAR_CHANNEL_COUNT];
-        int chans[2 * CELLAR_CHANNEL_COUNT];
-        bool fronts[2 * CELLAR_CHANNEL_COUNT];
-        int n = 0;
-        for (int side = 0; side < 2; side++)
-            for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
-                void *s = side ? p.back[ch] : p.front[ch];
-                if (!s)
-                    continue;
-                items[n] = (zmq_pollitem_t){s, 0, ZMQ_POLLIN, 0};
-                socks[n] = s;
-                chans[n] = ch;
-                fronts[n++] = side == 0;
-            }
-        items[n] = (zmq_pollitem_t){NULL, p.sigfd, ZMQ_POLLIN, 0};
-        int r = zmq_poll(items, n + 1, -1);
-        if (r < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            say("zmq_poll: %s", zmq_strerror(zmq_errno()));
-            p.exit_status = 1;
-            break;
-        }
-        if (items[n].revents & ZMQ_POLLIN)
-            on_signal(&p);
-        for (int i = 0; i < n && !p.stop; i++)
-            /* A restart replaces the back sockets: skip the stale ones. */
-            if ((items[i].revents & ZMQ_POLLIN) &&
-                (fronts[i] ? p.front[chans[i]] : p.back[chans[i]]) == socks[i])
-                serve(&p, socks[i], fronts[i], chans[i], 256);
-    }
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++)
+        p.check_front[ch] = true;
+    while (!p.stop && relay_until_quiet(&p) && !p.stop)
+        sleep_until_ready(&p);
     int status = p.exit_status;
     teardown(&p);
     return status;

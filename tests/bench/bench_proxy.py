@@ -140,7 +140,8 @@ def main():
                     help=f"round-trip configurations, comma-separated, of {','.join(VARIANTS)} "
                          "(python3 and cellar are always measured)")
     ap.add_argument("--trips-only", action="store_true", help="skip the iopub and comm parts")
-    ap.add_argument("--baseline-kernel", help="a cellar-kernel executable for the baseline variant")
+    ap.add_argument("--baseline-kernel", help="a cellar-kernel executable for the baseline "
+                    "variant (beside the environment's python, which it runs)")
     a = ap.parse_args()
     global BASELINE_KERNEL
     BASELINE_KERNEL = a.baseline_kernel
@@ -149,9 +150,11 @@ def main():
     names = ["python3", "cellar"] + [v for v in a.variants.split(",")
                                      if v in VARIANTS and v not in ("python3", "cellar")]
     cwd = tempfile.mkdtemp(prefix="cellar-bench-proxy-")
-    kernels = {name: start(name, cwd) for name in names}
-    trips = {name: [] for name in kernels}
+    kernels = {}
+    trips = {name: [] for name in names}
     try:
+        for name in names:
+            kernels[name] = start(name, cwd)
         for name, (_, kc) in kernels.items():  # warm up both
             for _ in range(50):
                 round_trip(kc)
