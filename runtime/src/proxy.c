@@ -46,7 +46,8 @@
 typedef struct inflight {
     zmq_msg_t *ids; /* copies of the routing identities */
     size_t n_ids;
-    json_t *header;
+    char *header; /* the request's header frame, parsed only if the child dies */
+    size_t header_len;
     char msg_id[128];
     long execution_count;
 } inflight;
@@ -275,7 +276,7 @@ static void inflight_free(inflight *f)
     for (size_t i = 0; i < f->n_ids; i++)
         zmq_msg_close(&f->ids[i]);
     free(f->ids);
-    json_decref(f->header);
+    free(f->header);
 }
 
 static void track_execute(proxy *p, const cellar_wire_msg *m,
@@ -292,10 +293,14 @@ static void track_execute(proxy *p, const cellar_wire_msg *m,
         p->cap_pending = cap;
     }
     inflight f = {.execution_count = 0};
-    f.header = cellar_wire_read_json(m, CELLAR_WIRE_HEADER);
+    const cellar_wire_frame *h = cellar_wire_part(m, CELLAR_WIRE_HEADER);
+    f.header = malloc(h->size ? h->size : 1);
+    f.header_len = h->size;
+    if (f.header)
+        memcpy(f.header, h->data, h->size);
     f.ids = m->delim ? malloc(m->delim * sizeof *f.ids) : NULL;
     if (!f.header || (m->delim && !f.ids)) {
-        json_decref(f.header);
+        free(f.header);
         free(f.ids);
         return;
     }
@@ -342,19 +347,22 @@ static void answer_pending(proxy *p, const char *how, size_t replayed)
             how, replayed, replayed == 1 ? "" : "s");
     for (size_t i = 0; i < p->n_pending; i++) {
         inflight *f = &p->pending[i];
+        /* It parsed when it came (its msg_type was read), so it parses now. */
+        json_t *parent = json_loadb(f->header, f->header_len, 0, NULL);
         json_t *tb = json_pack("[s]", evalue);
         json_t *err = json_pack("{s:s, s:s, s:o}", "ename", "KernelDied", "evalue",
                                 evalue, "traceback", tb);
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "error", f->header,
+        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "error", parent,
                  json_deep_copy(err));
         json_object_set_new(err, "status", json_string("error"));
         json_object_set_new(err, "execution_count", json_integer(f->execution_count));
         json_object_set_new(err, "user_expressions", json_object());
         json_object_set_new(err, "payload", json_array());
         send_own(p, p->front[CELLAR_CHANNEL_SHELL], f->ids, f->n_ids, "execute_reply",
-                 f->header, err);
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", f->header,
+                 parent, err);
+        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", parent,
                  json_pack("{s:s}", "execution_state", "idle"));
+        json_decref(parent);
         inflight_free(f);
     }
     p->n_pending = 0;
