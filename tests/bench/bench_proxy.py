@@ -4,6 +4,12 @@ kernelspec, this interpreter) and one behind cellar-kernel (the "cellar" kernels
 neighbour hurts both alike.
 
     .venv/bin/python tests/bench/bench_proxy.py [--trips 2000] [--lines 200000] [--reps 3]
+        [--variants bare,ext,baseline --baseline-kernel PATH] [--trips-only]
+
+--variants adds round-trip configurations measured in the same interleaved blocks, to
+split the cost: "bare" (the proxy without the extension in its kernel), "ext" (the
+extension without the proxy), "baseline" (another cellar-kernel build, copied beside
+this environment's python, e.g. .venv/bin/cellar-kernel-before).
 
 1. Round trip of an empty execute_request, from send to its execute_reply on shell,
    timed in this process: median and p99, and the difference the proxy adds.
