@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,8 @@ typedef struct proxy {
     size_t n_pending, cap_pending;
     parts in;
     unsigned long drops;
+    FILE *trace;      /* cfg->trace_file, open; NULL when off */
+    uint64_t woke_ns; /* when the loop last woke, for the trace */
     /* Cells the proxy replayed into the current child: their msg_ids (whose
      * replies and outputs reach no frontend) and how many have not answered. */
     char (*replay_ids)[40];
@@ -438,6 +441,13 @@ static cellar_status start_child(proxy *p, cellar_error *err)
     return CELLAR_OK;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static double seconds_since(const struct timespec *t)
 {
     struct timespec now;
@@ -719,6 +729,8 @@ static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
             drop(p, front ? channel_names[ch] : "the kernel", "over the size limit");
             continue;
         }
+        uint64_t got = p->trace ? now_ns() : 0;
+        size_t bytes = p->in.bytes;
         if (front && ch == CELLAR_CHANNEL_HB)
             forward(p, sock, &p->in, 0);
         else if (front && ch == CELLAR_CHANNEL_IOPUB)
@@ -729,6 +741,11 @@ static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
             from_child_iopub(p);
         else
             from_child(p, ch);
+        if (p->trace)
+            fprintf(p->trace, "%llu %s %s %zu %llu %llu\n", (unsigned long long)p->woke_ns,
+                    front ? "front" : "back", channel_names[ch], bytes,
+                    (unsigned long long)(got - p->woke_ns),
+                    (unsigned long long)(now_ns() - p->woke_ns));
     }
     return !p->stop;
 }
@@ -833,6 +850,8 @@ static cellar_status setup(proxy *p, cellar_error *err)
                                 zmq_strerror(zmq_errno()));
     if ((st = bind_front(p, err)))
         return st;
+    if (p->cfg->trace_file && !(p->trace = fopen(p->cfg->trace_file, "w")))
+        say("cannot trace to %s: %s", p->cfg->trace_file, strerror(errno));
     return start_child(p, err);
 }
 
@@ -865,6 +884,8 @@ static void teardown(proxy *p)
     }
     if (p->sigfd >= 0)
         close(p->sigfd);
+    if (p->trace)
+        fclose(p->trace);
 }
 
 /* --- the loop --- */
@@ -944,6 +965,8 @@ static void sleep_until_ready(proxy *p)
         }
         return;
     }
+    if (p->trace)
+        p->woke_ns = now_ns();
     for (nfds_t i = 0; i < n; i++)
         if (fds[i].revents)
             *marks[i] = true;

@@ -87,6 +87,12 @@ typedef struct cellar_proxy_config {
     char *const *child_argv;
     cellar_proxy_hooks hooks;
     size_t max_message; /* bytes in all frames of one message; 0: the default */
+    /* NULL, or a file that gets one line per message relayed, for measuring
+     * the relay: "WAKE_NS SIDE CHANNEL BYTES WAITED_NS HANDLED_NS" with
+     * WAKE_NS the CLOCK_MONOTONIC time the loop woke, WAITED_NS from then to
+     * the message fully received, HANDLED_NS from then to it sent on.  A file
+     * that cannot be opened is a warning; the relay runs without it. */
+    const char *trace_file;
 } cellar_proxy_config;
 
 /*
