@@ -85,6 +85,7 @@ typedef struct proxy {
     inflight *pending;
     size_t n_pending, cap_pending;
     parts in;
+    parts late; /* p->in's frames kept for a hook run after they were sent */
     unsigned long drops;
     FILE *trace;      /* cfg->trace_file, open; NULL when off */
     uint64_t woke_ns; /* when the loop last woke, for the trace */
@@ -125,6 +126,62 @@ static void hook(proxy *p, cellar_proxy_event ev, const cellar_wire_msg *m,
 }
 
 /* --- receiving and sending whole messages --- */
+
+static void parts_clear(parts *in);
+static bool forward(proxy *p, void *sock, parts *in, size_t from);
+
+/* Keeps p->in's frames in p->late for a hook that runs after they were sent
+ * (zmq_msg_copy shares a large frame's buffer and copies a small one), and
+ * sets `*kept` to the message over them.  False when there are no hooks or a
+ * copy fails: the hook then runs before the message is sent. */
+static bool keep_for_hook(proxy *p, const cellar_wire_msg *m, cellar_wire_msg *kept)
+{
+    parts *k = &p->late;
+    if (!p->cfg->hooks.on_event)
+        return false;
+    parts_clear(k);
+    if (k->cap < p->in.n) {
+        zmq_msg_t *msgs = realloc(k->msgs, p->in.n * sizeof *msgs);
+        if (msgs)
+            k->msgs = msgs;
+        cellar_wire_frame *f = msgs ? realloc(k->frames, p->in.n * sizeof *f) : NULL;
+        if (!f)
+            return false;
+        k->frames = f;
+        k->cap = p->in.n;
+    }
+    for (size_t i = 0; i < p->in.n; i++) {
+        zmq_msg_init(&k->msgs[i]);
+        if (zmq_msg_copy(&k->msgs[i], &p->in.msgs[i]) != 0) {
+            zmq_msg_close(&k->msgs[i]);
+            parts_clear(k);
+            return false;
+        }
+        k->n = i + 1;
+        k->frames[i] =
+            (cellar_wire_frame){zmq_msg_data(&k->msgs[i]), zmq_msg_size(&k->msgs[i])};
+    }
+    *kept = *m;
+    kept->frames = k->frames;
+    return true;
+}
+
+/* Forwards p->in on `sock`, and raises `ev` for it: after it was sent when
+ * its frames can be kept, so that the hook's parsing is not in its way. */
+static bool forward_and_hook(proxy *p, void *sock, cellar_proxy_event ev,
+                             const cellar_wire_msg *m, const cellar_wire_info *info)
+{
+    cellar_wire_msg kept;
+    bool later = keep_for_hook(p, m, &kept);
+    if (!later)
+        hook(p, ev, m, info);
+    bool sent = forward(p, sock, &p->in, 0);
+    if (later) {
+        hook(p, ev, &kept, info);
+        parts_clear(&p->late);
+    }
+    return sent;
+}
 
 static void parts_clear(parts *in)
 {
@@ -600,7 +657,9 @@ static void from_frontend(proxy *p, int ch)
         p->shutdown_seen = true;
     if (ch == CELLAR_CHANNEL_SHELL && !strcmp(info.msg_type, "execute_request")) {
         track_execute(p, &m, &info);
-        hook(p, CELLAR_PROXY_EXECUTE_REQUEST, &m, &info);
+        if (!forward_and_hook(p, p->back[ch], CELLAR_PROXY_EXECUTE_REQUEST, &m, &info))
+            drop(p, channel_names[ch], "the kernel's socket refused it");
+        return;
     }
     if (!forward(p, p->back[ch], &p->in, 0))
         drop(p, channel_names[ch], "the kernel's socket refused it");
@@ -633,7 +692,8 @@ static void from_child(proxy *p, int ch)
             inflight *f = find_pending(p, info.parent_msg_id);
             if (f)
                 untrack(p, f);
-            hook(p, CELLAR_PROXY_EXECUTE_REPLY, &m, &info);
+            forward_and_hook(p, p->front[ch], CELLAR_PROXY_EXECUTE_REPLY, &m, &info);
+            return;
         }
     }
     forward(p, p->front[ch], &p->in, 0);
@@ -682,10 +742,14 @@ static void from_child_iopub(proxy *p)
         return;
     }
     if (!strcmp(info.msg_type, "status")) {
-        hook(p, CELLAR_PROXY_STATUS, &m, &info);
-    } else if (!strcmp(info.msg_type, "execute_input")) {
+        forward_and_hook(p, p->front[CELLAR_CHANNEL_IOPUB], CELLAR_PROXY_STATUS, &m, &info);
+        return;
+    }
+    if (!strcmp(info.msg_type, "execute_input")) {
         note_execution_count(p, &m, &info);
-        hook(p, CELLAR_PROXY_EXECUTE_INPUT, &m, &info);
+        forward_and_hook(p, p->front[CELLAR_CHANNEL_IOPUB], CELLAR_PROXY_EXECUTE_INPUT, &m,
+                         &info);
+        return;
     }
     forward(p, p->front[CELLAR_CHANNEL_IOPUB], &p->in, 0);
 }
@@ -867,6 +931,7 @@ static void teardown(proxy *p)
     if (p->zctx)
         zmq_ctx_term(p->zctx);
     parts_free(&p->in);
+    parts_free(&p->late);
     free(p->pending);
     free(p->replay_ids);
     cellar_wire_auth_free(p->auth);

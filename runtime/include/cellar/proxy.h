@@ -42,8 +42,9 @@ extern "C" {
 #define CELLAR_PROXY_MAX_FRAMES 65536
 
 /* What the relay tells its hooks.  The message events are raised after the
- * frontend's signature was checked (requests) and before the message is
- * forwarded; a hook sees the frames exactly as relayed. */
+ * frontend's signature was checked (requests), just after the message was
+ * forwarded (its frames kept by zmq_msg_copy; before, if a copy fails), and
+ * before the next message is read; a hook sees the frames exactly as relayed. */
 typedef enum cellar_proxy_event {
     CELLAR_PROXY_EXECUTE_REQUEST, /* frontend -> kernel, shell */
     CELLAR_PROXY_EXECUTE_INPUT,   /* kernel -> frontends, iopub */
