@@ -88,7 +88,7 @@ typedef struct proxy {
     parts late; /* p->in's frames kept for a hook run after they were sent */
     unsigned long drops;
     FILE *trace;      /* cfg->trace_file, open; NULL when off */
-    uint64_t woke_ns; /* when the loop last woke, for the trace */
+    uint64_t woke_ns, sent_ns; /* when the loop last woke, last sent: the trace */
     /* Cells the proxy replayed into the current child: their msg_ids (whose
      * replies and outputs reach no frontend) and how many have not answered. */
     char (*replay_ids)[40];
@@ -126,6 +126,13 @@ static void hook(proxy *p, cellar_proxy_event ev, const cellar_wire_msg *m,
 }
 
 /* --- receiving and sending whole messages --- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static void parts_clear(parts *in);
 static bool forward(proxy *p, void *sock, parts *in, size_t from);
@@ -292,6 +299,8 @@ static bool forward(proxy *p, void *sock, parts *in, size_t from)
         }
     }
     parts_clear(in);
+    if (p->trace)
+        p->sent_ns = now_ns();
     return true;
 }
 
@@ -496,13 +505,6 @@ static cellar_status start_child(proxy *p, cellar_error *err)
     clock_gettime(CLOCK_MONOTONIC, &p->child_started);
     hook(p, CELLAR_PROXY_CHILD_STARTED, NULL, NULL);
     return CELLAR_OK;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 static double seconds_since(const struct timespec *t)
@@ -794,6 +796,7 @@ static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
             continue;
         }
         uint64_t got = p->trace ? now_ns() : 0;
+        p->sent_ns = 0;
         size_t bytes = p->in.bytes;
         if (front && ch == CELLAR_CHANNEL_HB)
             forward(p, sock, &p->in, 0);
@@ -806,9 +809,10 @@ static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
         else
             from_child(p, ch);
         if (p->trace)
-            fprintf(p->trace, "%llu %s %s %zu %llu %llu\n", (unsigned long long)p->woke_ns,
-                    front ? "front" : "back", channel_names[ch], bytes,
-                    (unsigned long long)(got - p->woke_ns),
+            fprintf(p->trace, "%llu %s %s %zu %llu %llu %llu\n",
+                    (unsigned long long)p->woke_ns, front ? "front" : "back",
+                    channel_names[ch], bytes, (unsigned long long)(got - p->woke_ns),
+                    (unsigned long long)(p->sent_ns ? p->sent_ns - p->woke_ns : 0),
                     (unsigned long long)(now_ns() - p->woke_ns));
     }
     return !p->stop;

@@ -89,9 +89,10 @@ typedef struct cellar_proxy_config {
     cellar_proxy_hooks hooks;
     size_t max_message; /* bytes in all frames of one message; 0: the default */
     /* NULL, or a file that gets one line per message relayed, for measuring
-     * the relay: "WAKE_NS SIDE CHANNEL BYTES WAITED_NS HANDLED_NS" with
-     * WAKE_NS the CLOCK_MONOTONIC time the loop woke, WAITED_NS from then to
-     * the message fully received, HANDLED_NS from then to it sent on.  A file
+     * the relay: "WAKE_NS SIDE CHANNEL BYTES GOT_NS SENT_NS DONE_NS" with
+     * WAKE_NS the CLOCK_MONOTONIC time the loop woke, and from then to the
+     * message fully received, to it sent on (0: not sent) and to its hooks
+     * done.  Written through stdio's buffer, complete at exit.  A file
      * that cannot be opened is a warning; the relay runs without it. */
     const char *trace_file;
 } cellar_proxy_config;
