@@ -6,9 +6,10 @@
  * connected to the child's private ipc endpoints, and a signalfd for the
  * signals the proxy handles.  The loop sleeps in poll() on the sockets'
  * ZMQ_FDs and asks ZMQ_EVENTS only of the sockets that fired or were sent on,
- * draining each without waiting before it sleeps again.  A message is received part by part into
- * zmq_msg_t's, looked at through the pure codec in wire.c, and sent on with
- * zmq_msg_send of those same zmq_msg_t's, so a large frame is never copied.
+ * draining each without waiting before it sleeps again.  A message is
+ * received part by part into zmq_msg_t's, looked at through the pure codec in
+ * wire.c, and sent on with zmq_msg_send of those same zmq_msg_t's, so a large
+ * frame is never copied (proxy_frames.c; shared state in proxy_internal.h).
  *
  * Routing needs no table: a frontend ROUTER prefixes the client's identity,
  * the DEALER sends all frames on, the child's ROUTER prefixes the DEALER's id
@@ -43,300 +44,11 @@
 #include "cellar/child.h"
 #include "cellar/connection.h"
 
-/* A request the child has not answered yet. */
-typedef struct inflight {
-    zmq_msg_t *ids; /* copies of the routing identities */
-    size_t n_ids;
-    char *header; /* the request's header frame, parsed only if the child dies */
-    size_t header_len;
-    char msg_id[128];
-    long execution_count;
-} inflight;
+#include "proxy_internal.h"
 
-/* The frames of the message being relayed. */
-typedef struct parts {
-    zmq_msg_t *msgs;
-    cellar_wire_frame *frames;
-    size_t n, cap;
-    size_t bytes;
-} parts;
-
-typedef struct proxy {
-    const cellar_proxy_config *cfg;
-    cellar_connection conn;
-    cellar_wire_auth *auth;
-    void *zctx;
-    void *front[CELLAR_CHANNEL_COUNT];
-    void *back[CELLAR_CHANNEL_COUNT]; /* no heartbeat */
-    int sigfd;
-    /* Sockets to look at before the loop sleeps again (see cellar_proxy_run):
-     * their fd fired, the proxy sent on them, or they were left unfinished. */
-    bool check_front[CELLAR_CHANNEL_COUNT], check_back[CELLAR_CHANNEL_COUNT];
-    char dir[128]; /* short: ipc paths must fit in a sockaddr_un */
-    char child_file[PATH_MAX];
-    unsigned generation;
-    pid_t child;
-    struct timespec child_started;
-    int quick_deaths;
-    char session[40];
-    bool shutdown_seen;
-    bool stop;
-    int exit_status;
-    inflight *pending;
-    size_t n_pending, cap_pending;
-    parts in;
-    parts late; /* p->in's frames kept for a hook run after they were sent */
-    unsigned long drops;
-    FILE *trace;      /* cfg->trace_file, open; NULL when off */
-    uint64_t woke_ns, sent_ns; /* when the loop last woke, last sent: the trace */
-    /* Cells the proxy replayed into the current child: their msg_ids (whose
-     * replies and outputs reach no frontend) and how many have not answered. */
-    char (*replay_ids)[40];
-    size_t n_replay, replay_left, replay_busy; /* sent; unanswered; not yet idle */
-} proxy;
 
 static const char *const channel_names[CELLAR_CHANNEL_COUNT] = {"shell", "iopub", "stdin",
                                                                 "control", "hb"};
-
-/* One line on stderr, written whole so that lines never interleave. */
-__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "cellar-kernel: %s\n", line);
-}
-
-/* Dropped messages are logged, but a flood of them is not: the first 100,
- * then one in 1000. */
-static void drop(proxy *p, const char *from, const char *why)
-{
-    p->drops++;
-    if (p->drops <= 100 || p->drops % 1000 == 0)
-        say("dropped a message from %s: %s (%lu dropped so far)", from, why, p->drops);
-}
-
-static void hook(proxy *p, cellar_proxy_event ev, const cellar_wire_msg *m,
-                 const cellar_wire_info *info)
-{
-    if (p->cfg->hooks.on_event)
-        p->cfg->hooks.on_event(p->cfg->hooks.ctx, ev, m, info);
-}
-
-/* --- receiving and sending whole messages --- */
-
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static void parts_clear(parts *in);
-static bool forward(proxy *p, void *sock, parts *in, size_t from);
-
-/* Keeps p->in's frames in p->late for a hook that runs after they were sent
- * (zmq_msg_copy shares a large frame's buffer and copies a small one), and
- * sets `*kept` to the message over them.  False when there are no hooks or a
- * copy fails: the hook then runs before the message is sent. */
-static bool keep_for_hook(proxy *p, const cellar_wire_msg *m, cellar_wire_msg *kept)
-{
-    parts *k = &p->late;
-    if (!p->cfg->hooks.on_event)
-        return false;
-    parts_clear(k);
-    if (k->cap < p->in.n) {
-        zmq_msg_t *msgs = realloc(k->msgs, p->in.n * sizeof *msgs);
-        if (msgs)
-            k->msgs = msgs;
-        cellar_wire_frame *f = msgs ? realloc(k->frames, p->in.n * sizeof *f) : NULL;
-        if (!f)
-            return false;
-        k->frames = f;
-        k->cap = p->in.n;
-    }
-    for (size_t i = 0; i < p->in.n; i++) {
-        zmq_msg_init(&k->msgs[i]);
-        if (zmq_msg_copy(&k->msgs[i], &p->in.msgs[i]) != 0) {
-            zmq_msg_close(&k->msgs[i]);
-            parts_clear(k);
-            return false;
-        }
-        k->n = i + 1;
-        k->frames[i] =
-            (cellar_wire_frame){zmq_msg_data(&k->msgs[i]), zmq_msg_size(&k->msgs[i])};
-    }
-    *kept = *m;
-    kept->frames = k->frames;
-    return true;
-}
-
-/* Forwards p->in on `sock`, and raises `ev` for it: after it was sent when
- * its frames can be kept, so that the hook's parsing is not in its way. */
-static bool forward_and_hook(proxy *p, void *sock, cellar_proxy_event ev,
-                             const cellar_wire_msg *m, const cellar_wire_info *info)
-{
-    cellar_wire_msg kept;
-    bool later = keep_for_hook(p, m, &kept);
-    if (!later)
-        hook(p, ev, m, info);
-    bool sent = forward(p, sock, &p->in, 0);
-    if (later) {
-        hook(p, ev, &kept, info);
-        parts_clear(&p->late);
-    }
-    return sent;
-}
-
-static void parts_clear(parts *in)
-{
-    for (size_t i = 0; i < in->n; i++)
-        zmq_msg_close(&in->msgs[i]);
-    in->n = 0;
-    in->bytes = 0;
-}
-
-static void parts_free(parts *in)
-{
-    parts_clear(in);
-    free(in->msgs);
-    free(in->frames);
-}
-
-/* Receives one whole message from `sock` without waiting.  Returns 1 with the
- * frames in `in`, 0 when none is waiting, -1 when it was over `limit` bytes
- * or CELLAR_PROXY_MAX_FRAMES frames (it was consumed and discarded). */
-static int receive(void *sock, parts *in, size_t limit)
-{
-    parts_clear(in);
-    bool over = false;
-    for (;;) {
-        if (in->n == in->cap) {
-            size_t cap = in->cap ? in->cap * 2 : 16;
-            zmq_msg_t *m = realloc(in->msgs, cap * sizeof *m);
-            if (m)
-                in->msgs = m;
-            cellar_wire_frame *f = m ? realloc(in->frames, cap * sizeof *f) : NULL;
-            if (!f) {
-                /* Out of memory: leave a message not yet begun where it is;
-                 * drain and drop the rest of one under way. */
-                if (in->n == 0)
-                    return 0;
-                zmq_msg_t tmp;
-                zmq_msg_init(&tmp);
-                int more = 1;
-                while (more && zmq_msg_recv(&tmp, sock, 0) >= 0)
-                    more = zmq_msg_more(&tmp);
-                zmq_msg_close(&tmp);
-                parts_clear(in);
-                return -1;
-            }
-            in->frames = f;
-            in->cap = cap;
-        }
-        zmq_msg_t *m = &in->msgs[in->n];
-        zmq_msg_init(m);
-        int r;
-        do
-            r = zmq_msg_recv(m, sock, in->n ? 0 : ZMQ_DONTWAIT);
-        while (r < 0 && zmq_errno() == EINTR);
-        if (r < 0) {
-            zmq_msg_close(m);
-            parts_clear(in);
-            return 0;
-        }
-        in->n++;
-        in->bytes += zmq_msg_size(m);
-        int more = zmq_msg_more(m);
-        if (in->bytes > limit || in->n > CELLAR_PROXY_MAX_FRAMES) {
-            over = true;
-            /* Keep the count bounded: release frames as they come. */
-            parts_clear(in);
-            in->bytes = limit + 1;
-        }
-        if (!more)
-            break;
-    }
-    if (over) {
-        parts_clear(in);
-        return -1;
-    }
-    for (size_t i = 0; i < in->n; i++)
-        in->frames[i] =
-            (cellar_wire_frame){zmq_msg_data(&in->msgs[i]), zmq_msg_size(&in->msgs[i])};
-    return 1;
-}
-
-/* A send may have processed commands that make `sock` readable without its
- * fd firing again (ZMQ_FD is edge-triggered): it is looked at before the
- * loop sleeps. */
-static void touch(proxy *p, void *sock)
-{
-    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
-        if (p->front[ch] == sock)
-            p->check_front[ch] = true;
-        if (p->back[ch] == sock)
-            p->check_back[ch] = true;
-    }
-}
-
-/* Sends frames [from, in->n) of `in` on `sock`, moving each zmq_msg_t.
- * Returns false (and discards the rest) when the socket refuses. */
-static bool forward(proxy *p, void *sock, parts *in, size_t from)
-{
-    touch(p, sock);
-    for (size_t i = from; i < in->n; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < in->n ? ZMQ_SNDMORE : 0);
-        int r;
-        do
-            r = zmq_msg_send(&in->msgs[i], sock, flags);
-        while (r < 0 && zmq_errno() == EINTR);
-        if (r < 0) {
-            parts_clear(in);
-            return false;
-        }
-    }
-    parts_clear(in);
-    if (p->trace)
-        p->sent_ns = now_ns();
-    return true;
-}
-
-/* Sends identities, the delimiter and a composed message (copies: these are
- * the proxy's own small messages). */
-static void send_composed(proxy *p, void *sock, zmq_msg_t *ids, size_t n_ids,
-                          const cellar_wire_composed *c)
-{
-    touch(p, sock);
-    for (size_t i = 0; i < n_ids; i++)
-        zmq_send(sock, zmq_msg_data(&ids[i]), zmq_msg_size(&ids[i]),
-                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(sock, CELLAR_WIRE_DELIMITER, CELLAR_WIRE_DELIMITER_LEN,
-             ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(sock, c->signature, strlen(c->signature), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    for (int i = 0; i < 4; i++)
-        zmq_send(sock, c->json[i], c->json_len[i],
-                 (i < 3 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-}
-
-/* Composes and sends a message the proxy makes; content is stolen. */
-static void send_own(proxy *p, void *sock, zmq_msg_t *ids, size_t n_ids,
-                     const char *msg_type, json_t *parent, json_t *content)
-{
-    json_t *header = cellar_wire_header_new(msg_type, p->session);
-    cellar_wire_composed c;
-    if (header && content &&
-        cellar_wire_compose(p->auth, header, parent, NULL, content, &c) == CELLAR_OK) {
-        send_composed(p, sock, ids, n_ids, &c);
-        cellar_wire_composed_free(&c);
-    } else {
-        say("cannot compose a %s message (out of memory)", msg_type);
-    }
-    json_decref(header);
-    json_decref(content);
-}
 
 /* --- in-flight execute requests --- */
 
@@ -421,15 +133,15 @@ static void answer_pending(proxy *p, const char *how, size_t replayed)
         json_t *tb = json_pack("[s]", evalue);
         json_t *err = json_pack("{s:s, s:s, s:o}", "ename", "KernelDied", "evalue",
                                 evalue, "traceback", tb);
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "error", parent,
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "error", parent,
                  json_deep_copy(err));
         json_object_set_new(err, "status", json_string("error"));
         json_object_set_new(err, "execution_count", json_integer(f->execution_count));
         json_object_set_new(err, "user_expressions", json_object());
         json_object_set_new(err, "payload", json_array());
-        send_own(p, p->front[CELLAR_CHANNEL_SHELL], f->ids, f->n_ids, "execute_reply",
-                 parent, err);
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", parent,
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_SHELL], f->ids, f->n_ids,
+                       "execute_reply", parent, err);
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", parent,
                  json_pack("{s:s}", "execution_state", "idle"));
         json_decref(parent);
         inflight_free(f);
@@ -503,7 +215,7 @@ static cellar_status start_child(proxy *p, cellar_error *err)
     if (st)
         return st;
     clock_gettime(CLOCK_MONOTONIC, &p->child_started);
-    hook(p, CELLAR_PROXY_CHILD_STARTED, NULL, NULL);
+    proxy_hook(p, CELLAR_PROXY_CHILD_STARTED, NULL, NULL);
     return CELLAR_OK;
 }
 
@@ -550,7 +262,7 @@ static size_t send_replay(proxy *p, const cellar_replay_cell *cells, size_t n)
             snprintf(p->replay_ids[p->n_replay++], sizeof *p->replay_ids, "%s", id);
             p->replay_left++;
             p->replay_busy++;
-            send_composed(p, p->back[CELLAR_CHANNEL_SHELL], NULL, 0, &c);
+            proxy_send_composed(p, p->back[CELLAR_CHANNEL_SHELL], NULL, 0, &c);
             cellar_wire_composed_free(&c);
         }
         json_decref(header);
@@ -578,14 +290,14 @@ static void replay_answered(proxy *p, const cellar_wire_msg *m)
     const char *status = json_string_value(json_object_get(c, "status"));
     if (!status || strcmp(status, "ok")) {
         const char *ename = json_string_value(json_object_get(c, "ename"));
-        say("a replayed cell failed in the new kernel: %s",
+        proxy_say("a replayed cell failed in the new kernel: %s",
             ename ? ename : "(no reason)");
     }
     json_decref(c);
     if (p->replay_left && --p->replay_left == 0) {
-        say("replayed %zu definition cell%s into the new kernel", p->n_replay,
+        proxy_say("replayed %zu definition cell%s into the new kernel", p->n_replay,
             p->n_replay == 1 ? "" : "s");
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", NULL,
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", NULL,
                  json_pack("{s:s}", "execution_state", "idle"));
     }
     forget_replay_if_done(p);
@@ -605,15 +317,15 @@ static void child_exited(proxy *p, cellar_child_exit e)
         p->stop = true;
         return;
     }
-    say("the kernel %s; starting a new one", how);
+    proxy_say("the kernel %s; starting a new one", how);
     drain_back(p);
-    hook(p, CELLAR_PROXY_CHILD_DIED, NULL, NULL);
+    proxy_hook(p, CELLAR_PROXY_CHILD_DIED, NULL, NULL);
     /* A child that died while definitions were replayed into it may have died
      * of one of them: the next one starts bare rather than die the same way. */
     bool replay = p->cfg->hooks.replay && p->replay_left == 0;
     if (p->cfg->hooks.replay && !replay)
-        say("the kernel died while %zu replayed cell%s had not answered; the new one "
-            "gets none",
+        proxy_say("the kernel died while %zu replayed cell%s had not answered; the new "
+                  "one gets none",
             p->replay_left, p->replay_left == 1 ? "" : "s");
     p->n_replay = p->replay_left = p->replay_busy = 0; /* the old child's */
     const cellar_replay_cell *cells = NULL;
@@ -621,7 +333,7 @@ static void child_exited(proxy *p, cellar_child_exit e)
     answer_pending(p, how, replay ? n : (size_t)-1);
     p->quick_deaths = seconds_since(&p->child_started) < 2.0 ? p->quick_deaths + 1 : 0;
     if (p->quick_deaths >= 5) {
-        say("the kernel died %d times within 2 s of starting; giving up",
+        proxy_say("the kernel died %d times within 2 s of starting; giving up",
             p->quick_deaths);
         p->stop = true;
         p->exit_status = 1;
@@ -629,7 +341,7 @@ static void child_exited(proxy *p, cellar_child_exit e)
     }
     cellar_error err;
     if (start_child(p, &err) != CELLAR_OK) {
-        say("cannot restart the kernel: %s", err.message);
+        proxy_say("cannot restart the kernel: %s", err.message);
         p->stop = true;
         p->exit_status = 1;
         return;
@@ -649,8 +361,8 @@ static void from_frontend(proxy *p, int ch)
     if (v != CELLAR_WIRE_OK) {
         char from[64];
         snprintf(from, sizeof from, "a frontend on %s", channel_names[ch]);
-        drop(p, from, cellar_wire_verdict_name(v));
-        parts_clear(&p->in);
+        proxy_drop(p, from, cellar_wire_verdict_name(v));
+        proxy_parts_clear(&p->in);
         return;
     }
     cellar_wire_info info;
@@ -659,12 +371,13 @@ static void from_frontend(proxy *p, int ch)
         p->shutdown_seen = true;
     if (ch == CELLAR_CHANNEL_SHELL && !strcmp(info.msg_type, "execute_request")) {
         track_execute(p, &m, &info);
-        if (!forward_and_hook(p, p->back[ch], CELLAR_PROXY_EXECUTE_REQUEST, &m, &info))
-            drop(p, channel_names[ch], "the kernel's socket refused it");
+        if (!proxy_forward_and_hook(p, p->back[ch], CELLAR_PROXY_EXECUTE_REQUEST, &m,
+                                    &info))
+            proxy_drop(p, channel_names[ch], "the kernel's socket refused it");
         return;
     }
-    if (!forward(p, p->back[ch], &p->in, 0))
-        drop(p, channel_names[ch], "the kernel's socket refused it");
+    if (!proxy_forward(p, p->back[ch], &p->in, 0))
+        proxy_drop(p, channel_names[ch], "the kernel's socket refused it");
 }
 
 /* A child's reply on shell, control or stdin, on to the frontend it names. */
@@ -678,13 +391,13 @@ static void from_child(proxy *p, int ch)
         if (is_replay(p, info.parent_msg_id)) {
             if (!strcmp(info.msg_type, "execute_reply"))
                 replay_answered(p, &m);
-            parts_clear(&p->in);
+            proxy_parts_clear(&p->in);
             return;
         }
     }
     if (!parsed || m.delim == 0) {
-        drop(p, "the kernel", "not a routable Jupyter message");
-        parts_clear(&p->in);
+        proxy_drop(p, "the kernel", "not a routable Jupyter message");
+        proxy_parts_clear(&p->in);
         return;
     }
     if (ch == CELLAR_CHANNEL_SHELL) {
@@ -694,11 +407,12 @@ static void from_child(proxy *p, int ch)
             inflight *f = find_pending(p, info.parent_msg_id);
             if (f)
                 untrack(p, f);
-            forward_and_hook(p, p->front[ch], CELLAR_PROXY_EXECUTE_REPLY, &m, &info);
+            proxy_forward_and_hook(p, p->front[ch], CELLAR_PROXY_EXECUTE_REPLY, &m,
+                                   &info);
             return;
         }
     }
-    forward(p, p->front[ch], &p->in, 0);
+    proxy_forward(p, p->front[ch], &p->in, 0);
 }
 
 /* The execution count of an execute_input, for the reply made if the child
@@ -720,8 +434,8 @@ static void from_child_iopub(proxy *p)
 {
     cellar_wire_msg m;
     if (cellar_wire_parse(p->in.frames, p->in.n, &m) != CELLAR_WIRE_OK) {
-        drop(p, "the kernel's iopub", "malformed");
-        parts_clear(&p->in);
+        proxy_drop(p, "the kernel's iopub", "malformed");
+        proxy_parts_clear(&p->in);
         return;
     }
     cellar_wire_info info;
@@ -736,24 +450,25 @@ static void from_child_iopub(proxy *p)
             json_decref(c);
             forget_replay_if_done(p);
         }
-        parts_clear(&p->in);
+        proxy_parts_clear(&p->in);
         return;
     }
     if (!strcmp(info.msg_type, "iopub_welcome")) {
-        parts_clear(&p->in); /* addressed to the proxy's own SUB */
+        proxy_parts_clear(&p->in); /* addressed to the proxy's own SUB */
         return;
     }
     if (!strcmp(info.msg_type, "status")) {
-        forward_and_hook(p, p->front[CELLAR_CHANNEL_IOPUB], CELLAR_PROXY_STATUS, &m, &info);
+        proxy_forward_and_hook(p, p->front[CELLAR_CHANNEL_IOPUB], CELLAR_PROXY_STATUS, &m,
+                               &info);
         return;
     }
     if (!strcmp(info.msg_type, "execute_input")) {
         note_execution_count(p, &m, &info);
-        forward_and_hook(p, p->front[CELLAR_CHANNEL_IOPUB], CELLAR_PROXY_EXECUTE_INPUT, &m,
-                         &info);
+        proxy_forward_and_hook(p, p->front[CELLAR_CHANNEL_IOPUB],
+                               CELLAR_PROXY_EXECUTE_INPUT, &m, &info);
         return;
     }
-    forward(p, p->front[CELLAR_CHANNEL_IOPUB], &p->in, 0);
+    proxy_forward(p, p->front[CELLAR_CHANNEL_IOPUB], &p->in, 0);
 }
 
 /* A subscription on the frontend XPUB: answered with a welcome on its topic. */
@@ -761,7 +476,7 @@ static void subscription(proxy *p)
 {
     if (p->in.n != 1 || p->in.frames[0].size < 1 ||
         ((const unsigned char *)p->in.frames[0].data)[0] != 1) {
-        parts_clear(&p->in);
+        proxy_parts_clear(&p->in);
         return;
     }
     const char *topic = (const char *)p->in.frames[0].data + 1;
@@ -772,13 +487,13 @@ static void subscription(proxy *p)
         zmq_msg_t id;
         zmq_msg_init_size(&id, len);
         memcpy(zmq_msg_data(&id), topic, len);
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], &id, len ? 1 : 0, "iopub_welcome",
-                 NULL, content);
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], &id, len ? 1 : 0,
+                       "iopub_welcome", NULL, content);
         zmq_msg_close(&id);
     } else {
         json_decref(content);
     }
-    parts_clear(&p->in);
+    proxy_parts_clear(&p->in);
 }
 
 /* Handles up to `budget` messages waiting on one socket.  Returns true when
@@ -787,19 +502,20 @@ static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
 {
     while (budget-- > 0 && !p->stop) {
         int r =
-            receive(sock, &p->in,
+            proxy_receive(sock, &p->in,
                     p->cfg->max_message ? p->cfg->max_message : CELLAR_PROXY_MAX_MESSAGE);
         if (r == 0)
             return false;
         if (r < 0) {
-            drop(p, front ? channel_names[ch] : "the kernel", "over the size limit");
+            proxy_drop(p, front ? channel_names[ch] : "the kernel",
+                       "over the size limit");
             continue;
         }
-        uint64_t got = p->trace ? now_ns() : 0;
+        uint64_t got = p->trace ? proxy_now_ns() : 0;
         p->sent_ns = 0;
         size_t bytes = p->in.bytes;
         if (front && ch == CELLAR_CHANNEL_HB)
-            forward(p, sock, &p->in, 0);
+            proxy_forward(p, sock, &p->in, 0);
         else if (front && ch == CELLAR_CHANNEL_IOPUB)
             subscription(p);
         else if (front)
@@ -813,7 +529,7 @@ static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
                     (unsigned long long)p->woke_ns, front ? "front" : "back",
                     channel_names[ch], bytes, (unsigned long long)(got - p->woke_ns),
                     (unsigned long long)(p->sent_ns ? p->sent_ns - p->woke_ns : 0),
-                    (unsigned long long)(now_ns() - p->woke_ns));
+                    (unsigned long long)(proxy_now_ns() - p->woke_ns));
     }
     return !p->stop;
 }
@@ -854,7 +570,8 @@ static void on_signal(proxy *p)
         } else if (si.ssi_signo == SIGINT) {
             /* The kernel shares our process group and got this one itself. */
         } else {
-            say("stopping on signal %u (%s)", si.ssi_signo, strsignal((int)si.ssi_signo));
+            proxy_say("stopping on signal %u (%s)", si.ssi_signo,
+                      strsignal((int)si.ssi_signo));
             p->stop = true;
         }
     }
@@ -919,7 +636,7 @@ static cellar_status setup(proxy *p, cellar_error *err)
     if ((st = bind_front(p, err)))
         return st;
     if (p->cfg->trace_file && !(p->trace = fopen(p->cfg->trace_file, "w")))
-        say("cannot trace to %s: %s", p->cfg->trace_file, strerror(errno));
+        proxy_say("cannot trace to %s: %s", p->cfg->trace_file, strerror(errno));
     return start_child(p, err);
 }
 
@@ -934,8 +651,8 @@ static void teardown(proxy *p)
             zmq_close(p->front[ch]);
     if (p->zctx)
         zmq_ctx_term(p->zctx);
-    parts_free(&p->in);
-    parts_free(&p->late);
+    proxy_parts_free(&p->in);
+    proxy_parts_free(&p->late);
     free(p->pending);
     free(p->replay_ids);
     cellar_wire_auth_free(p->auth);
@@ -981,7 +698,8 @@ static bool relay_until_quiet(proxy *p)
                         *check = again = true;
                         continue;
                     }
-                    say("zmq_getsockopt(ZMQ_EVENTS): %s", zmq_strerror(zmq_errno()));
+                    proxy_say("zmq_getsockopt(ZMQ_EVENTS): %s",
+                              zmq_strerror(zmq_errno()));
                     p->exit_status = 1;
                     return false;
                 }
@@ -1028,14 +746,14 @@ static void sleep_until_ready(proxy *p)
     int r = poll(fds, n + 1, pending ? 10 : -1);
     if (r < 0) {
         if (errno != EINTR) {
-            say("poll: %s", strerror(errno));
+            proxy_say("poll: %s", strerror(errno));
             p->exit_status = 1;
             p->stop = true;
         }
         return;
     }
     if (p->trace)
-        p->woke_ns = now_ns();
+        p->woke_ns = proxy_now_ns();
     for (nfds_t i = 0; i < n; i++)
         if (fds[i].revents)
             *marks[i] = true;
