@@ -1,12 +1,15 @@
 /*
  * proxy.c - the relay loop of `cellar-kernel` (see proxy.h).
  *
- * One thread and one zmq_poll loop own every socket: the frontend's ROUTERs
+ * One thread and one poll loop own every socket: the frontend's ROUTERs
  * (shell, control, stdin, heartbeat) and XPUB (iopub), the DEALERs and SUB
  * connected to the child's private ipc endpoints, and a signalfd for the
- * signals the proxy handles.  A message is received part by part into
- * zmq_msg_t's, looked at through the pure codec in wire.c, and sent on with
- * zmq_msg_send of those same zmq_msg_t's, so a large frame is never copied.
+ * signals the proxy handles.  The loop sleeps in poll() on the sockets'
+ * ZMQ_FDs and asks ZMQ_EVENTS only of the sockets that fired or were sent on,
+ * draining each without waiting before it sleeps again.  A message is
+ * received part by part into zmq_msg_t's, looked at through the pure codec in
+ * wire.c, and sent on with zmq_msg_send of those same zmq_msg_t's, so a large
+ * frame is never copied (proxy_frames.c; shared state in proxy_internal.h).
  *
  * Routing needs no table: a frontend ROUTER prefixes the client's identity,
  * the DEALER sends all frames on, the child's ROUTER prefixes the DEALER's id
@@ -25,9 +28,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,213 +44,11 @@
 #include "cellar/child.h"
 #include "cellar/connection.h"
 
-/* A request the child has not answered yet. */
-typedef struct inflight {
-    zmq_msg_t *ids; /* copies of the routing identities */
-    size_t n_ids;
-    json_t *header;
-    char msg_id[128];
-    long execution_count;
-} inflight;
+#include "proxy_internal.h"
 
-/* The frames of the message being relayed. */
-typedef struct parts {
-    zmq_msg_t *msgs;
-    cellar_wire_frame *frames;
-    size_t n, cap;
-    size_t bytes;
-} parts;
-
-typedef struct proxy {
-    const cellar_proxy_config *cfg;
-    cellar_connection conn;
-    cellar_wire_auth *auth;
-    void *zctx;
-    void *front[CELLAR_CHANNEL_COUNT];
-    void *back[CELLAR_CHANNEL_COUNT]; /* no heartbeat */
-    int sigfd;
-    char dir[128]; /* short: ipc paths must fit in a sockaddr_un */
-    char child_file[PATH_MAX];
-    unsigned generation;
-    pid_t child;
-    struct timespec child_started;
-    int quick_deaths;
-    char session[40];
-    bool shutdown_seen;
-    bool stop;
-    int exit_status;
-    inflight *pending;
-    size_t n_pending, cap_pending;
-    parts in;
-    unsigned long drops;
-    /* Cells the proxy replayed into the current child: their msg_ids (whose
-     * replies and outputs reach no frontend) and how many have not answered. */
-    char (*replay_ids)[40];
-    size_t n_replay, replay_left, replay_busy; /* sent; unanswered; not yet idle */
-} proxy;
 
 static const char *const channel_names[CELLAR_CHANNEL_COUNT] = {"shell", "iopub", "stdin",
                                                                 "control", "hb"};
-
-/* One line on stderr, written whole so that lines never interleave. */
-__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "cellar-kernel: %s\n", line);
-}
-
-/* Dropped messages are logged, but a flood of them is not: the first 100,
- * then one in 1000. */
-static void drop(proxy *p, const char *from, const char *why)
-{
-    p->drops++;
-    if (p->drops <= 100 || p->drops % 1000 == 0)
-        say("dropped a message from %s: %s (%lu dropped so far)", from, why, p->drops);
-}
-
-static void hook(proxy *p, cellar_proxy_event ev, const cellar_wire_msg *m,
-                 const cellar_wire_info *info)
-{
-    if (p->cfg->hooks.on_event)
-        p->cfg->hooks.on_event(p->cfg->hooks.ctx, ev, m, info);
-}
-
-/* --- receiving and sending whole messages --- */
-
-static void parts_clear(parts *in)
-{
-    for (size_t i = 0; i < in->n; i++)
-        zmq_msg_close(&in->msgs[i]);
-    in->n = 0;
-    in->bytes = 0;
-}
-
-static void parts_free(parts *in)
-{
-    parts_clear(in);
-    free(in->msgs);
-    free(in->frames);
-}
-
-/* Receives one whole message from `sock` without waiting.  Returns 1 with the
- * frames in `in`, 0 when none is waiting, -1 when it was over `limit` bytes
- * or CELLAR_PROXY_MAX_FRAMES frames (it was consumed and discarded). */
-static int receive(void *sock, parts *in, size_t limit)
-{
-    parts_clear(in);
-    bool over = false;
-    for (;;) {
-        if (in->n == in->cap) {
-            size_t cap = in->cap ? in->cap * 2 : 16;
-            zmq_msg_t *m = realloc(in->msgs, cap * sizeof *m);
-            if (m)
-                in->msgs = m;
-            cellar_wire_frame *f = m ? realloc(in->frames, cap * sizeof *f) : NULL;
-            if (!f) {
-                /* Out of memory: leave a message not yet begun where it is;
-                 * drain and drop the rest of one under way. */
-                if (in->n == 0)
-                    return 0;
-                zmq_msg_t tmp;
-                zmq_msg_init(&tmp);
-                int more = 1;
-                while (more && zmq_msg_recv(&tmp, sock, 0) >= 0)
-                    more = zmq_msg_more(&tmp);
-                zmq_msg_close(&tmp);
-                parts_clear(in);
-                return -1;
-            }
-            in->frames = f;
-            in->cap = cap;
-        }
-        zmq_msg_t *m = &in->msgs[in->n];
-        zmq_msg_init(m);
-        int r;
-        do
-            r = zmq_msg_recv(m, sock, in->n ? 0 : ZMQ_DONTWAIT);
-        while (r < 0 && zmq_errno() == EINTR);
-        if (r < 0) {
-            zmq_msg_close(m);
-            parts_clear(in);
-            return 0;
-        }
-        in->n++;
-        in->bytes += zmq_msg_size(m);
-        int more = zmq_msg_more(m);
-        if (in->bytes > limit || in->n > CELLAR_PROXY_MAX_FRAMES) {
-            over = true;
-            /* Keep the count bounded: release frames as they come. */
-            parts_clear(in);
-            in->bytes = limit + 1;
-        }
-        if (!more)
-            break;
-    }
-    if (over) {
-        parts_clear(in);
-        return -1;
-    }
-    for (size_t i = 0; i < in->n; i++)
-        in->frames[i] =
-            (cellar_wire_frame){zmq_msg_data(&in->msgs[i]), zmq_msg_size(&in->msgs[i])};
-    return 1;
-}
-
-/* Sends frames [from, in->n) of `in` on `sock`, moving each zmq_msg_t.
- * Returns false (and discards the rest) when the socket refuses. */
-static bool forward(void *sock, parts *in, size_t from)
-{
-    for (size_t i = from; i < in->n; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < in->n ? ZMQ_SNDMORE : 0);
-        int r;
-        do
-            r = zmq_msg_send(&in->msgs[i], sock, flags);
-        while (r < 0 && zmq_errno() == EINTR);
-        if (r < 0) {
-            parts_clear(in);
-            return false;
-        }
-    }
-    parts_clear(in);
-    return true;
-}
-
-/* Sends identities, the delimiter and a composed message (copies: these are
- * the proxy's own small messages). */
-static void send_composed(void *sock, zmq_msg_t *ids, size_t n_ids,
-                          const cellar_wire_composed *c)
-{
-    for (size_t i = 0; i < n_ids; i++)
-        zmq_send(sock, zmq_msg_data(&ids[i]), zmq_msg_size(&ids[i]),
-                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(sock, CELLAR_WIRE_DELIMITER, CELLAR_WIRE_DELIMITER_LEN,
-             ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(sock, c->signature, strlen(c->signature), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    for (int i = 0; i < 4; i++)
-        zmq_send(sock, c->json[i], c->json_len[i],
-                 (i < 3 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-}
-
-/* Composes and sends a message the proxy makes; content is stolen. */
-static void send_own(proxy *p, void *sock, zmq_msg_t *ids, size_t n_ids,
-                     const char *msg_type, json_t *parent, json_t *content)
-{
-    json_t *header = cellar_wire_header_new(msg_type, p->session);
-    cellar_wire_composed c;
-    if (header && content &&
-        cellar_wire_compose(p->auth, header, parent, NULL, content, &c) == CELLAR_OK) {
-        send_composed(sock, ids, n_ids, &c);
-        cellar_wire_composed_free(&c);
-    } else {
-        say("cannot compose a %s message (out of memory)", msg_type);
-    }
-    json_decref(header);
-    json_decref(content);
-}
 
 /* --- in-flight execute requests --- */
 
@@ -254,7 +57,7 @@ static void inflight_free(inflight *f)
     for (size_t i = 0; i < f->n_ids; i++)
         zmq_msg_close(&f->ids[i]);
     free(f->ids);
-    json_decref(f->header);
+    free(f->header);
 }
 
 static void track_execute(proxy *p, const cellar_wire_msg *m,
@@ -271,10 +74,14 @@ static void track_execute(proxy *p, const cellar_wire_msg *m,
         p->cap_pending = cap;
     }
     inflight f = {.execution_count = 0};
-    f.header = cellar_wire_read_json(m, CELLAR_WIRE_HEADER);
+    const cellar_wire_frame *h = cellar_wire_part(m, CELLAR_WIRE_HEADER);
+    f.header = malloc(h->size ? h->size : 1);
+    f.header_len = h->size;
+    if (f.header)
+        memcpy(f.header, h->data, h->size);
     f.ids = m->delim ? malloc(m->delim * sizeof *f.ids) : NULL;
     if (!f.header || (m->delim && !f.ids)) {
-        json_decref(f.header);
+        free(f.header);
         free(f.ids);
         return;
     }
@@ -321,19 +128,22 @@ static void answer_pending(proxy *p, const char *how, size_t replayed)
             how, replayed, replayed == 1 ? "" : "s");
     for (size_t i = 0; i < p->n_pending; i++) {
         inflight *f = &p->pending[i];
+        /* It parsed when it came (its msg_type was read), so it parses now. */
+        json_t *parent = json_loadb(f->header, f->header_len, 0, NULL);
         json_t *tb = json_pack("[s]", evalue);
         json_t *err = json_pack("{s:s, s:s, s:o}", "ename", "KernelDied", "evalue",
                                 evalue, "traceback", tb);
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "error", f->header,
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "error", parent,
                  json_deep_copy(err));
         json_object_set_new(err, "status", json_string("error"));
         json_object_set_new(err, "execution_count", json_integer(f->execution_count));
         json_object_set_new(err, "user_expressions", json_object());
         json_object_set_new(err, "payload", json_array());
-        send_own(p, p->front[CELLAR_CHANNEL_SHELL], f->ids, f->n_ids, "execute_reply",
-                 f->header, err);
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", f->header,
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_SHELL], f->ids, f->n_ids,
+                       "execute_reply", parent, err);
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", parent,
                  json_pack("{s:s}", "execution_state", "idle"));
+        json_decref(parent);
         inflight_free(f);
     }
     p->n_pending = 0;
@@ -376,6 +186,7 @@ static cellar_status start_child(proxy *p, cellar_error *err)
             return cellar_error_set(err, CELLAR_EIO, "zmq_socket: %s",
                                     zmq_strerror(zmq_errno()));
         p->back[ch] = s;
+        p->check_back[ch] = true;
         zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
         zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
         zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
@@ -404,7 +215,7 @@ static cellar_status start_child(proxy *p, cellar_error *err)
     if (st)
         return st;
     clock_gettime(CLOCK_MONOTONIC, &p->child_started);
-    hook(p, CELLAR_PROXY_CHILD_STARTED, NULL, NULL);
+    proxy_hook(p, CELLAR_PROXY_CHILD_STARTED, NULL, NULL);
     return CELLAR_OK;
 }
 
@@ -451,7 +262,7 @@ static size_t send_replay(proxy *p, const cellar_replay_cell *cells, size_t n)
             snprintf(p->replay_ids[p->n_replay++], sizeof *p->replay_ids, "%s", id);
             p->replay_left++;
             p->replay_busy++;
-            send_composed(p->back[CELLAR_CHANNEL_SHELL], NULL, 0, &c);
+            proxy_send_composed(p, p->back[CELLAR_CHANNEL_SHELL], NULL, 0, &c);
             cellar_wire_composed_free(&c);
         }
         json_decref(header);
@@ -479,14 +290,14 @@ static void replay_answered(proxy *p, const cellar_wire_msg *m)
     const char *status = json_string_value(json_object_get(c, "status"));
     if (!status || strcmp(status, "ok")) {
         const char *ename = json_string_value(json_object_get(c, "ename"));
-        say("a replayed cell failed in the new kernel: %s",
+        proxy_say("a replayed cell failed in the new kernel: %s",
             ename ? ename : "(no reason)");
     }
     json_decref(c);
     if (p->replay_left && --p->replay_left == 0) {
-        say("replayed %zu definition cell%s into the new kernel", p->n_replay,
+        proxy_say("replayed %zu definition cell%s into the new kernel", p->n_replay,
             p->n_replay == 1 ? "" : "s");
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", NULL,
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "status", NULL,
                  json_pack("{s:s}", "execution_state", "idle"));
     }
     forget_replay_if_done(p);
@@ -506,15 +317,15 @@ static void child_exited(proxy *p, cellar_child_exit e)
         p->stop = true;
         return;
     }
-    say("the kernel %s; starting a new one", how);
+    proxy_say("the kernel %s; starting a new one", how);
     drain_back(p);
-    hook(p, CELLAR_PROXY_CHILD_DIED, NULL, NULL);
+    proxy_hook(p, CELLAR_PROXY_CHILD_DIED, NULL, NULL);
     /* A child that died while definitions were replayed into it may have died
      * of one of them: the next one starts bare rather than die the same way. */
     bool replay = p->cfg->hooks.replay && p->replay_left == 0;
     if (p->cfg->hooks.replay && !replay)
-        say("the kernel died while %zu replayed cell%s had not answered; the new one "
-            "gets none",
+        proxy_say("the kernel died while %zu replayed cell%s had not answered; the new "
+                  "one gets none",
             p->replay_left, p->replay_left == 1 ? "" : "s");
     p->n_replay = p->replay_left = p->replay_busy = 0; /* the old child's */
     const cellar_replay_cell *cells = NULL;
@@ -522,7 +333,7 @@ static void child_exited(proxy *p, cellar_child_exit e)
     answer_pending(p, how, replay ? n : (size_t)-1);
     p->quick_deaths = seconds_since(&p->child_started) < 2.0 ? p->quick_deaths + 1 : 0;
     if (p->quick_deaths >= 5) {
-        say("the kernel died %d times within 2 s of starting; giving up",
+        proxy_say("the kernel died %d times within 2 s of starting; giving up",
             p->quick_deaths);
         p->stop = true;
         p->exit_status = 1;
@@ -530,7 +341,7 @@ static void child_exited(proxy *p, cellar_child_exit e)
     }
     cellar_error err;
     if (start_child(p, &err) != CELLAR_OK) {
-        say("cannot restart the kernel: %s", err.message);
+        proxy_say("cannot restart the kernel: %s", err.message);
         p->stop = true;
         p->exit_status = 1;
         return;
@@ -550,8 +361,8 @@ static void from_frontend(proxy *p, int ch)
     if (v != CELLAR_WIRE_OK) {
         char from[64];
         snprintf(from, sizeof from, "a frontend on %s", channel_names[ch]);
-        drop(p, from, cellar_wire_verdict_name(v));
-        parts_clear(&p->in);
+        proxy_drop(p, from, cellar_wire_verdict_name(v));
+        proxy_parts_clear(&p->in);
         return;
     }
     cellar_wire_info info;
@@ -560,10 +371,13 @@ static void from_frontend(proxy *p, int ch)
         p->shutdown_seen = true;
     if (ch == CELLAR_CHANNEL_SHELL && !strcmp(info.msg_type, "execute_request")) {
         track_execute(p, &m, &info);
-        hook(p, CELLAR_PROXY_EXECUTE_REQUEST, &m, &info);
+        if (!proxy_forward_and_hook(p, p->back[ch], CELLAR_PROXY_EXECUTE_REQUEST, &m,
+                                    &info))
+            proxy_drop(p, channel_names[ch], "the kernel's socket refused it");
+        return;
     }
-    if (!forward(p->back[ch], &p->in, 0))
-        drop(p, channel_names[ch], "the kernel's socket refused it");
+    if (!proxy_forward(p, p->back[ch], &p->in, 0))
+        proxy_drop(p, channel_names[ch], "the kernel's socket refused it");
 }
 
 /* A child's reply on shell, control or stdin, on to the frontend it names. */
@@ -577,13 +391,13 @@ static void from_child(proxy *p, int ch)
         if (is_replay(p, info.parent_msg_id)) {
             if (!strcmp(info.msg_type, "execute_reply"))
                 replay_answered(p, &m);
-            parts_clear(&p->in);
+            proxy_parts_clear(&p->in);
             return;
         }
     }
     if (!parsed || m.delim == 0) {
-        drop(p, "the kernel", "not a routable Jupyter message");
-        parts_clear(&p->in);
+        proxy_drop(p, "the kernel", "not a routable Jupyter message");
+        proxy_parts_clear(&p->in);
         return;
     }
     if (ch == CELLAR_CHANNEL_SHELL) {
@@ -593,10 +407,12 @@ static void from_child(proxy *p, int ch)
             inflight *f = find_pending(p, info.parent_msg_id);
             if (f)
                 untrack(p, f);
-            hook(p, CELLAR_PROXY_EXECUTE_REPLY, &m, &info);
+            proxy_forward_and_hook(p, p->front[ch], CELLAR_PROXY_EXECUTE_REPLY, &m,
+                                   &info);
+            return;
         }
     }
-    forward(p->front[ch], &p->in, 0);
+    proxy_forward(p, p->front[ch], &p->in, 0);
 }
 
 /* The execution count of an execute_input, for the reply made if the child
@@ -618,8 +434,8 @@ static void from_child_iopub(proxy *p)
 {
     cellar_wire_msg m;
     if (cellar_wire_parse(p->in.frames, p->in.n, &m) != CELLAR_WIRE_OK) {
-        drop(p, "the kernel's iopub", "malformed");
-        parts_clear(&p->in);
+        proxy_drop(p, "the kernel's iopub", "malformed");
+        proxy_parts_clear(&p->in);
         return;
     }
     cellar_wire_info info;
@@ -634,20 +450,25 @@ static void from_child_iopub(proxy *p)
             json_decref(c);
             forget_replay_if_done(p);
         }
-        parts_clear(&p->in);
+        proxy_parts_clear(&p->in);
         return;
     }
     if (!strcmp(info.msg_type, "iopub_welcome")) {
-        parts_clear(&p->in); /* addressed to the proxy's own SUB */
+        proxy_parts_clear(&p->in); /* addressed to the proxy's own SUB */
         return;
     }
     if (!strcmp(info.msg_type, "status")) {
-        hook(p, CELLAR_PROXY_STATUS, &m, &info);
-    } else if (!strcmp(info.msg_type, "execute_input")) {
-        note_execution_count(p, &m, &info);
-        hook(p, CELLAR_PROXY_EXECUTE_INPUT, &m, &info);
+        proxy_forward_and_hook(p, p->front[CELLAR_CHANNEL_IOPUB], CELLAR_PROXY_STATUS, &m,
+                               &info);
+        return;
     }
-    forward(p->front[CELLAR_CHANNEL_IOPUB], &p->in, 0);
+    if (!strcmp(info.msg_type, "execute_input")) {
+        note_execution_count(p, &m, &info);
+        proxy_forward_and_hook(p, p->front[CELLAR_CHANNEL_IOPUB],
+                               CELLAR_PROXY_EXECUTE_INPUT, &m, &info);
+        return;
+    }
+    proxy_forward(p, p->front[CELLAR_CHANNEL_IOPUB], &p->in, 0);
 }
 
 /* A subscription on the frontend XPUB: answered with a welcome on its topic. */
@@ -655,7 +476,7 @@ static void subscription(proxy *p)
 {
     if (p->in.n != 1 || p->in.frames[0].size < 1 ||
         ((const unsigned char *)p->in.frames[0].data)[0] != 1) {
-        parts_clear(&p->in);
+        proxy_parts_clear(&p->in);
         return;
     }
     const char *topic = (const char *)p->in.frames[0].data + 1;
@@ -666,30 +487,35 @@ static void subscription(proxy *p)
         zmq_msg_t id;
         zmq_msg_init_size(&id, len);
         memcpy(zmq_msg_data(&id), topic, len);
-        send_own(p, p->front[CELLAR_CHANNEL_IOPUB], &id, len ? 1 : 0, "iopub_welcome",
-                 NULL, content);
+        proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], &id, len ? 1 : 0,
+                       "iopub_welcome", NULL, content);
         zmq_msg_close(&id);
     } else {
         json_decref(content);
     }
-    parts_clear(&p->in);
+    proxy_parts_clear(&p->in);
 }
 
-/* Handles up to `budget` messages waiting on one socket. */
-static void serve(proxy *p, void *sock, bool front, int ch, int budget)
+/* Handles up to `budget` messages waiting on one socket.  Returns true when
+ * it stopped with messages maybe still waiting (the budget ran out). */
+static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
 {
     while (budget-- > 0 && !p->stop) {
         int r =
-            receive(sock, &p->in,
+            proxy_receive(sock, &p->in,
                     p->cfg->max_message ? p->cfg->max_message : CELLAR_PROXY_MAX_MESSAGE);
         if (r == 0)
-            return;
+            return false;
         if (r < 0) {
-            drop(p, front ? channel_names[ch] : "the kernel", "over the size limit");
+            proxy_drop(p, front ? channel_names[ch] : "the kernel",
+                       "over the size limit");
             continue;
         }
+        uint64_t got = p->trace ? proxy_now_ns() : 0;
+        p->sent_ns = 0;
+        size_t bytes = p->in.bytes;
         if (front && ch == CELLAR_CHANNEL_HB)
-            forward(sock, &p->in, 0);
+            proxy_forward(p, sock, &p->in, 0);
         else if (front && ch == CELLAR_CHANNEL_IOPUB)
             subscription(p);
         else if (front)
@@ -698,7 +524,14 @@ static void serve(proxy *p, void *sock, bool front, int ch, int budget)
             from_child_iopub(p);
         else
             from_child(p, ch);
+        if (p->trace)
+            fprintf(p->trace, "%llu %s %s %zu %llu %llu %llu\n",
+                    (unsigned long long)p->woke_ns, front ? "front" : "back",
+                    channel_names[ch], bytes, (unsigned long long)(got - p->woke_ns),
+                    (unsigned long long)(p->sent_ns ? p->sent_ns - p->woke_ns : 0),
+                    (unsigned long long)(proxy_now_ns() - p->woke_ns));
     }
+    return !p->stop;
 }
 
 static void drain_back(proxy *p)
@@ -737,7 +570,8 @@ static void on_signal(proxy *p)
         } else if (si.ssi_signo == SIGINT) {
             /* The kernel shares our process group and got this one itself. */
         } else {
-            say("stopping on signal %u (%s)", si.ssi_signo, strsignal((int)si.ssi_signo));
+            proxy_say("stopping on signal %u (%s)", si.ssi_signo,
+                      strsignal((int)si.ssi_signo));
             p->stop = true;
         }
     }
@@ -801,6 +635,8 @@ static cellar_status setup(proxy *p, cellar_error *err)
                                 zmq_strerror(zmq_errno()));
     if ((st = bind_front(p, err)))
         return st;
+    if (p->cfg->trace_file && !(p->trace = fopen(p->cfg->trace_file, "w")))
+        proxy_say("cannot trace to %s: %s", p->cfg->trace_file, strerror(errno));
     return start_child(p, err);
 }
 
@@ -815,7 +651,8 @@ static void teardown(proxy *p)
             zmq_close(p->front[ch]);
     if (p->zctx)
         zmq_ctx_term(p->zctx);
-    parts_free(&p->in);
+    proxy_parts_free(&p->in);
+    proxy_parts_free(&p->late);
     free(p->pending);
     free(p->replay_ids);
     cellar_wire_auth_free(p->auth);
@@ -833,6 +670,95 @@ static void teardown(proxy *p)
     }
     if (p->sigfd >= 0)
         close(p->sigfd);
+    if (p->trace)
+        fclose(p->trace);
+}
+
+/* --- the loop --- */
+
+/* Serves every socket marked to check that has a message waiting, until none
+ * is left.  A socket is asked for ZMQ_EVENTS only when marked, not every
+ * socket on every wakeup as zmq_poll does (one syscall each), so a message
+ * costs the proxy a handful of syscalls.  Returns false when zmq fails. */
+static bool relay_until_quiet(proxy *p)
+{
+    for (bool again = true; again && !p->stop;) {
+        again = false;
+        for (int side = 0; side < 2 && !p->stop; side++)
+            for (int ch = 0; ch < CELLAR_CHANNEL_COUNT && !p->stop; ch++) {
+                bool *check = side ? &p->check_back[ch] : &p->check_front[ch];
+                void *s = side ? p->back[ch] : p->front[ch];
+                if (!*check || !s)
+                    continue;
+                *check = false;
+                int events = 0;
+                size_t len = sizeof events;
+                if (zmq_getsockopt(s, ZMQ_EVENTS, &events, &len) != 0) {
+                    if (zmq_errno() == EINTR) {
+                        *check = again = true;
+                        continue;
+                    }
+                    proxy_say("zmq_getsockopt(ZMQ_EVENTS): %s",
+                              zmq_strerror(zmq_errno()));
+                    p->exit_status = 1;
+                    return false;
+                }
+                if (!(events & ZMQ_POLLIN))
+                    continue;
+                /* A restart during serve() replaces the back sockets: those
+                 * are marked by start_child, and this one is not looked at. */
+                if (serve(p, s, side == 0, ch, 256) &&
+                    (side ? p->back[ch] : p->front[ch]) == s)
+                    *check = true;
+                again = true;
+            }
+    }
+    return true;
+}
+
+/* Sleeps in one poll() on the sockets' ZMQ_FDs and the signalfd, then marks
+ * the sockets whose fd fired and handles the signals. */
+static void sleep_until_ready(proxy *p)
+{
+    struct pollfd fds[2 * CELLAR_CHANNEL_COUNT + 1];
+    bool *marks[2 * CELLAR_CHANNEL_COUNT];
+    nfds_t n = 0;
+    for (int side = 0; side < 2; side++)
+        for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
+            void *s = side ? p->back[ch] : p->front[ch];
+            int fd = -1;
+            size_t len = sizeof fd;
+            if (!s)
+                continue;
+            bool *check = side ? &p->check_back[ch] : &p->check_front[ch];
+            if (zmq_getsockopt(s, ZMQ_FD, &fd, &len) != 0 || fd < 0) {
+                *check = true; /* asked through ZMQ_EVENTS instead */
+                continue;
+            }
+            fds[n] = (struct pollfd){.fd = fd, .events = POLLIN};
+            marks[n++] = check;
+        }
+    fds[n] = (struct pollfd){.fd = p->sigfd, .events = POLLIN};
+    /* A socket whose fd was unavailable is retried after 10 ms. */
+    bool pending = false;
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++)
+        pending = pending || p->check_front[ch] || p->check_back[ch];
+    int r = poll(fds, n + 1, pending ? 10 : -1);
+    if (r < 0) {
+        if (errno != EINTR) {
+            proxy_say("poll: %s", strerror(errno));
+            p->exit_status = 1;
+            p->stop = true;
+        }
+        return;
+    }
+    if (p->trace)
+        p->woke_ns = proxy_now_ns();
+    for (nfds_t i = 0; i < n; i++)
+        if (fds[i].revents)
+            *marks[i] = true;
+    if (fds[n].revents & POLLIN)
+        on_signal(p);
 }
 
 int cellar_proxy_run(const cellar_proxy_config *cfg, cellar_error *err)
@@ -856,39 +782,10 @@ int cellar_proxy_run(const cellar_proxy_config *cfg, cellar_error *err)
         teardown(&p);
         return 1;
     }
-    while (!p.stop) {
-        zmq_pollitem_t items[2 * CELLAR_CHANNEL_COUNT + 1];
-        void *socks[2 * CELLAR_CHANNEL_COUNT];
-        int chans[2 * CELLAR_CHANNEL_COUNT];
-        bool fronts[2 * CELLAR_CHANNEL_COUNT];
-        int n = 0;
-        for (int side = 0; side < 2; side++)
-            for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
-                void *s = side ? p.back[ch] : p.front[ch];
-                if (!s)
-                    continue;
-                items[n] = (zmq_pollitem_t){s, 0, ZMQ_POLLIN, 0};
-                socks[n] = s;
-                chans[n] = ch;
-                fronts[n++] = side == 0;
-            }
-        items[n] = (zmq_pollitem_t){NULL, p.sigfd, ZMQ_POLLIN, 0};
-        int r = zmq_poll(items, n + 1, -1);
-        if (r < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            say("zmq_poll: %s", zmq_strerror(zmq_errno()));
-            p.exit_status = 1;
-            break;
-        }
-        if (items[n].revents & ZMQ_POLLIN)
-            on_signal(&p);
-        for (int i = 0; i < n && !p.stop; i++)
-            /* A restart replaces the back sockets: skip the stale ones. */
-            if ((items[i].revents & ZMQ_POLLIN) &&
-                (fronts[i] ? p.front[chans[i]] : p.back[chans[i]]) == socks[i])
-                serve(&p, socks[i], fronts[i], chans[i], 256);
-    }
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++)
+        p.check_front[ch] = true;
+    while (!p.stop && relay_until_quiet(&p) && !p.stop)
+        sleep_until_ready(&p);
     int status = p.exit_status;
     teardown(&p);
     return status;

@@ -7,7 +7,8 @@
  * `pip install .` puts in a wheel, which cannot know the final path, still
  * starts that environment's ipykernel; when there is none, "python" is
  * looked up on PATH.  CELLAR_KERNEL_MAX_MESSAGE, in bytes, lowers or raises
- * the 1 GiB limit on one message (proxy.h).
+ * the 1 GiB limit on one message (proxy.h); CELLAR_KERNEL_TRACE names a file
+ * that gets a line of timings per relayed message (off by default).
  *
  * Each run is one kernel session with a random id, which the child finds in
  * CELLAR_KERNEL_SESSION.  Its cells go into the journal of the store in
@@ -38,6 +39,7 @@ static const char usage[] =
     "A first word 'python' means the python beside cellar-kernel, if any.\n"
     "\n"
     "A message over CELLAR_KERNEL_MAX_MESSAGE bytes (default 1 GiB) is dropped.\n"
+    "CELLAR_KERNEL_TRACE=FILE writes a line of timings per relayed message.\n"
     "\n"
     "Cells are recorded in the journal of the store in $CELLAR_DIR (default\n"
     "./.cellar); see 'cellar journal'.  When the kernel dies on its own, a new one\n"
@@ -136,7 +138,10 @@ int main(int argc, char **argv)
     if (!journal)
         fprintf(stderr, "cellar-kernel: the journal is off: %s\n", err.message);
 
-    cellar_proxy_config cfg = {.connection_file = file, .child_argv = cmd};
+    const char *trace = getenv("CELLAR_KERNEL_TRACE");
+    cellar_proxy_config cfg = {.connection_file = file,
+                               .child_argv = cmd,
+                               .trace_file = trace && *trace ? trace : NULL};
     if (journal)
         cfg.hooks = cellar_journal_writer_hooks(journal);
     const char *limit = getenv("CELLAR_KERNEL_MAX_MESSAGE");

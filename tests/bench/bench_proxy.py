@@ -4,6 +4,12 @@ kernelspec, this interpreter) and one behind cellar-kernel (the "cellar" kernels
 neighbour hurts both alike.
 
     .venv/bin/python tests/bench/bench_proxy.py [--trips 2000] [--lines 200000] [--reps 3]
+        [--variants bare,ext,baseline --baseline-kernel PATH] [--trips-only]
+
+--variants adds round-trip configurations measured in the same interleaved blocks, to
+split the cost: "bare" (the proxy without the extension in its kernel), "ext" (the
+extension without the proxy), "baseline" (another cellar-kernel build, copied beside
+this environment's python, e.g. .venv/bin/cellar-kernel-before).
 
 1. Round trip of an empty execute_request, from send to its execute_reply on shell,
    timed in this process: median and p99, and the difference the proxy adds.
@@ -24,10 +30,27 @@ import time
 from jupyter_client import KernelManager
 
 
+# Configurations the round trip can be measured in (--variants), beside the two above:
+# "bare" is cellar-kernel without the extension loaded into its ipykernel (the relay's
+# own cost, against "python3"); "ext" is ipykernel with the extension loaded as
+# cellar-kernel loads it, reached directly (the extension's cost, against "python3").
+# "baseline" is the cellar kernelspec run by another cellar-kernel executable
+# (--baseline-kernel: a copy of an earlier build), to compare two builds in one run.
+VARIANTS = ("python3", "cellar", "bare", "ext", "baseline")
+BASELINE_KERNEL = None
+
+
 def start(name, cwd):
-    km = KernelManager(kernel_name=name)
-    if name == "python3":
+    km = KernelManager(kernel_name={"bare": "cellar", "ext": "python3",
+                                    "baseline": "cellar"}.get(name, name))
+    if name == "baseline":
+        km.kernel_spec.argv[0] = BASELINE_KERNEL
+    if km.kernel_name == "python3":
         km.kernel_spec.argv[0] = sys.executable
+    if name == "bare":
+        km.kernel_spec.argv.insert(1, "--no-extension")
+    if name == "ext":
+        km.kernel_spec.argv.append("--IPKernelApp.extra_extensions=cellar")
     km.start_kernel(cwd=cwd)
     kc = km.client()
     kc.start_channels()
@@ -119,11 +142,25 @@ def main():
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", help="write the raw samples here")
+    ap.add_argument("--variants", default="python3,cellar",
+                    help=f"round-trip configurations, comma-separated, of {','.join(VARIANTS)} "
+                         "(python3 and cellar are always measured)")
+    ap.add_argument("--trips-only", action="store_true", help="skip the iopub and comm parts")
+    ap.add_argument("--baseline-kernel", help="a cellar-kernel executable for the baseline "
+                    "variant (beside the environment's python, which it runs)")
     a = ap.parse_args()
+    global BASELINE_KERNEL
+    BASELINE_KERNEL = a.baseline_kernel
+    if "baseline" in a.variants and not BASELINE_KERNEL:
+        ap.error("the baseline variant needs --baseline-kernel")
+    names = ["python3", "cellar"] + [v for v in a.variants.split(",")
+                                     if v in VARIANTS and v not in ("python3", "cellar")]
     cwd = tempfile.mkdtemp(prefix="cellar-bench-proxy-")
-    kernels = {name: start(name, cwd) for name in ("python3", "cellar")}
-    trips = {name: [] for name in kernels}
+    kernels = {}
+    trips = {name: [] for name in names}
     try:
+        for name in names:
+            kernels[name] = start(name, cwd)
         for name, (_, kc) in kernels.items():  # warm up both
             for _ in range(50):
                 round_trip(kc)
@@ -133,11 +170,11 @@ def main():
                 for _ in range(block):
                     trips[name].append(round_trip(kc))
                 drain_iopub(kc)
-        floods = {name: [] for name in kernels}
-        for _ in range(a.reps):
-            for name, (_, kc) in kernels.items():
-                floods[name].append(flood(kc, a.lines))
-        rss = big_comm(*kernels["cellar"], 64 << 20)
+        floods = {name: [] for name in ("python3", "cellar")}
+        for _ in range(0 if a.trips_only else a.reps):
+            for name in floods:
+                floods[name].append(flood(kernels[name][1], a.lines))
+        rss = None if a.trips_only else big_comm(*kernels["cellar"], 64 << 20)
     finally:
         for km, kc in kernels.values():
             kc.stop_channels()
@@ -148,10 +185,20 @@ def main():
     print(f"empty execute_request round trip ({len(d)} each, interleaved in blocks of 100)")
     print(f"  direct    median {statistics.median(d) * us:8.1f} us   p99 {pct(d, .99) * us:8.1f} us")
     print(f"  proxied   median {statistics.median(p) * us:8.1f} us   p99 {pct(p, .99) * us:8.1f} us")
-    dm = statistics.median(p) - statistics.median(d)
-    print(f"  proxy adds {dm * us:+.1f} us to the median "
-          f"({dm / statistics.median(d) * 100:+.1f}%), "
-          f"{(pct(p, .99) - pct(d, .99)) * us:+.1f} us to p99")
+    for name in names[2:]:
+        v = trips[name]
+        print(f"  {name:9} median {statistics.median(v) * us:8.1f} us   p99 {pct(v, .99) * us:8.1f} us")
+    for name in names[1:]:
+        v = trips[name]
+        dm = statistics.median(v) - statistics.median(d)
+        print(f"  {'proxy' if name == 'cellar' else name} adds {dm * us:+.1f} us to the median "
+              f"({dm / statistics.median(d) * 100:+.1f}%), "
+              f"{(pct(v, .99) - pct(d, .99)) * us:+.1f} us to p99")
+    if a.trips_only:
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"round_trip_s": trips}, f)
+        return
     fd, fp = statistics.median(floods["python3"]), statistics.median(floods["cellar"])
     print(f"iopub: a cell printing {a.lines} lines, median of {a.reps}")
     print(f"  direct  {fd:6.3f} s  ({a.lines / fd:10.0f} lines/s)")

@@ -7,7 +7,8 @@ reports and of the graph has a WCAG contrast of at least 4.5 against what is pai
 behind it, and each node's status border at least 3, measured from computed colours
 (and the fallbacks, for frontends without JupyterLab's variables); an edited cell reruns only its node; with
 `%cellar auto on`, running an edited node's cell reruns the target there; after Kernel → Restart Kernel…
-and Run All, the results load from the store. Bodies are counted through the
+and Run All, the results load from the store; after `kill -9` of the ipykernel behind
+cellar-kernel the same tab goes on, with no dialog, and `%cellar run` loads every node. Bodies are counted through the
 side-effect log (calls.log beside the notebook), as in the other integration tests.
 Screenshots of each step go to the test's tmp_path (or $CELLAR_BROWSER_SCREENS/<test>).
 """
@@ -15,6 +16,8 @@ Screenshots of each step go to the test's tmp_path (or $CELLAR_BROWSER_SCREENS/<
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ import pytest
 from browser_lab import (CHROMIUM, CHROMIUM_ARGS, KERNEL_DISPLAY, LabPage, LabServer,
                          chromium_missing_reason, contrasts, write_notebook)
 from conftest import HELPER, calls, count_lines
+from journal_client import helper
 
 _missing = chromium_missing_reason()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=f"browser tests need chromium: {_missing}")
@@ -218,3 +222,99 @@ def test_restart_from_the_kernel_menu_then_results_load_from_the_store(ui):
     assert rep["status"] == {"a": "loaded", "b": "loaded", "c": "loaded"}, rep
     assert ui.result_text(RUN) == "21"
     assert count_lines(log) == calls()
+
+
+# What the page shows while the kernel dies and comes back: every dialog that opens and
+# every kernel status the toolbar passes through, recorded in the page itself.
+_WATCH_KERNEL = """nb => {
+    window.cellarSeen = {dialogs: [], statuses: []};
+    const ind = nb.querySelector('.jp-Notebook-ExecutionIndicator');
+    const note = () => {
+        const s = ind && ind.getAttribute('data-status');
+        const seen = window.cellarSeen.statuses;
+        if (s && seen[seen.length - 1] !== s) seen.push(s);
+    };
+    new MutationObserver(note).observe(ind, {attributes: true});
+    new MutationObserver(records => {
+        for (const r of records)
+            for (const n of r.addedNodes)
+                if (n.nodeType === 1 && (n.matches('.jp-Dialog') || n.querySelector('.jp-Dialog')))
+                    window.cellarSeen.dialogs.push(n.innerText);
+    }).observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out = []
+    for t in tids:
+        try:
+            out += [int(c) for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def notebook_child_kernel(lab, notebook: str) -> tuple[int, int]:
+    """(cellar-kernel's pid, its ipykernel's pid) for the notebook's kernel, found in the
+    process table: the proxy whose command line names the session's connection file."""
+    kid = next(s["kernel"]["id"] for s in lab.api("GET", "api/sessions") if s["path"].endswith(notebook))
+    for pid in lab.own_processes():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if Path(cmd[0].decode()).name == "cellar-kernel" and any(f"kernel-{kid}.json".encode() in a for a in cmd):
+            kids = [c for c in _children(pid) if b"ipykernel" in Path(f"/proc/{c}/cmdline").read_bytes()]
+            if kids:
+                return pid, kids[0]
+    raise AssertionError(f"no cellar-kernel with an ipykernel child for kernel {kid}")
+
+
+def test_kill_9_of_the_kernel_then_the_same_tab_goes_on_and_results_load(ui, lab):
+    # The side-effect helper with its log's path a literal: a definition cell, replayed
+    # (conftest's HELPER computes the path, and a cell that computes is never replayed).
+    write_notebook(ui.dir / "chain.ipynb", [CELLS[0], helper(ui.dir)] + CELLS[2:])
+    ui.open_notebook(f"{ui.rel}/chain.ipynb")
+    ui.run_all()
+    assert ui.report(RUN)["status"] == {"a": "computed", "b": "computed", "c": "computed"}, ui.describe()
+    log = ui.dir / "calls.log"
+    log.write_text("")
+    proxy, child = notebook_child_kernel(lab, f"{ui.rel}/chain.ipynb")
+    replays_before = lab.log_path.read_text(errors="replace").count("replayed 5 definition cells")
+    ui.screenshot("before-kill")
+
+    ui.notebook.evaluate(_WATCH_KERNEL)
+    os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    new_child = None
+    while time.monotonic() < deadline:
+        kids = [c for c in _children(proxy) if c != child]
+        text = lab.log_path.read_text(errors="replace")
+        if kids and text.count("replayed 5 definition cells") > replays_before:
+            new_child = kids[0]
+            break
+        time.sleep(0.1)
+    assert new_child, f"no new kernel with the 5 definition cells replayed within 30 s:\n{lab.log()}"
+    assert "was killed by signal 9" in lab.log_path.read_text(errors="replace")
+    ui.wait_kernel_idle(timeout=30)
+    ui.screenshot("after-kill")
+
+    # The same tab carries on: the next `%cellar run` loads every node, no body reruns.
+    ui.run_cell(RUN)
+    ui.screenshot("run-after-kill")
+    assert not ui.errors(), ui.describe()
+    rep = ui.report(RUN)
+    assert rep["status"] == {"a": "loaded", "b": "loaded", "c": "loaded"}, rep
+    assert ui.result_text(RUN) == "21"
+    assert count_lines(log) == calls()
+    # ...through the same proxy (JupyterLab's kernel never died), and with nothing asked of
+    # the user: no dialog (JupyterLab's "Kernel Restarting" one among them) opened.
+    assert notebook_child_kernel(lab, f"{ui.rel}/chain.ipynb") == (proxy, new_child)
+    seen = ui.page.evaluate("window.cellarSeen")
+    assert seen["dialogs"] == [], seen
+    assert ui.page.locator(".jp-Dialog").count() == 0
+    print(f"kernel statuses shown after the kill: {seen['statuses']}")

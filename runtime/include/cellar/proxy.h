@@ -42,8 +42,9 @@ extern "C" {
 #define CELLAR_PROXY_MAX_FRAMES 65536
 
 /* What the relay tells its hooks.  The message events are raised after the
- * frontend's signature was checked (requests) and before the message is
- * forwarded; a hook sees the frames exactly as relayed. */
+ * frontend's signature was checked (requests), just after the message was
+ * forwarded (its frames kept by zmq_msg_copy; before, if a copy fails), and
+ * before the next message is read; a hook sees the frames exactly as relayed. */
 typedef enum cellar_proxy_event {
     CELLAR_PROXY_EXECUTE_REQUEST, /* frontend -> kernel, shell */
     CELLAR_PROXY_EXECUTE_INPUT,   /* kernel -> frontends, iopub */
@@ -87,6 +88,13 @@ typedef struct cellar_proxy_config {
     char *const *child_argv;
     cellar_proxy_hooks hooks;
     size_t max_message; /* bytes in all frames of one message; 0: the default */
+    /* NULL, or a file that gets one line per message relayed, for measuring
+     * the relay: "WAKE_NS SIDE CHANNEL BYTES GOT_NS SENT_NS DONE_NS" with
+     * WAKE_NS the CLOCK_MONOTONIC time the loop woke, and from then to the
+     * message fully received, to it sent on (0: not sent) and to its hooks
+     * done.  Written through stdio's buffer, complete at exit.  A file
+     * that cannot be opened is a warning; the relay runs without it. */
+    const char *trace_file;
 } cellar_proxy_config;
 
 /*
