@@ -242,6 +242,11 @@ typedef struct cellar_pickled {
     cellar_stage *stage; /* large segments already written (cellar_pickle_to_store) */
     /* Set on return 0 and 1 alike: false when dv is a unique version. */
     bool stable;
+    /* cellar_pickle_to_store: the small buffers' bytes, copied when the node
+     * returned (a list of bytes, or NULL), and whether every segment is
+     * immutable now (copied, staged, or bytes of its own). */
+    PyObject *copies;
+    bool owned;
     /* It holds a pathlib.Path, versioned by the content it names now
      * (file_inputs.c): true of the file as it is, so never stored. */
     bool has_paths;

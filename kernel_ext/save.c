@@ -116,7 +116,7 @@ static cellar_status node_record(slot *s, uint64_t now, char **text, cellar_erro
  * a body keeps a target's store write at the cost of the write. */
 static bool stored_bytes_versioned(run_ctx *ctx, slot *s)
 {
-    if (!s->exposed || s->pickled.nviews == 0 ||
+    if (!s->exposed || s->pickled.nviews == 0 || s->pickled.owned ||
         cellar_pickled_unchanged(ctx->st, &s->pickled))
         return true;
     cellar_warn("the result of node '%s' was changed in place by a node that used it, "

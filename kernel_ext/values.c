@@ -99,6 +99,8 @@ void cellar_pickled_release(cellar_pickled *p)
     Py_CLEAR(p->stream);
     Py_CLEAR(p->buffers);
     Py_CLEAR(p->code);
+    Py_CLEAR(p->copies);
+    p->owned = false;
     cellar_stage_free(p->stage);
     p->stage = NULL;
     p->views = NULL;
@@ -769,6 +771,35 @@ static int version_only(cellar_state *st, PyObject *value, PyObject *memo,
     return 0;
 }
 
+/* For a result to be stored: the bytes to store are taken now, before any
+ * downstream body can change the value in place.  Buffers too small to be
+ * blobs are copied (at most 1 MiB each); large ones were staged, i.e.
+ * copied into the store's files, by version_segments.  `owned` says whether
+ * every segment is now immutable (none left as a view of the live value, as
+ * when staging could not be done). */
+static int own_segments(cellar_pickled *p)
+{
+    size_t large = 0;
+    for (size_t i = 0; i < p->nsegs; i++)
+        large += p->segs[i].len >= CELLAR_BLOB_MIN_DEFAULT;
+    for (size_t i = 1; i <= p->nviews; i++) { /* segments 1..nviews are the views */
+        if (p->segs[i].len >= CELLAR_BLOB_MIN_DEFAULT)
+            continue;
+        if (!p->copies && !(p->copies = PyList_New(0)))
+            return -1;
+        PyObject *b =
+            PyBytes_FromStringAndSize((const char *)p->segs[i].data, (Py_ssize_t)p->segs[i].len);
+        if (!b || PyList_Append(p->copies, b) < 0) {
+            Py_XDECREF(b);
+            return -1;
+        }
+        p->segs[i].data = PyBytes_AS_STRING(b);
+        Py_DECREF(b); /* the list keeps it */
+    }
+    p->owned = large == 0 || cellar_stage_files(p->stage) == large;
+    return 0;
+}
+
 static int pickle_value(cellar_state *st, PyObject *value, PyObject *memo,
                         cellar_pickled *out, PyObject **why, bool stage)
 {
@@ -802,6 +833,10 @@ static int pickle_value(cellar_state *st, PyObject *value, PyObject *memo,
     } else {
         out->stable = true;
         version_segments(st, out, stage);
+        if (stage && own_segments(out) < 0) {
+            cellar_pickled_release(out);
+            rc = -1;
+        }
     }
     Py_XDECREF(own_memo);
     return rc;

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from browser_lab import (CHROMIUM, CHROMIUM_ARGS, KERNEL_DISPLAY, LabPage, LabServer,
-                         chromium_missing_reason, contrasts, write_notebook)
+from browser_lab import (_PROMPTS_DONE, _WATCH_PROMPTS, CHROMIUM, CHROMIUM_ARGS,
+                         KERNEL_DISPLAY, LabPage, LabServer, chromium_missing_reason,
+                         contrasts, write_notebook)
 from conftest import HELPER, calls, count_lines
 from journal_client import helper
 
@@ -318,3 +319,40 @@ def test_kill_9_of_the_kernel_then_the_same_tab_goes_on_and_results_load(ui, lab
     assert seen["dialogs"] == [], seen
     assert ui.page.locator(".jp-Dialog").count() == 0
     print(f"kernel statuses shown after the kill: {seen['statuses']}")
+SLOW = 'import time\n\ndef slow(c):\n    _log("slow")\n    time.sleep(3)\n    return c * 2\n'
+
+
+def test_progress_line_shows_while_a_long_run_runs_then_the_report_replaces_it(ui):
+    cells = CELLS[:RUN] + [SLOW, "%cellar run slow\n"]
+    write_notebook(ui.dir / "slow.ipynb", cells)
+    ui.open_notebook(f"{ui.rel}/slow.ipynb")
+    ui.run_all()  # first run: the chain and slow computed (with a line, replaced)
+    log = ui.dir / "calls.log"
+    log.write_text("")
+    ui.set_cell(RUN, SLOW.replace("c * 2", "c * 3"))
+    ui.run_cell(RUN)
+
+    out = ui.cell(RUN + 1).locator(".jp-OutputArea")
+    prompt = ui.cell(RUN + 1).locator(".jp-InputArea-prompt")
+    prompt.evaluate_all(_WATCH_PROMPTS)
+    ui.cell(RUN + 1).locator(".cm-content").click()
+    ui.page.keyboard.press("Shift+Enter")
+    seen = ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the line appears after 0.5 s of the 3 s body
+        seen = out.inner_text()
+        if "running slow" in seen:
+            break
+        time.sleep(0.05)
+    ui.screenshot("progress-line")
+    assert "nodes done, running slow" in seen, f"no progress line while the run ran:\n{seen}"
+    while not prompt.evaluate_all(_PROMPTS_DONE):
+        if time.monotonic() > deadline + 20:
+            raise TimeoutError(ui.describe())
+        time.sleep(0.1)
+    ui.screenshot("progress-replaced")
+    rep = ui.report(RUN + 1)
+    assert rep["status"].get("slow") == "computed", rep
+    assert "nodes done" not in out.inner_text(), "the report must take the line's place"
+    assert ui.result_text(RUN + 1) == str(21 * 3)
+    assert count_lines(log) == calls("slow")
