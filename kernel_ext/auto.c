@@ -149,28 +149,13 @@ static PyObject *changed_names(PyObject *before, PyObject *now)
 }
 
 /* Shows the exception a rerun raised, as IPython shows a cell's (RunError
- * has no frames to show); without a shell, traceback.print_exception. */
+ * renders as its one line). */
 static void show_error(cellar_state *st)
 {
     PyObject *exc = cellar_fetch_exception();
     if (!exc)
         return;
-    PyObject *r = NULL;
-    if (st->shell) {
-        PyObject *tb = PyException_GetTraceback(exc);
-        PyObject *info =
-            Py_BuildValue("(OOO)", (PyObject *)Py_TYPE(exc), exc, tb ? tb : Py_None);
-        r = info ? PyObject_CallMethod(st->shell, "showtraceback", "(O)", info) : NULL;
-        Py_XDECREF(info);
-        Py_XDECREF(tb);
-        if (!r)
-            PyErr_Clear();
-    }
-    if (!r)
-        r = PyObject_CallFunctionObjArgs(st->print_exception, exc, NULL);
-    if (!r)
-        PyErr_Clear();
-    Py_XDECREF(r);
+    cellar_show_exception(st, exc);
     Py_DECREF(exc);
 }
 

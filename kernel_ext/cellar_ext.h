@@ -183,6 +183,12 @@ PyObject *cellar_user_ns(cellar_state *st);
 /* Writes "cellar: warning: " and the printf-formatted message (cut at 1 kB)
  * to sys.stderr; a pending Python error is kept as it was. */
 void cellar_warn(const char *fmt, ...);
+/* Shows `exc` (borrowed) as IPython shows a cell's error: shell.showtraceback
+ * with tb_offset 0 (a node's traceback starts at its own frame, since cellar
+ * called it from C; %xmode and colours apply; a RunError renders as its one
+ * line), or traceback.print_exception on stderr without a shell.  Never
+ * raises. */
+void cellar_show_exception(cellar_state *st, PyObject *exc);
 
 /* module.c */
 int cellar_open_store(cellar_state *st, PyObject *dir); /* -1 with StoreError set */
@@ -253,6 +259,14 @@ typedef struct cellar_pickled {
 } cellar_pickled;
 /* Creates the picklers; -1 with a Python error. */
 int cellar_values_init(PyObject *module, cellar_state *st);
+
+/* canonical_sets.c: whether a protocol-5 stream of `n` bytes holds a
+ * non-empty set (or may: an opcode it does not know counts as yes); and the
+ * reduction `(type, (sorted list,))` of a set or frozenset, elements sorted
+ * by fingerprint (new reference, or NULL with an error: TypeError for an
+ * element that cannot be pickled).  `memo` is the run's version memo. */
+bool cellar_stream_has_sets(const unsigned char *p, size_t n);
+PyObject *cellar_canonical_set(cellar_state *st, PyObject *obj, PyObject *memo);
 
 /* file_inputs.c: pathlib.Path values, versioned by what they name.  Looks up
  * pathlib.Path; -1 with a Python error. */

@@ -29,40 +29,6 @@ static PyObject *exception_text(PyObject *exc)
     return r ? r : PyUnicode_FromString(Py_TYPE(exc)->tp_name);
 }
 
-/* Shows a node's exception.  Under IPython, its own formatter does it
- * (shell.showtraceback, so %xmode and colours apply; in a notebook the
- * traceback is an `error` output).  The traceback starts at the node's frame,
- * since the body was called from C, so nothing is trimmed (tb_offset 0: the
- * shell's default of 1 would drop the node's own frame).  Without a shell,
- * traceback.print_exception writes it to stderr. */
-static void show_traceback(run_ctx *ctx, PyObject *exc)
-{
-    cellar_state *st = ctx->st;
-    PyObject *r = NULL;
-    run_progress_interrupt(ctx);
-    if (st->shell) {
-        PyObject *tb = PyException_GetTraceback(exc);
-        PyObject *info =
-            Py_BuildValue("(OOO)", (PyObject *)Py_TYPE(exc), exc, tb ? tb : Py_None);
-        PyObject *show = info ? PyObject_GetAttrString(st->shell, "showtraceback") : NULL;
-        PyObject *args = show ? PyTuple_Pack(1, info) : NULL;
-        PyObject *kwargs = args ? Py_BuildValue("{si}", "tb_offset", 0) : NULL;
-        r = kwargs ? PyObject_Call(show, args, kwargs) : NULL;
-        Py_XDECREF(kwargs);
-        Py_XDECREF(args);
-        Py_XDECREF(show);
-        Py_XDECREF(info);
-        Py_XDECREF(tb);
-        if (!r)
-            PyErr_Clear();
-    }
-    if (!r)
-        r = PyObject_CallFunctionObjArgs(st->print_exception, exc, NULL);
-    if (!r)
-        PyErr_Clear();
-    Py_XDECREF(r);
-}
-
 /* Calls the node with its parameters' values. */
 static PyObject *call_node(slot *s, PyObject **values)
 {
@@ -213,7 +179,8 @@ static int compute(run_ctx *ctx, int id)
             run_set_error(s, ST_FAILED, PyUnicode_FromString("interrupted"));
         } else {
             PyObject *exc = cellar_fetch_exception();
-            show_traceback(ctx, exc);
+            run_progress_interrupt(ctx);
+            cellar_show_exception(ctx->st, exc);
             run_set_error(s, ST_FAILED, exception_text(exc));
             Py_DECREF(exc);
         }

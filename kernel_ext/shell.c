@@ -1,7 +1,8 @@
 /*
  * shell.c - what every part of the extension shares, at the bottom of the
- * layers: the module state, the user's namespace and warnings.  It calls
- * nothing else in kernel_ext, so any file may call it.
+ * layers: the module state, the user's namespace, warnings, and showing an
+ * error as IPython does.  It calls nothing else in kernel_ext, so any file
+ * may call it.
  *
  * The namespace is the IPython shell's user_ns when the module was loaded as
  * an extension, else __main__'s dict (a plain interpreter).  A warning goes to
@@ -60,4 +61,30 @@ void cellar_warn(const char *fmt, ...)
                                                                : "");
     PyErr_Restore(type, value, tb);
     free(big);
+}
+
+void cellar_show_exception(cellar_state *st, PyObject *exc)
+{
+    PyObject *r = NULL;
+    if (st->shell) {
+        PyObject *tb = PyException_GetTraceback(exc);
+        PyObject *info =
+            Py_BuildValue("(OOO)", (PyObject *)Py_TYPE(exc), exc, tb ? tb : Py_None);
+        PyObject *show = info ? PyObject_GetAttrString(st->shell, "showtraceback") : NULL;
+        PyObject *args = show ? PyTuple_Pack(1, info) : NULL;
+        PyObject *kwargs = args ? Py_BuildValue("{si}", "tb_offset", 0) : NULL;
+        r = kwargs ? PyObject_Call(show, args, kwargs) : NULL;
+        Py_XDECREF(kwargs);
+        Py_XDECREF(args);
+        Py_XDECREF(show);
+        Py_XDECREF(info);
+        Py_XDECREF(tb);
+        if (!r)
+            PyErr_Clear();
+    }
+    if (!r)
+        r = PyObject_CallFunctionObjArgs(st->print_exception, exc, NULL);
+    if (!r)
+        PyErr_Clear();
+    Py_XDECREF(r);
 }
