@@ -8,10 +8,12 @@
  * signal is armed in the child and then the parent's pid is checked again,
  * because the parent may have died between fork and prctl.
  */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "cellar/child.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,20 @@ static char **child_environ(char *extra)
     return env;
 }
 
+/* The CPUs children get back (cellar_child_remember_cpus). */
+static cpu_set_t child_cpus;
+static bool child_cpus_set;
+
+bool cellar_child_remember_cpus(void)
+{
+    cpu_set_t now;
+    if (sched_getaffinity(0, sizeof now, &now) != 0)
+        return false;
+    child_cpus = now;
+    child_cpus_set = true;
+    return true;
+}
+
 cellar_status cellar_child_start(char *const argv[], pid_t *pid, cellar_error *err)
 {
     char path[PATH_MAX];
@@ -86,6 +102,8 @@ cellar_status cellar_child_start(char *const argv[], pid_t *pid, cellar_error *e
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        if (child_cpus_set)
+            (void)sched_setaffinity(0, sizeof child_cpus, &child_cpus);
         for (int s = 1; s < NSIG; s++)
             if (s != SIGKILL && s != SIGSTOP)
                 signal(s, SIG_DFL);

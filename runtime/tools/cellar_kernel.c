@@ -18,14 +18,19 @@
  * `-m ipykernel`), the extension is loaded into it at start
  * (--IPKernelApp.extra_extensions=cellar), silently since the session variable
  * is set; --no-extension leaves it out.
+ *
+ * The relay's own threads run on one CPU (pin_relay), its kernel on all.
  */
+#define _GNU_SOURCE /* sched_getaffinity, sched_getcpu */
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include "cellar/child.h"
 #include "cellar/fingerprint.h"
 #include "cellar/journal_writer.h"
 #include "cellar/proxy.h"
@@ -75,6 +80,47 @@ static bool runs_ipykernel(char **cmd)
                                       !strcmp(cmd[i + 1], "ipykernel")))
             return true;
     return false;
+}
+
+/*
+ * Pins this thread, and so the threads started after it (libzmq's I/O
+ * thread, the journal writer), to one CPU, after recording the full set for
+ * the kernel (cellar_child_remember_cpus).  A message crosses between the
+ * relay thread and libzmq's I/O thread twice on its way through; between two
+ * CPUs each crossing is a cross-CPU wakeup (an IPI, on a virtual machine an
+ * exit to the hypervisor), on one CPU a plain switch, and the relay never
+ * needs two CPUs at once (BENCHMARKS.md, cellar-kernel).  CELLAR_KERNEL_CPU
+ * chooses: unset, empty or "auto", the CPU this process runs on now; a
+ * number, that CPU; "off", no pinning.  Nothing is pinned when only one CPU
+ * is allowed; a CPU that is not allowed is a warning and no pinning.
+ */
+static void pin_relay(void)
+{
+    const char *v = getenv("CELLAR_KERNEL_CPU");
+    if (v && !strcmp(v, "off"))
+        return;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2)
+        return;
+    int cpu = sched_getcpu();
+    if (v && *v && strcmp(v, "auto")) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end || n < 0 || n >= CPU_SETSIZE || !CPU_ISSET((int)n, &allowed)) {
+            fprintf(stderr,
+                    "cellar-kernel: CELLAR_KERNEL_CPU='%s' is not a CPU this process may "
+                    "run on (a number, \"auto\" or \"off\"); the relay is not pinned\n",
+                    v);
+            return;
+        }
+        cpu = (int)n;
+    }
+    if (cpu < 0 || !CPU_ISSET(cpu, &allowed) || !cellar_child_remember_cpus())
+        return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    (void)sched_setaffinity(0, sizeof one, &one);
 }
 
 int main(int argc, char **argv)
@@ -130,6 +176,7 @@ int main(int argc, char **argv)
     char session[CELLAR_HASH_HEX_LEN + 1];
     cellar_hash_to_hex(&h, session);
     setenv("CELLAR_KERNEL_SESSION", session, 1);
+    pin_relay();
     const char *dir = getenv("CELLAR_DIR");
     cellar_error err;
     cellar_error_clear(&err);

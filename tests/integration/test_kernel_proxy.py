@@ -526,3 +526,46 @@ def test_oversize_messages_are_dropped_both_ways(tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def _cpus(status_path: str) -> set[int]:
+    """The CPUs a task may run on, from its Cpus_allowed_list in /proc."""
+    for line in open(status_path):
+        if line.startswith("Cpus_allowed_list:"):
+            cpus = set()
+            for part in line.split(":", 1)[1].strip().split(","):
+                lo, _, hi = part.partition("-")
+                cpus.update(range(int(lo), int(hi or lo) + 1))
+            return cpus
+    raise AssertionError(f"no Cpus_allowed_list in {status_path}")
+
+
+@pytest.mark.parametrize("setting", [None, "off", "bogus"])
+def test_relay_threads_share_one_cpu_and_the_kernel_gets_them_all(tmp_path, setting):
+    """The proxy's threads run on one CPU (unless CELLAR_KERNEL_CPU=off or a value that
+    is not a CPU, which is a warning), and its kernel on every CPU the proxy was given."""
+    mine = os.sched_getaffinity(0)
+    if len(mine) < 2:
+        pytest.skip("only one CPU: nothing is pinned")
+    env = dict(os.environ)
+    env.pop("CELLAR_KERNEL_CPU", None)
+    if setting:
+        env["CELLAR_KERNEL_CPU"] = setting
+    km, kc = start(tmp_path, stderr_path=tmp_path / "kernel.stderr", env=env)
+    try:
+        pid = proxy_pid(km)
+        threads = [_cpus(f"/proc/{pid}/task/{t}/status") for t in os.listdir(f"/proc/{pid}/task")]
+        assert len(threads) >= 2  # the relay and at least libzmq's I/O thread
+        if setting is None:
+            assert all(t == threads[0] for t in threads) and len(threads[0]) == 1, threads
+        else:
+            assert all(t == mine for t in threads), threads
+        # The kernel's own view, from inside it.
+        child = evaluate(kc, "sorted(__import__('os').sched_getaffinity(0))")
+        assert set(child) == mine
+        assert ok(kc, "1 + 1")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    said = (tmp_path / "kernel.stderr").read_text()
+    assert ("CELLAR_KERNEL_CPU='bogus' is not a CPU" in said) == (setting == "bogus")

@@ -29,6 +29,15 @@ extern "C" {
  */
 cellar_status cellar_child_start(char *const argv[], pid_t *pid, cellar_error *err);
 
+/*
+ * Records the set of CPUs the calling thread may run on now: every child
+ * started afterwards gets that set back before exec, so that the caller may
+ * then pin itself to fewer CPUs without pinning its kernels.  A set the
+ * system refuses in the child (CPUs gone offline) leaves the child the
+ * caller's.  Returns false, recording nothing, when the set cannot be read.
+ */
+bool cellar_child_remember_cpus(void);
+
 /* What became of a child: `exited` false means it still runs. */
 typedef struct cellar_child_exit {
     bool exited;
