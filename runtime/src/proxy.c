@@ -17,6 +17,10 @@
  * receives the reply without its own id, and the frontend ROUTER routes it
  * by the client's identity that is now first.
  *
+ * The frontend's heartbeat pings reach the child's heartbeat (heartbeat()),
+ * so a stopped or wedged child shows there as it would without the proxy;
+ * during a crash's recovery the proxy echoes them itself.
+ *
  * Each child gets a generation number: its endpoints and connection file are
  * named after it in the proxy's 0700 directory, and its sockets are made
  * fresh, so nothing queued for a dead child leaks into the next one.  The
@@ -160,6 +164,10 @@ static void close_back(proxy *p)
         }
 }
 
+/* The proxy's own ping to a new child's heartbeat: one frame, which no
+ * frontend's ping is (a ROUTER puts the client's identity before it). */
+#define HB_PROBE "cellar-kernel heartbeat probe"
+
 static cellar_status start_child(proxy *p, cellar_error *err)
 {
     close_back(p);
@@ -177,8 +185,9 @@ static cellar_status start_child(proxy *p, cellar_error *err)
     if (st)
         return st;
     static const int types[CELLAR_CHANNEL_COUNT] = {ZMQ_DEALER, ZMQ_SUB, ZMQ_DEALER,
-                                                    ZMQ_DEALER, 0};
-    for (int ch = 0; ch < CELLAR_CHANNEL_HB; ch++) {
+                                                    ZMQ_DEALER, ZMQ_DEALER};
+    p->child_beats = false;
+    for (int ch = 0; ch < CELLAR_CHANNEL_COUNT; ch++) {
         void *s = zmq_socket(p->zctx, types[ch]);
         char ep[PATH_MAX + 32];
         int zero = 0, ivl = 10;
@@ -201,6 +210,10 @@ static cellar_status start_child(proxy *p, cellar_error *err)
             return cellar_error_set(err, CELLAR_EIO, "cannot connect to %s: %s", ep,
                                     zmq_strerror(zmq_errno()));
     }
+    /* Queued until the child binds its heartbeat; its echo switches the
+     * frontend's pings over to it (heartbeat()). */
+    zmq_send(p->back[CELLAR_CHANNEL_HB], HB_PROBE, sizeof HB_PROBE - 1, ZMQ_DONTWAIT);
+    p->check_back[CELLAR_CHANNEL_HB] = true;
     size_t n = 0;
     while (p->cfg->child_argv[n])
         n++;
@@ -496,6 +509,30 @@ static void subscription(proxy *p)
     proxy_parts_clear(&p->in);
 }
 
+/* A ping from a frontend goes to the child's heartbeat once that has answered
+ * the probe start_child sent, so that a child that stops answering (stopped,
+ * wedged) is seen by the frontend as ipykernel's own heartbeat would show it;
+ * before that, and while no child runs (a crash being recovered), the proxy
+ * echoes it.  The child's echo of a ping goes back to the frontend that sent
+ * it, by the identity in front of it; the echo of the probe goes nowhere. */
+static void heartbeat(proxy *p, bool front)
+{
+    if (!front) {
+        if (p->in.n == 1 && p->in.frames[0].size == sizeof HB_PROBE - 1 &&
+            !memcmp(p->in.frames[0].data, HB_PROBE, sizeof HB_PROBE - 1)) {
+            p->child_beats = true;
+            proxy_parts_clear(&p->in);
+        } else {
+            proxy_forward(p, p->front[CELLAR_CHANNEL_HB], &p->in, 0);
+        }
+        return;
+    }
+    void *to = p->child && p->child_beats && p->back[CELLAR_CHANNEL_HB]
+                   ? p->back[CELLAR_CHANNEL_HB]
+                   : p->front[CELLAR_CHANNEL_HB];
+    proxy_forward(p, to, &p->in, 0);
+}
+
 /* Handles up to `budget` messages waiting on one socket.  Returns true when
  * it stopped with messages maybe still waiting (the budget ran out). */
 static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
@@ -514,8 +551,8 @@ static bool serve(proxy *p, void *sock, bool front, int ch, int budget)
         uint64_t got = p->trace ? proxy_now_ns() : 0;
         p->sent_ns = 0;
         size_t bytes = p->in.bytes;
-        if (front && ch == CELLAR_CHANNEL_HB)
-            proxy_forward(p, sock, &p->in, 0);
+        if (ch == CELLAR_CHANNEL_HB)
+            heartbeat(p, front);
         else if (front && ch == CELLAR_CHANNEL_IOPUB)
             subscription(p);
         else if (front)

@@ -41,7 +41,10 @@ typedef struct proxy {
     cellar_wire_auth *auth;
     void *zctx;
     void *front[CELLAR_CHANNEL_COUNT];
-    void *back[CELLAR_CHANNEL_COUNT]; /* no heartbeat */
+    void *back[CELLAR_CHANNEL_COUNT];
+    /* The current child's heartbeat answered the proxy's probe: frontend pings
+     * go to it from then on (until then, and with no child, the proxy echoes). */
+    bool child_beats;
     int sigfd;
     /* Sockets to look at before the loop sleeps again (see cellar_proxy_run):
      * their fd fired, the proxy sent on them, or they were left unfinished. */

@@ -569,3 +569,39 @@ def test_relay_threads_share_one_cpu_and_the_kernel_gets_them_all(tmp_path, sett
         km.shutdown_kernel(now=True)
     said = (tmp_path / "kernel.stderr").read_text()
     assert ("CELLAR_KERNEL_CPU='bogus' is not a CPU" in said) == (setting == "bogus")
+
+
+def _ping(hb, payload: bytes, wait_ms: int) -> bool:
+    """One heartbeat ping on a DEALER (so that an unanswered one does not wedge the
+    socket, as a REQ's would); True when its echo came back within wait_ms."""
+    hb.send_multipart([b"", payload])
+    deadline = time.monotonic() + wait_ms / 1000
+    while (left := deadline - time.monotonic()) > 0:
+        if hb.poll(int(left * 1000) + 1) and hb.recv_multipart()[-1] == payload:
+            return True
+    return False
+
+
+def test_heartbeat_is_the_childs_own_and_survives_a_crash(own):
+    """Pings reach ipykernel's heartbeat: a stopped child stops answering them, as it
+    would without the proxy, and answers the queued ones when it goes on; while a
+    killed child is replaced, the proxy answers, so the frontend stays connected."""
+    km, kc, _ = own
+    ctx = zmq.Context.instance()
+    hb = raw_socket(ctx, km, "hb")
+    try:
+        assert _ping(hb, b"first", 5000)
+        pid = child_pid(kc)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            assert not _ping(hb, b"while stopped", 1500)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert _ping(hb, b"after", 5000)
+        os.kill(pid, signal.SIGKILL)
+        answered = [_ping(hb, b"recovery %d" % i, 1000) for i in range(5)]
+        assert all(answered[1:]), answered  # the first may have gone to the dead child
+        assert child_pid(kc) != pid
+        assert _ping(hb, b"new child", 5000)
+    finally:
+        hb.close(linger=0)
