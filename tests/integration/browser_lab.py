@@ -1,6 +1,8 @@
-"""Harness for the browser tests: a real JupyterLab 4 server driven by Debian's chromium.
+"""Harness for the browser tests: a real JupyterLab 4 or Notebook 7 server driven by
+Debian's chromium.
 
-``LabServer`` starts ``jupyter lab`` from this interpreter's environment (so the
+``JupyterServer`` starts ``python -m jupyterlab`` (``LabServer``) or ``python -m notebook``
+(``NotebookServer``, Notebook 7) from this interpreter's environment (so the
 "Python 3 (cellar)" kernelspec that ``pip install .`` put in its ``share/jupyter/kernels``
 is offered) on a port the OS picks, with a random token, a temporary root directory and
 its own config, data, runtime, settings, workspace and IPython directories, so nothing
@@ -15,10 +17,13 @@ into cells (CodeMirror), Shift+Enter, the menu bar, dialogs. It waits for a cell
 finish by watching the cell's prompt: a MutationObserver installed before the cell is
 run notes the ``[*]`` that JupyterLab shows while it runs, and the cell is done when
 the prompt shows a number again, so a fast cell and a repeated execution count are both
-seen. ``contrasts`` reads *computed* colours (getComputedStyle) and gives the WCAG
-contrast ratio of every text in cellar's report tables and graphs against what is really
-painted behind it (semi-transparent colours composited over their ancestors), and of
-each graph node's status border against the box inside it and the graph around it.
+seen. ``NotebookPage`` does the same in Notebook 7, whose notebook page is made of the
+same JupyterLab widgets: only its tree page, its New menu (a new notebook opens in a new
+tab) and how a theme is seen to apply differ. ``contrasts`` reads *computed* colours
+(getComputedStyle) and gives the WCAG contrast ratio of every text in cellar's report
+tables and graphs against what is really painted behind it (semi-transparent colours
+composited over their ancestors), and of each graph node's status border against the
+box inside it and the graph around it.
 
 Chromium is Debian's (``/usr/bin/chromium``, or ``$CELLAR_CHROMIUM``), launched headless
 through playwright's Python API; no browser is ever downloaded.

@@ -24,7 +24,9 @@ import pytest
 from browser_lab import (_PROMPTS_DONE, _WATCH_PROMPTS, CHROMIUM, CHROMIUM_ARGS, KERNEL_DISPLAY,
                          NotebookPage, NotebookServer, chromium_missing_reason, write_notebook)
 from conftest import calls, count_lines
-from test_browser_lab import ALL_STATUSES, CELLS, DEF_B, DEF_C, RUN, THEME_CELLS, WCAG_AA, WCAG_NON_TEXT, below_wcag
+# The notebooks and thresholds of the JupyterLab tests, so that both frontends are held to the same.
+from test_browser_lab import (ALL_STATUSES, CELLS, DEF_B, DEF_C, RUN, THEME_CELLS, WCAG_AA, WCAG_NON_TEXT,
+                              below_wcag)
 
 _missing = chromium_missing_reason()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=f"browser tests need chromium: {_missing}")
