@@ -1,6 +1,8 @@
-"""Harness for the browser tests: a real JupyterLab 4 server driven by Debian's chromium.
+"""Harness for the browser tests: a real JupyterLab 4 or Notebook 7 server driven by
+Debian's chromium.
 
-``LabServer`` starts ``jupyter lab`` from this interpreter's environment (so the
+``JupyterServer`` starts ``python -m jupyterlab`` (``LabServer``) or ``python -m notebook``
+(``NotebookServer``, Notebook 7) from this interpreter's environment (so the
 "Python 3 (cellar)" kernelspec that ``pip install .`` put in its ``share/jupyter/kernels``
 is offered) on a port the OS picks, with a random token, a temporary root directory and
 its own config, data, runtime, settings, workspace and IPython directories, so nothing
@@ -15,10 +17,13 @@ into cells (CodeMirror), Shift+Enter, the menu bar, dialogs. It waits for a cell
 finish by watching the cell's prompt: a MutationObserver installed before the cell is
 run notes the ``[*]`` that JupyterLab shows while it runs, and the cell is done when
 the prompt shows a number again, so a fast cell and a repeated execution count are both
-seen. ``contrasts`` reads *computed* colours (getComputedStyle) and gives the WCAG
-contrast ratio of every text in cellar's report tables and graphs against what is really
-painted behind it (semi-transparent colours composited over their ancestors), and of
-each graph node's status border against the box inside it and the graph around it.
+seen. ``NotebookPage`` does the same in Notebook 7, whose notebook page is made of the
+same JupyterLab widgets: only its tree page, its New menu (a new notebook opens in a new
+tab) and how a theme is seen to apply differ. ``contrasts`` reads *computed* colours
+(getComputedStyle) and gives the WCAG contrast ratio of every text in cellar's report
+tables and graphs against what is really painted behind it (semi-transparent colours
+composited over their ancestors), and of each graph node's status border against the
+box inside it and the graph around it.
 
 Chromium is Debian's (``/usr/bin/chromium``, or ``$CELLAR_CHROMIUM``), launched headless
 through playwright's Python API; no browser is ever downloaded.
@@ -64,8 +69,15 @@ def chromium_missing_reason() -> str | None:
     return None
 
 
-class LabServer:
-    """A `jupyter lab` process with everything under ``base``; see the module doc."""
+class JupyterServer:
+    """A Jupyter server process (``python -m APP``, APP ``jupyterlab`` or ``notebook``)
+    with everything under ``base``; see the module doc."""
+
+    app = "jupyterlab"
+    # The app's name in messages and its URL paths: a directory, a notebook.
+    name = "jupyter lab"
+    tree_path = "lab/tree/"
+    notebook_path = "lab/tree/"
 
     def __init__(self, base: Path):
         self.base = Path(base)
@@ -90,7 +102,8 @@ class LabServer:
             # The environment's own bin first: the kernelspec's `python`, `cellar-kernel`.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         })
-        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
+        # The LabApp options also reach Notebook 7, which loads JupyterLab's server extension.
+        cmd = [sys.executable, "-m", self.app, "--no-browser",
                "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                "--LabApp.news_url=None",
@@ -114,7 +127,7 @@ class LabServer:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             if info_file.exists():
                 try:
                     url = json.loads(info_file.read_text())["url"]
@@ -124,7 +137,7 @@ class LabServer:
                 except (ValueError, KeyError, OSError):
                     pass  # file half-written, or not answering yet
             time.sleep(0.2)
-        raise TimeoutError(f"jupyter lab not ready within {SERVER_START_TIMEOUT}s:\n{self.log()}")
+        raise TimeoutError(f"{self.name} not ready within {SERVER_START_TIMEOUT}s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
@@ -201,7 +214,21 @@ class LabServer:
             except ProcessLookupError:
                 pass
         if check and left:
-            raise AssertionError(f"processes left behind by jupyter lab: {left}")
+            raise AssertionError(f"processes left behind by {self.name}: {left}")
+
+
+class LabServer(JupyterServer):
+    """JupyterLab 4: ``python -m jupyterlab``, its UI under ``lab/``."""
+
+
+class NotebookServer(JupyterServer):
+    """Notebook 7: ``python -m notebook``, directories under ``tree/``, notebooks under
+    ``notebooks/`` (each in its own browser tab)."""
+
+    app = "notebook"
+    name = "jupyter notebook"
+    tree_path = "tree/"
+    notebook_path = "notebooks/"
 
 
 def write_notebook(path: Path, cells: list[str]) -> Path:
@@ -511,3 +538,54 @@ def contrasts(page, scope: str = "body") -> list[dict]:
     from computed colours: {what: report|graph|border, text, fg, bg, ratio}; for a
     border, text is the node's name and classes."""
     return page.evaluate(_CONTRAST, scope)
+
+
+class NotebookPage(LabPage):
+    """A Notebook 7 page: the same notebook widgets, menus and dialogs as JupyterLab's
+    (Notebook 7 is built from JupyterLab's components), but one document per browser
+    tab: the tree page (``tree/PATH``) lists files, and its New menu opens a new
+    notebook in a new tab, which then becomes ``self.page``."""
+
+    def open_tree(self, path: str = "") -> None:
+        """Load the tree page of directory ``path``."""
+        self.page.goto(self.server.page_url(f"{self.server.tree_path}{path}"))
+        self.page.wait_for_selector(".jp-DirListing", timeout=90_000)
+
+    def open_notebook(self, path: str) -> None:
+        self.page.goto(self.server.page_url(f"{self.server.notebook_path}{path}"))
+        self.wait_for_notebook()
+
+    def new_menu_items(self) -> list[str]:
+        """Open the tree page's New menu and return its items' labels (it stays open)."""
+        self.page.locator('[data-jp-item-name="new-dropdown"] .lm-MenuBar-item').click()
+        items = self.page.locator(".lm-Menu .lm-Menu-item .lm-Menu-itemLabel")
+        items.first.wait_for(state="visible")
+        return [t.strip() for t in items.all_inner_texts()]
+
+    def new_notebook(self, kernel: str = KERNEL_DISPLAY) -> None:
+        """New → ``kernel`` in the open New menu: the notebook opens in a new tab, which
+        becomes this object's page, and is waited for on that kernel."""
+        item = self.page.locator(".lm-Menu .lm-Menu-item", has=self.page.locator(
+            ".lm-Menu-itemLabel", has_text=re.compile(rf"^\s*{re.escape(kernel)}\s*$")))
+        with self.page.context.expect_page() as tab:
+            item.click()
+        self.page = tab.value
+        self.page.set_default_timeout(60_000)
+        self.wait_for_notebook(kernel)
+
+    def set_theme(self, theme: str) -> None:
+        """Settings → Theme → THEME, then wait until the theme's CSS applies: Notebook 7
+        paints no background on ``.jp-Notebook``, so the theme's own layout colour is read
+        from an element painted with ``--jp-layout-color0``."""
+        self.menu("Settings", "Theme", theme)
+        self.page.wait_for_function("name => document.body.dataset.jpThemeName === name", arg=theme)
+        self.page.wait_for_function("""light => {
+            const probe = document.createElement('div');
+            probe.style.background = 'var(--jp-layout-color0)';
+            document.body.appendChild(probe);
+            const c = getComputedStyle(probe).backgroundColor;
+            probe.remove();
+            const v = (c.match(/\\d+/g) || [255]).slice(0, 3).map(Number);
+            return light ? v[0] > 200 : v[0] < 60;
+        }""", arg="Light" in theme)
+        self.page.wait_for_timeout(300)  # let the outputs repaint
