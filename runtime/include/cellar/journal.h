@@ -149,8 +149,9 @@ cellar_journal_limits cellar_journal_limits_from_env(void);
 /*
  * Keeps the journal under `limits` in one write transaction of its own.
  * When it holds more than max_cells entries or its pages take more than
- * max_bytes, the oldest entries are deleted until it is at 90% of both
- * (so that pruning is one batch per many appends, not one per cell),
+ * max_bytes, the oldest entries are deleted until it is at 90% of both,
+ * rounded up (cap - cap / 10), so that pruning is one batch per many
+ * appends, not one per cell,
  * except the definition cells (ended ok and definitions.h says they only
  * define) of `keep_session` and of the CELLAR_JOURNAL_KEEP_SESSIONS newest
  * other sessions: those stay even when they alone pass a limit.  Within the
