@@ -255,3 +255,38 @@ def test_a_capped_journal_still_recovers_and_restores_the_definitions(cellar_ker
     assert k.eval("_v") == 60 and k.eval("THRESHOLD_SCALE") == 10
     assert k.take_calls() == Counter()
     assert len(journal(k.store)) <= 12
+
+
+DATACLASSES = """\
+from dataclasses import dataclass, field
+from typing import Optional, TypeVar
+T = TypeVar("T", bound="Cfg")
+Maybe = Optional[int]
+
+@dataclass(frozen=True)
+class Cfg:
+    x: int = field(default=3)
+    tags: list = field(default_factory=list)
+    limit: Maybe = None
+"""
+# A near miss: field() whose default is computed by a call with a side effect.
+NEAR_MISS = """\
+@dataclass
+class Bad:
+    y: int = field(default=_log("bad") or 1)
+"""
+
+
+def test_restore_replays_dataclass_fields_but_not_a_computed_default(cellar_kernel):
+    k = cellar_kernel()
+    k.ok(helper(k.dir), cell_id="helper")
+    k.ok(DATACLASSES, cell_id="dataclasses")
+    k.ok(NEAR_MISS, cell_id="near-miss")
+    assert k.take_calls() == Counter({"bad": 1})
+    k.restart()
+    out = k.ok("%cellar restore").stdout
+    assert "2 restored, 1 skipped, 0 failed" in out, out
+    assert "assigns the result of a call" in out, out
+    assert k.eval("(Cfg().x, Cfg().tags, Cfg().limit, T.__name__)") == (3, [], None, "T")
+    assert k.error("Bad") == "NameError"
+    assert k.take_calls() == Counter()  # the near miss's _log("bad") did not run again
