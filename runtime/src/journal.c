@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -204,6 +205,26 @@ cellar_status cellar_journal_decode(const char *t, size_t len, cellar_journal_en
     json_decref(d);
     *out = r;
     return CELLAR_OK;
+}
+
+bool cellar_journal_replayable(const cellar_journal_entry *e,
+                               char why[CELLAR_JOURNAL_WHY_MAX])
+{
+    if (why)
+        why[0] = '\0';
+    if (!e) {
+        if (why)
+            snprintf(why, CELLAR_JOURNAL_WHY_MAX, "no cell");
+        return false;
+    }
+    if (e->outcome != CELLAR_CELL_OK) {
+        if (why)
+            snprintf(why, CELLAR_JOURNAL_WHY_MAX, "it ended %s%s%.64s%s",
+                     e->outcome == CELLAR_CELL_ABORTED ? "aborted" : "with an error",
+                     e->ename[0] ? " (" : "", e->ename, e->ename[0] ? ")" : "");
+        return false;
+    }
+    return cellar_definitions_only(e->code, e->code_len, why);
 }
 
 /* ---- the database ---- */
@@ -502,8 +523,7 @@ static int plan_prune(cellar_store *s, MDB_txn *txn, prune_plan *p)
             break;
         }
         bool keep = cellar_journal_decode(v.mv_data, v.mv_size, &e, NULL) == CELLAR_OK &&
-                    e->outcome == CELLAR_CELL_OK && kept_session(p, e->session) &&
-                    cellar_definitions_only(e->code, e->code_len, NULL);
+                    kept_session(p, e->session) && cellar_journal_replayable(e, NULL);
         free(e);
         if (keep || k.mv_size != 16)
             continue;

@@ -35,7 +35,9 @@ static const char journal_usage[] =
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
     "  --json       print one JSON object: {\"store\", \"cells\": [...]}, each cell\n"
     "               with session, cell_id, code, code_hash, execution_count,\n"
-    "               start_ns, duration_ns, outcome, ename, silent\n";
+    "               start_ns, duration_ns, outcome, ename, silent, and definition:\n"
+    "               whether crash recovery and %cellar restore run it again\n"
+    "               (it ended ok and only defines), with why_not when not\n";
 
 typedef struct listing {
     bool json;
@@ -62,12 +64,15 @@ static int print_entry(void *ctx, const cellar_journal_entry *e)
     cellar_hash_to_hex(&e->code_hash, hex);
     if (l->json) {
         json_t *code = json_stringn(e->code, e->code_len);
+        char why[CELLAR_JOURNAL_WHY_MAX];
+        bool replayable = cellar_journal_replayable(e, why);
         json_t *o = json_pack(
-            "{s:s, s:s, s:o?, s:s, s:I, s:I, s:I, s:s, s:s, s:b}", "session", e->session,
-            "cell_id", e->cell_id, "code", code, "code_hash", hex, "execution_count",
-            (json_int_t)e->execution_count, "start_ns", (json_int_t)e->start_ns,
-            "duration_ns", (json_int_t)e->duration_ns, "outcome",
-            cellar_cell_outcome_name(e->outcome), "ename", e->ename, "silent", e->silent);
+            "{s:s, s:s, s:o?, s:s, s:I, s:I, s:I, s:s, s:s, s:b, s:b, s:s?}", "session",
+            e->session, "cell_id", e->cell_id, "code", code, "code_hash", hex,
+            "execution_count", (json_int_t)e->execution_count, "start_ns",
+            (json_int_t)e->start_ns, "duration_ns", (json_int_t)e->duration_ns, "outcome",
+            cellar_cell_outcome_name(e->outcome), "ename", e->ename, "silent", e->silent,
+            "definition", replayable, "why_not", replayable ? NULL : why);
         if (!o || json_array_append_new(l->cells, o)) {
             l->failed = true;
             return 1;

@@ -209,6 +209,13 @@ def test_limit_and_prune_from_the_command_line(cellar_kernel):
     assert [c["code"] for c in newest] == ["_ = len('6')", "_ = len('7')", "_ = len('8')"]
     only = journal(k.store, "--session", first, "--limit", "20")
     assert len(only) == 11
+    # Each cell says whether recovery and restore would run it again, and why not.
+    by_code = {c["code"]: c for c in cells}
+    assert by_code["import math\n"]["definition"] is True
+    assert by_code["import math\n"]["why_not"] is None
+    assert by_code["_ = len('3')"]["definition"] is False
+    assert by_code["_ = len('3')"]["why_not"] == \
+        "line 1 assigns the result of a call (`_ = len('3')`)"
     # --prune with a cap of 4: down to 90% of it rounded up (4), the definition cell
     # kept (the session() cell computes and goes first).
     env = dict(os.environ, CELLAR_JOURNAL_MAX_CELLS="4")

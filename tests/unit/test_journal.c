@@ -438,6 +438,29 @@ static void test_prune_by_bytes(void **state)
     cellar_store_close(s);
 }
 
+/* Replayable: ended ok and only defines; otherwise the reason restore prints. */
+static void test_replayable_and_why_not(void **state)
+{
+    (void)state;
+    char why[CELLAR_JOURNAL_WHY_MAX];
+    cellar_journal_entry e = sample("s", "N = 1\n", 1);
+    e.outcome = CELLAR_CELL_OK;
+    assert_true(cellar_journal_replayable(&e, why));
+    assert_string_equal(why, "");
+    e.outcome = CELLAR_CELL_ERROR;
+    assert_false(cellar_journal_replayable(&e, why));
+    assert_string_equal(why, "it ended with an error (ValueError)");
+    e.outcome = CELLAR_CELL_ABORTED;
+    e.ename = "";
+    assert_false(cellar_journal_replayable(&e, why));
+    assert_string_equal(why, "it ended aborted");
+    cellar_journal_entry c = sample("s", "print(1)\n", 1);
+    c.outcome = CELLAR_CELL_OK;
+    assert_false(cellar_journal_replayable(&c, why));
+    assert_string_equal(why, "line 1 calls a function (`print(1)`)");
+    assert_false(cellar_journal_replayable(&c, NULL));
+}
+
 /* The environment's limits: defaults, numbers, sizes, 0 for none, junk ignored. */
 static void test_limits_from_the_environment(void **state)
 {
@@ -549,6 +572,7 @@ int main(void)
             test_prune_keeps_the_newest_cells_and_the_definitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_by_bytes, setup, teardown),
         cmocka_unit_test(test_limits_from_the_environment),
+        cmocka_unit_test(test_replayable_and_why_not),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cellar/definitions.h"
 #include "cellar/error.h"
 #include "cellar/fingerprint.h"
 #include "cellar/store.h"
@@ -84,6 +85,18 @@ cellar_status cellar_journal_encode(const cellar_journal_entry *e, char **out,
  */
 cellar_status cellar_journal_decode(const char *text, size_t len,
                                     cellar_journal_entry **out, cellar_error *err);
+
+/* Room for cellar_journal_replayable's reason, NUL included. */
+#define CELLAR_JOURNAL_WHY_MAX (CELLAR_DEFINITIONS_WHY_MAX + 64)
+
+/*
+ * True when crash recovery and `%cellar restore` run `e` again: it ended ok
+ * and only defines (definitions.h).  When false, `why` (may be NULL) says
+ * why not, as restore prints it: "it ended with an error (ValueError)", "it
+ * ended aborted", or the rule's reason ("line 1 calls a function (...)").
+ */
+bool cellar_journal_replayable(const cellar_journal_entry *e,
+                               char why[CELLAR_JOURNAL_WHY_MAX]);
 
 /* ---- the journal database ---- */
 
