@@ -475,6 +475,9 @@ typedef struct prune_plan {
     size_t nsessions;
     uint8_t (*keys)[16]; /* what may go, oldest first */
     size_t nkeys, cap;
+    /* When only the cell count is above its low-water mark, this many keys
+     * are enough (0: every key that may go is listed). */
+    uint64_t enough;
 } prune_plan;
 
 static bool kept_session(const prune_plan *p, const char *session)
@@ -515,7 +518,9 @@ static int plan_prune(cellar_store *s, MDB_txn *txn, prune_plan *p)
     if (rc == MDB_NOTFOUND || rc == 0)
         rc = 0;
     /* Oldest first: every entry but the kept sessions' definition cells. */
-    for (MDB_cursor_op op = MDB_FIRST; !rc && (rc = mdb_cursor_get(c, &k, &v, op)) == 0;
+    for (MDB_cursor_op op = MDB_FIRST;
+         !rc && (!p->enough || p->nkeys < p->enough) &&
+         (rc = mdb_cursor_get(c, &k, &v, op)) == 0;
          op = MDB_NEXT) {
         cellar_journal_entry *e = NULL;
         if (!env_value_ok(s, &v)) {
@@ -603,6 +608,9 @@ cellar_status cellar_journal_prune(cellar_store *s, const cellar_journal_limits 
         db_size(&st, &cells, &bytes);
     prune_plan p = {.limits = limits};
     bool needed = !rc && over(limits, cells, bytes, false);
+    cellar_journal_limits by_bytes = {.max_bytes = limits->max_bytes};
+    if (needed && !over(&by_bytes, cells, bytes, true))
+        p.enough = cells - (limits->max_cells - limits->max_cells / 10);
     if (needed)
         rc = plan_prune(s, txn, &p);
     mdb_txn_abort(txn);
