@@ -219,18 +219,15 @@ static int restore_cells(cellar_state *st, const cells *cs, const char *name, in
 {
     for (size_t i = 0; i < cs->n; i++) {
         const cell *c = &cs->v[i];
-        char why[CELLAR_DEFINITIONS_WHY_MAX + 80];
+        char why[CELLAR_JOURNAL_WHY_MAX + 80];
         if (PyErr_CheckSignals() < 0)
             return -1;
-        if (c->outcome != CELLAR_CELL_OK) {
-            snprintf(why, sizeof why, "it ended %s%s%s%s",
-                     c->outcome == CELLAR_CELL_ABORTED ? "aborted" : "with an error",
-                     c->ename[0] ? " (" : "", c->ename, c->ename[0] ? ")" : "");
-            report("skipped", c, why, depth);
-            t->skipped++;
-            continue;
-        }
-        if (!cellar_definitions_only(c->code, c->len, why)) {
+        /* The same test and reason as `cellar journal --json`'s why_not. */
+        cellar_journal_entry e = {.code = c->code,
+                                  .code_len = c->len,
+                                  .outcome = c->outcome,
+                                  .ename = c->ename};
+        if (!cellar_journal_replayable(&e, why)) {
             report("skipped", c, why, depth);
             t->skipped++;
             continue;

@@ -6,8 +6,11 @@
  * statement over the flat token array, with INDENT/DEDENT marking blocks and
  * bracket depth found by counting.  A `def` body is skipped whole (defining
  * a function runs none of it); a class body is walked with the same rules,
- * since Python runs it at definition time.  The first statement that does
- * more than define stops the walk and names itself in the reason.
+ * since Python runs it at definition time.  An assignment's value is a
+ * literal, a type alias (generics[]) or one of pure_calls[], each call with
+ * the arguments its entry lists: explicit lists, so that what is not on them
+ * computes.  The first statement that does more than define stops the walk
+ * and names itself in the reason.
  */
 #include "cellar/definitions.h"
 
@@ -25,6 +28,7 @@ typedef struct rule {
     const tok *t;
     size_t n;
     bool bad, any;
+    int class_depth; /* > 0 inside a class body */
     char *why;
 } rule;
 
@@ -148,6 +152,204 @@ static bool literal(const rule *r, size_t i, size_t j)
     return true;
 }
 
+/* ---- the calls and subscripts that define (definitions.h's lists) ---- */
+
+static bool name_in(const rule *r, size_t i, const char *const *names, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (is_name(r, i, names[k]))
+            return true;
+    return false;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof *(a))
+
+/* What typing and the builtins subscript into a type: `Optional[int]`. */
+static const char *const generics[] = {
+    "Optional",    "Union",          "List",          "Dict",         "Tuple",
+    "Set",         "FrozenSet",      "Type",          "Callable",     "Annotated",
+    "Literal",     "ClassVar",       "Final",         "Sequence",     "Mapping",
+    "MutableMapping", "MutableSequence", "MutableSet", "AbstractSet", "Iterable",
+    "Iterator",    "Generator",      "AsyncIterator", "AsyncIterable", "AsyncGenerator",
+    "Awaitable",   "Coroutine",      "Collection",    "Container",    "DefaultDict",
+    "OrderedDict", "Counter",        "Deque",         "ChainMap",     "TypeGuard",
+    "Required",    "NotRequired",    "Unpack",        "Concatenate",  "list",
+    "dict",        "tuple",          "set",           "frozenset",    "type"};
+
+/* True when [i, j) is a dotted name: `a`, `a.b.c`. */
+static bool dotted(const rule *r, size_t i, size_t j)
+{
+    if (i >= j || (j - i) % 2 == 0)
+        return false;
+    for (size_t k = i; k < j; k++)
+        if ((k - i) % 2 == 0 ? r->t[k].type != TOK_NAME : !is_op(r, k, "."))
+            return false;
+    return true;
+}
+
+/* True when [i, j) is a type that calls nothing and subscripts only the
+ * generics: `int`, `np.ndarray`, `"Box"`, `None`, `Dict[str, List[int]]`,
+ * `Callable[[int], str]`, `Literal["a", -1]`, `int | None` inside brackets. */
+static bool type_expr(const rule *r, size_t i, size_t j)
+{
+    if (i >= j)
+        return false;
+    int depth = 0;
+    for (size_t k = i; k < j; k++) {
+        const tok *t = &r->t[k];
+        bool okay = t->type == TOK_NAME || t->type == TOK_NUMBER ||
+                    (t->type == TOK_STRING && !(t->flags & TOKF_FORMATTED)) ||
+                    is_op(r, k, ".") || is_op(r, k, ",") || is_op(r, k, "...") ||
+                    is_op(r, k, "]") || is_op(r, k, "-") ||
+                    (depth > 0 && is_op(r, k, "|"));
+        for (size_t w = 0; t->type == TOK_NAME && w < COUNT(keywords); w++)
+            okay = okay && !is_name(r, k, keywords[w]);
+        if (is_op(r, k, "[")) {
+            /* After a generic (`List[`), or a list of types in one (`[[int], str]`). */
+            okay = (k > i && name_in(r, k - 1, generics, COUNT(generics))) ||
+                   (depth > 0 && (is_op(r, k - 1, "[") || is_op(r, k - 1, ",")));
+            depth++;
+        } else if (is_op(r, k, "]")) {
+            okay = --depth >= 0;
+        }
+        if (!okay)
+            return false;
+    }
+    return depth == 0;
+}
+
+/* A type alias's value: a generic subscripted, `Optional[int]`, `list[float]`. */
+static bool type_alias(const rule *r, size_t i, size_t j)
+{
+    size_t k = i;
+    while (k + 1 < j && r->t[k].type == TOK_NAME && is_op(r, k + 1, "."))
+        k += 2;
+    return k + 1 < j && name_in(r, k, generics, COUNT(generics)) && is_op(r, k + 1, "[") &&
+           find_top(r, k + 1, j, "]") == j && is_op(r, j - 1, "]") && type_expr(r, i, j);
+}
+
+/* The calls a cell may make and still only define: each builds a value and
+ * does nothing else (definitions.h).  `module` is the one prefix it may have
+ * (`dataclasses.field`); `in_class` when only a class body may call it. */
+typedef enum arg_kind { ARG_NONE, ARG_LITERAL, ARG_STRING, ARG_TYPE, ARG_NAME } arg_kind;
+
+typedef struct pure_call {
+    const char *name;
+    const char *module, *module2;
+    bool in_class;
+    arg_kind positional[2]; /* the first two positional arguments (ARG_NONE: none) */
+    bool more_types;        /* further positional arguments are types */
+    const char *keywords[8];
+    arg_kind keyword_kind[8];
+} pure_call;
+
+static const pure_call pure_calls[] = {
+    {"field",
+     "dataclasses",
+     NULL,
+     true,
+     {ARG_NONE, ARG_NONE},
+     false,
+     {"default", "default_factory", "init", "repr", "hash", "compare", "metadata",
+      "kw_only"},
+     {ARG_LITERAL, ARG_NAME, ARG_LITERAL, ARG_LITERAL, ARG_LITERAL, ARG_LITERAL,
+      ARG_LITERAL, ARG_LITERAL}},
+    {"auto", "enum", NULL, true, {ARG_NONE, ARG_NONE}, false, {NULL}, {ARG_NONE}},
+    {"TypeVar",
+     "typing",
+     "typing_extensions",
+     false,
+     {ARG_STRING, ARG_TYPE},
+     true,
+     {"bound", "covariant", "contravariant", "infer_variance", "default"},
+     {ARG_TYPE, ARG_LITERAL, ARG_LITERAL, ARG_LITERAL, ARG_TYPE}},
+    {"ParamSpec", "typing", "typing_extensions", false, {ARG_STRING, ARG_NONE}, false,
+     {NULL}, {ARG_NONE}},
+    {"TypeVarTuple", "typing", "typing_extensions", false, {ARG_STRING, ARG_NONE}, false,
+     {NULL}, {ARG_NONE}},
+    {"NewType", "typing", "typing_extensions", false, {ARG_STRING, ARG_TYPE}, false,
+     {NULL}, {ARG_NONE}},
+    {"namedtuple",
+     "collections",
+     NULL,
+     false,
+     {ARG_STRING, ARG_LITERAL},
+     false,
+     {"defaults", "rename", "module"},
+     {ARG_LITERAL, ARG_LITERAL, ARG_LITERAL}},
+};
+
+static bool arg_ok(const rule *r, size_t i, size_t j, arg_kind kind)
+{
+    switch (kind) {
+    case ARG_NONE: return false;
+    case ARG_LITERAL: return literal(r, i, j);
+    case ARG_STRING:
+        return j == i + 1 && r->t[i].type == TOK_STRING &&
+               !(r->t[i].flags & (TOKF_FORMATTED | TOKF_BYTES));
+    case ARG_TYPE: return type_expr(r, i, j);
+    case ARG_NAME: return dotted(r, i, j);
+    }
+    return false;
+}
+
+/* True when [i, j) is one of pure_calls, with arguments it allows. */
+static bool pure_call_ok(const rule *r, size_t i, size_t j)
+{
+    size_t open = i;
+    while (open < j && (r->t[open].type == TOK_NAME || is_op(r, open, ".")))
+        open++;
+    if (open == i || !dotted(r, i, open) || !is_op(r, open, "(") ||
+        find_top(r, open, j, ")") != j || !is_op(r, j - 1, ")") ||
+        find_top(r, open + 1, j - 1, ")") != j - 1)
+        return false;
+    const pure_call *c = NULL;
+    for (size_t k = 0; !c && k < COUNT(pure_calls); k++)
+        if (is_name(r, open - 1, pure_calls[k].name))
+            c = &pure_calls[k];
+    if (!c || (c->in_class && r->class_depth == 0))
+        return false;
+    if (open - i == 3 && !is_name(r, i, c->module) && !(c->module2 && is_name(r, i, c->module2)))
+        return false;
+    if (open - i > 3)
+        return false;
+    size_t npos = 0;
+    bool kw_seen = false;
+    for (size_t a = open + 1; a < j - 1;) {
+        size_t end = find_top(r, a, j - 1, ",");
+        if (end == a) /* `f(,)` */
+            return false;
+        if (r->t[a].type == TOK_NAME && is_op(r, a + 1, "=")) {
+            kw_seen = true;
+            bool found = false;
+            for (size_t k = 0; k < COUNT(c->keywords) && c->keywords[k] && !found; k++)
+                if (is_name(r, a, c->keywords[k])) {
+                    if (!arg_ok(r, a + 2, end, c->keyword_kind[k]))
+                        return false;
+                    found = true;
+                }
+            if (!found)
+                return false;
+        } else {
+            arg_kind kind = npos < 2 ? c->positional[npos] : ARG_NONE;
+            if (kind == ARG_NONE && npos >= 1 && c->more_types)
+                kind = ARG_TYPE;
+            if (kw_seen || !arg_ok(r, a, end, kind))
+                return false;
+            npos++;
+        }
+        a = end < j - 1 ? end + 1 : end;
+    }
+    /* The first positional argument, when there is one, is required. */
+    return c->positional[0] == ARG_NONE || npos >= 1;
+}
+
+/* A value an assignment may bind and still only define. */
+static bool value_ok(const rule *r, size_t i, size_t j)
+{
+    return literal(r, i, j) || type_alias(r, i, j) || pure_call_ok(r, i, j);
+}
+
 /* True when [i, j) is a list of names to bind: `a`, `a, b`, `(a, *b)`. */
 static bool targets(const rule *r, size_t i, size_t j)
 {
@@ -199,7 +401,7 @@ static size_t simple(rule *r, size_t i, size_t j)
             return fail(r, from, "assigns to something other than names");
         from = at + 1;
     }
-    if (!literal(r, last + 1, j))
+    if (!value_ok(r, last + 1, j))
         return fail(r, i,
                     last + 1 < j && r->t[last + 1].type == TOK_MAGIC
                         ? "assigns what a magic returns"
@@ -244,13 +446,19 @@ static size_t statement(rule *r, size_t i, bool in_class);
 /* A class body from `i` (after the header's ':'). */
 static size_t class_body(rule *r, size_t i)
 {
-    if (!(i + 1 < r->n && r->t[i].type == TOK_NEWLINE && r->t[i + 1].type == TOK_INDENT))
-        return simple_line(r, i);
+    if (!(i + 1 < r->n && r->t[i].type == TOK_NEWLINE && r->t[i + 1].type == TOK_INDENT)) {
+        r->class_depth++;
+        size_t end = simple_line(r, i);
+        r->class_depth--;
+        return end;
+    }
     i += 2;
+    r->class_depth++;
     while (i < r->n && r->t[i].type != TOK_DEDENT && r->t[i].type != TOK_END) {
         if ((i = statement(r, i, true)) == FAIL)
             return FAIL;
     }
+    r->class_depth--;
     return i < r->n && r->t[i].type == TOK_DEDENT ? i + 1 : i;
 }
 
@@ -292,8 +500,9 @@ static size_t statement(rule *r, size_t i, bool in_class)
         size_t k = i + 1;
         while (k < end && (r->t[k].type == TOK_NAME || is_op(r, k, ".")))
             k++;
-        if (k == i + 1 || (k < end && (!is_op(r, k, "(") || !is_op(r, end - 1, ")"))))
-            return fail(r, i, "has a decorator that computes");
+        if (k == i + 1 || (k < end && (!is_op(r, k, "(") || !is_op(r, end - 1, ")") ||
+                                       find_top(r, k + 1, end - 1, ")") != end - 1)))
+            return fail(r, i, "has a decorator that computes"); /* not one call */
         for (size_t a = k + 1; a + 1 < end; a++) {
             bool arg = literal(r, a, a + 1) || is_op(r, a, "=") ||
                        (r->t[a].type == TOK_NAME && is_op(r, a + 1, "="));

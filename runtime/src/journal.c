@@ -9,17 +9,24 @@
  * own small write transaction, retried once the map has grown when LMDB says
  * it is full, refused on a store that cannot be written.  Keys are the start
  * time, big-endian, then a counter, so a cursor walks the journal in time
- * order and the newest entry is the last.
+ * order and the newest entry is the last.  Pruning (cellar_journal_prune)
+ * reads first: a read transaction names the sessions whose definition cells
+ * stay and lists the keys of every other entry, oldest first; then one write
+ * transaction deletes them in that order while mdb_stat says the database is
+ * above its low-water marks, so the write lock is held for deletes only.
  */
 #include "cellar/journal.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cellar/definitions.h"
+#include "cellar/units.h"
 #include "store_internal.h"
 
 const char *cellar_cell_outcome_name(cellar_cell_outcome outcome)
@@ -198,6 +205,26 @@ cellar_status cellar_journal_decode(const char *t, size_t len, cellar_journal_en
     json_decref(d);
     *out = r;
     return CELLAR_OK;
+}
+
+bool cellar_journal_replayable(const cellar_journal_entry *e,
+                               char why[CELLAR_JOURNAL_WHY_MAX])
+{
+    if (why)
+        why[0] = '\0';
+    if (!e) {
+        if (why)
+            snprintf(why, CELLAR_JOURNAL_WHY_MAX, "no cell");
+        return false;
+    }
+    if (e->outcome != CELLAR_CELL_OK) {
+        if (why)
+            snprintf(why, CELLAR_JOURNAL_WHY_MAX, "it ended %s%s%.64s%s",
+                     e->outcome == CELLAR_CELL_ABORTED ? "aborted" : "with an error",
+                     e->ename[0] ? " (" : "", e->ename, e->ename[0] ? ")" : "");
+        return false;
+    }
+    return cellar_definitions_only(e->code, e->code_len, why);
 }
 
 /* ---- the database ---- */
@@ -379,4 +406,236 @@ cellar_status cellar_journal_last_session(cellar_reader *r, const char *except,
     if (!w.fits)
         return cellar_error_set(err, CELLAR_EINVAL, "a session id is too long");
     return CELLAR_OK;
+}
+
+/* ---- the journal's size ---- */
+
+static uint64_t env_count(const char *name, uint64_t fallback, bool size)
+{
+    const char *v = getenv(name);
+    uint64_t n;
+    if (!v || !*v)
+        return fallback;
+    if (size)
+        return cellar_units_parse_size(v, &n) ? n : fallback;
+    char *end;
+    errno = 0;
+    unsigned long long c = strtoull(v, &end, 10);
+    return *v >= '0' && *v <= '9' && !*end && !errno ? (uint64_t)c : fallback;
+}
+
+cellar_journal_limits cellar_journal_limits_from_env(void)
+{
+    return (cellar_journal_limits){
+        .max_cells = env_count("CELLAR_JOURNAL_MAX_CELLS",
+                               CELLAR_JOURNAL_MAX_CELLS_DEFAULT, false),
+        .max_bytes = env_count("CELLAR_JOURNAL_MAX_BYTES",
+                               CELLAR_JOURNAL_MAX_BYTES_DEFAULT, true),
+        .keep_session = NULL};
+}
+
+static void db_size(const MDB_stat *st, uint64_t *cells, uint64_t *bytes)
+{
+    *cells = st->ms_entries;
+    *bytes = (uint64_t)st->ms_psize *
+             (st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages);
+}
+
+cellar_status cellar_journal_size(cellar_reader *r, uint64_t *cells, uint64_t *bytes,
+                                  cellar_error *err)
+{
+    if (!r || !cells)
+        return cellar_error_set(err, CELLAR_EINVAL, "journal size: missing argument");
+    uint64_t c = 0, b = 0;
+    if (r->store->dbi[DB_JOURNAL]) {
+        MDB_stat st;
+        int rc = mdb_stat(r->txn, r->store->dbi[DB_JOURNAL], &st);
+        if (rc)
+            return env_error(r->store, err, rc, "cannot read the journal");
+        db_size(&st, &c, &b);
+    }
+    *cells = c;
+    if (bytes)
+        *bytes = b;
+    return CELLAR_OK;
+}
+
+/* The limits are passed when either count is above its cap; the low-water
+ * marks are 90% of them. */
+static bool over(const cellar_journal_limits *l, uint64_t cells, uint64_t bytes, bool low)
+{
+    uint64_t mc = low ? l->max_cells - l->max_cells / 10 : l->max_cells;
+    uint64_t mb = low ? l->max_bytes - l->max_bytes / 10 : l->max_bytes;
+    return (l->max_cells && cells > mc) || (l->max_bytes && bytes > mb);
+}
+
+typedef struct prune_plan {
+    const cellar_journal_limits *limits;
+    char sessions[CELLAR_JOURNAL_KEEP_SESSIONS][128]; /* the other kept sessions */
+    size_t nsessions;
+    uint8_t (*keys)[16]; /* what may go, oldest first */
+    size_t nkeys, cap;
+    /* When only the cell count is above its low-water mark, this many keys
+     * are enough (0: every key that may go is listed). */
+    uint64_t enough;
+} prune_plan;
+
+static bool kept_session(const prune_plan *p, const char *session)
+{
+    if (p->limits->keep_session && !strcmp(p->limits->keep_session, session))
+        return true;
+    for (size_t i = 0; i < p->nsessions; i++)
+        if (!strcmp(p->sessions[i], session))
+            return true;
+    return false;
+}
+
+/* Read phase: the newest other sessions, then every entry that may go. 0 or
+ * an LMDB code; ENOMEM; MDB_CORRUPTED for a value outside the map. */
+static int plan_prune(cellar_store *s, MDB_txn *txn, prune_plan *p)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, s->dbi[DB_JOURNAL], &c);
+    if (rc)
+        return rc;
+    /* Newest first, until enough other sessions are named. */
+    for (MDB_cursor_op op = MDB_LAST;
+         p->nsessions < CELLAR_JOURNAL_KEEP_SESSIONS &&
+         (rc = mdb_cursor_get(c, &k, &v, op)) == 0;
+         op = MDB_PREV) {
+        cellar_journal_entry *e = NULL;
+        if (!env_value_ok(s, &v)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (cellar_journal_decode(v.mv_data, v.mv_size, &e, NULL) != CELLAR_OK)
+            continue;
+        if (!kept_session(p, e->session) && strlen(e->session) < sizeof p->sessions[0])
+            strcpy(p->sessions[p->nsessions++], e->session);
+        free(e);
+    }
+    if (rc == MDB_NOTFOUND || rc == 0)
+        rc = 0;
+    /* Oldest first: every entry but the kept sessions' definition cells. */
+    for (MDB_cursor_op op = MDB_FIRST;
+         !rc && (!p->enough || p->nkeys < p->enough) &&
+         (rc = mdb_cursor_get(c, &k, &v, op)) == 0;
+         op = MDB_NEXT) {
+        cellar_journal_entry *e = NULL;
+        if (!env_value_ok(s, &v)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        bool keep = cellar_journal_decode(v.mv_data, v.mv_size, &e, NULL) == CELLAR_OK &&
+                    kept_session(p, e->session) && cellar_journal_replayable(e, NULL);
+        free(e);
+        if (keep || k.mv_size != 16)
+            continue;
+        if (p->nkeys == p->cap) {
+            size_t cap = p->cap ? p->cap * 2 : 256;
+            void *keys = realloc(p->keys, cap * sizeof *p->keys);
+            if (!keys) {
+                rc = ENOMEM;
+                break;
+            }
+            p->keys = keys;
+            p->cap = cap;
+        }
+        memcpy(p->keys[p->nkeys++], k.mv_data, 16);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Write phase: deletes the planned keys, oldest first, until the journal is
+ * at its low-water marks.  0 or an LMDB code. */
+static int prune_once(cellar_store *s, const prune_plan *p, uint64_t *removed)
+{
+    MDB_txn *txn;
+    *removed = 0;
+    int rc = env_txn_begin(s, 0, &txn);
+    if (rc)
+        return rc;
+    MDB_stat st;
+    uint64_t cells, bytes;
+    for (size_t i = 0; !rc && i < p->nkeys; i++) {
+        if ((rc = mdb_stat(txn, s->dbi[DB_JOURNAL], &st)) != 0)
+            break;
+        db_size(&st, &cells, &bytes);
+        if (!over(p->limits, cells, bytes, true))
+            break;
+        MDB_val k = {16, p->keys[i]};
+        rc = mdb_del(txn, s->dbi[DB_JOURNAL], &k, NULL);
+        if (rc == MDB_NOTFOUND) /* another process pruned it first */
+            rc = 0;
+        else if (rc == 0)
+            ++*removed;
+    }
+    if (rc || *removed == 0) {
+        mdb_txn_abort(txn);
+    } else {
+        rc = mdb_txn_commit(txn);
+    }
+    env_txn_done(s);
+    if (rc)
+        *removed = 0;
+    return rc;
+}
+
+cellar_status cellar_journal_prune(cellar_store *s, const cellar_journal_limits *limits,
+                                   uint64_t *removed, cellar_error *err)
+{
+    if (removed)
+        *removed = 0;
+    if (!s || !limits)
+        return cellar_error_set(err, CELLAR_EINVAL, "journal prune: missing argument");
+    if (s->read_only || !s->dbi[DB_JOURNAL])
+        return cellar_error_set(err, CELLAR_EREADONLY, "the store %s is %s", s->path,
+                                s->asked_read_only ? "opened read-only"
+                                                   : "not writable by you");
+    if (s->lock_lost || !safety_lock_unchanged(s))
+        return cellar_error_set(err, CELLAR_EREADONLY,
+                                "the store %s: lock.mdb was replaced; not writing",
+                                s->path);
+    MDB_txn *txn;
+    int rc = env_txn_begin(s, MDB_RDONLY, &txn);
+    if (rc)
+        return env_error(s, err, rc, "cannot read the journal");
+    MDB_stat st;
+    uint64_t cells = 0, bytes = 0;
+    if ((rc = mdb_stat(txn, s->dbi[DB_JOURNAL], &st)) == 0)
+        db_size(&st, &cells, &bytes);
+    prune_plan p = {.limits = limits};
+    bool needed = !rc && over(limits, cells, bytes, false);
+    cellar_journal_limits by_bytes = {.max_bytes = limits->max_bytes};
+    if (needed && !over(&by_bytes, cells, bytes, true))
+        p.enough = cells - (limits->max_cells - limits->max_cells / 10);
+    if (needed)
+        rc = plan_prune(s, txn, &p);
+    mdb_txn_abort(txn);
+    env_txn_done(s);
+    cellar_status status = CELLAR_OK;
+    if (rc == ENOMEM)
+        status = cellar_error_set(err, CELLAR_ENOMEM, "out of memory pruning the journal");
+    else if (rc == MDB_CORRUPTED)
+        status = cellar_error_set(err, CELLAR_ECORRUPT, "the journal is damaged");
+    else if (rc)
+        status = env_error(s, err, rc, "cannot read the journal");
+    uint64_t gone = 0;
+    for (int attempt = 0; !status && needed && p.nkeys && attempt < 8; attempt++) {
+        rc = prune_once(s, &p, &gone);
+        if (rc == 0)
+            break;
+        if (rc != MDB_MAP_FULL)
+            status = env_error(s, err, rc, "cannot prune the journal");
+        else if (env_grow(s, 1 << 20) != 0 || attempt == 7)
+            status = cellar_error_set(err, CELLAR_EFULL,
+                                      "the store %s is full and its map cannot grow",
+                                      s->path);
+    }
+    free(p.keys);
+    if (removed)
+        *removed = gone;
+    return status;
 }

@@ -11,7 +11,10 @@
  * never waits behind LMDB.  The writer thread opens the store itself, then
  * appends each batch it took in one transaction; woken by a first entry, it
  * lingers 20 ms for the cells that follow, so that a burst of cells costs
- * the relay's thread one wakeup of the writer, not one per cell.
+ * the relay's thread one wakeup of the writer, not one per cell.  After each
+ * batch the writer keeps the journal under its cap (cellar_journal_prune,
+ * CELLAR_JOURNAL_MAX_CELLS / _BYTES): a count when within it, one batch
+ * delete in a transaction of its own when above, never on the relay's thread.
  */
 #define _GNU_SOURCE
 #include "cellar/journal_writer.h"
@@ -73,6 +76,8 @@ struct cellar_journal_writer {
     pthread_t thread;
     bool started;
     atomic_bool off; /* the journal stopped: nothing more is queued */
+    cellar_journal_limits limits; /* the writer thread's, read at the start */
+    bool prune_off;               /* pruning failed once: the journal goes on */
     unsigned long dropped;
 };
 
@@ -147,6 +152,11 @@ static void *writer_main(void *arg)
                                   &err) != CELLAR_OK) {
             warn("the journal stopped (cells still run, unrecorded): %s", err.message);
             atomic_store(&w->off, true);
+        } else if (n && !atomic_load(&w->off) && !w->prune_off &&
+                   cellar_journal_prune(store, &w->limits, NULL, &err) != CELLAR_OK) {
+            warn("the journal is no longer pruned (it may grow past its cap): %s",
+                 err.message);
+            w->prune_off = true;
         }
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
@@ -199,6 +209,8 @@ cellar_journal_writer *cellar_journal_writer_new(const char *store_dir,
         return NULL;
     }
     snprintf(w->session, sizeof w->session, "%s", session);
+    w->limits = cellar_journal_limits_from_env();
+    w->limits.keep_session = w->session;
     w->cap = queue_cap ? queue_cap : CELLAR_JOURNAL_QUEUE_DEFAULT;
     w->ring = calloc(w->cap, sizeof *w->ring);
     pthread_mutex_init(&w->mu, NULL);

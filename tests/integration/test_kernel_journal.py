@@ -1,7 +1,8 @@
 """The cellar kernel's session journal and the extension's silent activation, through the
 "cellar" kernelspec as `pip install .` installed it: the cells a real jupyter_client sends
 are listed by `cellar journal` with their outcomes, a store that cannot be written only
-stops the journal, and `%cellar run` works with no `%load_ext`."""
+stops the journal, `%cellar run` works with no `%load_ext`, and `cellar journal --limit`
+and `--prune` show the newest cells and cap the journal, keeping its definition cells."""
 
 from __future__ import annotations
 
@@ -193,3 +194,42 @@ def test_a_full_store_only_stops_the_journal(cellar_kernel, tmp_path):
         k.stop()
     finally:
         subprocess.run(["umount", "-l", str(store)])
+
+
+def test_limit_and_prune_from_the_command_line(cellar_kernel):
+    k = cellar_kernel()  # the default cap (10000 cells) is far away
+    first = k.session()
+    k.ok("import math\n", cell_id="imports")
+    for i in range(9):
+        k.ok(f"_ = len('{i}')", cell_id=f"c{i}")  # a call: computes
+    k.stop()
+    cells = wait_journal(k.store, 11)
+    assert len(cells) == 11, cells
+    newest = journal(k.store, "--limit", "3")
+    assert [c["code"] for c in newest] == ["_ = len('6')", "_ = len('7')", "_ = len('8')"]
+    only = journal(k.store, "--session", first, "--limit", "20")
+    assert len(only) == 11
+    # Each cell says whether recovery and restore would run it again, and why not.
+    by_code = {c["code"]: c for c in cells}
+    assert by_code["import math\n"]["definition"] is True
+    assert by_code["import math\n"]["why_not"] is None
+    assert by_code["_ = len('3')"]["definition"] is False
+    assert by_code["_ = len('3')"]["why_not"] == \
+        "line 1 assigns the result of a call (`_ = len('3')`)"
+    # --prune with a cap of 4: down to 90% of it rounded up (4), the definition cell
+    # kept (the session() cell computes and goes first).
+    env = dict(os.environ, CELLAR_JOURNAL_MAX_CELLS="4")
+    out = subprocess.run([cellar_bin(), "journal", "--dir", str(k.store), "--prune"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "pruned 7 cells; the journal holds 4 " in out.stdout, out.stdout
+    left = [c["code"] for c in journal(k.store)]
+    assert left == ["import math\n", "_ = len('6')", "_ = len('7')", "_ = len('8')"], left
+    # Within the cap: nothing more goes.
+    out = subprocess.run([cellar_bin(), "journal", "--dir", str(k.store), "--prune",
+                          "--json"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert '"pruned": 0' in out.stdout and '"cells": 4' in out.stdout, out.stdout
+    bad = subprocess.run([cellar_bin(), "journal", "--dir", str(k.store), "--prune",
+                          "--limit", "2"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--prune takes no" in bad.stderr

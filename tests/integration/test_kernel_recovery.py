@@ -1,7 +1,8 @@
 """Crash recovery and `%cellar restore` under the cellar kernel, through real jupyter_client
 clients on the installed "cellar" kernelspec.  Node bodies and computing cells record that
 they ran in calls.log (journal_client.helper), so "nothing reran" is a side effect counted,
-not a report trusted."""
+not a report trusted.  With the journal capped (CELLAR_JOURNAL_MAX_CELLS), a crash still
+replays the session's definitions and a new kernel still restores them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections import Counter
 import pytest
 
 from conftest import Kernel
-from journal_client import CellarKernel, helper, wait_for, wait_journal
+from journal_client import CellarKernel, helper, journal, wait_for, wait_journal
 
 NODES = """\
 import math
@@ -217,3 +218,75 @@ def test_a_replayed_cell_that_kills_the_kernel_is_not_replayed_again(cellar_kern
     assert k.error("N") == "NameError"
     assert k.eval("1 + 1") == 2
     assert k.proxy_log().count("replayed 1 definition cell") == 0
+
+
+def test_a_capped_journal_still_recovers_and_restores_the_definitions(cellar_kernel):
+    # A cap of 12 cells; the session's 3 definition cells come first and 30 computing
+    # cells after them push them far past it.
+    k = cellar_kernel(extra_env={"CELLAR_JOURNAL_MAX_CELLS": "12"})
+    define(k)
+    for i in range(30):
+        k.ok(f"_ = len(NAMES) + {i}", cell_id=f"filler-{i}")
+    assert wait_for(lambda: any(c["code"] == "_ = len(NAMES) + 29" for c in journal(k.store)))
+    cells = journal(k.store)
+    codes = [c["code"] for c in cells]
+    assert len(cells) <= 12, codes
+    # The definitions stay, oldest first; the oldest computing cells went.
+    assert [c["cell_id"] for c in cells[:3]] == ["helper", "literals", "nodes"], codes
+    assert COMPUTES not in codes and "_ = len(NAMES) + 0" not in codes
+    assert codes[-1] == "_ = len(NAMES) + 29"
+    newest = journal(k.store, "--limit", "2")
+    assert [c["code"] for c in newest] == ["_ = len(NAMES) + 28", "_ = len(NAMES) + 29"]
+
+    # A crash replays the session's definitions (the proxy keeps them in memory too).
+    os.kill(k.child_pid(), signal.SIGKILL)
+    assert wait_for(lambda: "replayed 3 definition cells" in k.proxy_log(), timeout=30), \
+        k.proxy_log()
+    assert k.cellar_run("c").ok().report.status("c") == "loaded"
+    assert k.eval("_v") == 60
+    assert k.take_calls() == Counter()
+
+    # A new kernel restores them from the pruned journal: nothing computed again.
+    k.restart()
+    assert k.error("c") == "NameError"
+    out = k.ok("%cellar restore").stdout
+    assert "3 restored" in out and "nodes: a, b, c" in out, out
+    assert k.cellar_run("c").ok().report.status("c") == "loaded"
+    assert k.eval("_v") == 60 and k.eval("THRESHOLD_SCALE") == 10
+    assert k.take_calls() == Counter()
+    assert len(journal(k.store)) <= 12
+
+
+DATACLASSES = """\
+from dataclasses import dataclass, field
+from typing import Optional, TypeVar
+T = TypeVar("T", bound="Cfg")
+Maybe = Optional[int]
+
+@dataclass(frozen=True)
+class Cfg:
+    x: int = field(default=3)
+    tags: list = field(default_factory=list)
+    limit: Maybe = None
+"""
+# A near miss: field() whose default is computed by a call with a side effect.
+NEAR_MISS = """\
+@dataclass
+class Bad:
+    y: int = field(default=_log("bad") or 1)
+"""
+
+
+def test_restore_replays_dataclass_fields_but_not_a_computed_default(cellar_kernel):
+    k = cellar_kernel()
+    k.ok(helper(k.dir), cell_id="helper")
+    k.ok(DATACLASSES, cell_id="dataclasses")
+    k.ok(NEAR_MISS, cell_id="near-miss")
+    assert k.take_calls() == Counter({"bad": 1})
+    k.restart()
+    out = k.ok("%cellar restore").stdout
+    assert "2 restored, 1 skipped, 0 failed" in out, out
+    assert "assigns the result of a call" in out, out
+    assert k.eval("(Cfg().x, Cfg().tags, Cfg().limit, T.__name__)") == (3, [], None, "T")
+    assert k.error("Bad") == "NameError"
+    assert k.take_calls() == Counter()  # the near miss's _log("bad") did not run again

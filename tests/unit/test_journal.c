@@ -2,7 +2,9 @@
  * test_journal.c - the session journal: its record codec (round trip, an
  * unknown format, truncated and malformed records, bytes that are not
  * UTF-8), its database (appends read back in time order, per session, the
- * last session before this one, a read-only store refusing appends), and the
+ * last session before this one, a read-only store refusing appends), its cap
+ * (pruning by cells and by bytes, keeping the definition cells recovery and
+ * restore need, the limits the environment gives), and the
  * rule for cells that only define (definitions.h), which decides what crash
  * recovery and %cellar restore run again.
  */
@@ -263,6 +265,229 @@ static void test_verify_checks_journal_records(void **state)
     cellar_store_close(s);
 }
 
+/* ---- the journal's cap ---- */
+
+typedef struct listed {
+    char codes[64][48];
+    size_t n;
+} listed;
+
+static int list_codes(void *ctx, const cellar_journal_entry *e)
+{
+    listed *l = ctx;
+    if (l->n < 64)
+        snprintf(l->codes[l->n++], sizeof l->codes[0], "%s:%s", e->session, e->code);
+    return 0;
+}
+
+static listed read_all(cellar_store *s)
+{
+    listed l = {0};
+    cellar_reader *r;
+    assert_int_equal(cellar_reader_begin(s, &r, NULL), CELLAR_OK);
+    assert_int_equal(cellar_journal_each(r, NULL, list_codes, &l, NULL), CELLAR_OK);
+    cellar_reader_end(r);
+    return l;
+}
+
+static bool has(const listed *l, const char *code)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->codes[i], code))
+            return true;
+    return false;
+}
+
+/* Appends one ok cell (or an error) of `session` starting at `start`. */
+static void add(cellar_store *s, const char *session, const char *code, uint64_t start,
+                bool ok)
+{
+    cellar_journal_entry e = sample(session, code, start);
+    e.outcome = ok ? CELLAR_CELL_OK : CELLAR_CELL_ERROR;
+    e.ename = ok ? "" : "ValueError";
+    const cellar_journal_entry *one[] = {&e};
+    assert_int_equal(cellar_journal_append(s, one, 1, NULL), CELLAR_OK);
+}
+
+static uint64_t journal_cells(cellar_store *s, uint64_t *bytes)
+{
+    cellar_reader *r;
+    uint64_t cells;
+    assert_int_equal(cellar_reader_begin(s, &r, NULL), CELLAR_OK);
+    assert_int_equal(cellar_journal_size(r, &cells, bytes, NULL), CELLAR_OK);
+    cellar_reader_end(r);
+    return cells;
+}
+
+/* Four sessions of 30 cells against a cap of 20: the oldest go, down to 18 (90%),
+ * except the definition cells of the writer's session and of the two newest other
+ * sessions; the oldest session's definition cell goes like the rest. */
+static void test_prune_keeps_the_newest_cells_and_the_definitions(void **state)
+{
+    fixture *f = *state;
+    cellar_store *s;
+    assert_int_equal(cellar_store_open(f->dir, NULL, &s, NULL), CELLAR_OK);
+    const char *sessions[] = {"s1", "s2", "s3"};
+    const char *defs[] = {"def f1():\n    pass\n", "A = 1\n", "import os\n"};
+    char code[32];
+    for (int i = 0; i < 3; i++) {
+        add(s, sessions[i], defs[i], 100 * (i + 1), true);
+        for (int k = 0; k < 5; k++) {
+            snprintf(code, sizeof code, "print(%d)", i * 10 + k);
+            add(s, sessions[i], code, 100 * (i + 1) + 10 + k, true);
+        }
+    }
+    add(s, "cur", "def g():\n    return 1\n", 400, true);
+    add(s, "cur", "B = 2\n", 405, false); /* a definition that ended in an error */
+    for (int k = 0; k < 10; k++) {
+        snprintf(code, sizeof code, "print(%d)", 100 + k);
+        add(s, "cur", code, 410 + k, true);
+    }
+    assert_int_equal(journal_cells(s, NULL), 30);
+
+    /* Within the cap: nothing goes. */
+    cellar_journal_limits limits = {.max_cells = 30, .keep_session = "cur"};
+    uint64_t removed = 99;
+    assert_int_equal(cellar_journal_prune(s, &limits, &removed, NULL), CELLAR_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(journal_cells(s, NULL), 30);
+
+    limits.max_cells = 20;
+    assert_int_equal(cellar_journal_prune(s, &limits, &removed, NULL), CELLAR_OK);
+    assert_int_equal(removed, 12);
+    listed l = read_all(s);
+    assert_int_equal(l.n, 18);
+    assert_false(has(&l, "s1:def f1():\n    pass\n")); /* a third session back */
+    assert_false(has(&l, "s1:print(0)"));
+    assert_false(has(&l, "s2:print(14)"));
+    assert_false(has(&l, "s3:print(20)")); /* the oldest computing cell left */
+    assert_true(has(&l, "s2:A = 1\n"));
+    assert_true(has(&l, "s3:import os\n"));
+    assert_true(has(&l, "s3:print(21)"));
+    assert_true(has(&l, "cur:def g():\n    return 1\n"));
+    assert_true(has(&l, "cur:B = 2\n"));
+    assert_true(has(&l, "cur:print(109)"));
+    /* In time order still, and the last session is found as before. */
+    assert_string_equal(l.codes[0], "s2:A = 1\n");
+    assert_string_equal(l.codes[17], "cur:print(109)");
+
+    /* At 18 of 20 the next prune does nothing: pruning is by batches. */
+    assert_int_equal(cellar_journal_prune(s, &limits, &removed, NULL), CELLAR_OK);
+    assert_int_equal(removed, 0);
+
+    /* A cap below the kept definitions: everything else goes (the definition
+     * that ended in an error too: restore would skip it), they stay. */
+    limits.max_cells = 1;
+    assert_int_equal(cellar_journal_prune(s, &limits, &removed, NULL), CELLAR_OK);
+    assert_int_equal(removed, 15);
+    l = read_all(s);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.codes[0], "s2:A = 1\n");
+    assert_string_equal(l.codes[1], "s3:import os\n");
+    assert_string_equal(l.codes[2], "cur:def g():\n    return 1\n");
+    /* Without a session of its own (cellar journal --prune): the two newest. */
+    limits.keep_session = NULL;
+    assert_int_equal(cellar_journal_prune(s, &limits, &removed, NULL), CELLAR_OK);
+    assert_int_equal(removed, 1);
+    l = read_all(s);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.codes[0], "s3:import os\n");
+    cellar_store_close(s);
+
+    /* Read-only: refused, nothing removed. */
+    cellar_store_options ro = {.read_only = true};
+    assert_int_equal(cellar_store_open(f->dir, &ro, &s, NULL), CELLAR_OK);
+    cellar_error err;
+    assert_int_equal(cellar_journal_prune(s, &limits, &removed, &err), CELLAR_EREADONLY);
+    assert_int_equal(journal_cells(s, NULL), 2);
+    cellar_store_close(s);
+}
+
+/* The byte cap counts the database's pages: 40 cells of 64 KiB (overflow pages)
+ * against 1 MiB leave at most 0.9 MiB, the newest cells. */
+static void test_prune_by_bytes(void **state)
+{
+    fixture *f = *state;
+    cellar_store *s;
+    assert_int_equal(cellar_store_open(f->dir, NULL, &s, NULL), CELLAR_OK);
+    size_t big = 64 << 10;
+    char *code = malloc(big + 1);
+    for (int i = 0; i < 40; i++) {
+        int n = snprintf(code, big + 1, "print(%d)\n#", i);
+        memset(code + n, 'x', big - (size_t)n);
+        code[big] = '\0';
+        add(s, "cur", code, 1000 + (uint64_t)i, true);
+    }
+    free(code);
+    uint64_t bytes;
+    assert_int_equal(journal_cells(s, &bytes), 40);
+    assert_true(bytes > (2u << 20));
+    cellar_journal_limits limits = {.max_bytes = 1u << 20, .keep_session = "cur"};
+    uint64_t removed;
+    assert_int_equal(cellar_journal_prune(s, &limits, &removed, NULL), CELLAR_OK);
+    uint64_t cells = journal_cells(s, &bytes);
+    assert_true(bytes <= (1u << 20) - (1u << 20) / 10);
+    assert_true(cells > 5 && cells < 40);
+    assert_int_equal(removed, 40 - cells);
+    listed l = read_all(s);
+    char newest[32];
+    snprintf(newest, sizeof newest, "cur:print(39)\n#xxxxxx");
+    assert_int_equal(strncmp(l.codes[l.n - 1], newest, strlen(newest)), 0);
+    snprintf(newest, sizeof newest, "cur:print(%d)\n", (int)(40 - cells));
+    assert_int_equal(strncmp(l.codes[0], newest, strlen(newest)), 0);
+    cellar_store_close(s);
+}
+
+/* Replayable: ended ok and only defines; otherwise the reason restore prints. */
+static void test_replayable_and_why_not(void **state)
+{
+    (void)state;
+    char why[CELLAR_JOURNAL_WHY_MAX];
+    cellar_journal_entry e = sample("s", "N = 1\n", 1);
+    e.outcome = CELLAR_CELL_OK;
+    assert_true(cellar_journal_replayable(&e, why));
+    assert_string_equal(why, "");
+    e.outcome = CELLAR_CELL_ERROR;
+    assert_false(cellar_journal_replayable(&e, why));
+    assert_string_equal(why, "it ended with an error (ValueError)");
+    e.outcome = CELLAR_CELL_ABORTED;
+    e.ename = "";
+    assert_false(cellar_journal_replayable(&e, why));
+    assert_string_equal(why, "it ended aborted");
+    cellar_journal_entry c = sample("s", "print(1)\n", 1);
+    c.outcome = CELLAR_CELL_OK;
+    assert_false(cellar_journal_replayable(&c, why));
+    assert_string_equal(why, "line 1 calls a function (`print(1)`)");
+    assert_false(cellar_journal_replayable(&c, NULL));
+}
+
+/* The environment's limits: defaults, numbers, sizes, 0 for none, junk ignored. */
+static void test_limits_from_the_environment(void **state)
+{
+    (void)state;
+    unsetenv("CELLAR_JOURNAL_MAX_CELLS");
+    unsetenv("CELLAR_JOURNAL_MAX_BYTES");
+    cellar_journal_limits l = cellar_journal_limits_from_env();
+    assert_int_equal(l.max_cells, CELLAR_JOURNAL_MAX_CELLS_DEFAULT);
+    assert_true(l.max_bytes == CELLAR_JOURNAL_MAX_BYTES_DEFAULT);
+    assert_null(l.keep_session);
+    setenv("CELLAR_JOURNAL_MAX_CELLS", "250", 1);
+    setenv("CELLAR_JOURNAL_MAX_BYTES", "2MiB", 1);
+    l = cellar_journal_limits_from_env();
+    assert_int_equal(l.max_cells, 250);
+    assert_int_equal(l.max_bytes, 2u << 20);
+    setenv("CELLAR_JOURNAL_MAX_CELLS", "0", 1);
+    setenv("CELLAR_JOURNAL_MAX_BYTES", "lots", 1);
+    l = cellar_journal_limits_from_env();
+    assert_int_equal(l.max_cells, 0);
+    assert_true(l.max_bytes == CELLAR_JOURNAL_MAX_BYTES_DEFAULT);
+    setenv("CELLAR_JOURNAL_MAX_CELLS", "-5", 1);
+    l = cellar_journal_limits_from_env();
+    assert_int_equal(l.max_cells, CELLAR_JOURNAL_MAX_CELLS_DEFAULT);
+    unsetenv("CELLAR_JOURNAL_MAX_CELLS");
+    unsetenv("CELLAR_JOURNAL_MAX_BYTES");
+}
+
 static bool defines(const char *code, char *why)
 {
     return cellar_definitions_only(code, strlen(code), why);
@@ -343,6 +568,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_checks_journal_records, setup,
                                         teardown),
         cmocka_unit_test(test_cells_that_only_define),
+        cmocka_unit_test_setup_teardown(
+            test_prune_keeps_the_newest_cells_and_the_definitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_by_bytes, setup, teardown),
+        cmocka_unit_test(test_limits_from_the_environment),
+        cmocka_unit_test(test_replayable_and_why_not),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,9 +6,12 @@
  * child dies are errors named KernelDied; the cells offered for replay are
  * the session's ok cells that only define, in order; and a store that cannot
  * be opened stops only the journal (events are still taken, replay still
- * works).
+ * works); and the writer keeps the journal under CELLAR_JOURNAL_MAX_CELLS,
+ * keeping the session's definition cells.
  */
 #include "store_testlib.h"
+
+#include <unistd.h>
 
 #include "cellar/journal.h"
 #include "cellar/journal_writer.h"
@@ -215,6 +218,40 @@ static void test_replay_offers_the_ok_definition_cells_in_order(void **state)
     cellar_journal_writer_free(w);
 }
 
+/* CELLAR_JOURNAL_MAX_CELLS=10: after 32 cells written in several batches the
+ * journal holds at most 10, the newest, and this session's definition cells
+ * (recovery and restore need them) however old. */
+static void test_the_writer_keeps_the_journal_under_its_cap(void **state)
+{
+    fixture *f = *state;
+    setenv("CELLAR_JOURNAL_MAX_CELLS", "10", 1);
+    cellar_journal_writer *w = cellar_journal_writer_new(f->dir, "sess", 0, NULL);
+    unsetenv("CELLAR_JOURNAL_MAX_CELLS");
+    assert_non_null(w);
+    cellar_proxy_hooks h = cellar_journal_writer_hooks(w);
+    finished(&h, "d1", "import os\n", "c1", "ok", 1);
+    finished(&h, "d2", "def f():\n    return g()\n", "c2", "ok", 2);
+    for (int i = 0; i < 30; i++) {
+        char id[16], code[32];
+        snprintf(id, sizeof id, "m%d", i);
+        snprintf(code, sizeof code, "print(%d)\n", i);
+        finished(&h, id, code, "", "ok", 3 + i);
+        if (i % 6 == 5)
+            usleep(100 * 1000); /* the writer takes a batch */
+    }
+    cellar_journal_writer_free(w);
+    got g = {0};
+    read_journal(f->dir, &g);
+    assert_true(g.n <= 10);
+    assert_true(g.n >= 5);
+    assert_string_equal(g.e[0]->code, "import os\n");
+    assert_string_equal(g.e[1]->code, "def f():\n    return g()\n");
+    assert_string_equal(g.e[g.n - 1]->code, "print(29)\n");
+    for (size_t i = 2; i < g.n; i++)
+        assert_non_null(strstr(g.e[i]->code, "print("));
+    got_free(&g);
+}
+
 int main(void)
 {
     auth = cellar_wire_auth_new("hmac-sha256", "key", 3, 0, NULL);
@@ -223,6 +260,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_replay_offers_the_ok_definition_cells_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_writer_keeps_the_journal_under_its_cap,
+                                        setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cellar_wire_auth_free(auth);

@@ -5,15 +5,37 @@
  * A cell only defines when every one of its top-level statements is one of
  *   - `import ...` or `from ... import ...`;
  *   - a `def` / `async def` (its body is not run by defining it), whose
- *     decorators are a dotted name, possibly called with literal arguments,
- *     and whose defaults and annotations call nothing;
+ *     decorators are a dotted name, possibly called once with literal
+ *     arguments (`@functools.lru_cache(maxsize=None)`, `@dataclass(frozen=
+ *     True)`, `@staticmethod`), and whose defaults and annotations call
+ *     nothing;
  *   - a `class` whose bases call nothing and whose body holds only such
- *     definitions, literal assignments, annotations without calls, `pass`
+ *     definitions, assignments as below, annotations without calls, `pass`
  *     and docstrings;
- *   - an assignment of a literal to names: `N = 10`, `A = B = "x"`,
- *     `lo, hi = 0.1, 0.9`, `PARAMS: dict = {"k": [1, 2]}`, where a literal is
- *     made of numbers, strings (not f-strings), True, False, None, tuples,
- *     lists, dicts and sets of those, and unary or binary + and -;
+ *   - an assignment to names of a value that defines:
+ *     - a literal: `N = 10`, `A = B = "x"`, `lo, hi = 0.1, -0.9`,
+ *       `PARAMS: dict = {"k": [1, 2]}`, `__all__ = ["f"]`, where a literal
+ *       is made of numbers, strings (not f-strings), True, False, None,
+ *       tuples, lists, dicts and sets of those, and unary or binary + and -;
+ *     - a type alias: a generic of typing or the builtins subscripted with
+ *       types (`Vector = list[float]`, `Maybe = Optional[int]`,
+ *       `H = Callable[[int], Dict[str, "Box"]]`): names, dotted names,
+ *       strings, numbers, None, `...`, and `|` inside the brackets, with no
+ *       call and no other subscript;
+ *     - one of an explicit list of calls that only build a value, with the
+ *       arguments listed for each (anything else, or another prefix, is a
+ *       call): `TypeVar("T", <types>, bound=<type>, covariant=<literal>,
+ *       contravariant=<literal>, infer_variance=<literal>, default=<type>)`,
+ *       `ParamSpec("P")`, `TypeVarTuple("Ts")`, `NewType("N", <type>)`
+ *       (bare or `typing.` / `typing_extensions.`); `namedtuple("P",
+ *       <literal>, defaults=, rename=, module= <literal>)` (or
+ *       `collections.`); and in class bodies only `field(...)` with keyword
+ *       arguments only (`default`, `init`, `repr`, `hash`, `compare`,
+ *       `metadata`, `kw_only` literals, `default_factory` a dotted name, not
+ *       called by defining the class) (or `dataclasses.`), and `auto()` (or
+ *       `enum.`).  The names are taken to be what those modules define: a
+ *       cell that rebinds `field` or `TypeVar` to something else and calls
+ *       it this way is the one case the tokens cannot tell;
  *   - `%load_ext` / `%reload_ext`, `%cellar restore` (it only defines, by this
  *     same rule), `pass`, a docstring, a comment.
  * Anything else (a call, an attribute or subscript assignment, `x += 1`,

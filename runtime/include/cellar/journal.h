@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cellar/definitions.h"
 #include "cellar/error.h"
 #include "cellar/fingerprint.h"
 #include "cellar/store.h"
@@ -85,6 +86,18 @@ cellar_status cellar_journal_encode(const cellar_journal_entry *e, char **out,
 cellar_status cellar_journal_decode(const char *text, size_t len,
                                     cellar_journal_entry **out, cellar_error *err);
 
+/* Room for cellar_journal_replayable's reason, NUL included. */
+#define CELLAR_JOURNAL_WHY_MAX (CELLAR_DEFINITIONS_WHY_MAX + 64)
+
+/*
+ * True when crash recovery and `%cellar restore` run `e` again: it ended ok
+ * and only defines (definitions.h).  When false, `why` (may be NULL) says
+ * why not, as restore prints it: "it ended with an error (ValueError)", "it
+ * ended aborted", or the rule's reason ("line 1 calls a function (...)").
+ */
+bool cellar_journal_replayable(const cellar_journal_entry *e,
+                               char why[CELLAR_JOURNAL_WHY_MAX]);
+
 /* ---- the journal database ---- */
 
 /*
@@ -120,6 +133,57 @@ cellar_status cellar_journal_each(cellar_reader *r, const char *session,
 cellar_status cellar_journal_last_session(cellar_reader *r, const char *except,
                                           uint64_t before_ns, char *out, size_t cap,
                                           cellar_error *err);
+
+/* ---- the journal's size ---- */
+
+/* The defaults of the cap the cellar kernel keeps the journal under
+ * (CELLAR_JOURNAL_MAX_CELLS and CELLAR_JOURNAL_MAX_BYTES override them). */
+#define CELLAR_JOURNAL_MAX_CELLS_DEFAULT 10000
+#define CELLAR_JOURNAL_MAX_BYTES_DEFAULT ((uint64_t)64 << 20)
+/* Besides `keep_session`, the definition cells of this many other sessions,
+ * the newest, are never pruned: the one `%cellar restore` picks in a new
+ * kernel, and another kernel's writing into the same store. */
+#define CELLAR_JOURNAL_KEEP_SESSIONS 2
+
+typedef struct cellar_journal_limits {
+    uint64_t max_cells; /* 0: no cap on the number of cells */
+    uint64_t max_bytes; /* 0: no cap on the journal's pages */
+    /* The writer's own session (NULL: none): its definition cells are kept. */
+    const char *keep_session;
+} cellar_journal_limits;
+
+/*
+ * The limits the environment asks for: CELLAR_JOURNAL_MAX_CELLS (a count)
+ * and CELLAR_JOURNAL_MAX_BYTES (a size, "64MiB" or bytes), each 0 for no
+ * cap and its default when unset or not a number; `keep_session` NULL.
+ */
+cellar_journal_limits cellar_journal_limits_from_env(void);
+
+/*
+ * Keeps the journal under `limits` in one write transaction of its own.
+ * When it holds more than max_cells entries or its pages take more than
+ * max_bytes, the oldest entries are deleted until it is at 90% of both,
+ * rounded up (cap - cap / 10), so that pruning is one batch per many
+ * appends, not one per cell,
+ * except the definition cells (ended ok and definitions.h says they only
+ * define) of `keep_session` and of the CELLAR_JOURNAL_KEEP_SESSIONS newest
+ * other sessions: those stay even when they alone pass a limit.  Within the
+ * limits it only reads the database's counts (no record is decoded).
+ * `*removed` (may be NULL) is how many entries went.  A record that does
+ * not decode is never a definition cell: it is pruned like the others.
+ * Returns CELLAR_OK; EREADONLY; EFULL; ENOMEM; EIO; ELMDB; EINVAL.  On
+ * failure nothing is removed.
+ */
+cellar_status cellar_journal_prune(cellar_store *store, const cellar_journal_limits *limits,
+                                   uint64_t *removed, cellar_error *err);
+
+/*
+ * Writes into `*cells` the number of entries in the journal and into
+ * `*bytes` (may be NULL) the bytes its pages take, as the limits count them.
+ * Returns CELLAR_OK, EINVAL or ELMDB.
+ */
+cellar_status cellar_journal_size(cellar_reader *r, uint64_t *cells, uint64_t *bytes,
+                                  cellar_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,4 @@
+Vector = list[float]
+Maybe = Optional[int]
+Handler = Callable[[int, str], Dict[str, List[int]]]
+Mode = Literal['r', -1]

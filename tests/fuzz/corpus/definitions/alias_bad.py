@@ -1,0 +1,3 @@
+x = Dict[str, d[k]]
+y = List[int][0]
+z = int | None

@@ -1,0 +1,3 @@
+@dataclass
+class P:
+    x: list = field(default_factory=make())

@@ -1,0 +1,3 @@
+@make()()
+def f():
+    pass

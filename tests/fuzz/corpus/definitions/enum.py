@@ -1,0 +1,3 @@
+class Color(enum.Enum):
+    RED = auto()
+    GREEN = enum.auto()

@@ -1,0 +1,3 @@
+import os
+from math import (sqrt,
+    pi)

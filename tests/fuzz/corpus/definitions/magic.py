@@ -1,0 +1,2 @@
+%load_ext cellar
+%cellar restore --session abc

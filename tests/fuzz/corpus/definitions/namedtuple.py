@@ -1,0 +1,1 @@
+Point = collections.namedtuple('Point', 'x y z', defaults=(0,))

@@ -1,0 +1,2 @@
+UserId = NewType('UserId', int)
+Ts = TypeVarTuple('Ts')

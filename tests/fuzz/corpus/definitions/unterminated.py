@@ -1,0 +1,2 @@
+x = field(default=0
+T = TypeVar('T'
