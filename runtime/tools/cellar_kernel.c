@@ -19,7 +19,7 @@
  * (--IPKernelApp.extra_extensions=cellar), silently since the session variable
  * is set; --no-extension leaves it out.
  *
- * The relay's own threads run on one CPU (pin_relay), its kernel on all.
+ * The relay's threads run on one CPU (pin_relay), its kernel on all.
  */
 #define _GNU_SOURCE /* sched_getaffinity, sched_getcpu */
 #include <limits.h>
@@ -84,8 +84,9 @@ static bool runs_ipykernel(char **cmd)
 
 /*
  * Pins this thread, and so the threads started after it (libzmq's I/O
- * thread, the journal writer), to one CPU, after recording the full set for
- * the kernel (cellar_child_remember_cpus).  A message crosses between the
+ * thread), to one CPU, after recording the full set for the kernel
+ * (cellar_child_remember_cpus).  The journal writer, started before, keeps
+ * every CPU: its transactions would otherwise hold up the relay.  A message crosses between the
  * relay thread and libzmq's I/O thread twice on its way through; between two
  * CPUs each crossing is a cross-CPU wakeup (an IPI, on a virtual machine an
  * exit to the hypervisor), on one CPU a plain switch, and the relay never
@@ -176,7 +177,6 @@ int main(int argc, char **argv)
     char session[CELLAR_HASH_HEX_LEN + 1];
     cellar_hash_to_hex(&h, session);
     setenv("CELLAR_KERNEL_SESSION", session, 1);
-    pin_relay();
     const char *dir = getenv("CELLAR_DIR");
     cellar_error err;
     cellar_error_clear(&err);
@@ -185,6 +185,7 @@ int main(int argc, char **argv)
     if (!journal)
         fprintf(stderr, "cellar-kernel: the journal is off: %s\n", err.message);
 
+    pin_relay(); /* after the journal's thread: it keeps every CPU */
     const char *trace = getenv("CELLAR_KERNEL_TRACE");
     cellar_proxy_config cfg = {.connection_file = file,
                                .child_argv = cmd,
