@@ -141,6 +141,8 @@ typedef struct cellar_state {
      * figure a gc child measured plus what this kernel stored since, and when
      * it was measured (0: never; measured again after 60 s). */
     cellar_cli_child auto_gc;
+    bool auto_gc_running;
+    PyObject *auto_gc_hook; /* its post_run_cell callback, while it runs */
     uint64_t gc_tally, gc_tally_ms;
     /* gc_magic.c: the budget for automatic gc, from CELLAR_MAX_SIZE or
      * %cellar max-size (0: none), applied to each store opened. */
@@ -473,6 +475,8 @@ void cellar_gc_reap(cellar_state *st, bool wait);
 
 /* cli_child.c: the `cellar` command run in a child process (posix_spawn,
  * stdout and stderr through pipes, a time limit).  See cellar_cli_child. */
+/* CLOCK_MONOTONIC in ms. */
+int64_t cellar_cli_now_ms(void);
 /* CELLAR_CLI_TIMEOUT (default 30 s) plus a margin, in ms; -1 for none. */
 int cellar_cli_limit_ms(void);
 /* Starts `cellar ARGS...` (`args` NULL-terminated, borrowed for the call)

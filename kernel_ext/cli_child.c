@@ -40,7 +40,7 @@ extern char **environ;
 #define MARGIN_S 5         /* beyond the command's own limit on its reader */
 #define OUTPUT_MAX (64u << 20)
 
-static int64_t now_ms(void)
+int64_t cellar_cli_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -172,7 +172,7 @@ int cellar_cli_start(cellar_cli_child *c, const char *const *args, int limit_ms,
     c->out = out[0];
     c->err = err[0];
     out[0] = err[0] = -1;
-    c->started_ms = now_ms();
+    c->started_ms = cellar_cli_now_ms();
     snprintf(c->what, sizeof c->what, "cellar %s", n ? args[0] : "");
     rc = 0;
 done:
@@ -311,7 +311,7 @@ int cellar_cli_poll(cellar_cli_child *c, json_t **doc, char *why, size_t why_len
     int status;
     pid_t got = waitpid(c->pid, &status, WNOHANG);
     if (got == 0) {
-        if (c->limit_ms >= 0 && now_ms() - c->started_ms > c->limit_ms) {
+        if (c->limit_ms >= 0 && cellar_cli_now_ms() - c->started_ms > c->limit_ms) {
             cellar_cli_kill(c);
             snprintf(why, why_len, "%s did not finish within %d s and was stopped",
                      c->what, c->limit_ms / 1000);
@@ -327,8 +327,8 @@ int cellar_cli_poll(cellar_cli_child *c, json_t **doc, char *why, size_t why_len
     c->pid = -1;
     /* It exited: what it wrote is in the pipes, to their end (a grandchild
      * that still holds them was killed with its group, or is given 1 s). */
-    int64_t until = now_ms() + 1000;
-    while ((c->out >= 0 || c->err >= 0) && now_ms() < until)
+    int64_t until = cellar_cli_now_ms() + 1000;
+    while ((c->out >= 0 || c->err >= 0) && cellar_cli_now_ms() < until)
         pump(c, TICK_MS);
     *doc = finish(c, status, why, why_len);
     return *doc ? 1 : -1;

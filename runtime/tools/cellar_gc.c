@@ -5,7 +5,10 @@
  * are libcellar's (gc.h); this file parses options, opens the store for
  * writing (never creating one), and prints what was dropped as text or, with
  * --json, one JSON object.  gc's own options (--max-size, --keep, --dry-run)
- * are taken out of argv before store_cli.c parses the common ones.  Sizes
+ * are taken out of argv before store_cli.c parses the common ones; --live
+ * (the nodes a kernel defines), --if-over (collect only above a size) and
+ * --timeout (stop after S seconds) are what a kernel's `%cellar gc` and its
+ * automatic gc pass when they run this command in a child.  Sizes
  * parse and print as units.h says.  Like the other store commands, these
  * trust LMDB's pages: on a store that may be damaged run `cellar verify
  * --repair` first.
@@ -363,6 +366,11 @@ int cellar_cmd_gc(int argc, char **argv)
         gc_extra_free(&x);
         return 1;
     }
+    /* CELLAR_GC_TEST_DELAY=S: a collection that takes S seconds, for the
+     * tests of a kernel's gc in the background and of the time limit. */
+    const char *delay = getenv("CELLAR_GC_TEST_DELAY");
+    if (delay && *delay >= '1' && *delay <= '9')
+        sleep((unsigned)atoi(delay));
     cellar_gc_report r = {0};
     bool collect = true;
     rc = 0;
