@@ -17,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import textwrap
 import time
@@ -725,6 +726,44 @@ def test_log_lists_the_runs_newest_first(built):
     for bad in (["--limit", "0"], ["--limit", "x"], ["--limit"]):
         failed(cellar("log", "--dir", built["store"], *bad), status=2)
     failed(cellar("ls", "--dir", built["store"], "--limit", "1"), status=2)
+
+
+def test_json_a_kernel_reads(built, tmp_path):
+    # What %cellar log and %cellar show read from the command: the store's run count
+    # beside a limited list, each of a node's runs with its start and targets, and a
+    # node name that is never taken for a key prefix.
+    store = built["store"]
+    doc = ok_json("log", "--dir", store, "--json", "--limit", "1")
+    assert doc["total"] == 2 and len(doc["runs"]) == 1 and "unreadable" not in doc
+    runs = ok_json("show", "total", "--node", "--dir", store, "--json")["runs"]
+    assert [r["targets"] for r in runs] == [["total"], ["total", "other", "marked"]]
+    assert all(0 < r["started_ns"] <= r["run_id"] for r in runs)
+    doc = ok_json("show", "--node", "abcdef", "--dir", store, "--json")
+    assert (doc["keys"], doc["runs"], doc["metadata"]) == ([], [], None)
+    failed(cellar("show", "abcdef", "--dir", store, "--json"))  # a key prefix without --node
+
+
+def test_gc_options_a_kernel_passes(built, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(built["store"], store)
+    before = ok_json("stats", "--dir", store, "--json")
+    # --if-over: above the results' size, nothing is collected (and nothing is dropped
+    # although the budget alone would evict everything).
+    doc = ok_json("gc", "--dir", store, "--json", "--max-size", "0", "--if-over", "1TiB")
+    assert doc["collected"] is False
+    assert doc["dropped"]["keys"] == 0 and doc["dropped"]["size_before"] == before["result_bytes"]
+    assert ok_json("stats", "--dir", store, "--json")["keys"] == before["keys"]
+    doc = ok_json("gc", "--dir", store, "--json", "--max-size", "1B", "--if-over", "1B",
+                  "--live", "total,other", "--live=marked", "--timeout", "30")
+    assert doc["collected"] is True and doc["dropped"]["keys_by_reason"]["evicted"] > 0
+    assert ok_json("stats", "--dir", store, "--json")["result_bytes"] <= 1
+    for bad in (["--live", "a,,b"], ["--timeout", "0"], ["--if-over", "lots"]):
+        failed(cellar("gc", "--dir", store, *bad), status=2)
+    # --timeout stops a collection that does not finish (SIGALRM), leaving the store as it was.
+    env = dict(os.environ, CELLAR_GC_TEST_DELAY="5")
+    p = subprocess.run([CELLAR, "gc", "--dir", str(store), "--timeout", "1"], env=env,
+                       capture_output=True, timeout=60)
+    assert p.returncode == -signal.SIGALRM, p
 
 
 def test_log_names_records_it_cannot_read(built, tmp_path):

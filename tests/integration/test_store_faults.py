@@ -251,6 +251,127 @@ def test_damaged_store_never_kills_the_kernel(built_store, tmp_path, seed):
         k.stop()
 
 
+# ---- walks of the whole store run in a `cellar` child ----------------------------------
+
+def alive(k: Kernel) -> None:
+    assert k.eval("6 * 7") == 42
+
+
+def walk_magics(k: Kernel) -> dict[str, "Result"]:
+    return {m: k.run(m, timeout=60) for m in ("%cellar log", "%cellar show big_a", "%cellar gc")}
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4, 7])
+def test_walk_magics_on_overwritten_pages_never_kill_the_kernel(built_store, tmp_path, seed):
+    # Pages of data.mdb overwritten with random bytes: whatever LMDB makes of them during
+    # the walks of log, show and gc, it happens in the `cellar` child; the kernel shows
+    # the tables or warns, and answers the next cell.
+    work = tmp_path / "w"
+    shutil.copytree(built_store, work)
+    damage(work / "store", seed)
+    k = Kernel(work)
+    try:
+        fresh(k)
+        for magic, res in walk_magics(k).items():
+            assert res.status == "ok" or res.error["ename"] in ("RunError", "StoreError"), \
+                res.describe()
+            assert res.displays or res.stdout or res.warnings or res.error, res.describe()
+            alive(k)
+    finally:
+        k.stop()
+
+
+def test_walk_magics_that_do_not_finish_or_find_no_command_warn(built_store, tmp_path):
+    work = tmp_path / "w"
+    shutil.copytree(built_store, work)
+    # The command's reader hangs (as on a looping B-tree): it stops it after 1 s.
+    k = Kernel(work, extra_env={"CELLAR_CLI_TEST_HANG": "1", "CELLAR_CLI_TIMEOUT": "1"})
+    try:
+        fresh(k)
+        for magic in ("%cellar log", "%cellar show big_a"):
+            t0 = time.monotonic()
+            res = k.run(magic, timeout=60)
+            assert res.status == "ok", res.describe()
+            assert time.monotonic() - t0 < 20
+            (w,) = res.warnings
+            assert "did not finish within 1 s" in w and "cellar verify" in w, w
+            assert not res.displays
+            alive(k)
+    finally:
+        k.stop()
+    # A gc that never ends is killed at the kernel's own limit (CELLAR_CLI_TIMEOUT + 5 s).
+    k = Kernel(work, extra_env={"CELLAR_GC_TEST_DELAY": "60", "CELLAR_CLI_TIMEOUT": "1"})
+    try:
+        fresh(k)
+        t0 = time.monotonic()
+        res = k.run("%cellar gc", timeout=60)
+        took = time.monotonic() - t0
+        assert res.status == "ok", res.describe()
+        assert 5 < took < 30, took
+        (w,) = res.warnings
+        assert "nothing was collected" in w and "did not finish within 6 s" in w, w
+        alive(k)
+        # The store is as it was: everything still loads.
+        for name in ("big_a", "big_b"):
+            assert k.cellar_run(name).ok().report.status(name) == "loaded"
+    finally:
+        k.stop()
+    # No `cellar` command at all.
+    k = Kernel(work, extra_env={"CELLAR_BIN": str(tmp_path / "no-such-cellar")})
+    try:
+        fresh(k)
+        for magic, res in walk_magics(k).items():
+            assert res.status == "ok", res.describe()
+            (w,) = res.warnings
+            assert "no-such-cellar" in w, w
+        alive(k)
+    finally:
+        k.stop()
+
+
+def result_bytes(store: Path) -> int:
+    return json.loads(cellar("stats", "--json", "--dir", str(store)).stdout)["result_bytes"]
+
+
+def test_automatic_gc_runs_in_the_background(tmp_path):
+    # Each collection takes 3 s (CELLAR_GC_TEST_DELAY): the cell whose commit crosses the
+    # budget returns long before that, a later cell prints the note, the budget holds.
+    k = Kernel(tmp_path, extra_env={"CELLAR_MAX_SIZE": "3MiB", "CELLAR_GC_TEST_DELAY": "3"})
+    try:
+        fresh(k)
+        k.ok("def big(i):\n    _log('big')\n    return np.full(100_000, float(i))\n")
+        crossed = None
+        for i in range(6):  # 6 x 0.76 MiB
+            t0 = time.monotonic()
+            k.cellar_run(f"big --input i={i}").ok()
+            took = time.monotonic() - t0
+            if result_bytes(k.store) > 3 * MIB:
+                crossed = i
+                break
+        assert crossed is not None
+        assert took < 2.5, f"the crossing cell waited for gc: {took:.2f} s"
+        # A second crossing commit while the first gc runs starts no second one.
+        k.cellar_run(f"big --input i={crossed + 1}").ok()
+        assert result_bytes(k.store) > 3 * MIB  # not collected yet: it is still sleeping
+        notes = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not notes:
+            time.sleep(0.5)
+            res = k.ok("pass")
+            notes = [ln for ln in res.stdout.splitlines() if ln.startswith("cellar: automatic gc")]
+        assert notes, "no note of the automatic gc"
+        assert "max size 3.0 MiB" in notes[0] and "dropped" in notes[0], notes
+        assert result_bytes(k.store) <= 3 * MIB
+        res = k.ok("pass")
+        assert "automatic gc" not in res.stdout  # one note, for one collection
+        # The recent results stay; the kernel's own values are still right.
+        k.take_calls()
+        k.cellar_run(f"big --input i={crossed + 1}").ok()
+        assert k.take_calls() == calls()
+    finally:
+        k.stop()
+
+
 # ---- lock.mdb deleted under a running kernel --------------------------------------------
 
 def test_lock_file_deleted_under_a_running_kernel(kernel, kernel_factory):
