@@ -406,8 +406,12 @@ void cellar_gc_reap(cellar_state *st, bool wait)
         } else {
             json_t *r = json_object_get(doc, "dropped");
             bool collected = json_is_true(json_object_get(doc, "collected"));
-            st->gc_tally = jnum(r, collected ? "size_after" : "size_before");
-            st->gc_tally_ms = (uint64_t)cellar_cli_now_ms();
+            const char *where = json_string_value(json_object_get(doc, "store"));
+            if (st->store && where && !strcmp(where, cellar_store_path(st->store))) {
+                /* Not after %cellar dir to another store: that one is measured afresh. */
+                st->gc_tally = jnum(r, collected ? "size_after" : "size_before");
+                st->gc_tally_ms = (uint64_t)cellar_cli_now_ms();
+            }
             char a[CELLAR_UNITS_BUFSIZE], b[CELLAR_UNITS_BUFSIZE],
                 c[CELLAR_UNITS_BUFSIZE], d[CELLAR_UNITS_BUFSIZE];
             uint64_t keys = jnum(r, "keys"), results = jnum(r, "results");
@@ -488,7 +492,7 @@ static PyObject *magic_max_size(cellar_state *st, PyObject *args)
     char buf[CELLAR_UNITS_BUFSIZE];
     if (st->max_size)
         PySys_FormatStdout("cellar: max size %s: a commit that takes the results above "
-                           "it runs gc, down to 90%% of it\n",
+                           "it starts gc in the background, down to 90%% of it\n",
                            cellar_units_size(st->max_size, buf));
     else
         PySys_FormatStdout("cellar: no max size: the store grows until %%cellar gc\n");
