@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -324,6 +325,51 @@ def test_walk_magics_that_do_not_finish_or_find_no_command_warn(built_store, tmp
             assert res.status == "ok", res.describe()
             (w,) = res.warnings
             assert "no-such-cellar" in w, w
+        alive(k)
+    finally:
+        k.stop()
+
+
+def cellar_children_of(store: Path) -> list[int]:
+    """Running `cellar` processes whose command line names `store`."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = next(ln for ln in (proc / "status").read_text().splitlines()
+                         if ln.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if argv and argv[0].endswith(b"cellar") and str(store).encode() in argv \
+                and "Z" not in state:
+            out.append(int(proc.name))
+    return out
+
+
+def test_interrupt_stops_a_walk_that_never_ends(built_store, tmp_path):
+    # No time limit (CELLAR_CLI_TIMEOUT=0) and a reader that hangs: the interrupt stops
+    # the `cellar` child and raises KeyboardInterrupt in the cell; nothing is left behind.
+    work = tmp_path / "w"
+    shutil.copytree(built_store, work)
+    k = Kernel(work, extra_env={"CELLAR_CLI_TEST_HANG": "1", "CELLAR_CLI_TIMEOUT": "0"})
+    try:
+        fresh(k)
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("res", k.run("%cellar log", timeout=60)))
+        t.start()
+        deadline = time.monotonic() + 20
+        while not cellar_children_of(work / "store") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cellar_children_of(work / "store"), "the walk did not start a cellar child"
+        k.km.interrupt_kernel()
+        t.join(30)
+        assert not t.is_alive()
+        res = box["res"]
+        assert res.status == "error" and res.error["ename"] == "KeyboardInterrupt", res.describe()
+        time.sleep(0.5)
+        assert cellar_children_of(work / "store") == []
         alive(k)
     finally:
         k.stop()
