@@ -377,10 +377,11 @@ PyObject *cellar_log_show(cellar_state *st, Py_ssize_t n)
     if (!doc)
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     json_t *runs = json_object_get(doc, "runs");
-    Py_ssize_t seen = (Py_ssize_t)json_array_size(runs);
-    Py_ssize_t total = (Py_ssize_t)jnum(doc, "total");
     unreadable bad = {0};
     note_unreadable_json(&bad, doc);
+    /* Runs within the limit: those listed and those that could not be read. */
+    Py_ssize_t seen = (Py_ssize_t)(json_array_size(runs) + bad.count);
+    Py_ssize_t total = (Py_ssize_t)jnum(doc, "total");
     const char *where = cellar_store_path(st->store);
     PyObject *title =
         seen < total

@@ -773,7 +773,27 @@ def test_log_names_records_it_cannot_read(built, tmp_path):
     proc = cellar("log", "--dir", store, "--json")
     assert proc.returncode == 1
     assert "2 run records cannot be read" in proc.stderr and "format 3" in proc.stderr
-    assert json.loads(proc.stdout)["runs"] == []
+    doc = json.loads(proc.stdout)
+    assert doc["runs"] == [] and doc["total"] == 2
+    assert doc["unreadable"]["count"] == 2 and "format 3" in doc["unreadable"]["first"]
+    # The kernel reads the same JSON (exit status 1 with a document): the tables say it.
+    (tmp_path / "k").mkdir()
+    k = Kernel(tmp_path / "k", cellar_dir=store)
+    try:
+        k.setup()
+        res = k.ok("%cellar log")
+        (text,) = [d["text/plain"] for d in res.displays
+                   if d.get("text/plain", "").startswith("cellar log:")]
+        assert text.startswith("cellar log: 2 runs in "), text
+        assert "2 records could not be read" in text and "format 3" in text, text
+        assert not res.warnings, res.describe()
+        res = k.ok("%cellar show total")
+        texts = [d["text/plain"] for d in res.displays]
+        assert texts[0].startswith("cellar show total: "), texts
+        assert "2 records could not be read" in texts[0] and "format 3" in texts[0], texts
+        assert texts[1].startswith("runs of total: 0, newest first"), texts
+    finally:
+        k.stop()
 
 
 # ---- blobs deleted and damaged, pages overwritten, a reader that does not finish ------------
