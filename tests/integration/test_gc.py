@@ -3,7 +3,8 @@
 (a reverted edit still hits, counted through the side-effect log), evict least recently used
 first, and leave a running kernel's values usable; a result dropped between a run's plan and
 its load is recomputed; two kernels running while gc runs both get right values; `forget`
-recomputes exactly that node; `%cellar max-size` and CELLAR_MAX_SIZE collect by themselves;
+recomputes exactly that node; `%cellar max-size` and CELLAR_MAX_SIZE collect by themselves
+(a `cellar gc` child in the background: the budget holds once it is reaped);
 `cellar compact` refuses while a kernel holds the store and works after; `cellar stats` says
 what gc would free.
 """

@@ -9,6 +9,12 @@ the file truncated, lock.mdb deleted under a running kernel, a store the user ca
 write (as uid 65534, through IPython itself: root ignores modes), a full filesystem (a 20 MiB
 tmpfs, or RLIMIT_FSIZE on the kernel where mounting is not allowed), and kernels killed with
 SIGKILL at random points of runs with results of 1 kB to 200 MB.
+
+The walks of the whole store (`%cellar log`, `show`, `gc`, the automatic gc) run the `cellar`
+command in a child: on overwritten pages, a reader that never finishes (CELLAR_CLI_TEST_HANG),
+a gc that never finishes (CELLAR_GC_TEST_DELAY), or no command at all, the magic warns and the
+kernel answers the next cell; an interrupt stops the child; the automatic gc does not block
+the cell whose commit crossed the budget, one runs at a time, and the budget holds after.
 """
 
 from __future__ import annotations
