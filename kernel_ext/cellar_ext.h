@@ -25,6 +25,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
 
 #include "cellar/fingerprint.h"
 #include "cellar/key.h"
@@ -68,6 +71,17 @@ typedef enum {
     CELLAR_NBEHAVIORS
 } cellar_behavior;
 #define CELLAR_BEHAVIOR_UNSET (-1)
+
+/* cli_child.c: a `cellar` command running in a child process. */
+typedef struct cellar_cli_child {
+    pid_t pid;     /* -1 when none runs */
+    int out, err;  /* the read ends of its stdout and stderr, -1 once closed */
+    char *out_buf, *err_buf; /* what it wrote (NUL-terminated), or NULL */
+    size_t out_len, out_cap, err_len, err_cap;
+    int64_t started_ms;
+    int limit_ms;  /* -1: none */
+    char what[32]; /* "cellar gc", for messages */
+} cellar_cli_child;
 
 typedef struct cellar_state {
     PyObject *module;         /* borrowed back-pointer, valid while the module lives */
@@ -122,6 +136,14 @@ typedef struct cellar_state {
     void *code_walk;
 
     cellar_store *store;
+    /* gc_magic.c: the `cellar gc` started after a commit over the budget
+     * (pid -1 when none), and the kernel's tally of result bytes: the last
+     * figure a gc child measured plus what this kernel stored since, and when
+     * it was measured (0: never; measured again after 60 s). */
+    cellar_cli_child auto_gc;
+    bool auto_gc_running;
+    PyObject *auto_gc_hook; /* its post_run_cell callback, while it runs */
+    uint64_t gc_tally, gc_tally_ms;
     /* gc_magic.c: the budget for automatic gc, from CELLAR_MAX_SIZE or
      * %cellar max-size (0: none), applied to each store opened. */
     uint64_t max_size;
@@ -440,8 +462,43 @@ PyObject *cellar_results_node_set(cellar_state *st, PyObject *names, const char 
 /* gc_magic.c: %cellar forget, gc and max-size. */
 bool cellar_gc_magic_handles(PyObject *cmd);
 PyObject *cellar_gc_magic(cellar_state *st, PyObject *args);
-/* Gives the open store its budget (reading CELLAR_MAX_SIZE the first time). */
+/* Reads CELLAR_MAX_SIZE the first time; the budget is the kernel's: the
+ * store's own automatic gc stays off (gc runs in a `cellar gc` child). */
 void cellar_gc_configure(cellar_state *st);
+/* After a commit that stored `added` bytes of new results: starts `cellar
+ * gc` in the background when the budget may be crossed (at most one at a
+ * time), and reaps one that finished.  Never raises. */
+void cellar_gc_after_commit(cellar_state *st, uint64_t added);
+/* Reaps a background gc that finished, printing its one-line note or
+ * warning; with `wait`, first waits for it (within its limit).  Never raises. */
+void cellar_gc_reap(cellar_state *st, bool wait);
+
+/* cli_child.c: the `cellar` command run in a child process (posix_spawn,
+ * stdout and stderr through pipes, a time limit).  See cellar_cli_child. */
+/* CLOCK_MONOTONIC in ms. */
+int64_t cellar_cli_now_ms(void);
+/* CELLAR_CLI_TIMEOUT (default 30 s) plus a margin, in ms; -1 for none. */
+int cellar_cli_limit_ms(void);
+/* Starts `cellar ARGS...` (`args` NULL-terminated, borrowed for the call)
+ * into `*c`, which cellar_cli_free releases afterwards.  0, or -1 with `why`
+ * set (no command, no pipe, spawn failed); `*c` needs no free then. */
+int cellar_cli_start(cellar_cli_child *c, const char *const *args, int limit_ms,
+                     char *why, size_t why_len);
+/* Without blocking: 0 while it runs; 1 when it exited and printed a JSON
+ * object (`*doc`, a new reference; its exit status was 0 or 1 and its stderr
+ * is in c->err_buf); -1 with `why` when it failed, crashed, printed no JSON,
+ * or passed its limit (then it is killed). */
+int cellar_cli_poll(cellar_cli_child *c, json_t **doc, char *why, size_t why_len);
+/* Waits for it (GIL released, signals checked every 100 ms): the document,
+ * or NULL with `why`, or NULL with `*interrupted` and KeyboardInterrupt set
+ * (the child is killed). */
+json_t *cellar_cli_wait(cellar_cli_child *c, char *why, size_t why_len, bool *interrupted);
+/* Kills a running child (its process group) and reaps it. */
+void cellar_cli_kill(cellar_cli_child *c);
+void cellar_cli_free(cellar_cli_child *c);
+/* Start, wait, free: the document, or NULL as cellar_cli_wait. */
+json_t *cellar_cli_run(const char *const *args, char *why, size_t why_len,
+                       bool *interrupted);
 /* restore.c: `%cellar restore [--session S]`; `args` is the magic's split
  * line, "restore" first.  None, or NULL with an error. */
 PyObject *cellar_restore(cellar_state *st, PyObject *args);

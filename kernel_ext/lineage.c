@@ -5,11 +5,17 @@
  * sizes, compute times and last use, and the runs that included it), plus the
  * note a run keeps of the inputs it read, which goes into its run record.
  *
- * Everything shown is read from the store through the reader API and decoded
- * with records.h, exactly as `cellar log` and `cellar show` read it, so the
- * notebook and the command line cannot disagree, and what a kernel shows
- * survives its restart.  Times and sizes print as units.h says.  The reports
- * are cellar.Report tables (report.c): HTML in a notebook, text elsewhere.
+ * What log and show print is what `cellar log --json` and `cellar show --node
+ * NODE --json` print, run in a child process (cli_child.c): their walks
+ * cover whole LMDB databases, and on a damaged leaf or B-tree LMDB may fault
+ * or loop, which in the kernel's own process would cost the kernel.  In the
+ * child it costs a warning ("%cellar log: ... cannot be read: ..."), and the
+ * kernel goes on.  So the notebook and the command line cannot disagree, and
+ * what a kernel shows survives its restart.  Only what the kernel alone
+ * knows is added here: which of a node's keys is its current one (planned
+ * like %cellar status, point lookups in the kernel's own store).  Times and
+ * sizes print as units.h says.  The reports are cellar.Report tables
+ * (report.c): HTML in a notebook, text elsewhere.
  */
 #include "cellar_ext.h"
 
@@ -139,13 +145,6 @@ static PyObject *str_moment(uint64_t ns)
     return PyUnicode_FromString(cellar_units_moment(ns, buf));
 }
 
-static PyObject *str_hex(const cellar_hash *h)
-{
-    char hex[CELLAR_HASH_HEX_LEN + 1];
-    cellar_hash_to_hex(h, hex);
-    return PyUnicode_FromStringAndSize(hex, HEX_SHOWN);
-}
-
 /* Joins the str items of `parts` with `sep`; "-" when there are none. */
 static PyObject *joined(PyObject *parts, const char *sep)
 {
@@ -187,12 +186,6 @@ typedef struct unreadable {
     char first[CELLAR_ERROR_MESSAGE_MAX];
 } unreadable;
 
-static void note_unreadable(unreadable *u, const char *message)
-{
-    if (!u->count++)
-        snprintf(u->first, sizeof u->first, "%s", message);
-}
-
 /* The note under a table: `extra` (may be NULL) and what could not be read. */
 static PyObject *make_note(const char *extra, const unreadable *u)
 {
@@ -203,38 +196,91 @@ static PyObject *make_note(const char *extra, const unreadable *u)
                                 u->count == 1 ? "" : "s", u->first);
 }
 
-static cellar_reader *begin_reader(cellar_state *st)
+/* ---- the cellar command's JSON ---- */
+
+static const char *jstr(json_t *obj, const char *key)
 {
-    cellar_reader *r = NULL;
-    cellar_error err;
-    if (!st->store)
-        PyErr_SetString(st->StoreError, "no store is open (%cellar dir PATH opens one)");
-    else if (cellar_reader_begin(st->store, &r, &err) != CELLAR_OK)
-        PyErr_Format(st->StoreError, "the store cannot be read: %s", err.message);
-    return r;
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "";
+}
+
+static uint64_t jnum(json_t *obj, const char *key)
+{
+    json_int_t n = json_integer_value(json_object_get(obj, key));
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+/* The first HEX_SHOWN digits of a hex string, or "-". */
+static PyObject *str_hex_text(const char *hex)
+{
+    return *hex ? PyUnicode_FromStringAndSize(hex, (Py_ssize_t)strnlen(hex, HEX_SHOWN))
+                : PyUnicode_FromString("-");
+}
+
+/* Runs `cellar CMD ... --dir STORE --json` (`args` from CMD on, without the
+ * last three, NULL-terminated, at most 8).  The document, or NULL: with a
+ * KeyboardInterrupt set when interrupted, else after a warning that says
+ * what `what` could not do (the kernel goes on). */
+static json_t *ask_cellar(cellar_state *st, const char *what, const char *const *args)
+{
+    const char *argv[12];
+    size_t n = 0;
+    while (args[n] && n < 8) {
+        argv[n] = args[n];
+        n++;
+    }
+    argv[n++] = "--dir";
+    argv[n++] = cellar_store_path(st->store);
+    argv[n++] = "--json";
+    argv[n] = NULL;
+    char why[1200];
+    bool interrupted;
+    json_t *doc = cellar_cli_run(argv, why, sizeof why, &interrupted);
+    if (!doc && !interrupted)
+        cellar_warn("%s: %s (the store is read in a `cellar` child process; 'cellar "
+                    "verify --dir %s' checks it)",
+                    what, why, cellar_store_path(st->store));
+    return doc;
+}
+
+/* "N records could not be read (the first: ...)" from the document's
+ * "unreadable", into `u`. */
+static void note_unreadable_json(unreadable *u, json_t *doc)
+{
+    json_t *bad = json_object_get(doc, "unreadable");
+    if (!json_is_object(bad))
+        return;
+    u->count = (size_t)jnum(bad, "count");
+    snprintf(u->first, sizeof u->first, "%s", jstr(bad, "first"));
+}
+
+static bool needs_store(cellar_state *st)
+{
+    if (st->store)
+        return true;
+    PyErr_SetString(st->StoreError, "no store is open (%cellar dir PATH opens one)");
+    return false;
 }
 
 /* ---- %cellar log ---- */
 
-typedef struct log_walk {
-    Py_ssize_t limit, seen, total;
-    PyObject *rows; /* the table's rows */
-    unreadable bad;
-    bool failed; /* a Python error is set */
-} log_walk;
-
 /* The inputs of a run, "n=3, path='x' (global)". */
-static PyObject *inputs_text(const cellar_run_record *run)
+static PyObject *inputs_text(json_t *run)
 {
     PyObject *parts = PyList_New(0);
-    for (size_t i = 0; parts && i < run->ninputs; i++) {
-        const cellar_run_input *in = &run->inputs[i];
-        const char *from = in->source == CELLAR_INPUT_GIVEN    ? ""
-                           : in->source == CELLAR_INPUT_GLOBAL ? " (global)"
-                                                               : " (default)";
-        if (append_new(parts, PyUnicode_FromFormat("%s=%s%s", in->name,
-                                                   in->shown ? in->shown : "?", from)) <
-            0)
+    size_t i;
+    json_t *in;
+    json_array_foreach(json_object_get(run, "inputs"), i, in)
+    {
+        if (!parts)
+            break;
+        const char *source = jstr(in, "source");
+        const char *from = !strcmp(source, "global")    ? " (global)"
+                           : !strcmp(source, "default") ? " (default)"
+                                                        : "";
+        const char *value = json_string_value(json_object_get(in, "value"));
+        if (append_new(parts, PyUnicode_FromFormat("%s=%s%s", jstr(in, "name"),
+                                                   value ? value : "?", from)) < 0)
             Py_CLEAR(parts);
     }
     PyObject *text = parts ? joined(parts, ", ") : NULL;
@@ -243,16 +289,17 @@ static PyObject *inputs_text(const cellar_run_record *run)
 }
 
 /* The nodes of `run` whose outcome is `outcome`, "a, b, c +4 more". */
-static PyObject *nodes_text(const cellar_run_record *run, cellar_outcome outcome)
+static PyObject *nodes_text(json_t *run, const char *outcome)
 {
+    json_t *names = json_object_get(json_object_get(run, "outcomes"), outcome);
+    size_t found = json_array_size(names);
     PyObject *parts = PyList_New(0);
-    size_t found = 0;
-    for (size_t i = 0; parts && i < run->nrows; i++) {
-        if (run->rows[i].outcome != outcome || found++ >= NAMES_SHOWN)
-            continue;
-        if (append_new(parts, PyUnicode_FromString(run->rows[i].node)) < 0)
+    for (size_t i = 0; parts && i < found && i < NAMES_SHOWN; i++)
+        if (append_new(parts, PyUnicode_FromString(
+                                  json_string_value(json_array_get(names, i))
+                                      ? json_string_value(json_array_get(names, i))
+                                      : "?")) < 0)
             Py_CLEAR(parts);
-    }
     if (parts && found > NAMES_SHOWN &&
         append_new(parts, PyUnicode_FromFormat("+%zu more", found - NAMES_SHOWN)) < 0)
         Py_CLEAR(parts);
@@ -262,10 +309,10 @@ static PyObject *nodes_text(const cellar_run_record *run, cellar_outcome outcome
 }
 
 /* Failed nodes, then skipped ones: "broken; skipped: total". */
-static PyObject *failures_text(const cellar_run_record *run)
+static PyObject *failures_text(json_t *run)
 {
-    PyObject *failed = nodes_text(run, CELLAR_OUTCOME_FAILED);
-    PyObject *skipped = failed ? nodes_text(run, CELLAR_OUTCOME_SKIPPED) : NULL;
+    PyObject *failed = nodes_text(run, "failed");
+    PyObject *skipped = failed ? nodes_text(run, "skipped") : NULL;
     PyObject *text = NULL;
     if (skipped) {
         bool f = PyUnicode_CompareWithASCIIString(failed, "-") != 0;
@@ -279,165 +326,80 @@ static PyObject *failures_text(const cellar_run_record *run)
     return text;
 }
 
-static PyObject *targets_text(const cellar_run_record *run)
+static PyObject *targets_text(json_t *targets)
 {
     PyObject *parts = PyList_New(0);
-    for (size_t i = 0; parts && i < run->ntargets; i++)
-        if (append_new(parts, PyUnicode_FromString(run->targets[i])) < 0)
+    size_t i;
+    json_t *t;
+    json_array_foreach(targets, i, t)
+    {
+        if (parts && append_new(parts, PyUnicode_FromString(
+                                           json_string_value(t) ? json_string_value(t)
+                                                                : "?")) < 0)
             Py_CLEAR(parts);
+    }
     PyObject *text = parts ? joined(parts, " ") : NULL;
     Py_XDECREF(parts);
     return text;
 }
 
-static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
+static PyObject *log_rows(json_t *runs)
 {
-    (void)run_id;
-    log_walk *w = ctx;
-    /* Runs past the limit are only counted (cellar_reader_counts would stat
-     * every blob file for a figure this walk gets for free). */
-    w->total++;
-    if (w->seen >= w->limit)
-        return 0;
-    w->seen++;
-    cellar_run_record *run;
-    cellar_error err;
-    if (cellar_run_record_decode(json, len, &run, &err) != CELLAR_OK) {
-        note_unreadable(&w->bad, err.message);
-        return 0;
+    PyObject *rows = PyList_New(0);
+    size_t i;
+    json_t *run;
+    json_array_foreach(runs, i, run)
+    {
+        if (!rows)
+            break;
+        PyObject *row = Py_BuildValue(
+            "(NNNNNNNN)", str_moment(jnum(run, "started_ns")),
+            targets_text(json_object_get(run, "targets")), inputs_text(run),
+            nodes_text(run, "computed"), nodes_text(run, "loaded"),
+            nodes_text(run, "in_memory"), failures_text(run),
+            str_duration(jnum(run, "node_ns")));
+        if (append_new(rows, row) < 0)
+            Py_CLEAR(rows);
     }
-    uint64_t took = 0;
-    for (size_t i = 0; i < run->nrows; i++)
-        took += run->rows[i].time_ns;
-    PyObject *row = Py_BuildValue(
-        "(NNNNNNNN)", str_moment(run->started_ns), targets_text(run), inputs_text(run),
-        nodes_text(run, CELLAR_OUTCOME_COMPUTED), nodes_text(run, CELLAR_OUTCOME_LOADED),
-        nodes_text(run, CELLAR_OUTCOME_IN_MEMORY), failures_text(run),
-        str_duration(took));
-    cellar_run_record_free(run);
-    if (append_new(w->rows, row) < 0) {
-        w->failed = true;
-        return 1;
-    }
-    return 0;
+    return rows;
 }
 
 PyObject *cellar_log_show(cellar_state *st, Py_ssize_t n)
 {
     if (n <= 0)
         n = LOG_DEFAULT;
-    cellar_reader *r = begin_reader(st);
-    if (!r)
+    if (!needs_store(st))
         return NULL;
-    log_walk w = {.limit = n, .rows = PyList_New(0)};
-    cellar_error err;
-    cellar_status rc =
-        w.rows ? cellar_reader_each_run(r, log_run, &w, &err) : CELLAR_ENOMEM;
-    PyObject *title = NULL;
-    if (rc == CELLAR_OK && !w.failed)
-        title = w.seen < w.total
-                    ? PyUnicode_FromFormat("cellar log: the %zd newest of %zd runs in %s",
-                                           w.seen, w.total, cellar_store_path(st->store))
-                    : PyUnicode_FromFormat("cellar log: %zd run%s in %s", w.seen,
-                                           w.seen == 1 ? "" : "s",
-                                           cellar_store_path(st->store));
-    else if (!w.failed && w.rows)
-        PyErr_Format(st->StoreError, "the runs cannot be read: %s", err.message);
-    cellar_reader_end(r);
-    if (!title) {
-        Py_XDECREF(w.rows);
-        return NULL;
-    }
+    char limit[32];
+    snprintf(limit, sizeof limit, "%zd", n);
+    const char *args[] = {"log", "--limit", limit, NULL};
+    json_t *doc = ask_cellar(st, "%cellar log: the runs cannot be read", args);
+    if (!doc)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    json_t *runs = json_object_get(doc, "runs");
+    unreadable bad = {0};
+    note_unreadable_json(&bad, doc);
+    /* Runs within the limit: those listed and those that could not be read. */
+    Py_ssize_t seen = (Py_ssize_t)(json_array_size(runs) + bad.count);
+    Py_ssize_t total = (Py_ssize_t)jnum(doc, "total");
+    const char *where = cellar_store_path(st->store);
+    PyObject *title =
+        seen < total
+            ? PyUnicode_FromFormat("cellar log: the %zd newest of %zd runs in %s", seen,
+                                   total, where)
+            : PyUnicode_FromFormat("cellar log: %zd run%s in %s", seen,
+                                   seen == 1 ? "" : "s", where);
     PyObject *header =
         Py_BuildValue("(ssssssss)", "started", "targets", "inputs", "computed", "loaded",
                       "in memory", "failed", "node time");
-    if (show_report(st, title, header, w.rows, make_note(NULL, &w.bad)) < 0)
+    int rc = show_report(st, title, header, log_rows(runs), make_note(NULL, &bad));
+    json_decref(doc);
+    if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
 /* ---- %cellar show ---- */
-
-typedef struct key_item {
-    cellar_hash key;
-    cellar_key_record rec; /* rec.node is not kept */
-} key_item;
-
-typedef struct show_walk {
-    const char *node;
-    size_t node_len;
-    key_item *keys;
-    size_t nkeys, cap;
-    bool oom;
-    /* runs */
-    char *needle; /* `["NODE",`: how a row of this node begins in a run record */
-    size_t needle_len, nruns;
-    PyObject *run_rows;
-    unreadable bad;
-    bool failed;
-} show_walk;
-
-static int collect_key(void *ctx, const cellar_hash *key, const cellar_key_record *rec)
-{
-    show_walk *w = ctx;
-    if (rec->node_len != w->node_len || memcmp(rec->node, w->node, w->node_len) != 0)
-        return 0;
-    if (w->nkeys == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 16;
-        key_item *keys = PyMem_Realloc(w->keys, cap * sizeof *keys);
-        if (!keys) {
-            w->oom = true;
-            return 1;
-        }
-        w->keys = keys;
-        w->cap = cap;
-    }
-    w->keys[w->nkeys].key = *key;
-    w->keys[w->nkeys].rec = *rec;
-    w->keys[w->nkeys].rec.node = NULL;
-    w->nkeys++;
-    return 0;
-}
-
-static int newest_first(const void *a, const void *b)
-{
-    const key_item *x = a, *y = b;
-    return (x->rec.created_ns < y->rec.created_ns) -
-           (x->rec.created_ns > y->rec.created_ns);
-}
-
-static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
-{
-    (void)run_id;
-    show_walk *w = ctx;
-    /* Most runs do not include the node: a row of it starts with its name as
-     * a JSON string (node names are identifiers, written unescaped). */
-    if (!memmem(json, len, w->needle, w->needle_len))
-        return 0;
-    cellar_run_record *run;
-    cellar_error err;
-    if (cellar_run_record_decode(json, len, &run, &err) != CELLAR_OK) {
-        note_unreadable(&w->bad, err.message);
-        return 0;
-    }
-    const cellar_lineage_row *row = cellar_run_record_find(run, w->node);
-    if (row && w->nruns++ < SHOW_RUNS) {
-        PyObject *item = Py_BuildValue(
-            "(NsNNNN)", str_moment(run->started_ns), cellar_outcome_name(row->outcome),
-            row->outcome == CELLAR_OUTCOME_COMPUTED ||
-                    row->outcome == CELLAR_OUTCOME_LOADED
-                ? str_duration(row->time_ns)
-                : PyUnicode_FromString("-"),
-            str_size(row->has_size, row->size),
-            row->has_versions ? str_hex(&row->data_version)
-                              : PyUnicode_FromString(row->error ? row->error : "-"),
-            targets_text(run));
-        if (append_new(w->run_rows, item) < 0)
-            w->failed = true;
-    }
-    cellar_run_record_free(run);
-    return w->failed;
-}
 
 /* This kernel's current key and code version of `name`, when it is a
  * registered node whose key can be known now (1), else 0; -1 with an error. */
@@ -475,35 +437,51 @@ static int current_key(cellar_state *st, PyObject *name, cellar_hash *key,
     return rc;
 }
 
-/* The table of the node's results, one row per cache key, newest first. */
-static PyObject *key_rows(cellar_reader *r, const show_walk *w, int have_current,
-                          const cellar_hash *current)
+static int newest_first(const void *a, const void *b)
 {
-    PyObject *rows = PyList_New(0);
-    for (size_t i = 0; rows && i < w->nkeys; i++) {
-        const key_item *it = &w->keys[i];
-        bool stored = cellar_reader_has_result(r, &it->rec.data_version);
-        bool is_current = have_current && !memcmp(it->key.bytes, current->bytes, 16);
+    uint64_t x = jnum(*(json_t *const *)a, "created_ns");
+    uint64_t y = jnum(*(json_t *const *)b, "created_ns");
+    return (x < y) - (x > y);
+}
+
+/* The table of the node's results, one row per cache key, newest first. */
+static PyObject *key_rows(json_t *keys, int have_current, const cellar_hash *current)
+{
+    size_t n = json_array_size(keys);
+    json_t **items = PyMem_Calloc(n ? n : 1, sizeof *items);
+    PyObject *rows = items ? PyList_New(0) : PyErr_NoMemory();
+    for (size_t i = 0; i < n && items; i++)
+        items[i] = json_array_get(keys, i);
+    if (n > 1 && items)
+        qsort(items, n, sizeof *items, newest_first);
+    char hex[CELLAR_HASH_HEX_LEN + 1] = "";
+    if (have_current)
+        cellar_hash_to_hex(current, hex);
+    for (size_t i = 0; rows && i < n; i++) {
+        json_t *it = items[i];
+        bool stored = json_is_true(json_object_get(it, "result_stored"));
+        bool is_current = have_current && !strcmp(jstr(it, "key"), hex);
         const char *state = is_current ? (stored ? "current" : "current, not stored")
                                        : (stored ? "stored" : "not stored");
         PyObject *row = Py_BuildValue(
-            "(NsNNNNNN)", str_hex(&it->rec.code_version), state,
-            str_moment(it->rec.created_ns), str_moment(it->rec.last_used_ns),
-            str_duration(it->rec.compute_ns), str_size(true, it->rec.size),
-            str_hex(&it->rec.data_version), str_hex(&it->key));
+            "(NsNNNNNN)", str_hex_text(jstr(it, "code_version")), state,
+            str_moment(jnum(it, "created_ns")), str_moment(jnum(it, "last_used_ns")),
+            str_duration(jnum(it, "compute_ns")), str_size(true, jnum(it, "size")),
+            str_hex_text(jstr(it, "data_version")), str_hex_text(jstr(it, "key")));
         if (append_new(rows, row) < 0)
             Py_CLEAR(rows);
     }
+    PyMem_Free(items);
     return rows;
 }
 
-static size_t distinct_code_versions(const show_walk *w)
+static size_t distinct_code_versions(json_t *keys)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < w->nkeys; i++) {
+    size_t n = 0, len = json_array_size(keys);
+    for (size_t i = 0; i < len; i++) {
+        const char *cv = jstr(json_array_get(keys, i), "code_version");
         size_t j = 0;
-        while (j < i && memcmp(w->keys[j].rec.code_version.bytes,
-                               w->keys[i].rec.code_version.bytes, 16) != 0)
+        while (j < i && strcmp(jstr(json_array_get(keys, j), "code_version"), cv) != 0)
             j++;
         n += j == i;
     }
@@ -511,12 +489,8 @@ static size_t distinct_code_versions(const show_walk *w)
 }
 
 /* What the node record says, for the note under the results. */
-static PyObject *node_note(cellar_reader *r, const char *node, unreadable *bad,
-                           bool have_cv, const cellar_hash *cv)
+static PyObject *node_note(json_t *meta, bool have_cv, const cellar_hash *cv)
 {
-    const char *json;
-    size_t len;
-    cellar_error err;
     char cvhex[CELLAR_HASH_HEX_LEN + 1] = "";
     if (have_cv)
         cellar_hash_to_hex(cv, cvhex);
@@ -525,29 +499,29 @@ static PyObject *node_note(cellar_reader *r, const char *node, unreadable *bad,
                             : PyUnicode_FromString("");
     if (!current)
         return NULL;
-    cellar_node_record *rec = NULL;
-    cellar_status st = cellar_reader_get_node(r, node, &json, &len, &err);
-    if (st == CELLAR_OK && cellar_node_record_decode(json, len, &rec, &err) != CELLAR_OK)
-        note_unreadable(bad, err.message);
-    else if (st != CELLAR_OK && st != CELLAR_ENOTFOUND)
-        note_unreadable(bad, err.message);
     PyObject *note = NULL;
-    if (rec) {
+    if (json_is_object(meta)) {
         PyObject *params = PyList_New(0);
-        for (size_t i = 0; params && i < rec->nparams; i++)
-            if (append_new(params, PyUnicode_FromString(rec->params[i])) < 0)
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(meta, "params"), i, p)
+        {
+            if (params && append_new(params, PyUnicode_FromString(
+                                                 json_string_value(p) ? json_string_value(p)
+                                                                      : "?")) < 0)
                 Py_CLEAR(params);
+        }
         PyObject *ptext = params ? joined(params, ", ") : NULL;
+        const char *cell = json_string_value(json_object_get(meta, "cell_id"));
         char when[CELLAR_UNITS_BUFSIZE];
         if (ptext)
             note = PyUnicode_FromFormat(
                 "%Uparameters: %U; cell: %s; last computed %s. Last-used times are "
                 "refreshed at most every 10 minutes.",
-                current, ptext, rec->cell_id ? rec->cell_id : "(no id)",
-                cellar_units_moment(rec->updated_ns, when));
+                current, ptext, cell ? cell : "(no id)",
+                cellar_units_moment(jnum(meta, "updated_ns"), when));
         Py_XDECREF(params);
         Py_XDECREF(ptext);
-        cellar_node_record_free(rec);
     } else {
         note = PyUnicode_FromFormat("%Uno node record in the store.", current);
     }
@@ -555,89 +529,97 @@ static PyObject *node_note(cellar_reader *r, const char *node, unreadable *bad,
     return note;
 }
 
-static int show_node_in(cellar_state *st, cellar_reader *r, PyObject *name,
-                        const char *node, show_walk *w)
+static PyObject *run_rows(json_t *runs)
+{
+    PyObject *rows = PyList_New(0);
+    size_t i;
+    json_t *run;
+    json_array_foreach(runs, i, run)
+    {
+        if (!rows || i >= SHOW_RUNS)
+            break;
+        json_t *e = json_object_get(run, "entry");
+        const char *status = jstr(e, "status");
+        json_t *size = json_object_get(e, "size");
+        const char *dv = json_string_value(json_object_get(e, "data_version"));
+        const char *error = json_string_value(json_object_get(e, "error"));
+        bool timed = !strcmp(status, "computed") || !strcmp(status, "loaded");
+        PyObject *row = Py_BuildValue(
+            "(NsNNNN)", str_moment(jnum(run, "started_ns")), status,
+            timed ? str_duration(jnum(e, "time_ns")) : PyUnicode_FromString("-"),
+            str_size(json_is_integer(size), jnum(e, "size")),
+            dv ? str_hex_text(dv) : PyUnicode_FromString(error ? error : "-"),
+            targets_text(json_object_get(run, "targets")));
+        if (append_new(rows, row) < 0)
+            Py_CLEAR(rows);
+    }
+    return rows;
+}
+
+static int show_doc(cellar_state *st, PyObject *name, const char *node, json_t *doc)
 {
     cellar_hash current, cv;
     bool have_cv;
-    /* The current key first: planning reads the store with its own reader. */
     int have_current = current_key(st, name, &current, &cv, &have_cv);
     if (have_current < 0)
         return -1;
-    cellar_error err;
-    if (cellar_reader_each_key(r, collect_key, w, &err) != CELLAR_OK || w->oom) {
-        if (w->oom)
-            PyErr_NoMemory();
-        else
-            PyErr_Format(st->StoreError, "the keys cannot be read: %s", err.message);
-        return -1;
+    json_t *keys = json_object_get(doc, "keys");
+    json_t *runs = json_object_get(doc, "runs");
+    json_t *meta = json_object_get(doc, "metadata");
+    size_t nkeys = json_array_size(keys), nruns = json_array_size(runs);
+    unreadable bad = {0};
+    note_unreadable_json(&bad, doc);
+    const char *meta_bad = json_string_value(json_object_get(doc, "metadata_unreadable"));
+    if (meta_bad) {
+        if (!bad.count)
+            snprintf(bad.first, sizeof bad.first, "%s", meta_bad);
+        bad.count++;
     }
-    if (w->nkeys > 1)
-        qsort(w->keys, w->nkeys, sizeof *w->keys, newest_first);
-    if (cellar_reader_each_run(r, collect_run, w, &err) != CELLAR_OK || w->failed) {
-        if (!w->failed)
-            PyErr_Format(st->StoreError, "the runs cannot be read: %s", err.message);
-        return -1;
-    }
-    const char *json;
-    size_t json_len;
-    if (w->nkeys == 0 && w->nruns == 0 && !have_cv &&
-        cellar_reader_get_node(r, node, &json, &json_len, &err) == CELLAR_ENOTFOUND) {
+    if (nkeys == 0 && nruns == 0 && !have_cv && !json_is_object(meta) && !meta_bad) {
         PyErr_Format(st->RunError,
                      "no node '%s': the store %s has no record of it, and no top-level "
                      "function of that name is defined",
                      node, cellar_store_path(st->store));
         return -1;
     }
-    PyObject *note = node_note(r, node, &w->bad, have_cv, &cv);
-    PyObject *full = note ? make_note(PyUnicode_AsUTF8(note), &w->bad) : NULL;
+    PyObject *note = node_note(meta, have_cv, &cv);
+    PyObject *full = note ? make_note(PyUnicode_AsUTF8(note), &bad) : NULL;
     Py_XDECREF(note);
-    size_t ncv = distinct_code_versions(w);
+    size_t ncv = distinct_code_versions(keys);
     PyObject *title = PyUnicode_FromFormat(
         "cellar show %s: %zu code version%s, %zu result%s", node, ncv,
-        ncv == 1 ? "" : "s", w->nkeys, w->nkeys == 1 ? "" : "s");
+        ncv == 1 ? "" : "s", nkeys, nkeys == 1 ? "" : "s");
     PyObject *header =
         Py_BuildValue("(ssssssss)", "code version", "result", "created", "last used",
                       "compute", "size", "data version", "key");
-    if (show_report(st, title, header, key_rows(r, w, have_current > 0, &current), full) <
+    if (show_report(st, title, header, key_rows(keys, have_current > 0, &current), full) <
         0)
         return -1;
-    title = PyUnicode_FromFormat("runs of %s: %zu, newest first", node, w->nruns);
+    title = PyUnicode_FromFormat("runs of %s: %zu, newest first", node, nruns);
     header = Py_BuildValue("(ssssss)", "started", "status", "time", "size",
                            "data version", "targets");
-    PyObject *more = w->nruns > SHOW_RUNS ? PyUnicode_FromFormat("... and %zu older runs",
-                                                                 w->nruns - SHOW_RUNS)
-                                          : Py_NewRef(Py_None);
-    return show_report(st, title, header, Py_NewRef(w->run_rows), more);
+    PyObject *more = nruns > SHOW_RUNS
+                         ? PyUnicode_FromFormat("... and %zu older runs", nruns - SHOW_RUNS)
+                         : Py_NewRef(Py_None);
+    return show_report(st, title, header, run_rows(runs), more);
 }
 
 PyObject *cellar_node_show(cellar_state *st, PyObject *name)
 {
     PyObject *norm = cellar_registry_normalize(name); /* `µ` typed in the magic */
-    Py_ssize_t len;
-    const char *node = norm ? PyUnicode_AsUTF8AndSize(norm, &len) : NULL;
-    if (!node) {
+    const char *node = norm ? PyUnicode_AsUTF8(norm) : NULL;
+    if (node && !PyUnicode_IsIdentifier(norm)) {
+        PyErr_Format(st->RunError, "%%cellar show: not a node name: '%U'", norm);
+        node = NULL;
+    }
+    if (!node || !needs_store(st)) {
         Py_XDECREF(norm);
         return NULL;
     }
-    cellar_reader *r = begin_reader(st);
-    if (!r) {
-        Py_DECREF(norm);
-        return NULL;
-    }
-    show_walk w = {.node = node, .node_len = (size_t)len, .run_rows = PyList_New(0)};
-    PyObject *needle = PyUnicode_FromFormat("[\"%U\",", norm);
-    const char *n = needle ? PyUnicode_AsUTF8AndSize(needle, &len) : NULL;
-    int rc = -1;
-    if (n && w.run_rows) {
-        w.needle = (char *)n;
-        w.needle_len = (size_t)len;
-        rc = show_node_in(st, r, norm, node, &w);
-    }
-    cellar_reader_end(r);
-    PyMem_Free(w.keys);
-    Py_XDECREF(w.run_rows);
-    Py_XDECREF(needle);
+    const char *args[] = {"show", "--node", node, NULL};
+    json_t *doc = ask_cellar(st, "%cellar show: the node's records cannot be read", args);
+    int rc = doc ? show_doc(st, norm, node, doc) : PyErr_Occurred() ? -1 : 0;
+    json_decref(doc);
     Py_DECREF(norm);
     if (rc < 0)
         return NULL;

@@ -137,6 +137,7 @@ void run_save(run_ctx *ctx, PyObject *targets, uint64_t started)
     err.message[0] = '\0';
     uint64_t now = run_now_ns(CLOCK_REALTIME);
     cellar_status rc = b ? CELLAR_OK : CELLAR_ENOMEM;
+    uint64_t added = 0; /* bytes of new results, for the budget (gc_magic.c) */
     for (size_t i = 0; rc == CELLAR_OK && i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         if (s->status == ST_COMPUTED && s->stored && stored_bytes_versioned(ctx, s)) {
@@ -163,8 +164,10 @@ void run_save(run_ctx *ctx, PyObject *targets, uint64_t started)
                 rc = CELLAR_OK;
                 continue;
             }
-            if (rc == CELLAR_OK)
+            if (rc == CELLAR_OK) {
+                added += s->size;
                 rc = cellar_batch_put_key(b, &s->key, &rec, &err);
+            }
             char *js = NULL;
             if (rc == CELLAR_OK)
                 rc = node_record(s, now, &js, &err);
@@ -194,5 +197,7 @@ void run_save(run_ctx *ctx, PyObject *targets, uint64_t started)
         cellar_warn("this run's results could not be saved (%s%s%s); they stay in memory "
                     "for this session",
                     cellar_status_name(rc), err.message[0] ? ": " : "", err.message);
+    else
+        cellar_gc_after_commit(st, added); /* in the background: the cell goes on */
     cellar_batch_free(b);
 }

@@ -5,13 +5,18 @@
  * are libcellar's (gc.h); this file parses options, opens the store for
  * writing (never creating one), and prints what was dropped as text or, with
  * --json, one JSON object.  gc's own options (--max-size, --keep, --dry-run)
- * are taken out of argv before store_cli.c parses the common ones.  Sizes
+ * are taken out of argv before store_cli.c parses the common ones; --live
+ * (the nodes a kernel defines), --if-over (collect only above a size) and
+ * --timeout (stop after S seconds) are what a kernel's `%cellar gc` and its
+ * automatic gc pass when they run this command in a child.  Sizes
  * parse and print as units.h says.  Like the other store commands, these
  * trust LMDB's pages: on a store that may be damaged run `cellar verify
  * --repair` first.
  */
 #include <inttypes.h>
 #include <jansson.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,9 +149,15 @@ static const char gc_usage[] =
     "                   (default: $CELLAR_MAX_SIZE, else no budget)\n"
     "  --keep N         code versions kept per node (default 3)\n"
     "  --dry-run        only say what would be dropped\n"
+    "  --live NAME[,NAME...]  nodes that exist beside those with a node record\n"
+    "                   (a kernel's registry; repeatable)\n"
+    "  --if-over SIZE   collect only when the results take more than SIZE\n"
+    "                   (measured first; \"collected\" says whether it did)\n"
+    "  --timeout S      stop (SIGALRM) after S seconds: a damaged B-tree can make\n"
+    "                   LMDB loop; the write transaction is then not committed\n"
     "  --dir PATH       the store (default: $CELLAR_DIR, else ./.cellar)\n"
     "  --json           print {\"store\", \"dry_run\", \"max_size\", \"keep\", "
-    "\"dropped\": {...}}\n";
+    "\"collected\", \"dropped\": {...}}\n";
 
 /* A size option's value; false (said) when it does not parse. */
 static bool size_arg(const char *text, const char *what, uint64_t *out)
@@ -171,9 +182,77 @@ static bool count_arg(const char *text, unsigned *out)
     return false;
 }
 
-/* Takes gc's own options out of argv into `o`; the rest into `rest`.
- * CLI_GO_ON, or 2 after a usage error. */
-static int gc_options(int argc, char **argv, cellar_gc_options *o, char **rest, int *m)
+/* What gc takes beyond libcellar's options. */
+typedef struct gc_extra {
+    const char **live; /* --live names, malloc'd (pointers into argv) */
+    size_t nlive, cap;
+    char **lists;      /* the --live arguments, copied to be cut at commas */
+    size_t nlists;
+    uint64_t if_over;  /* --if-over; 0: always collect */
+    unsigned timeout;  /* --timeout seconds; 0: none */
+} gc_extra;
+
+static void gc_extra_free(gc_extra *x)
+{
+    free(x->live);
+    for (size_t i = 0; i < x->nlists; i++)
+        free(x->lists[i]);
+    free(x->lists);
+}
+
+/* Adds the comma-separated names of `text` to x->live; false when out of
+ * memory or a name is empty (said). */
+static bool live_arg(const char *text, gc_extra *x)
+{
+    char **lists = realloc(x->lists, (x->nlists + 1) * sizeof *lists);
+    char *copy = lists ? strdup(text) : NULL;
+    if (lists)
+        x->lists = lists;
+    if (!copy) {
+        fputs("cellar gc: out of memory\n", stderr);
+        return false;
+    }
+    x->lists[x->nlists++] = copy;
+    for (char *name = copy, *next; name; name = next) {
+        next = strchr(name, ',');
+        if (next)
+            *next++ = '\0';
+        if (!*name) {
+            fprintf(stderr, "cellar gc: --live '%s' has an empty name\n", text);
+            return false;
+        }
+        if (x->nlive == x->cap) {
+            size_t cap = x->cap ? 2 * x->cap : 64;
+            const char **grown = realloc(x->live, cap * sizeof *grown);
+            if (!grown) {
+                fputs("cellar gc: out of memory\n", stderr);
+                return false;
+            }
+            x->live = grown;
+            x->cap = cap;
+        }
+        x->live[x->nlive++] = name;
+    }
+    return true;
+}
+
+static bool seconds_arg(const char *text, unsigned *out)
+{
+    char *end;
+    unsigned long n = text && *text >= '0' && *text <= '9' ? strtoul(text, &end, 10) : 0;
+    if (n && !*end && n <= 86400) {
+        *out = (unsigned)n;
+        return true;
+    }
+    fprintf(stderr, "cellar gc: --timeout needs seconds (1 to 86400), not '%s'\n",
+            text ? text : "");
+    return false;
+}
+
+/* Takes gc's own options out of argv into `o` and `x`; the rest into
+ * `rest`.  CLI_GO_ON, or 2 after a usage error. */
+static int gc_options(int argc, char **argv, cellar_gc_options *o, gc_extra *x,
+                      char **rest, int *m)
 {
     const char *env = getenv("CELLAR_MAX_SIZE");
     if (env && *env && !size_arg(env, "CELLAR_MAX_SIZE", &o->max_size))
@@ -192,8 +271,22 @@ static int gc_options(int argc, char **argv, cellar_gc_options *o, char **rest, 
             ok = count_arg(a + 7, &o->keep);
         else if (!strcmp(a, "--dry-run"))
             o->dry_run = true;
-        else
+        else if (!strcmp(a, "--live") && i + 1 < argc)
+            ok = live_arg(argv[++i], x);
+        else if (!strncmp(a, "--live=", 7))
+            ok = live_arg(a + 7, x);
+        else if (!strcmp(a, "--if-over") && i + 1 < argc)
+            ok = size_arg(argv[++i], "--if-over", &x->if_over);
+        else if (!strncmp(a, "--if-over=", 10))
+            ok = size_arg(a + 10, "--if-over", &x->if_over);
+        else if (!strcmp(a, "--timeout") && i + 1 < argc)
+            ok = seconds_arg(argv[++i], &x->timeout);
+        else if (!strncmp(a, "--timeout=", 10))
+            ok = seconds_arg(a + 10, &x->timeout);
+        else if (*m < 60)
             rest[(*m)++] = argv[i];
+        else
+            ok = false;
         if (!ok) {
             fputs(gc_usage, stderr);
             return 2;
@@ -225,43 +318,85 @@ static void print_gc(const cellar_gc_report *r, const cellar_gc_options *o)
     putchar('\n');
 }
 
+/* The results' bytes, measured in a read snapshot; false (said) on failure. */
+static bool measure(const cli *c, cellar_store *s, uint64_t *bytes)
+{
+    cellar_reader *r;
+    cellar_store_stats st;
+    cellar_error err;
+    if (cellar_reader_begin(s, &r, &err)) {
+        cli_fail(c, err.message);
+        return false;
+    }
+    bool ok = !cellar_reader_stats(r, &st, &err);
+    cellar_reader_end(r);
+    if (!ok)
+        cli_fail(c, err.message);
+    *bytes = st.result_bytes;
+    return ok;
+}
+
 int cellar_cmd_gc(int argc, char **argv)
 {
     cellar_gc_options o = {0};
+    gc_extra x = {0};
     char *rest[64];
     int m;
-    if (argc > 60) {
-        fputs(gc_usage, stderr);
-        return 2;
-    }
-    int rc = gc_options(argc, argv, &o, rest, &m);
-    if (rc != CLI_GO_ON)
-        return rc;
+    int rc = gc_options(argc, argv, &o, &x, rest, &m);
     cli c;
-    if ((rc = cli_parse(m, rest, gc_usage, 0, 0, 2, &c)) != CLI_GO_ON)
+    if (rc == CLI_GO_ON)
+        rc = cli_parse(m, rest, gc_usage, 0, 0, 2, &c);
+    if (rc != CLI_GO_ON) {
+        gc_extra_free(&x);
         return rc;
+    }
+    if (x.timeout)
+        alarm(x.timeout); /* SIGALRM's default action ends the process */
+    o.live = x.live;
+    o.nlive = x.nlive;
     cellar_store *s;
     cellar_error err;
     if (o.dry_run) {
         cellar_store_options ro = {.read_only = true};
-        if (cellar_store_open(c.dir, &ro, &s, &err))
+        if (cellar_store_open(c.dir, &ro, &s, &err)) {
+            gc_extra_free(&x);
             return cli_fail(&c, err.message);
+        }
     } else if (open_writable(&c, &s)) {
+        gc_extra_free(&x);
         return 1;
     }
-    cellar_gc_report r;
+    /* CELLAR_GC_TEST_DELAY=S: a collection that takes S seconds, for the
+     * tests of a kernel's gc in the background and of the time limit. */
+    const char *delay = getenv("CELLAR_GC_TEST_DELAY");
+    if (delay && *delay >= '1' && *delay <= '9')
+        sleep((unsigned)atoi(delay));
+    cellar_gc_report r = {0};
+    bool collect = true;
     rc = 0;
-    if (cellar_store_gc(s, &o, &r, &err))
+    if (x.if_over && !measure(&c, s, &r.size_before))
+        rc = 1;
+    else if (x.if_over && r.size_before <= x.if_over) {
+        collect = false;
+        r.size_after = r.size_before;
+    }
+    if (!rc && collect && cellar_store_gc(s, &o, &r, &err))
         rc = cli_fail(&c, err.message);
-    else if (c.json)
+    else if (!rc && c.json)
         rc = cli_print_json(
-            &c, json_pack("{s:s, s:b, s:I, s:I, s:o*}", "store", cellar_store_path(s),
+            &c, json_pack("{s:s, s:b, s:I, s:I, s:b, s:o*}", "store", cellar_store_path(s),
                           "dry_run", o.dry_run, "max_size", (json_int_t)o.max_size,
                           "keep", (json_int_t)(o.keep ? o.keep : CELLAR_GC_KEEP_DEFAULT),
-                          "dropped", report_json(&r)));
-    else
+                          "collected", collect, "dropped", report_json(&r)));
+    else if (!rc && collect)
         print_gc(&r, &o);
+    else if (!rc) {
+        char a[CELLAR_UNITS_BUFSIZE], b[CELLAR_UNITS_BUFSIZE];
+        printf("gc: the results take %s, not more than %s: nothing collected\n",
+               cellar_units_size(r.size_before, a), cellar_units_size(x.if_over, b));
+    }
     cellar_store_close(s);
+    gc_extra_free(&x);
     return rc;
 }
 

@@ -10,6 +10,7 @@
  * and times print as units.h says.  Problems go to stderr with exit status 1;
  * bad usage exits 2.  Output errors are caught once, at exit, in cellar.c.
  */
+#define _GNU_SOURCE /* memmem */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -228,16 +229,31 @@ static const char show_usage[] =
     "included it (newest first).  KEY: one cache key record, given as 32 hex\n"
     "digits or a unique prefix of at least 6.\n"
     "\n"
+    "  --node       NODE is a node name, never a key prefix; a node the store\n"
+    "               knows nothing of is shown without keys or runs (exit 0)\n"
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
-    "  --json       print one JSON object\n";
+    "  --json       print one JSON object; each run has \"run_id\", \"started_ns\",\n"
+    "               \"targets\" and the node's \"entry\"; \"unreadable\"\n"
+    "               ({count, first_run, first}) when run records cannot be read\n";
 
 typedef struct run_hits {
     const char *node;
+    char *needle; /* `["NODE",`: how a row of the node begins in a run record */
     json_t *runs;       /* [{"run_id", "entry"}] */
     size_t unreadable;  /* run records that could not be decoded */
     uint64_t first_bad; /* the id of the first of them */
     char why[CELLAR_ERROR_MESSAGE_MAX];
 } run_hits;
+
+/* {"count", "first_run", "first"} for records that cannot be read, or NULL
+ * (the key left out) when there are none. */
+static json_t *unreadable_json(size_t count, uint64_t first_run, const char *why)
+{
+    if (!count)
+        return NULL;
+    return json_pack("{s:I, s:I, s:s}", "count", (json_int_t)count, "first_run",
+                     (json_int_t)first_run, "first", why);
+}
 
 static json_t *hex_json(bool have, const cellar_hash *h)
 {
@@ -263,6 +279,10 @@ static json_t *row_json(const cellar_lineage_row *row)
 static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
 {
     run_hits *h = ctx;
+    /* Most runs do not include the node: a row of it starts with its name as
+     * a JSON string (node names are identifiers, written unescaped). */
+    if (h->needle && !memmem(json, len, h->needle, strlen(h->needle)))
+        return 0;
     cellar_run_record *run;
     cellar_error err;
     if (cellar_run_record_decode(json, len, &run, &err) != CELLAR_OK) {
@@ -273,10 +293,16 @@ static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
         return 0;
     }
     const cellar_lineage_row *row = cellar_run_record_find(run, h->node);
-    if (row)
+    if (row) {
+        json_t *targets = json_array();
+        for (size_t i = 0; targets && i < run->ntargets; i++)
+            json_array_append_new(targets, json_string(run->targets[i]));
         json_array_append_new(h->runs,
-                              json_pack("{s:I, s:o}", "run_id", (json_int_t)run_id,
+                              json_pack("{s:I, s:I, s:o*, s:o}", "run_id",
+                                        (json_int_t)run_id, "started_ns",
+                                        (json_int_t)run->started_ns, "targets", targets,
                                         "entry", row_json(row)));
+    }
     cellar_run_record_free(run);
     return 0;
 }
@@ -342,9 +368,19 @@ static int show_node(const cli *c, cellar_store *s, cellar_reader *r, const char
 {
     cellar_error err;
     run_hits h = {.node = c->pos[0], .runs = json_array()};
-    if (!h.runs)
+    size_t nlen = strlen(c->pos[0]);
+    bool plain = strspn(c->pos[0], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789_") == nlen;
+    if (plain && (h.needle = malloc(nlen + 4)))
+        snprintf(h.needle, nlen + 4, "[\"%s\",", c->pos[0]);
+    if (!h.runs || (plain && !h.needle)) {
+        json_decref(h.runs);
+        free(h.needle);
         return cli_fail(c, "out of memory");
-    if (cellar_reader_each_run(r, collect_run, &h, &err)) {
+    }
+    cellar_status walked = cellar_reader_each_run(r, collect_run, &h, &err);
+    free(h.needle);
+    if (walked) {
         json_decref(h.runs);
         return cli_fail(c, err.message);
     }
@@ -364,10 +400,14 @@ static int show_node(const cli *c, cellar_store *s, cellar_reader *r, const char
     }
     if (c->json) {
         int out =
-            cli_print_json(c, json_pack("{s:s, s:s, s:o, s:o*, s:o}", "store",
+            cli_print_json(c, json_pack("{s:s, s:s, s:o, s:o*, s:o, s:o*, s:s*}", "store",
                                         cellar_store_path(s), "node", c->pos[0],
                                         "metadata", node ? node_json(node) : json_null(),
-                                        "keys", entries_json(e, r), "runs", h.runs));
+                                        "keys", entries_json(e, r), "runs", h.runs,
+                                        "unreadable",
+                                        unreadable_json(h.unreadable, h.first_bad, h.why),
+                                        "metadata_unreadable",
+                                        meta && !node ? err.message : NULL));
         cellar_node_record_free(node);
         return out ? out : rc;
     }
@@ -456,7 +496,21 @@ static int show_key(const cli *c, cellar_reader *r)
 int cellar_cmd_show(int argc, char **argv)
 {
     cli c;
-    int rc = cli_parse(argc, argv, show_usage, 1, 0, 2, &c);
+    /* --node is show's own; the rest is store_cli.c's. */
+    char *rest[16];
+    int m = 0;
+    bool node_only = false;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && !strcmp(argv[i], "--node"))
+            node_only = true;
+        else if (m < 16)
+            rest[m++] = argv[i];
+        else {
+            fprintf(stderr, "cellar show: too many arguments\n\n%s", show_usage);
+            return 2;
+        }
+    }
+    int rc = cli_parse(m, rest, show_usage, 1, 0, 2, &c);
     if (rc != CLI_GO_ON)
         return rc;
     if (c.npos != 1) {
@@ -479,7 +533,7 @@ int cellar_cmd_show(int argc, char **argv)
     else
         rc = collect_all(&c, r, &e);
     if (!rc) {
-        if (!st || e.n)
+        if (!st || e.n || node_only)
             rc = show_node(&c, s, r, st ? NULL : meta, meta_len, &e);
         else if (is_hex(c.pos[0]))
             rc = show_key(&c, r);
@@ -511,13 +565,15 @@ static const char log_usage[] =
     "size, data version and why it failed or was skipped.\n"
     "\n"
     "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
-    "  --json       print {\"store\", \"runs\": [...]} with raw numbers; each run\n"
-    "               also has \"inputs\" ([{name, source, data_version, value}])\n"
-    "               and \"outcomes\" (the node names per outcome)\n"
+    "  --json       print {\"store\", \"total\", \"runs\": [...]} with raw numbers\n"
+    "               (\"total\": the runs in the store); each run also has\n"
+    "               \"inputs\" ([{name, source, data_version, value}]) and\n"
+    "               \"outcomes\" (the node names per outcome); \"unreadable\"\n"
+    "               ({count, first_run, first}) when some records cannot be read\n"
     "  --limit N    only the newest N runs\n";
 
 typedef struct run_log {
-    unsigned long limit, seen;
+    unsigned long limit, seen, total;
     json_t *runs;
     size_t unreadable;
     uint64_t first_bad;
@@ -543,8 +599,10 @@ static json_t *inputs_json(const cellar_run_record *run)
 static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
 {
     run_log *l = ctx;
+    /* Runs past the limit are only counted, for "total". */
+    l->total++;
     if (l->limit && l->seen >= l->limit)
-        return 1;
+        return 0;
     l->seen++;
     cellar_run_record *run;
     cellar_error err;
@@ -803,8 +861,12 @@ int cellar_cmd_log(int argc, char **argv)
     else if (cellar_reader_each_run(r, log_run, &l, &err))
         rc = cli_fail(&c, err.message);
     else if (c.json)
-        rc = cli_print_json(
-            &c, json_pack("{s:s, s:O}", "store", cellar_store_path(s), "runs", l.runs));
+        rc = cli_print_json(&c, json_pack("{s:s, s:I, s:O, s:o*}", "store",
+                                          cellar_store_path(s), "total",
+                                          (json_int_t)l.total, "runs", l.runs,
+                                          "unreadable",
+                                          unreadable_json(l.unreadable, l.first_bad,
+                                                          l.why)));
     else
         print_log_rows(l.runs);
     if (!rc && l.unreadable) {

@@ -17,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import textwrap
 import time
@@ -727,6 +728,44 @@ def test_log_lists_the_runs_newest_first(built):
     failed(cellar("ls", "--dir", built["store"], "--limit", "1"), status=2)
 
 
+def test_json_a_kernel_reads(built, tmp_path):
+    # What %cellar log and %cellar show read from the command: the store's run count
+    # beside a limited list, each of a node's runs with its start and targets, and a
+    # node name that is never taken for a key prefix.
+    store = built["store"]
+    doc = ok_json("log", "--dir", store, "--json", "--limit", "1")
+    assert doc["total"] == 2 and len(doc["runs"]) == 1 and "unreadable" not in doc
+    runs = ok_json("show", "total", "--node", "--dir", store, "--json")["runs"]
+    assert [r["targets"] for r in runs] == [["total"], ["total", "other", "marked"]]
+    assert all(0 < r["started_ns"] <= r["run_id"] for r in runs)
+    doc = ok_json("show", "--node", "abcdef", "--dir", store, "--json")
+    assert (doc["keys"], doc["runs"], doc["metadata"]) == ([], [], None)
+    failed(cellar("show", "abcdef", "--dir", store, "--json"))  # a key prefix without --node
+
+
+def test_gc_options_a_kernel_passes(built, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(built["store"], store)
+    before = ok_json("stats", "--dir", store, "--json")
+    # --if-over: above the results' size, nothing is collected (and nothing is dropped
+    # although the budget alone would evict everything).
+    doc = ok_json("gc", "--dir", store, "--json", "--max-size", "0", "--if-over", "1TiB")
+    assert doc["collected"] is False
+    assert doc["dropped"]["keys"] == 0 and doc["dropped"]["size_before"] == before["result_bytes"]
+    assert ok_json("stats", "--dir", store, "--json")["keys"] == before["keys"]
+    doc = ok_json("gc", "--dir", store, "--json", "--max-size", "1B", "--if-over", "1B",
+                  "--live", "total,other", "--live=marked", "--timeout", "30")
+    assert doc["collected"] is True and doc["dropped"]["keys_by_reason"]["evicted"] > 0
+    assert ok_json("stats", "--dir", store, "--json")["result_bytes"] <= 1
+    for bad in (["--live", "a,,b"], ["--timeout", "0"], ["--if-over", "lots"]):
+        failed(cellar("gc", "--dir", store, *bad), status=2)
+    # --timeout stops a collection that does not finish (SIGALRM), leaving the store as it was.
+    env = dict(os.environ, CELLAR_GC_TEST_DELAY="5")
+    p = subprocess.run([CELLAR, "gc", "--dir", str(store), "--timeout", "1"], env=env,
+                       capture_output=True, timeout=60)
+    assert p.returncode == -signal.SIGALRM, p
+
+
 def test_log_names_records_it_cannot_read(built, tmp_path):
     store = tmp_path / "store"
     assert patch_store(built["store"], store, b'{"format":1,"started_ns"',
@@ -734,7 +773,27 @@ def test_log_names_records_it_cannot_read(built, tmp_path):
     proc = cellar("log", "--dir", store, "--json")
     assert proc.returncode == 1
     assert "2 run records cannot be read" in proc.stderr and "format 3" in proc.stderr
-    assert json.loads(proc.stdout)["runs"] == []
+    doc = json.loads(proc.stdout)
+    assert doc["runs"] == [] and doc["total"] == 2
+    assert doc["unreadable"]["count"] == 2 and "format 3" in doc["unreadable"]["first"]
+    # The kernel reads the same JSON (exit status 1 with a document): the tables say it.
+    (tmp_path / "k").mkdir()
+    k = Kernel(tmp_path / "k", cellar_dir=store)
+    try:
+        k.setup()
+        res = k.ok("%cellar log")
+        (text,) = [d["text/plain"] for d in res.displays
+                   if d.get("text/plain", "").startswith("cellar log:")]
+        assert text.startswith("cellar log: 2 runs in "), text
+        assert "2 records could not be read" in text and "format 3" in text, text
+        assert not res.warnings, res.describe()
+        res = k.ok("%cellar show total")
+        texts = [d["text/plain"] for d in res.displays]
+        assert texts[0].startswith("cellar show total: "), texts
+        assert "2 records could not be read" in texts[0] and "format 3" in texts[0], texts
+        assert texts[1].startswith("runs of total: 0, newest first"), texts
+    finally:
+        k.stop()
 
 
 # ---- blobs deleted and damaged, pages overwritten, a reader that does not finish ------------

@@ -9,6 +9,12 @@ the file truncated, lock.mdb deleted under a running kernel, a store the user ca
 write (as uid 65534, through IPython itself: root ignores modes), a full filesystem (a 20 MiB
 tmpfs, or RLIMIT_FSIZE on the kernel where mounting is not allowed), and kernels killed with
 SIGKILL at random points of runs with results of 1 kB to 200 MB.
+
+The walks of the whole store (`%cellar log`, `show`, `gc`, the automatic gc) run the `cellar`
+command in a child: on overwritten pages, a reader that never finishes (CELLAR_CLI_TEST_HANG),
+a gc that never finishes (CELLAR_GC_TEST_DELAY), or no command at all, the magic warns and the
+kernel answers the next cell; an interrupt stops the child; the automatic gc does not block
+the cell whose commit crossed the budget, one runs at a time, and the budget holds after.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -247,6 +254,174 @@ def test_damaged_store_never_kills_the_kernel(built_store, tmp_path, seed):
         for name in ("big_a", "big_b"):
             assert k.cellar_run(name).status == "ok"
             assert same_value(k, name)
+    finally:
+        k.stop()
+
+
+# ---- walks of the whole store run in a `cellar` child ----------------------------------
+
+def alive(k: Kernel) -> None:
+    assert k.eval("6 * 7") == 42
+
+
+def walk_magics(k: Kernel) -> dict[str, "Result"]:
+    return {m: k.run(m, timeout=60) for m in ("%cellar log", "%cellar show big_a", "%cellar gc")}
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4, 7])
+def test_walk_magics_on_overwritten_pages_never_kill_the_kernel(built_store, tmp_path, seed):
+    # Pages of data.mdb overwritten with random bytes: whatever LMDB makes of them during
+    # the walks of log, show and gc, it happens in the `cellar` child; the kernel shows
+    # the tables or warns, and answers the next cell.
+    work = tmp_path / "w"
+    shutil.copytree(built_store, work)
+    damage(work / "store", seed)
+    k = Kernel(work)
+    try:
+        fresh(k)
+        for magic, res in walk_magics(k).items():
+            assert res.status == "ok" or res.error["ename"] in ("RunError", "StoreError"), \
+                res.describe()
+            assert res.displays or res.stdout or res.warnings or res.error, res.describe()
+            alive(k)
+    finally:
+        k.stop()
+
+
+def test_walk_magics_that_do_not_finish_or_find_no_command_warn(built_store, tmp_path):
+    work = tmp_path / "w"
+    shutil.copytree(built_store, work)
+    # The command's reader hangs (as on a looping B-tree): it stops it after 1 s.
+    k = Kernel(work, extra_env={"CELLAR_CLI_TEST_HANG": "1", "CELLAR_CLI_TIMEOUT": "1"})
+    try:
+        fresh(k)
+        for magic in ("%cellar log", "%cellar show big_a"):
+            t0 = time.monotonic()
+            res = k.run(magic, timeout=60)
+            assert res.status == "ok", res.describe()
+            assert time.monotonic() - t0 < 20
+            (w,) = res.warnings
+            assert "did not finish within 1 s" in w and "cellar verify" in w, w
+            assert not res.displays
+            alive(k)
+    finally:
+        k.stop()
+    # A gc that never ends is killed at the kernel's own limit (CELLAR_CLI_TIMEOUT + 5 s).
+    k = Kernel(work, extra_env={"CELLAR_GC_TEST_DELAY": "60", "CELLAR_CLI_TIMEOUT": "1"})
+    try:
+        fresh(k)
+        t0 = time.monotonic()
+        res = k.run("%cellar gc", timeout=60)
+        took = time.monotonic() - t0
+        assert res.status == "ok", res.describe()
+        assert 5 < took < 30, took
+        (w,) = res.warnings
+        assert "nothing was collected" in w and "did not finish within 6 s" in w, w
+        alive(k)
+        # The store is as it was: everything still loads.
+        for name in ("big_a", "big_b"):
+            assert k.cellar_run(name).ok().report.status(name) == "loaded"
+    finally:
+        k.stop()
+    # No `cellar` command at all.
+    k = Kernel(work, extra_env={"CELLAR_BIN": str(tmp_path / "no-such-cellar")})
+    try:
+        fresh(k)
+        for magic, res in walk_magics(k).items():
+            assert res.status == "ok", res.describe()
+            (w,) = res.warnings
+            assert "no-such-cellar" in w, w
+        alive(k)
+    finally:
+        k.stop()
+
+
+def cellar_children_of(store: Path) -> list[int]:
+    """Running `cellar` processes whose command line names `store`."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = next(ln for ln in (proc / "status").read_text().splitlines()
+                         if ln.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if argv and argv[0].endswith(b"cellar") and str(store).encode() in argv \
+                and "Z" not in state:
+            out.append(int(proc.name))
+    return out
+
+
+def test_interrupt_stops_a_walk_that_never_ends(built_store, tmp_path):
+    # No time limit (CELLAR_CLI_TIMEOUT=0) and a reader that hangs: the interrupt stops
+    # the `cellar` child and raises KeyboardInterrupt in the cell; nothing is left behind.
+    work = tmp_path / "w"
+    shutil.copytree(built_store, work)
+    k = Kernel(work, extra_env={"CELLAR_CLI_TEST_HANG": "1", "CELLAR_CLI_TIMEOUT": "0"})
+    try:
+        fresh(k)
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("res", k.run("%cellar log", timeout=60)))
+        t.start()
+        deadline = time.monotonic() + 20
+        while not cellar_children_of(work / "store") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cellar_children_of(work / "store"), "the walk did not start a cellar child"
+        k.km.interrupt_kernel()
+        t.join(30)
+        assert not t.is_alive()
+        res = box["res"]
+        assert res.status == "error" and res.error["ename"] == "KeyboardInterrupt", res.describe()
+        time.sleep(0.5)
+        assert cellar_children_of(work / "store") == []
+        alive(k)
+    finally:
+        k.stop()
+
+
+def result_bytes(store: Path) -> int:
+    return json.loads(cellar("stats", "--json", "--dir", str(store)).stdout)["result_bytes"]
+
+
+def test_automatic_gc_runs_in_the_background(tmp_path):
+    # Each collection takes 6 s (CELLAR_GC_TEST_DELAY): the cell whose commit crosses the
+    # budget returns long before that, a later cell prints the note, the budget holds.
+    k = Kernel(tmp_path, extra_env={"CELLAR_MAX_SIZE": "3MiB", "CELLAR_GC_TEST_DELAY": "6"})
+    try:
+        fresh(k)
+        k.ok("def big(i):\n    _log('big')\n    return np.full(100_000, float(i))\n")
+        crossed = None
+        for i in range(6):  # 6 x 0.76 MiB
+            t0 = time.monotonic()
+            k.cellar_run(f"big --input i={i}").ok()
+            took = time.monotonic() - t0
+            if result_bytes(k.store) > 3 * MIB:
+                crossed = i
+                break
+        assert crossed is not None
+        assert took < 4, f"the crossing cell waited for gc: {took:.2f} s"
+        assert len(cellar_children_of(k.store)) == 1  # `cellar gc`, sleeping
+        # A second crossing commit while the first gc runs starts no second one.
+        k.cellar_run(f"big --input i={crossed + 1}").ok()
+        assert len(cellar_children_of(k.store)) == 1
+        assert result_bytes(k.store) > 3 * MIB  # not collected yet: it is still sleeping
+        notes = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not notes:
+            time.sleep(0.5)
+            res = k.ok("pass")
+            notes = [ln for ln in res.stdout.splitlines() if ln.startswith("cellar: automatic gc")]
+        assert notes, "no note of the automatic gc"
+        assert "max size 3.0 MiB" in notes[0] and "dropped" in notes[0], notes
+        assert result_bytes(k.store) <= 3 * MIB
+        res = k.ok("pass")
+        assert "automatic gc" not in res.stdout  # one note, for one collection
+        # The recent results stay; the kernel's own values are still right.
+        k.take_calls()
+        k.cellar_run(f"big --input i={crossed + 1}").ok()
+        assert k.take_calls() == calls()
     finally:
         k.stop()
 
