@@ -95,6 +95,16 @@ static PyObject *failure_error(run_ctx *ctx)
     if (text)
         PyErr_Format(ctx->st->RunError, "not every target could be produced: %U", text);
     Py_XDECREF(text);
+    if (text && ctx->failure) {
+        /* %debug opens the node's frames: RunError._render_traceback_ (report.c)
+         * hands this exception to sys.last_*. */
+        PyObject *type, *err, *tb;
+        PyErr_Fetch(&type, &err, &tb);
+        PyErr_NormalizeException(&type, &err, &tb);
+        if (err && PyObject_SetAttrString(err, "node_exception", ctx->failure) < 0)
+            PyErr_Clear(); /* the RunError still says what failed */
+        PyErr_Restore(type, err, tb);
+    }
     return NULL;
 }
 
@@ -198,6 +208,7 @@ PyObject *cellar_run_behaving(cellar_state *st, PyObject *targets, PyObject *inp
 done:
     run_progress_end(&ctx, NULL); /* a run stopped by an error: the line goes */
     st->running = false;
+    Py_CLEAR(ctx.failure);
     run_release(&ctx);
     Py_DECREF(named);
     PyMem_Free(ids);
