@@ -65,6 +65,9 @@ typedef struct run_progress {
     bool busy;            /* a draw is under way (it runs Python code) */
     bool paused;          /* erased for a traceback: not drawn until the next node */
     PyObject *display_id; /* str, once the line is a display in a notebook */
+    unsigned displays;    /* displays made so far: a fresh one follows a clear_output */
+    PyObject *hook;       /* the display publisher's hook noting clear_output, or NULL */
+    PyObject *cleared;    /* list the hook appends to at each clear_output, or NULL */
     size_t drawn;         /* characters of the line on stderr, in a terminal */
     int where;            /* 0 not decided yet, 1 a notebook display, 2 stderr */
     /* The watcher thread, started at the run's first computation. */
