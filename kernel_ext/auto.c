@@ -4,10 +4,12 @@
  * cell.
  *
  * Every run started from the notebook (`%cellar run`, `cellar.run`) notes its
- * targets and inputs here.  With the mode on, the end of the cell that ran it
+ * targets, inputs and behaviour options here, and a rerun repeats all three.  With the mode on, the end of the cell that ran it
  * (post_run_cell) takes a baseline: the cache key of each target and of each
  * of its ancestors, as status planning (cellar_node_statuses) computes them
- * for the current code and inputs, None where a key cannot be known yet.
+ * for the current code and inputs and the run's options (a disabled node
+ * planned as ignored, so that what is below it has a key), None where a key
+ * cannot be known yet.
  * After every later cell the same planning is done again; when any of those
  * keys differs (a node, a helper or a global read by one changed), the
  * targets still defined rerun through cellar_run, which shows its report in
@@ -81,11 +83,43 @@ static PyObject *ancestors(cellar_state *st, PyObject *targets)
     return seen;
 }
 
+/* The behaviours the targets are keyed with to see a change: the last run's
+ * options, over the nodes' own, except that a disabled node counts as an
+ * ignored one.  A disabled node's value has a version of its own in every
+ * run, so status planning knows no key below it, and no edit below it could
+ * be seen; planned as ignored, its dependants are keyed by their own code and
+ * their other inputs (its own key still counts).  New dict, or NULL. */
+static PyObject *planning_behaviors(cellar_state *st)
+{
+    PyObject *out = st->auto_behaviors ? PyDict_Copy(st->auto_behaviors) : PyDict_New();
+    PyObject *ignore = out ? PyLong_FromLong(CELLAR_BEHAVIOR_IGNORE) : NULL;
+    int fallback = cellar_behavior_default(st);
+    PyObject *name, *cap;
+    Py_ssize_t pos = 0;
+    while (ignore && PyDict_Next(st->functions, &pos, &name, &cap)) {
+        PyObject *given = PyDict_GetItemWithError(out, name);
+        int own = cellar_fn_of(cap)->behavior;
+        long b = given ? PyLong_AsLong(given) : own >= 0 ? own : fallback;
+        if (PyErr_Occurred() ||
+            (b == CELLAR_BEHAVIOR_DISABLE && PyDict_SetItem(out, name, ignore) < 0)) {
+            Py_CLEAR(out);
+            break;
+        }
+    }
+    if (!ignore)
+        Py_CLEAR(out);
+    Py_XDECREF(ignore);
+    return out;
+}
+
 /* What the targets depend on now: ancestor name -> its current key (bytes)
  * or None, from a status planning.  New reference, or NULL with an error. */
 static PyObject *snapshot(cellar_state *st, PyObject *targets)
 {
-    PyObject *statuses = cellar_node_statuses(st, st->auto_inputs);
+    PyObject *behaviors = planning_behaviors(st);
+    PyObject *statuses =
+        behaviors ? cellar_node_statuses_behaving(st, st->auto_inputs, behaviors) : NULL;
+    Py_XDECREF(behaviors);
     PyObject *names = statuses ? ancestors(st, targets) : NULL;
     PyObject *out = names ? PyDict_New() : NULL;
     PyObject *it = out ? PyObject_GetIter(names) : NULL;
@@ -169,8 +203,11 @@ static int rerun(cellar_state *st, PyObject *before, PyObject *now)
         PyObject *changed = changed_names(before, now);
         PyObject *sep = changed ? PyUnicode_FromString(", ") : NULL;
         PyObject *which = sep ? PyUnicode_Join(sep, targets) : NULL;
-        if (which)
-            PySys_FormatStdout("cellar auto: %U changed; running %U\n", changed, which);
+        PyObject *options = which ? cellar_behavior_options_text(st->auto_behaviors) : NULL;
+        if (options)
+            PySys_FormatStdout("cellar auto: %U changed; running %U%U\n", changed, which,
+                               options);
+        Py_XDECREF(options);
         Py_XDECREF(which);
         Py_XDECREF(sep);
         Py_XDECREF(changed);
@@ -179,7 +216,7 @@ static int rerun(cellar_state *st, PyObject *before, PyObject *now)
             return -1;
         }
         st->auto_busy = true;
-        PyObject *r = cellar_run(st, targets, st->auto_inputs, NULL);
+        PyObject *r = cellar_run_behaving(st, targets, st->auto_inputs, st->auto_behaviors);
         st->auto_busy = false;
         if (r)
             Py_DECREF(r);
@@ -249,7 +286,8 @@ void cellar_auto_after_cell(cellar_state *st, PyObject *result)
     Py_XDECREF(exc);
 }
 
-int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs)
+int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs,
+                         PyObject *behaviors)
 {
     if (st->running || st->auto_busy)
         return 0; /* a run from inside a node body fails; it is not the last run */
@@ -263,12 +301,18 @@ int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs)
             Py_CLEAR(names);
         Py_XDECREF(norm);
     }
-    if (!names) {
+    /* The options as given now: behavior.c checked their names, and a node
+     * removed since is left out of the rerun's (plan.c skips it). */
+    PyObject *options =
+        names && behaviors && PyDict_GET_SIZE(behaviors) > 0 ? PyDict_Copy(behaviors) : NULL;
+    if (!names || (!options && PyErr_Occurred())) {
+        Py_XDECREF(names);
         Py_XDECREF(copy);
         return -1;
     }
     Py_XSETREF(st->auto_targets, names);
     Py_XSETREF(st->auto_inputs, copy);
+    Py_XSETREF(st->auto_behaviors, options);
     Py_CLEAR(st->auto_keys);
     st->auto_ran = true;
     return 0;
@@ -301,13 +345,17 @@ PyObject *cellar_auto_magic(cellar_state *st, PyObject *args)
         PyObject *sep = PyUnicode_FromString(", ");
         PyObject *which = sep ? PyUnicode_Join(sep, st->auto_targets) : NULL;
         Py_XDECREF(sep);
-        if (!which)
+        PyObject *options = which ? cellar_behavior_options_text(st->auto_behaviors) : NULL;
+        if (!options) {
+            Py_XDECREF(which);
             return NULL;
-        PySys_FormatStdout("cellar auto: on; %U rerun%s when what %s depend%s on changes\n",
-                           which, PyList_GET_SIZE(st->auto_targets) == 1 ? "s" : "",
+        }
+        PySys_FormatStdout("cellar auto: on; %U%U rerun%s when what %s depend%s on changes\n",
+                           which, options, PyList_GET_SIZE(st->auto_targets) == 1 ? "s" : "",
                            PyList_GET_SIZE(st->auto_targets) == 1 ? "it" : "they",
                            PyList_GET_SIZE(st->auto_targets) == 1 ? "s" : "");
         Py_DECREF(which);
+        Py_DECREF(options);
     }
     Py_RETURN_NONE;
 }

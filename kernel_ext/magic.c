@@ -236,7 +236,7 @@ static PyObject *magic_run(cellar_state *st, PyObject *args)
         if (PyList_GET_SIZE(targets) == 0)
             usage_error(st, "%%cellar run needs at least one target node", NULL);
         else
-            result = cellar_auto_note_run(st, targets, inputs) == 0
+            result = cellar_auto_note_run(st, targets, inputs, behaviors) == 0
                          ? cellar_run_behaving(st, targets, inputs, behaviors)
                          : NULL;
     }

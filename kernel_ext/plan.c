@@ -420,10 +420,11 @@ int run_start(run_ctx *ctx, cellar_state *st, PyObject *inputs)
     return 0;
 }
 
-int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs)
+int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs,
+                      PyObject *behaviors)
 {
     cellar_error err;
-    if (run_start(ctx, st, inputs) < 0)
+    if (run_start(ctx, st, inputs) < 0 || run_apply_behaviors(ctx, behaviors) < 0)
         return -1;
     if (cellar_graph_toposort(ctx->g, NULL, 0, ctx->order, &ctx->norder, &err) !=
         CELLAR_OK) {

@@ -153,3 +153,93 @@ def test_a_rerun_keeps_the_runs_inputs(kernel):
     res = kernel.ok("k = 2")  # the default k is overridden by a global k
     assert kernel.take_calls() == calls("p")
     assert kernel.eval("cellar.results(n=7).p") == 15
+
+
+OPTION_NODES = '''
+import time
+
+def a():
+    _log("a")
+    return 2
+
+def client():
+    _log("client")
+    return [time.time_ns()]  # a new value each time it runs
+
+def stamp(a):
+    _log("stamp")
+    return a + 1
+
+def b(a, client):
+    _log("b")
+    return a * 10
+
+def c(b, stamp):
+    _log("c")
+    return _scale(b) + stamp
+'''
+
+
+def test_a_rerun_keeps_the_runs_behaviour_options(kernel):
+    """The rerun repeats --recompute, --disable and --ignore, and sees a change below a
+    disabled or ignored node."""
+    kernel.ok("import cellar\nSCALE = 1", cell_id="scale")
+    kernel.ok(HELPER, cell_id="helper2")
+    kernel.ok(OPTION_NODES, cell_id="nodes")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("c --recompute a --disable stamp --ignore client").ok()
+    assert kernel.eval("_v") == 23
+    assert kernel.take_calls() == calls("a", "client", "stamp", "b", "c")
+    assert "on; c --recompute a --disable stamp --ignore client reruns" in \
+        kernel.ok("%cellar auto").stdout
+
+    # Nothing the targets depend on changed: no rerun, although a is recompute,
+    # stamp disabled and client a new value at each run.
+    no_run(kernel.ok("x_unrelated = 5"))
+    assert kernel.take_calls() == calls()
+
+    # A global read by c (below the disabled stamp and the ignored client): c reruns,
+    # a is recomputed (--recompute), stamp computed again (--disable); b keeps its
+    # value (a is equal, client is not in its key), so client is not needed.
+    res = kernel.ok("SCALE = 3", cell_id="scale")
+    assert kernel.take_calls() == calls("a", "stamp", "c"), res.describe()
+    assert "running c --recompute a --disable stamp --ignore client" in res.stdout, \
+        res.describe()
+    rep = res.report
+    assert rep.status("b") == "in memory" and rep.status("client") == "skipped", rep.text
+    no_run(kernel.ok("x_unrelated = 6"))
+    assert kernel.take_calls() == calls()
+
+    # An edit of c itself (below both) reruns it, with the same options.
+    res = kernel.ok(OPTION_NODES.replace("+ stamp", "+ stamp * 2"), cell_id="nodes")
+    assert kernel.take_calls() == calls("a", "stamp", "c"), res.describe()
+    assert res.report.status("c") == "computed"
+    # An edit of b, below the ignored client: b reruns, and client with it.
+    res = kernel.ok(OPTION_NODES.replace("+ stamp", "+ stamp * 2").replace(
+        "a * 10", "a * 100"), cell_id="nodes")
+    assert kernel.take_calls() == calls("a", "client", "stamp", "b", "c"), res.describe()
+    assert kernel.eval("_v") == 23, "the rerun does not rebind _v"
+
+    # A run without options: its reruns have none either.
+    kernel.cellar_run("c").ok()
+    kernel.take_calls()
+    assert "--" not in kernel.ok("%cellar auto").stdout
+    res = kernel.ok("SCALE = 4", cell_id="scale")
+    assert kernel.take_calls() == calls("c"), res.describe()
+    assert "running c\n" in res.stdout, res.describe()
+
+
+def test_a_change_below_a_node_marked_disable_reruns(kernel):
+    kernel.ok("import cellar\nSCALE = 1", cell_id="scale")
+    kernel.ok(HELPER, cell_id="helper2")
+    kernel.ok(A, cell_id="a")
+    kernel.ok('@cellar.node(behavior="disable")\ndef b(a):\n    _log("b")\n    return a * 10\n',
+              cell_id="b")
+    kernel.ok(C, cell_id="c")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("c").ok()
+    assert kernel.take_calls() == calls("a", "b", "c")
+    no_run(kernel.ok("x_unrelated = 5"))
+    res = kernel.ok("SCALE = 2", cell_id="scale")
+    assert kernel.take_calls() == calls("b", "c"), res.describe()
+    assert res.report.status("c") == "computed"
