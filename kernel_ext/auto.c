@@ -113,12 +113,15 @@ static PyObject *planning_behaviors(cellar_state *st)
 }
 
 /* What the targets depend on now: ancestor name -> its current key (bytes)
- * or None, from a status planning.  New reference, or NULL with an error. */
+ * or None, from a status planning of the targets and their ancestors (the
+ * other nodes' inputs are not fingerprinted).  New reference, or NULL with
+ * an error. */
 static PyObject *snapshot(cellar_state *st, PyObject *targets)
 {
     PyObject *behaviors = planning_behaviors(st);
-    PyObject *statuses =
-        behaviors ? cellar_node_statuses_behaving(st, st->auto_inputs, behaviors) : NULL;
+    PyObject *statuses = behaviors ? cellar_node_statuses_behaving(st, st->auto_inputs,
+                                                                   behaviors, targets)
+                                   : NULL;
     Py_XDECREF(behaviors);
     PyObject *names = statuses ? ancestors(st, targets) : NULL;
     PyObject *out = names ? PyDict_New() : NULL;

@@ -411,9 +411,11 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs);
 /* name -> (state, key bytes | None, why str | None), as %cellar status plans. */
 PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs);
 /* The same, planned with a run's behaviour options (as cellar_run_behaving's
- * `behaviors`, or NULL), as that run would key its nodes. */
+ * `behaviors`, or NULL), as that run would key its nodes; with `only` (a list
+ * of node names, or NULL for all), for those and their ancestors alone (a
+ * cycle elsewhere is still a RunError). */
 PyObject *cellar_node_statuses_behaving(cellar_state *st, PyObject *inputs,
-                                        PyObject *behaviors);
+                                        PyObject *behaviors, PyObject *only);
 
 /* graph_view.c: %cellar graph, published as SVG, HTML and text. */
 PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *inputs);

@@ -224,7 +224,7 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
     PyObject *named = cellar_registry_normalize_keys(inputs); /* as in cellar_run */
     if (!named)
         return NULL;
-    if (run_plan_statuses(&ctx, st, named, NULL) == 0)
+    if (run_plan_statuses(&ctx, st, named, NULL, NULL) == 0)
         report = run_status_report(&ctx);
     run_release(&ctx);
     Py_DECREF(named);
@@ -237,15 +237,15 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
  * the reason (a str naming the missing input, ...) or None. */
 PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs)
 {
-    return cellar_node_statuses_behaving(st, inputs, NULL);
+    return cellar_node_statuses_behaving(st, inputs, NULL, NULL);
 }
 
 PyObject *cellar_node_statuses_behaving(cellar_state *st, PyObject *inputs,
-                                        PyObject *behaviors)
+                                        PyObject *behaviors, PyObject *only)
 {
     run_ctx ctx;
     PyObject *out = NULL;
-    if (run_plan_statuses(&ctx, st, inputs, behaviors) == 0)
+    if (run_plan_statuses(&ctx, st, inputs, behaviors, only) == 0)
         out = PyDict_New();
     for (size_t i = 0; out && i < ctx.norder; i++) {
         slot *s = &ctx.slots[ctx.order[i]];

@@ -140,9 +140,11 @@ PyObject *run_missing_inputs(run_ctx *ctx, int id);
  * in memory or in the store), ST_FAILED ("needs input", error naming it) or
  * ST_SKIPPED ("needs run"); `keyed` says whether its key is known.  Starts
  * `ctx` (run_release must follow).  `behaviors` (a run's options, or NULL)
- * overrides the nodes' own behaviours.  0, or -1 with a Python error. */
+ * overrides the nodes' own behaviours.  With `only` (a list of node names,
+ * or NULL for all) only those and their ancestors are planned (in ctx->order);
+ * a cycle anywhere is still a RunError.  0, or -1 with a Python error. */
 int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs,
-                      PyObject *behaviors);
+                      PyObject *behaviors, PyObject *only);
 
 /* plan.c: this session's memory of values (cellar_state.memo). */
 /* Reuses the session's value for the slot's key while it still has its data

@@ -243,3 +243,90 @@ def test_a_change_below_a_node_marked_disable_reruns(kernel):
     res = kernel.ok("SCALE = 2", cell_id="scale")
     assert kernel.take_calls() == calls("b", "c"), res.describe()
     assert res.report.status("c") == "computed"
+
+
+def test_a_strided_array_input_is_cheap_and_its_mutations_still_rerun(kernel):
+    """A non-contiguous numpy input (a strided view) is fingerprinted through a
+    contiguous copy: the same version as any equal array, and a change made through
+    any alias of its base reruns the targets."""
+    kernel.ok("""
+        import numpy as np, cellar
+        BASE = np.arange(40, dtype=np.int64).reshape(4, 10)
+        VIEW = BASE[:, ::3]          # neither C- nor Fortran-contiguous
+        ALIAS = BASE.reshape(-1)     # the same memory under another name
+        assert not VIEW.flags.forc
+        assert cellar.data_version(VIEW) == cellar.data_version(np.ascontiguousarray(VIEW))
+        assert cellar.data_version(VIEW) != cellar.data_version(BASE[:, ::2])
+        """, cell_id="data")
+    kernel.ok('def total(VIEW):\n    _log("total")\n    return int(VIEW.sum())\n', cell_id="n")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("total").ok()
+    first = kernel.eval("_v")
+    assert kernel.take_calls() == calls("total")
+    no_run(kernel.ok("x_unrelated = 1"))
+    no_run(kernel.ok("ALIAS[1] = 1  # the same value: no change"))  # BASE[0, 1] is 1
+    assert kernel.take_calls() == calls()
+    res = kernel.ok("ALIAS[3] = 1000  # BASE[0, 3], inside VIEW, through an alias")
+    assert kernel.take_calls() == calls("total"), res.describe()
+    assert kernel.eval("cellar.results.total") == first - 3 + 1000
+    no_run(kernel.ok("ALIAS[4] = 5000  # BASE[0, 4], not in VIEW"))
+    assert kernel.take_calls() == calls()
+
+
+def test_a_strided_array_result_is_stored_and_loads_equal(kernel):
+    kernel.ok("""
+        import numpy as np
+        def strided():
+            _log("strided")
+            return np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)[:, ::2]
+        def shape(strided):
+            _log("shape")
+            return strided.shape
+        """, cell_id="n")
+    kernel.cellar_run("shape strided").ok()
+    assert kernel.take_calls() == calls("strided", "shape")
+    kernel.restart()
+    kernel.setup()
+    kernel.ok("import numpy as np", cell_id="np")
+    kernel.ok("""
+        import numpy as np
+        def strided():
+            _log("strided")
+            return np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)[:, ::2]
+        def shape(strided):
+            _log("shape")
+            return strided.shape
+        """, cell_id="n")
+    res = kernel.cellar_run("shape strided").ok()
+    assert kernel.take_calls() == calls(), res.describe()
+    assert res.report.status("strided") == "loaded"
+    assert kernel.eval("bool((_v['strided'] == np.arange(3_000_000.0).reshape(1000, 3000)"
+                       "[:, ::2]).all()) and _v['shape'] == (1000, 1500)") is True
+
+
+def test_the_check_fingerprints_only_what_the_targets_read(kernel):
+    """After each cell only the targets and their ancestors are keyed: the input of a
+    node the targets do not need is not fingerprinted (its pickling has a side effect
+    that would show), while one the targets read still is, and still reruns them."""
+    kernel.ok("""
+        class Probe:
+            def __init__(self, tag):
+                self.tag = tag
+            def __reduce__(self):
+                _log("pickled " + self.tag)
+                return (Probe, (self.tag,))
+        NEEDED = Probe("needed")
+        UNNEEDED = Probe("unneeded")
+        """, cell_id="probe")
+    kernel.ok('def uses(NEEDED):\n    _log("uses")\n    return NEEDED.tag\n\n'
+              'def other(UNNEEDED):\n    _log("other")\n    return 1\n', cell_id="n")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("uses").ok()
+    kernel.take_calls()
+    no_run(kernel.ok("x_unrelated = 1"))
+    seen = kernel.take_calls()
+    assert seen["pickled needed"] >= 1, seen
+    assert seen["pickled unneeded"] == 0, seen
+    res = kernel.ok('NEEDED = Probe("needed-2")')
+    seen = kernel.take_calls()
+    assert seen["uses"] == 1 and seen["pickled unneeded"] == 0, (seen, res.describe())
