@@ -4,22 +4,23 @@
  * cell.
  *
  * Every run started from the notebook (`%cellar run`, `cellar.run`) notes its
- * targets, inputs and behaviour options here, and a rerun repeats all three.  With the mode on, the end of the cell that ran it
- * (post_run_cell) takes a baseline: the cache key of each target and of each
- * of its ancestors, as status planning (cellar_node_statuses) computes them
- * for the current code and inputs and the run's options (a disabled node
- * planned as ignored, so that what is below it has a key), None where a key
- * cannot be known yet.
- * After every later cell the same planning is done again; when any of those
- * keys differs (a node, a helper or a global read by one changed), the
- * targets still defined rerun through cellar_run, which shows its report in
- * that cell, and the baseline is taken again.  The ancestors' keys count, not
- * only the targets': after a node failed, its dependants' keys are unknown
- * before and after an edit, while the failed node's own key moves.  A cell
- * that ran a run itself, a cell that failed, a rerun in progress and a run in
- * progress on another subshell rerun nothing.  Nothing here raises into the
- * user's cell: a rerun's error is shown by the shell's traceback formatter,
- * as a failing `%cellar run` is, and other failures become warnings.
+ * targets, inputs and behaviour options here, and a rerun repeats all three.
+ * With the mode on, the end of the cell that ran it (post_run_cell) takes a
+ * baseline: the cache key of each target and of each of its ancestors, as
+ * status planning (cellar_node_statuses_behaving, of those nodes alone)
+ * computes them for the current code and inputs and the run's options (a
+ * disabled node planned as ignored, so that what is below it has a key), None
+ * where a key cannot be known yet.  After every later cell the same planning
+ * is done again; when any of those keys differs (a node, a helper or a global
+ * read by one changed), the targets still defined rerun through cellar_run,
+ * which shows its report in that cell, and the baseline is taken again.  The
+ * ancestors' keys count, not only the targets': after a node failed, its
+ * dependants' keys are unknown before and after an edit, while the failed
+ * node's own key moves.  A cell that ran a run itself, a cell that failed, a
+ * rerun in progress and a run in progress on another subshell rerun nothing.
+ * Nothing here raises into the user's cell: a rerun's error is shown by the
+ * shell's traceback formatter, as a failing `%cellar run` is, and other
+ * failures become warnings.
  */
 #include "cellar_ext.h"
 
@@ -206,7 +207,8 @@ static int rerun(cellar_state *st, PyObject *before, PyObject *now)
         PyObject *changed = changed_names(before, now);
         PyObject *sep = changed ? PyUnicode_FromString(", ") : NULL;
         PyObject *which = sep ? PyUnicode_Join(sep, targets) : NULL;
-        PyObject *options = which ? cellar_behavior_options_text(st->auto_behaviors) : NULL;
+        PyObject *options =
+            which ? cellar_behavior_options_text(st->auto_behaviors) : NULL;
         if (options)
             PySys_FormatStdout("cellar auto: %U changed; running %U%U\n", changed, which,
                                options);
@@ -219,7 +221,8 @@ static int rerun(cellar_state *st, PyObject *before, PyObject *now)
             return -1;
         }
         st->auto_busy = true;
-        PyObject *r = cellar_run_behaving(st, targets, st->auto_inputs, st->auto_behaviors);
+        PyObject *r =
+            cellar_run_behaving(st, targets, st->auto_inputs, st->auto_behaviors);
         st->auto_busy = false;
         if (r)
             Py_DECREF(r);
@@ -306,8 +309,8 @@ int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs,
     }
     /* The options as given now: behavior.c checked their names, and a node
      * removed since is left out of the rerun's (plan.c skips it). */
-    PyObject *options =
-        names && behaviors && PyDict_GET_SIZE(behaviors) > 0 ? PyDict_Copy(behaviors) : NULL;
+    bool given = names && behaviors && PyDict_GET_SIZE(behaviors) > 0;
+    PyObject *options = given ? PyDict_Copy(behaviors) : NULL;
     if (!names || (!options && PyErr_Occurred())) {
         Py_XDECREF(names);
         Py_XDECREF(copy);
@@ -348,13 +351,16 @@ PyObject *cellar_auto_magic(cellar_state *st, PyObject *args)
         PyObject *sep = PyUnicode_FromString(", ");
         PyObject *which = sep ? PyUnicode_Join(sep, st->auto_targets) : NULL;
         Py_XDECREF(sep);
-        PyObject *options = which ? cellar_behavior_options_text(st->auto_behaviors) : NULL;
+        PyObject *options =
+            which ? cellar_behavior_options_text(st->auto_behaviors) : NULL;
         if (!options) {
             Py_XDECREF(which);
             return NULL;
         }
-        PySys_FormatStdout("cellar auto: on; %U%U rerun%s when what %s depend%s on changes\n",
-                           which, options, PyList_GET_SIZE(st->auto_targets) == 1 ? "s" : "",
+        bool one = PyList_GET_SIZE(st->auto_targets) == 1;
+        PySys_FormatStdout("cellar auto: on; %U%U rerun%s when what %s depend%s on "
+                           "changes\n",
+                           which, options, one ? "s" : "",
                            PyList_GET_SIZE(st->auto_targets) == 1 ? "it" : "they",
                            PyList_GET_SIZE(st->auto_targets) == 1 ? "s" : "");
         Py_DECREF(which);

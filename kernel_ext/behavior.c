@@ -117,7 +117,8 @@ PyObject *cellar_behavior_options_text(PyObject *behaviors)
         while (names && PyDict_Next(behaviors, &pos, &name, &v))
             if (PyLong_AsLong(v) == b && PyList_Append(names, name) < 0)
                 Py_CLEAR(names);
-        PyObject *sep = names && PyList_Sort(names) == 0 ? PyUnicode_FromString(",") : NULL;
+        PyObject *sep =
+            names && PyList_Sort(names) == 0 ? PyUnicode_FromString(",") : NULL;
         PyObject *joined = sep ? PyUnicode_Join(sep, names) : NULL;
         PyObject *more = joined && PyList_GET_SIZE(names) > 0
                              ? PyUnicode_FromFormat("%U --%s %U", text,

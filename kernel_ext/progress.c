@@ -101,7 +101,8 @@ static void hook_clears(run_ctx *ctx)
     PyObject *pub = PyObject_GetAttrString(ctx->st->shell, "display_pub");
     p->cleared = pub ? PyList_New(0) : NULL;
     p->hook = p->cleared ? PyCFunction_New(&clear_hook_def, p->cleared) : NULL;
-    PyObject *r = p->hook ? PyObject_CallMethod(pub, "register_hook", "O", p->hook) : NULL;
+    PyObject *r =
+        p->hook ? PyObject_CallMethod(pub, "register_hook", "O", p->hook) : NULL;
     if (!r) {
         PyErr_Clear();
         Py_CLEAR(p->hook);
@@ -143,9 +144,9 @@ static int draw_in_notebook(run_ctx *ctx, const char *line)
     if (!p->display_id) {
         /* A new id for each display: a frontend may still map an old one to
          * the place it had before the clear. */
-        p->display_id = PyUnicode_FromFormat("cellar-progress-%ld-%llu-%u", (long)getpid(),
-                                             (unsigned long long)p->started_ns,
-                                             p->displays++);
+        p->display_id =
+            PyUnicode_FromFormat("cellar-progress-%ld-%llu-%u", (long)getpid(),
+                                 (unsigned long long)p->started_ns, p->displays++);
         if (!p->display_id)
             return -1;
     }

@@ -92,7 +92,7 @@ typedef struct run_ctx {
     PyObject *behaviors;   /* the run's behaviour options (name -> int), or NULL */
     bool behaving;         /* some node of the graph has a behaviour but default */
     PyObject *inputs_read; /* lineage.c's record of the inputs read, or NULL */
-    PyObject *failure;     /* strong: the last failing node's exception (for %debug), or NULL */
+    PyObject *failure;     /* strong: the last failed node's exception, or NULL */
     bool interrupted;
     bool gc_was_enabled; /* the cyclic GC is paused for cellar's own bookkeeping */
     run_progress progress;

@@ -232,7 +232,8 @@ static cellar_status add_vertex(Agraph_t *graph, Agraph_t *inputs,
     snprintf(classes, sizeof classes, "%s%s%s%s",
              v->kind == CELLAR_RENDER_INPUT ? "input " : "", v->mark ? "mark-" : "",
              v->mark ? v->mark : "", v->mark ? " " : "");
-    snprintf(classes + strlen(classes), sizeof classes - strlen(classes), "%s", v->status);
+    size_t at = strlen(classes);
+    snprintf(classes + at, sizeof classes - at, "%s", v->status);
     bool ok = html && set(n, "label", html) && set(n, "class", classes) &&
               (!v->tooltip || set(n, "tooltip", v->tooltip)) &&
               (v->kind != CELLAR_RENDER_INPUT ||

@@ -204,8 +204,9 @@ static void test_no_absolute_colours(void **state)
 static void test_names_are_escaped(void **state)
 {
     (void)state;
-    cellar_render_vertex v[] = {{"a<b>&\"c\"", "computed", "x < y", CELLAR_RENDER_NODE, NULL},
-                                {"caf\xc3\xa9", "up-to-date", NULL, CELLAR_RENDER_NODE, NULL}};
+    cellar_render_vertex v[] = {
+        {"a<b>&\"c\"", "computed", "x < y", CELLAR_RENDER_NODE, NULL},
+        {"caf\xc3\xa9", "up-to-date", NULL, CELLAR_RENDER_NODE, NULL}};
     cellar_render_edge e[] = {{0, 1}};
     cellar_render_graph g = {2, v, 1, e};
     char *svg = NULL;

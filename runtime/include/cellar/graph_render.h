@@ -4,19 +4,20 @@
  *
  * The caller describes what to draw: vertices with a name, a kind (a node,
  * or an input that no node produces), a status word and optionally a mark
- * word, and edges between them by index.  The renderer knows nothing about runs or stores; the status
- * is only a word that becomes the vertex's CSS class and the second line of
- * its label.
+ * word, and edges between them by index.  The renderer knows nothing about
+ * runs or stores; the status is only a word that becomes the vertex's CSS
+ * class and the second line of its label, the mark a third line.
  *
  * The SVG carries no absolute colour: every fill and stroke comes from a
  * <style> inside it, written with JupyterLab's theme variables and light
  * fallbacks, so that it reads in light and dark themes and in frontends that
  * have no such variables.  Each vertex is one `<g class="node STATUS">` with
  * a `<title>` holding its name (`<g class="node mark-MARK STATUS">` when it
- * has a mark, so the status is always the last class); each edge is one `<g class="edge">` whose
- * `<title>` is `FROM->TO` (graphviz escapes it as `FROM&#45;&gt;TO`).  The
- * root element has class "cellar-graph", and the style's selectors all start
- * with it, because a <style> inside inline SVG applies to the whole page.
+ * has a mark, so the status is always the last class); each edge is one
+ * `<g class="edge">` whose `<title>` is `FROM->TO` (graphviz escapes it as
+ * `FROM&#45;&gt;TO`).  The root element has class "cellar-graph", and the
+ * style's selectors all start with it, because a <style> inside inline SVG
+ * applies to the whole page.
  *
  * Graphviz keeps global state and is not reentrant, so calls are serialized
  * by a lock inside graph_render.c; they are safe from any thread.
