@@ -208,6 +208,8 @@ static PyObject *contiguous_reduction(PyObject *obj)
         PyObject *copy =
             numpy ? PyObject_CallMethod(numpy, "ascontiguousarray", "O", obj) : NULL;
         out = copy ? PyObject_CallMethod(copy, "__reduce_ex__", "i", 5) : NULL;
+        if (!out && !PyErr_Occurred()) /* no module "numpy": not numpy's array */
+            out = Py_NewRef(Py_NotImplemented);
         Py_XDECREF(copy);
         Py_XDECREF(numpy);
         Py_XDECREF(name);
