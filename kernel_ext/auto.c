@@ -4,20 +4,23 @@
  * cell.
  *
  * Every run started from the notebook (`%cellar run`, `cellar.run`) notes its
- * targets and inputs here.  With the mode on, the end of the cell that ran it
- * (post_run_cell) takes a baseline: the cache key of each target and of each
- * of its ancestors, as status planning (cellar_node_statuses) computes them
- * for the current code and inputs, None where a key cannot be known yet.
- * After every later cell the same planning is done again; when any of those
- * keys differs (a node, a helper or a global read by one changed), the
- * targets still defined rerun through cellar_run, which shows its report in
- * that cell, and the baseline is taken again.  The ancestors' keys count, not
- * only the targets': after a node failed, its dependants' keys are unknown
- * before and after an edit, while the failed node's own key moves.  A cell
- * that ran a run itself, a cell that failed, a rerun in progress and a run in
- * progress on another subshell rerun nothing.  Nothing here raises into the
- * user's cell: a rerun's error is shown by the shell's traceback formatter,
- * as a failing `%cellar run` is, and other failures become warnings.
+ * targets, inputs and behaviour options here, and a rerun repeats all three.
+ * With the mode on, the end of the cell that ran it (post_run_cell) takes a
+ * baseline: the cache key of each target and of each of its ancestors, as
+ * status planning (cellar_node_statuses_behaving, of those nodes alone)
+ * computes them for the current code and inputs and the run's options (a
+ * disabled node planned as ignored, so that what is below it has a key), None
+ * where a key cannot be known yet.  After every later cell the same planning
+ * is done again; when any of those keys differs (a node, a helper or a global
+ * read by one changed), the targets still defined rerun through cellar_run,
+ * which shows its report in that cell, and the baseline is taken again.  The
+ * ancestors' keys count, not only the targets': after a node failed, its
+ * dependants' keys are unknown before and after an edit, while the failed
+ * node's own key moves.  A cell that ran a run itself, a cell that failed, a
+ * rerun in progress and a run in progress on another subshell rerun nothing.
+ * Nothing here raises into the user's cell: a rerun's error is shown by the
+ * shell's traceback formatter, as a failing `%cellar run` is, and other
+ * failures become warnings.
  */
 #include "cellar_ext.h"
 
@@ -81,11 +84,46 @@ static PyObject *ancestors(cellar_state *st, PyObject *targets)
     return seen;
 }
 
+/* The behaviours the targets are keyed with to see a change: the last run's
+ * options, over the nodes' own, except that a disabled node counts as an
+ * ignored one.  A disabled node's value has a version of its own in every
+ * run, so status planning knows no key below it, and no edit below it could
+ * be seen; planned as ignored, its dependants are keyed by their own code and
+ * their other inputs (its own key still counts).  New dict, or NULL. */
+static PyObject *planning_behaviors(cellar_state *st)
+{
+    PyObject *out = st->auto_behaviors ? PyDict_Copy(st->auto_behaviors) : PyDict_New();
+    PyObject *ignore = out ? PyLong_FromLong(CELLAR_BEHAVIOR_IGNORE) : NULL;
+    int fallback = cellar_behavior_default(st);
+    PyObject *name, *cap;
+    Py_ssize_t pos = 0;
+    while (ignore && PyDict_Next(st->functions, &pos, &name, &cap)) {
+        PyObject *given = PyDict_GetItemWithError(out, name);
+        int own = cellar_fn_of(cap)->behavior;
+        long b = given ? PyLong_AsLong(given) : own >= 0 ? own : fallback;
+        if (PyErr_Occurred() ||
+            (b == CELLAR_BEHAVIOR_DISABLE && PyDict_SetItem(out, name, ignore) < 0)) {
+            Py_CLEAR(out);
+            break;
+        }
+    }
+    if (!ignore)
+        Py_CLEAR(out);
+    Py_XDECREF(ignore);
+    return out;
+}
+
 /* What the targets depend on now: ancestor name -> its current key (bytes)
- * or None, from a status planning.  New reference, or NULL with an error. */
+ * or None, from a status planning of the targets and their ancestors (the
+ * other nodes' inputs are not fingerprinted).  New reference, or NULL with
+ * an error. */
 static PyObject *snapshot(cellar_state *st, PyObject *targets)
 {
-    PyObject *statuses = cellar_node_statuses(st, st->auto_inputs);
+    PyObject *behaviors = planning_behaviors(st);
+    PyObject *statuses = behaviors ? cellar_node_statuses_behaving(st, st->auto_inputs,
+                                                                   behaviors, targets)
+                                   : NULL;
+    Py_XDECREF(behaviors);
     PyObject *names = statuses ? ancestors(st, targets) : NULL;
     PyObject *out = names ? PyDict_New() : NULL;
     PyObject *it = out ? PyObject_GetIter(names) : NULL;
@@ -169,8 +207,12 @@ static int rerun(cellar_state *st, PyObject *before, PyObject *now)
         PyObject *changed = changed_names(before, now);
         PyObject *sep = changed ? PyUnicode_FromString(", ") : NULL;
         PyObject *which = sep ? PyUnicode_Join(sep, targets) : NULL;
-        if (which)
-            PySys_FormatStdout("cellar auto: %U changed; running %U\n", changed, which);
+        PyObject *options =
+            which ? cellar_behavior_options_text(st->auto_behaviors) : NULL;
+        if (options)
+            PySys_FormatStdout("cellar auto: %U changed; running %U%U\n", changed, which,
+                               options);
+        Py_XDECREF(options);
         Py_XDECREF(which);
         Py_XDECREF(sep);
         Py_XDECREF(changed);
@@ -179,7 +221,8 @@ static int rerun(cellar_state *st, PyObject *before, PyObject *now)
             return -1;
         }
         st->auto_busy = true;
-        PyObject *r = cellar_run(st, targets, st->auto_inputs, NULL);
+        PyObject *r =
+            cellar_run_behaving(st, targets, st->auto_inputs, st->auto_behaviors);
         st->auto_busy = false;
         if (r)
             Py_DECREF(r);
@@ -249,7 +292,8 @@ void cellar_auto_after_cell(cellar_state *st, PyObject *result)
     Py_XDECREF(exc);
 }
 
-int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs)
+int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs,
+                         PyObject *behaviors)
 {
     if (st->running || st->auto_busy)
         return 0; /* a run from inside a node body fails; it is not the last run */
@@ -263,12 +307,18 @@ int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs)
             Py_CLEAR(names);
         Py_XDECREF(norm);
     }
-    if (!names) {
+    /* The options as given now: behavior.c checked their names, and a node
+     * removed since is left out of the rerun's (plan.c skips it). */
+    bool given = names && behaviors && PyDict_GET_SIZE(behaviors) > 0;
+    PyObject *options = given ? PyDict_Copy(behaviors) : NULL;
+    if (!names || (!options && PyErr_Occurred())) {
+        Py_XDECREF(names);
         Py_XDECREF(copy);
         return -1;
     }
     Py_XSETREF(st->auto_targets, names);
     Py_XSETREF(st->auto_inputs, copy);
+    Py_XSETREF(st->auto_behaviors, options);
     Py_CLEAR(st->auto_keys);
     st->auto_ran = true;
     return 0;
@@ -301,13 +351,20 @@ PyObject *cellar_auto_magic(cellar_state *st, PyObject *args)
         PyObject *sep = PyUnicode_FromString(", ");
         PyObject *which = sep ? PyUnicode_Join(sep, st->auto_targets) : NULL;
         Py_XDECREF(sep);
-        if (!which)
+        PyObject *options =
+            which ? cellar_behavior_options_text(st->auto_behaviors) : NULL;
+        if (!options) {
+            Py_XDECREF(which);
             return NULL;
-        PySys_FormatStdout("cellar auto: on; %U rerun%s when what %s depend%s on changes\n",
-                           which, PyList_GET_SIZE(st->auto_targets) == 1 ? "s" : "",
+        }
+        bool one = PyList_GET_SIZE(st->auto_targets) == 1;
+        PySys_FormatStdout("cellar auto: on; %U%U rerun%s when what %s depend%s on "
+                           "changes\n",
+                           which, options, one ? "s" : "",
                            PyList_GET_SIZE(st->auto_targets) == 1 ? "it" : "they",
                            PyList_GET_SIZE(st->auto_targets) == 1 ? "s" : "");
         Py_DECREF(which);
+        Py_DECREF(options);
     }
     Py_RETURN_NONE;
 }

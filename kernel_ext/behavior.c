@@ -107,6 +107,31 @@ int cellar_behavior_add(cellar_state *st, PyObject *behaviors, PyObject *names,
     return rc;
 }
 
+PyObject *cellar_behavior_options_text(PyObject *behaviors)
+{
+    PyObject *text = PyUnicode_FromString("");
+    for (int b = CELLAR_BEHAVIOR_RECOMPUTE; text && behaviors && b < CELLAR_NBEHAVIORS;
+         b++) {
+        PyObject *names = PyList_New(0), *name, *v;
+        Py_ssize_t pos = 0;
+        while (names && PyDict_Next(behaviors, &pos, &name, &v))
+            if (PyLong_AsLong(v) == b && PyList_Append(names, name) < 0)
+                Py_CLEAR(names);
+        PyObject *sep =
+            names && PyList_Sort(names) == 0 ? PyUnicode_FromString(",") : NULL;
+        PyObject *joined = sep ? PyUnicode_Join(sep, names) : NULL;
+        PyObject *more = joined && PyList_GET_SIZE(names) > 0
+                             ? PyUnicode_FromFormat("%U --%s %U", text,
+                                                    cellar_behavior_names[b], joined)
+                             : Py_XNewRef(joined ? text : NULL);
+        Py_XDECREF(joined);
+        Py_XDECREF(sep);
+        Py_XDECREF(names);
+        Py_SETREF(text, more);
+    }
+    return text;
+}
+
 /* A function already in the registry (marked in a later cell, or by calling
  * cellar.node(f, behavior=...) on it) takes the mark now: the registry reads
  * it only when a definition is registered. */

@@ -158,12 +158,13 @@ typedef struct cellar_state {
     bool running;
 
     /* auto.c, reactive mode: on or off; the last notebook run's targets
-     * (list of str) and inputs (dict), or NULL before one; the baseline
+     * (list of str), inputs (dict) and behaviour options (dict name -> int,
+     * NULL when it gave none), or NULL before one; the baseline
      * (ancestor name -> key bytes or None), or NULL until taken; whether this
      * cell ran a run (or turned the mode on), whether a rerun is under way,
      * and whether a failed check was warned about (once until one succeeds). */
     bool auto_on;
-    PyObject *auto_targets, *auto_inputs, *auto_keys;
+    PyObject *auto_targets, *auto_inputs, *auto_behaviors, *auto_keys;
     bool auto_ran, auto_busy, auto_warned;
 } cellar_state;
 
@@ -431,6 +432,12 @@ PyObject *cellar_run_behaving(cellar_state *st, PyObject *targets, PyObject *inp
 PyObject *cellar_status_report(cellar_state *st, PyObject *inputs);
 /* name -> (state, key bytes | None, why str | None), as %cellar status plans. */
 PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs);
+/* The same, planned with a run's behaviour options (as cellar_run_behaving's
+ * `behaviors`, or NULL), as that run would key its nodes; with `only` (a list
+ * of node names, or NULL for all), for those and their ancestors alone (a
+ * cycle elsewhere is still a RunError). */
+PyObject *cellar_node_statuses_behaving(cellar_state *st, PyObject *inputs,
+                                        PyObject *behaviors, PyObject *only);
 
 /* graph_view.c: %cellar graph, published as SVG, HTML and text. */
 PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *inputs);
@@ -505,9 +512,11 @@ PyObject *cellar_restore(cellar_state *st, PyObject *args);
 
 /* auto.c: reactive mode. */
 /* Notes a run started from the notebook (`%cellar run`, cellar.run) before
- * it starts: its targets (list of str) and inputs (dict) become the ones a
- * change reruns.  0, or -1 with a Python error. */
-int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs);
+ * it starts: its targets (list of str), inputs (dict) and behaviour options
+ * (dict name -> int, as cellar_run_behaving takes them; may be NULL) are what
+ * a change reruns.  0, or -1 with a Python error. */
+int cellar_auto_note_run(cellar_state *st, PyObject *targets, PyObject *inputs,
+                         PyObject *behaviors);
 /* At the end of each cell (post_run_cell, `result` being IPython's
  * ExecutionResult): with the mode on, reruns the last run's targets when a
  * key they depend on changed.  Never raises: errors are shown or warned. */
@@ -531,6 +540,10 @@ int cellar_behavior_of(cellar_state *st, PyObject *func);
  * is not a node or that already has another behaviour.  0, or -1. */
 int cellar_behavior_add(cellar_state *st, PyObject *behaviors, PyObject *names,
                         int behavior);
+/* A run's options (`behaviors` as above, or NULL) as the magic takes them:
+ * " --recompute a,b --ignore c", names sorted, "" for none.  New str, or
+ * NULL with a Python error. */
+PyObject *cellar_behavior_options_text(PyObject *behaviors);
 /* cellar.node(func=None, *, behavior="default"). */
 PyObject *cellar_behavior_node_py(PyObject *module, PyObject *args, PyObject *kwargs);
 /* `%cellar default-behavior [NAME]`: shows or sets it.  None, or NULL. */

@@ -182,7 +182,7 @@ static int compute(run_ctx *ctx, int id)
             run_progress_interrupt(ctx);
             cellar_show_exception(ctx->st, exc);
             run_set_error(s, ST_FAILED, exception_text(exc));
-            Py_DECREF(exc);
+            Py_XSETREF(ctx->failure, exc); /* the RunError's node_exception */
         }
     }
     for (Py_ssize_t i = 0; i < n; i++)

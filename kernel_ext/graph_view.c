@@ -15,7 +15,11 @@
  * its value would come from: "given" (--input), "global", "default", or
  * "missing" when a node that reads it has no default.  When the graph has a
  * cycle nothing can be planned; it is drawn all the same, with the nodes on
- * a cycle "in cycle".
+ * a cycle "in cycle".  A node whose behaviour (behavior.c: its mark, else the
+ * default behaviour) is not default carries it as the render's mark, a third
+ * line "[recompute]", "[disable]" or "[ignore]", and the legend under the
+ * graph (HTML, in the frontend's own text colour, and the text listing) says
+ * what each mark shown means.
  */
 #include "cellar_ext.h"
 
@@ -42,7 +46,8 @@ typedef struct view {
     cellar_render_edge *e;
     size_t ne, cap_e;
     size_t ninputs;
-    cellar_run_record *last; /* this kernel's newest run, or NULL */
+    bool marked[CELLAR_NBEHAVIORS]; /* the behaviours some vertex is marked with */
+    cellar_run_record *last;        /* this kernel's newest run, or NULL */
     PyObject *unplanned;     /* why no node could be planned (a cycle), or NULL */
 } view;
 
@@ -181,6 +186,7 @@ static Py_ssize_t vertex(view *vw, PyObject *name, cellar_render_kind kind)
     vw->v[i].kind = kind;
     vw->v[i].status = "needs-run";
     vw->v[i].tooltip = NULL;
+    vw->v[i].mark = NULL;
     vw->needs_value[i] = false;
     vw->nv++;
     vw->ninputs += kind == CELLAR_RENDER_INPUT;
@@ -267,16 +273,39 @@ fail:
 
 static const char *spaced(const char *word, char *buf, size_t size);
 
-/* "name: status word", then why on its own line. */
+/* "name: status word", the behaviour when marked, then why on its own line. */
 static int set_tooltip(view *vw, size_t i, PyObject *why)
 {
-    char word[40];
+    char word[40], mark[48] = "";
     spaced(vw->v[i].status, word, sizeof word);
-    PyObject *tip = why ? PyUnicode_FromFormat("%s: %s\n%U", vw->v[i].name, word, why)
-                        : PyUnicode_FromFormat("%s: %s", vw->v[i].name, word);
+    if (vw->v[i].mark)
+        snprintf(mark, sizeof mark, " (behavior: %s)", vw->v[i].mark);
+    PyObject *tip = why ? PyUnicode_FromFormat("%s: %s%s\n%U", vw->v[i].name, word, mark,
+                                               why)
+                        : PyUnicode_FromFormat("%s: %s%s", vw->v[i].name, word, mark);
     int rc = tip ? keep(vw, tip, &vw->v[i].tooltip) : -1;
     Py_XDECREF(tip);
     return rc;
+}
+
+/* What each mark means, for the legend. */
+static const char *const mark_meaning[CELLAR_NBEHAVIORS] = {
+    [CELLAR_BEHAVIOR_RECOMPUTE] = "recompute: computed in every run, even when cached, "
+                                  "and stored again",
+    [CELLAR_BEHAVIOR_DISABLE] = "disable: computed in every run as if there were no "
+                                "cache, never stored or reused",
+    [CELLAR_BEHAVIOR_IGNORE] = "ignore: not in the keys of the nodes that use it; run "
+                               "only when one of them computes, never stored",
+};
+
+/* Marks node vertex `i` with the node's behaviour when it is not default. */
+static void mark_behavior(view *vw, size_t i, cellar_fn *fn)
+{
+    int b = fn->behavior >= 0 ? fn->behavior : cellar_behavior_default(vw->st);
+    if (b <= CELLAR_BEHAVIOR_DEFAULT || b >= CELLAR_NBEHAVIORS)
+        return;
+    vw->v[i].mark = cellar_behavior_names[b];
+    vw->marked[b] = true;
 }
 
 /* When planning failed on a cycle, every node on one is marked "in-cycle"
@@ -324,6 +353,8 @@ static int collect(view *vw, PyObject *targets)
     for (Py_ssize_t k = 0; rc == 0 && k < n; k++) {
         PyObject *name = PyList_GET_ITEM(nodes, k);
         cellar_fn *fn = node_named(st, name);
+        if (fn)
+            mark_behavior(vw, (size_t)k, fn);
         for (Py_ssize_t i = 0; rc == 0 && fn && i < fn->nparams; i++) {
             if (!is_param(fn, i))
                 continue;
@@ -390,8 +421,18 @@ static const char *spaced(const char *word, char *buf, size_t size)
     return buf;
 }
 
+/* "status" or "status, mark" for the listing. */
+static const char *listed(const cellar_render_vertex *v, char *buf, size_t size)
+{
+    char word[40];
+    spaced(v->status, word, sizeof word);
+    snprintf(buf, size, "%s%s%s", word, v->mark ? ", " : "", v->mark ? v->mark : "");
+    return buf;
+}
+
 /* "cellar graph: N nodes, M inputs" and one line per edge, "from [status]
- * -> to [status]", then the vertices no edge touches. */
+ * -> to [status]" ("[status, mark]" for a marked node), then the vertices no
+ * edge touches, then the legend of the marks shown. */
 static PyObject *listing(view *vw)
 {
     PyObject *lines = PyList_New(0);
@@ -406,14 +447,14 @@ static PyObject *listing(view *vw)
     Py_XDECREF(line);
     if (rc == 0 && vw->unplanned)
         rc = PyList_Append(lines, vw->unplanned);
-    char a[40], b[40];
+    char a[80], b[80];
     for (size_t i = 0; rc == 0 && i < vw->ne; i++) {
         const cellar_render_vertex *f = &vw->v[vw->e[i].from], *t = &vw->v[vw->e[i].to];
         touched[vw->e[i].from] = touched[vw->e[i].to] = true;
         line = PyUnicode_FromFormat("%s [%s%s] -> %s [%s]", f->name,
                                     f->kind == CELLAR_RENDER_INPUT ? "input: " : "",
-                                    spaced(f->status, a, sizeof a), t->name,
-                                    spaced(t->status, b, sizeof b));
+                                    listed(f, a, sizeof a), t->name,
+                                    listed(t, b, sizeof b));
         rc = line ? PyList_Append(lines, line) : -1;
         Py_XDECREF(line);
     }
@@ -421,7 +462,14 @@ static PyObject *listing(view *vw)
         if (touched[i])
             continue;
         line = PyUnicode_FromFormat("%s [%s]", vw->v[i].name,
-                                    spaced(vw->v[i].status, a, sizeof a));
+                                    listed(&vw->v[i], a, sizeof a));
+        rc = line ? PyList_Append(lines, line) : -1;
+        Py_XDECREF(line);
+    }
+    for (int m = 0; rc == 0 && m < CELLAR_NBEHAVIORS; m++) {
+        if (!vw->marked[m])
+            continue;
+        line = PyUnicode_FromFormat("[%s] %s", cellar_behavior_names[m], mark_meaning[m]);
         rc = line ? PyList_Append(lines, line) : -1;
         Py_XDECREF(line);
     }
@@ -435,7 +483,30 @@ static PyObject *listing(view *vw)
     return text;
 }
 
-static int publish(cellar_state *st, PyObject *text, PyObject *svg)
+/* The legend under the graph in HTML: one line per mark shown, in the
+ * text colour of the page around it (so it reads in every theme), or "". */
+static PyObject *legend_html(view *vw)
+{
+    PyObject *out = PyUnicode_FromString("");
+    for (int m = 0; out && m < CELLAR_NBEHAVIORS; m++) {
+        if (!vw->marked[m])
+            continue;
+        const char *meaning = strchr(mark_meaning[m], ':') + 2;
+        Py_SETREF(out, PyUnicode_FromFormat(
+                           "%U<div class=\"cellar-graph-mark mark-%s\"><code>[%s]</code> "
+                           "%s</div>",
+                           out, cellar_behavior_names[m], cellar_behavior_names[m],
+                           meaning));
+    }
+    if (out && PyUnicode_GET_LENGTH(out) > 0)
+        Py_SETREF(out, PyUnicode_FromFormat("<div class=\"cellar-graph-legend\" "
+                                            "style=\"font-size:12px;margin:4px 0 0 4px\">"
+                                            "%U</div>",
+                                            out));
+    return out;
+}
+
+static int publish(cellar_state *st, PyObject *text, PyObject *svg, PyObject *legend)
 {
     if (!st->shell) {
         PySys_FormatStdout("%U\n", text);
@@ -450,8 +521,8 @@ static int publish(cellar_state *st, PyObject *text, PyObject *svg)
     PyObject *html = root
                          ? PyUnicode_FromFormat("<div class=\"cellar-graph-view\" "
                                                 "style=\"overflow:auto;max-width:100%%\">"
-                                                "%U</div>",
-                                                root)
+                                                "%U</div>%U",
+                                                root, legend)
                          : NULL;
     Py_XDECREF(from);
     Py_XDECREF(to);
@@ -493,7 +564,7 @@ PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *input
         return NULL;
     }
     view vw = {.st = st, .inputs = inputs};
-    PyObject *text = NULL, *svg = NULL, *result = NULL;
+    PyObject *text = NULL, *svg = NULL, *legend = NULL, *result = NULL;
     vw.statuses = cellar_node_statuses(st, inputs); /* prunes the registry first */
     if (!vw.statuses && PyErr_ExceptionMatches(st->RunError)) {
         /* A cycle: nothing can be planned, and drawing it is the best help. */
@@ -515,14 +586,16 @@ PyObject *cellar_graph_show(cellar_state *st, PyObject *targets, PyObject *input
     } else {
         text = listing(&vw);
         svg = text ? render(&vw) : NULL;
-        if (!svg)
+        legend = svg ? legend_html(&vw) : NULL;
+        if (!legend)
             goto done;
     }
-    if (text && publish(st, text, svg) == 0)
+    if (text && publish(st, text, svg, legend) == 0)
         result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(text);
     Py_XDECREF(svg);
+    Py_XDECREF(legend);
     Py_XDECREF(vw.statuses);
     Py_XDECREF(vw.unplanned);
     Py_XDECREF(vw.index);

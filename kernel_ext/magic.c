@@ -38,6 +38,8 @@ const char cellar_magic_usage[] =
     "      The graph (all nodes, or the targets and what they need) as SVG, each\n"
     "      node marked up to date, needs run, needs input, or what this kernel's\n"
     "      last run did (computed, loaded, in memory, failed); inputs are dashed.\n"
+    "      A node whose behaviour is not default shows [recompute], [disable] or\n"
+    "      [ignore], explained in a legend under the graph.\n"
     "  %cellar log [N]\n"
     "      The N newest runs (default 10) recorded in the store, by any kernel:\n"
     "      when each started, its targets and inputs, and which nodes computed,\n"
@@ -72,7 +74,8 @@ const char cellar_magic_usage[] =
     "  %cellar auto [on|off]\n"
     "      Reactive mode (off by default): after a cell changes a node, a helper\n"
     "      or a global that the last run's targets depend on, those targets rerun\n"
-    "      at the end of that cell and show their report. Alone: the state.\n"
+    "      at the end of that cell, with that run's inputs and --recompute,\n"
+    "      --disable and --ignore, and show their report. Alone: the state.\n"
     "  %cellar --help\n"
     "      This text.\n";
 
@@ -237,7 +240,7 @@ static PyObject *magic_run(cellar_state *st, PyObject *args)
         if (PyList_GET_SIZE(targets) == 0)
             usage_error(st, "%%cellar run needs at least one target node", NULL);
         else
-            result = cellar_auto_note_run(st, targets, inputs) == 0
+            result = cellar_auto_note_run(st, targets, inputs, behaviors) == 0
                          ? cellar_run_behaving(st, targets, inputs, behaviors)
                          : NULL;
     }

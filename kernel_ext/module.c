@@ -196,7 +196,7 @@ static PyObject *run_py(PyObject *module, PyObject *args, PyObject *kwargs)
         Py_DECREF(inputs);
         return NULL;
     }
-    PyObject *r = cellar_auto_note_run(st, targets, inputs) == 0
+    PyObject *r = cellar_auto_note_run(st, targets, inputs, behaviors) == 0
                       ? cellar_run_behaving(st, targets, inputs, behaviors)
                       : NULL;
     Py_DECREF(behaviors);
@@ -376,6 +376,7 @@ static int cellar_exec(PyObject *module)
     X(library_dirs)                                                                      \
     X(auto_targets)                                                                      \
     X(auto_inputs)                                                                       \
+    X(auto_behaviors)                                                                    \
     X(auto_keys)
 
 static int cellar_traverse(PyObject *module, visitproc visit, void *arg)

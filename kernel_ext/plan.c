@@ -420,16 +420,45 @@ int run_start(run_ctx *ctx, cellar_state *st, PyObject *inputs)
     return 0;
 }
 
-int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs)
+/* Narrows ctx->order to the nodes named in `only` (unknown names are
+ * left out) and their ancestors. */
+static int plan_only(run_ctx *ctx, PyObject *only)
+{
+    Py_ssize_t n = PyList_GET_SIZE(only);
+    int *ids = PyMem_Calloc(n ? (size_t)n : 1, sizeof(int));
+    size_t k = 0;
+    if (!ids) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *name = PyUnicode_AsUTF8(PyList_GET_ITEM(only, i));
+        int id = name ? cellar_graph_find(ctx->g, name) : -1;
+        if (!name) {
+            PyMem_Free(ids);
+            return -1;
+        }
+        if (id >= 0)
+            ids[k++] = id;
+    }
+    int rc = run_plan_order(ctx, ids, k);
+    PyMem_Free(ids);
+    return rc;
+}
+
+int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs,
+                      PyObject *behaviors, PyObject *only)
 {
     cellar_error err;
-    if (run_start(ctx, st, inputs) < 0)
+    if (run_start(ctx, st, inputs) < 0 || run_apply_behaviors(ctx, behaviors) < 0)
         return -1;
     if (cellar_graph_toposort(ctx->g, NULL, 0, ctx->order, &ctx->norder, &err) !=
         CELLAR_OK) {
         PyErr_Format(st->RunError, "%s", err.message);
         return -1;
     }
+    if (only && plan_only(ctx, only) < 0)
+        return -1;
     for (size_t i = 0; i < ctx->norder; i++) {
         slot *s = &ctx->slots[ctx->order[i]];
         int rc = run_node_key(ctx, ctx->order[i], NULL);

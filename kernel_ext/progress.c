@@ -18,7 +18,12 @@
  * it is one line on stderr, redrawn in place after a carriage return, erased
  * before a node's traceback (and not redrawn until the next node) and before
  * the report.  A node body that prints while the line is drawn in a
- * terminal writes after it, as with any progress bar.
+ * terminal writes after it, as with any progress bar.  A body that calls
+ * IPython's clear_output() (with wait=True too) takes the display with the
+ * cell's other outputs: a hook on ipykernel's display publisher, registered
+ * in the run's thread at its first computation, notes each clear, and the
+ * next draw, or the report, is then a fresh display (a new display_id)
+ * instead of an update of one that no longer exists.
  */
 #include "run_state.h"
 
@@ -66,13 +71,82 @@ static void draw_on_stderr(run_progress *p, const char *line)
     flush_stderr();
 }
 
+/* ---- clear_output ---- */
+
+/* The hook: ipykernel's ZMQDisplayPublisher hands it every message it is
+ * about to send from this thread, and sends what it returns.  `cleared` is
+ * a list, not a pointer into the run, so a hook called late harms nothing. */
+static PyObject *clear_hook(PyObject *cleared, PyObject *msg)
+{
+    PyObject *kind = PyDict_Check(msg) ? PyDict_GetItemString(msg, "msg_type") : NULL;
+    if (kind && PyUnicode_Check(kind) &&
+        PyUnicode_CompareWithASCIIString(kind, "clear_output") == 0 &&
+        PyList_Append(cleared, Py_True) < 0)
+        PyErr_Clear();
+    return Py_NewRef(msg);
+}
+
+static PyMethodDef clear_hook_def = {
+    "_cellar_clear_output_hook", clear_hook, METH_O,
+    "Notes a clear_output, which takes cellar's progress display with it.",
+};
+
+/* Hooks are per thread: this runs in the run's thread, where bodies run.
+ * Without ipykernel's publisher there is no display to lose. */
+static void hook_clears(run_ctx *ctx)
+{
+    run_progress *p = &ctx->progress;
+    if (!in_notebook(ctx->st))
+        return;
+    PyObject *pub = PyObject_GetAttrString(ctx->st->shell, "display_pub");
+    p->cleared = pub ? PyList_New(0) : NULL;
+    p->hook = p->cleared ? PyCFunction_New(&clear_hook_def, p->cleared) : NULL;
+    PyObject *r =
+        p->hook ? PyObject_CallMethod(pub, "register_hook", "O", p->hook) : NULL;
+    if (!r) {
+        PyErr_Clear();
+        Py_CLEAR(p->hook);
+        Py_CLEAR(p->cleared);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(pub);
+}
+
+static void unhook_clears(run_ctx *ctx)
+{
+    run_progress *p = &ctx->progress;
+    if (!p->hook)
+        return;
+    PyObject *pub = PyObject_GetAttrString(ctx->st->shell, "display_pub");
+    PyObject *r = pub ? PyObject_CallMethod(pub, "unregister_hook", "O", p->hook) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(pub);
+    PyErr_Clear();
+    Py_CLEAR(p->hook);
+}
+
+/* After a clear_output, the line's display is gone from the cell: forget
+ * it, so that the next draw, or the report, makes a new one. */
+static void forget_cleared(run_progress *p)
+{
+    if (!p->cleared || PyList_GET_SIZE(p->cleared) == 0)
+        return;
+    if (PyList_SetSlice(p->cleared, 0, PyList_GET_SIZE(p->cleared), NULL) < 0)
+        PyErr_Clear();
+    Py_CLEAR(p->display_id);
+}
+
 static int draw_in_notebook(run_ctx *ctx, const char *line)
 {
     run_progress *p = &ctx->progress;
+    forget_cleared(p);
     bool update = p->display_id != NULL;
     if (!p->display_id) {
-        p->display_id = PyUnicode_FromFormat("cellar-progress-%ld-%llu", (long)getpid(),
-                                             (unsigned long long)p->started_ns);
+        /* A new id for each display: a frontend may still map an old one to
+         * the place it had before the clear. */
+        p->display_id =
+            PyUnicode_FromFormat("cellar-progress-%ld-%llu-%u", (long)getpid(),
+                                 (unsigned long long)p->started_ns, p->displays++);
         if (!p->display_id)
             return -1;
     }
@@ -216,8 +290,10 @@ int run_progress_tick(run_ctx *ctx, int id, bool loading, uint64_t now)
     p->current = id;
     p->loading = loading;
     p->paused = false;
-    if (!loading && !p->watching)
+    if (!loading && !p->watching) {
+        hook_clears(ctx);
         start_watch(ctx);
+    }
     if (!due(p, now))
         return 0;
     draw(ctx, now);
@@ -231,6 +307,9 @@ int run_progress_end(run_ctx *ctx, PyObject *report)
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb); /* a run that stopped keeps its error */
     stop_watch(ctx); /* nothing is drawn after this */
+    unhook_clears(ctx);
+    forget_cleared(p); /* then the report is shown as a new display */
+    Py_CLEAR(p->cleared);
     if (p->display_id) {
         if (report) {
             rc = cellar_report_publish(ctx->st, report, p->display_id, true) < 0 ? -1 : 1;

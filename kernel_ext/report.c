@@ -273,13 +273,40 @@ static PyType_Spec report_spec = {
     .slots = report_slots,
 };
 
+/* What IPython's debugger reads (InteractiveShell.debugger, ultratb's
+ * debugger: sys.last_value, or sys.last_exc from 3.12, for the frames;
+ * sys.last_traceback when no traceback was formatted since) becomes the
+ * failing node's exception, so `%debug` opens the body's frames.  IPython's
+ * showtraceback has just set them to the RunError when it asks for the
+ * lines below; a RunError without a node's exception changes nothing. */
+static void debug_node_exception(PyObject *run_error)
+{
+    PyObject *exc = PyObject_GetAttrString(run_error, "node_exception");
+    PyObject *tb = exc && PyExceptionInstance_Check(exc) ? PyException_GetTraceback(exc)
+                                                          : NULL;
+    if (tb && (PySys_SetObject("last_type", (PyObject *)Py_TYPE(exc)) < 0 ||
+               PySys_SetObject("last_value", exc) < 0 ||
+               PySys_SetObject("last_traceback", tb) < 0
+#if PY_VERSION_HEX >= 0x030C0000
+               || PySys_SetObject("last_exc", exc) < 0
+#endif
+               ))
+        cellar_warn("%%debug will show the RunError, not the node's frames");
+    Py_XDECREF(tb);
+    Py_XDECREF(exc);
+    PyErr_Clear();
+}
+
 /* RunError._render_traceback_: IPython shows an exception that has this
  * method by the lines it returns instead of a traceback.  A RunError follows
  * the report, which (with the failing nodes' own tracebacks shown before it)
- * says what went wrong; its frames would only be the `%cellar run` call. */
+ * says what went wrong; its frames would only be the `%cellar run` call.
+ * IPython asks for these lines while it shows the error, after it has noted
+ * the RunError for `%debug`, which is pointed at the node's exception here. */
 static PyObject *run_error_render(PyObject *self, PyObject *unused)
 {
     (void)unused;
+    debug_node_exception(self);
     const char *name = Py_TYPE(self)->tp_name, *dot = strrchr(name, '.');
     PyObject *text = PyObject_Str(self);
     PyObject *line = text ? PyUnicode_FromFormat("%s: %U", dot ? dot + 1 : name, text)
@@ -308,7 +335,8 @@ int cellar_report_type_init(PyObject *module, cellar_state *st)
     int rc =
         render ? PyObject_SetAttrString(st->RunError, "_render_traceback_", render) : -1;
     Py_XDECREF(render);
-    return rc;
+    /* The last failing node's exception, set by run.c; None on the class. */
+    return rc < 0 ? -1 : PyObject_SetAttrString(st->RunError, "node_exception", Py_None);
 }
 
 PyObject *cellar_report_new(cellar_state *st, PyObject *title, PyObject *header,

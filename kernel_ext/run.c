@@ -95,6 +95,16 @@ static PyObject *failure_error(run_ctx *ctx)
     if (text)
         PyErr_Format(ctx->st->RunError, "not every target could be produced: %U", text);
     Py_XDECREF(text);
+    if (text && ctx->failure) {
+        /* %debug opens the node's frames: RunError._render_traceback_ (report.c)
+         * hands this exception to sys.last_*. */
+        PyObject *type, *err, *tb;
+        PyErr_Fetch(&type, &err, &tb);
+        PyErr_NormalizeException(&type, &err, &tb);
+        if (err && PyObject_SetAttrString(err, "node_exception", ctx->failure) < 0)
+            PyErr_Clear(); /* the RunError still says what failed */
+        PyErr_Restore(type, err, tb);
+    }
     return NULL;
 }
 
@@ -198,6 +208,7 @@ PyObject *cellar_run_behaving(cellar_state *st, PyObject *targets, PyObject *inp
 done:
     run_progress_end(&ctx, NULL); /* a run stopped by an error: the line goes */
     st->running = false;
+    Py_CLEAR(ctx.failure);
     run_release(&ctx);
     Py_DECREF(named);
     PyMem_Free(ids);
@@ -213,7 +224,7 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
     PyObject *named = cellar_registry_normalize_keys(inputs); /* as in cellar_run */
     if (!named)
         return NULL;
-    if (run_plan_statuses(&ctx, st, named) == 0)
+    if (run_plan_statuses(&ctx, st, named, NULL, NULL) == 0)
         report = run_status_report(&ctx);
     run_release(&ctx);
     Py_DECREF(named);
@@ -226,9 +237,15 @@ PyObject *cellar_status_report(cellar_state *st, PyObject *inputs)
  * the reason (a str naming the missing input, ...) or None. */
 PyObject *cellar_node_statuses(cellar_state *st, PyObject *inputs)
 {
+    return cellar_node_statuses_behaving(st, inputs, NULL, NULL);
+}
+
+PyObject *cellar_node_statuses_behaving(cellar_state *st, PyObject *inputs,
+                                        PyObject *behaviors, PyObject *only)
+{
     run_ctx ctx;
     PyObject *out = NULL;
-    if (run_plan_statuses(&ctx, st, inputs) == 0)
+    if (run_plan_statuses(&ctx, st, inputs, behaviors, only) == 0)
         out = PyDict_New();
     for (size_t i = 0; out && i < ctx.norder; i++) {
         slot *s = &ctx.slots[ctx.order[i]];

@@ -65,6 +65,9 @@ typedef struct run_progress {
     bool busy;            /* a draw is under way (it runs Python code) */
     bool paused;          /* erased for a traceback: not drawn until the next node */
     PyObject *display_id; /* str, once the line is a display in a notebook */
+    unsigned displays;    /* displays made so far: a fresh one follows a clear_output */
+    PyObject *hook;       /* the display publisher's hook noting clear_output, or NULL */
+    PyObject *cleared;    /* list the hook appends to at each clear_output, or NULL */
     size_t drawn;         /* characters of the line on stderr, in a terminal */
     int where;            /* 0 not decided yet, 1 a notebook display, 2 stderr */
     /* The watcher thread, started at the run's first computation. */
@@ -89,6 +92,7 @@ typedef struct run_ctx {
     PyObject *behaviors;   /* the run's behaviour options (name -> int), or NULL */
     bool behaving;         /* some node of the graph has a behaviour but default */
     PyObject *inputs_read; /* lineage.c's record of the inputs read, or NULL */
+    PyObject *failure;     /* strong: the last failed node's exception, or NULL */
     bool interrupted;
     bool gc_was_enabled; /* the cyclic GC is paused for cellar's own bookkeeping */
     run_progress progress;
@@ -135,8 +139,12 @@ PyObject *run_missing_inputs(run_ctx *ctx, int id);
  * in topological order gets ST_LOADED ("up to date": its key has a result
  * in memory or in the store), ST_FAILED ("needs input", error naming it) or
  * ST_SKIPPED ("needs run"); `keyed` says whether its key is known.  Starts
- * `ctx` (run_release must follow).  0, or -1 with a Python error. */
-int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs);
+ * `ctx` (run_release must follow).  `behaviors` (a run's options, or NULL)
+ * overrides the nodes' own behaviours.  With `only` (a list of node names,
+ * or NULL for all) only those and their ancestors are planned (in ctx->order);
+ * a cycle anywhere is still a RunError.  0, or -1 with a Python error. */
+int run_plan_statuses(run_ctx *ctx, cellar_state *st, PyObject *inputs,
+                      PyObject *behaviors, PyObject *only);
 
 /* plan.c: this session's memory of values (cellar_state.memo). */
 /* Reuses the session's value for the slot's key while it still has its data

@@ -116,6 +116,11 @@ static cellar_status check(const cellar_render_graph *g, cellar_error *err)
                                     "graph render: vertex '%s' has status '%s', not a "
                                     "class word ([a-z0-9-], 1 to 31 characters)",
                                     v->name, v->status ? v->status : "(null)");
+        if (v->mark && !is_class_word(v->mark))
+            return cellar_error_set(err, CELLAR_EINVAL,
+                                    "graph render: vertex '%s' has mark '%s', not a "
+                                    "class word ([a-z0-9-], 1 to 31 characters)",
+                                    v->name, v->mark);
     }
     for (size_t i = 0; i < g->nedges; i++)
         if (g->edges[i].from >= g->nvertices || g->edges[i].to >= g->nvertices)
@@ -153,18 +158,31 @@ static char *html_escape(char *out, const char *s, bool dash_as_space)
 }
 
 /* "NAME<BR/><FONT POINT-SIZE="9">STATUS</FONT>", an HTML-like label (the
- * stylesheet finds the status line by its font size). */
+ * stylesheet finds the status line by its font size), then the mark's line
+ * "<BR/><FONT POINT-SIZE="9">[MARK]</FONT>" when there is one. */
 static char *label_of(const cellar_render_vertex *v)
 {
     static const char mid[] = "<BR/><FONT POINT-SIZE=\"9\">", end[] = "</FONT>";
-    char *label =
-        malloc(6 * (strlen(v->name) + strlen(v->status)) + sizeof mid + sizeof end);
+    size_t mark = v->mark ? 6 * strlen(v->mark) + 2 + sizeof mid + sizeof end : 0;
+    char *label = malloc(6 * (strlen(v->name) + strlen(v->status)) + sizeof mid +
+                         sizeof end + mark);
     if (!label)
         return NULL;
     char *p = html_escape(label, v->name, false);
     memcpy(p, mid, sizeof mid - 1);
     p = html_escape(p + sizeof mid - 1, v->status, true);
-    memcpy(p, end, sizeof end);
+    memcpy(p, end, sizeof end - 1);
+    p += sizeof end - 1;
+    if (v->mark) {
+        memcpy(p, mid, sizeof mid - 1);
+        p += sizeof mid - 1;
+        *p++ = '[';
+        p = html_escape(p, v->mark, false);
+        *p++ = ']';
+        memcpy(p, end, sizeof end - 1);
+        p += sizeof end - 1;
+    }
+    *p = '\0';
     return label;
 }
 
@@ -210,9 +228,12 @@ static cellar_status add_vertex(Agraph_t *graph, Agraph_t *inputs,
     char *label = n ? label_of(v) : NULL;
     char *html = label ? agstrdup_html(graph, label) : NULL;
     free(label);
-    char classes[48];
-    snprintf(classes, sizeof classes, "%s%s",
-             v->kind == CELLAR_RENDER_INPUT ? "input " : "", v->status);
+    char classes[96]; /* "input mark-" and two class words of at most 31 */
+    snprintf(classes, sizeof classes, "%s%s%s%s",
+             v->kind == CELLAR_RENDER_INPUT ? "input " : "", v->mark ? "mark-" : "",
+             v->mark ? v->mark : "", v->mark ? " " : "");
+    size_t at = strlen(classes);
+    snprintf(classes + at, sizeof classes - at, "%s", v->status);
     bool ok = html && set(n, "label", html) && set(n, "class", classes) &&
               (!v->tooltip || set(n, "tooltip", v->tooltip)) &&
               (v->kind != CELLAR_RENDER_INPUT ||

@@ -153,3 +153,180 @@ def test_a_rerun_keeps_the_runs_inputs(kernel):
     res = kernel.ok("k = 2")  # the default k is overridden by a global k
     assert kernel.take_calls() == calls("p")
     assert kernel.eval("cellar.results(n=7).p") == 15
+
+
+OPTION_NODES = '''
+import time
+
+def a():
+    _log("a")
+    return 2
+
+def client():
+    _log("client")
+    return [time.time_ns()]  # a new value each time it runs
+
+def stamp(a):
+    _log("stamp")
+    return a + 1
+
+def b(a, client):
+    _log("b")
+    return a * 10
+
+def c(b, stamp):
+    _log("c")
+    return _scale(b) + stamp
+'''
+
+
+def test_a_rerun_keeps_the_runs_behaviour_options(kernel):
+    """The rerun repeats --recompute, --disable and --ignore, and sees a change below a
+    disabled or ignored node."""
+    kernel.ok("import cellar\nSCALE = 1", cell_id="scale")
+    kernel.ok(HELPER, cell_id="helper2")
+    kernel.ok(OPTION_NODES, cell_id="nodes")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("c --recompute a --disable stamp --ignore client").ok()
+    assert kernel.eval("_v") == 23
+    assert kernel.take_calls() == calls("a", "client", "stamp", "b", "c")
+    assert "on; c --recompute a --disable stamp --ignore client reruns" in \
+        kernel.ok("%cellar auto").stdout
+
+    # Nothing the targets depend on changed: no rerun, although a is recompute,
+    # stamp disabled and client a new value at each run.
+    no_run(kernel.ok("x_unrelated = 5"))
+    assert kernel.take_calls() == calls()
+
+    # A global read by c (below the disabled stamp and the ignored client): c reruns,
+    # a is recomputed (--recompute), stamp computed again (--disable); b keeps its
+    # value (a is equal, client is not in its key), so client is not needed.
+    res = kernel.ok("SCALE = 3", cell_id="scale")
+    assert kernel.take_calls() == calls("a", "stamp", "c"), res.describe()
+    assert "running c --recompute a --disable stamp --ignore client" in res.stdout, \
+        res.describe()
+    rep = res.report
+    assert rep.status("b") == "in memory" and rep.status("client") == "skipped", rep.text
+    no_run(kernel.ok("x_unrelated = 6"))
+    assert kernel.take_calls() == calls()
+
+    # An edit of c itself (below both) reruns it, with the same options.
+    res = kernel.ok(OPTION_NODES.replace("+ stamp", "+ stamp * 2"), cell_id="nodes")
+    assert kernel.take_calls() == calls("a", "stamp", "c"), res.describe()
+    assert res.report.status("c") == "computed"
+    # An edit of b, below the ignored client: b reruns, and client with it.
+    res = kernel.ok(OPTION_NODES.replace("+ stamp", "+ stamp * 2").replace(
+        "a * 10", "a * 100"), cell_id="nodes")
+    assert kernel.take_calls() == calls("a", "client", "stamp", "b", "c"), res.describe()
+    assert kernel.eval("_v") == 23, "the rerun does not rebind _v"
+
+    # A run without options: its reruns have none either.
+    kernel.cellar_run("c").ok()
+    kernel.take_calls()
+    assert "--" not in kernel.ok("%cellar auto").stdout
+    res = kernel.ok("SCALE = 4", cell_id="scale")
+    assert kernel.take_calls() == calls("c"), res.describe()
+    assert "running c\n" in res.stdout, res.describe()
+
+
+def test_a_change_below_a_node_marked_disable_reruns(kernel):
+    kernel.ok("import cellar\nSCALE = 1", cell_id="scale")
+    kernel.ok(HELPER, cell_id="helper2")
+    kernel.ok(A, cell_id="a")
+    kernel.ok('@cellar.node(behavior="disable")\ndef b(a):\n    _log("b")\n    return a * 10\n',
+              cell_id="b")
+    kernel.ok(C, cell_id="c")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("c").ok()
+    assert kernel.take_calls() == calls("a", "b", "c")
+    no_run(kernel.ok("x_unrelated = 5"))
+    res = kernel.ok("SCALE = 2", cell_id="scale")
+    assert kernel.take_calls() == calls("b", "c"), res.describe()
+    assert res.report.status("c") == "computed"
+
+
+def test_a_strided_array_input_is_cheap_and_its_mutations_still_rerun(kernel):
+    """A non-contiguous numpy input (a strided view) is fingerprinted through a
+    contiguous copy: the same version as any equal array, and a change made through
+    any alias of its base reruns the targets."""
+    kernel.ok("""
+        import numpy as np, cellar
+        BASE = np.arange(40, dtype=np.int64).reshape(4, 10)
+        VIEW = BASE[:, ::3]          # neither C- nor Fortran-contiguous
+        ALIAS = BASE.reshape(-1)     # the same memory under another name
+        assert not VIEW.flags.forc
+        assert cellar.data_version(VIEW) == cellar.data_version(np.ascontiguousarray(VIEW))
+        assert cellar.data_version(VIEW) != cellar.data_version(BASE[:, ::2])
+        """, cell_id="data")
+    kernel.ok('def total(VIEW):\n    _log("total")\n    return int(VIEW.sum())\n', cell_id="n")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("total").ok()
+    first = kernel.eval("_v")
+    assert kernel.take_calls() == calls("total")
+    no_run(kernel.ok("x_unrelated = 1"))
+    no_run(kernel.ok("ALIAS[1] = 1  # the same value: no change"))  # BASE[0, 1] is 1
+    assert kernel.take_calls() == calls()
+    res = kernel.ok("ALIAS[3] = 1000  # BASE[0, 3], inside VIEW, through an alias")
+    assert kernel.take_calls() == calls("total"), res.describe()
+    assert kernel.eval("cellar.results.total") == first - 3 + 1000
+    no_run(kernel.ok("ALIAS[4] = 5000  # BASE[0, 4], not in VIEW"))
+    assert kernel.take_calls() == calls()
+
+
+def test_a_strided_array_result_is_stored_and_loads_equal(kernel):
+    kernel.ok("""
+        import numpy as np
+        def strided():
+            _log("strided")
+            return np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)[:, ::2]
+        def shape(strided):
+            _log("shape")
+            return strided.shape
+        """, cell_id="n")
+    kernel.cellar_run("shape strided").ok()
+    assert kernel.take_calls() == calls("strided", "shape")
+    kernel.restart()
+    kernel.setup()
+    kernel.ok("import numpy as np", cell_id="np")
+    kernel.ok("""
+        import numpy as np
+        def strided():
+            _log("strided")
+            return np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)[:, ::2]
+        def shape(strided):
+            _log("shape")
+            return strided.shape
+        """, cell_id="n")
+    res = kernel.cellar_run("shape strided").ok()
+    assert kernel.take_calls() == calls(), res.describe()
+    assert res.report.status("strided") == "loaded"
+    assert kernel.eval("bool((_v['strided'] == np.arange(3_000_000.0).reshape(1000, 3000)"
+                       "[:, ::2]).all()) and _v['shape'] == (1000, 1500)") is True
+
+
+def test_the_check_fingerprints_only_what_the_targets_read(kernel):
+    """After each cell only the targets and their ancestors are keyed: the input of a
+    node the targets do not need is not fingerprinted (its pickling has a side effect
+    that would show), while one the targets read still is, and still reruns them."""
+    kernel.ok("""
+        class Probe:
+            def __init__(self, tag):
+                self.tag = tag
+            def __reduce__(self):
+                _log("pickled " + self.tag)
+                return (Probe, (self.tag,))
+        NEEDED = Probe("needed")
+        UNNEEDED = Probe("unneeded")
+        """, cell_id="probe")
+    kernel.ok('def uses(NEEDED):\n    _log("uses")\n    return NEEDED.tag\n\n'
+              'def other(UNNEEDED):\n    _log("other")\n    return 1\n', cell_id="n")
+    kernel.ok("%cellar auto on")
+    kernel.cellar_run("uses").ok()
+    kernel.take_calls()
+    no_run(kernel.ok("x_unrelated = 1"))
+    seen = kernel.take_calls()
+    assert seen["pickled needed"] >= 1, seen
+    assert seen["pickled unneeded"] == 0, seen
+    res = kernel.ok('NEEDED = Probe("needed-2")')
+    seen = kernel.take_calls()
+    assert seen["uses"] == 1 and seen["pickled unneeded"] == 0, (seen, res.describe())

@@ -306,3 +306,87 @@ def test_terminal_ipython_shows_node_traceback_and_one_line_run_error(tmp_path):
     assert lines == ["RunError: not every target could be produced: bad failed: ValueError: "
                      "boom-77"], text
     assert text.index("boom-77") < text.index("cellar run: 2 nodes") < text.index("RunError"), text
+
+
+def debug_session(kernel, code, answers, timeout=60.0):
+    """Runs `code` with stdin allowed, answering each input_request with the next of
+    `answers` (as a frontend answers the debugger's prompt); returns (stdout, prompts)."""
+    import queue
+    import time
+
+    kc = kernel.kc
+    msg_id = kc.execute(code, allow_stdin=True)
+    answers, prompts, out = list(answers), [], ""
+    deadline, idle, replied = time.monotonic() + timeout, False, False
+    while not (idle and replied):
+        assert time.monotonic() < deadline, f"no end of the debug cell; stdout so far:\n{out}"
+        try:
+            req = kc.get_stdin_msg(timeout=0.05)
+            prompts.append(req["content"]["prompt"])
+            kc.input(answers.pop(0) if answers else "q")
+        except queue.Empty:
+            pass
+        try:
+            m = kc.get_iopub_msg(timeout=0.05)
+            if m["parent_header"].get("msg_id") == msg_id:
+                if m["msg_type"] == "stream":
+                    out += m["content"]["text"]
+                elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                    idle = True
+        except queue.Empty:
+            pass
+        try:
+            r = kc.get_shell_msg(timeout=0.01)
+            replied = replied or r["parent_header"].get("msg_id") == msg_id
+        except queue.Empty:
+            pass
+    return strip_ansi(out), prompts
+
+
+DEBUG_NODES = '''
+def base():
+    _log("base")
+    return 3
+
+def fails(base):
+    _log("fails")
+    secret_local_4242 = base * 7
+    raise ValueError(f"debug-me {secret_local_4242}")
+'''
+
+
+@pytest.mark.parametrize("how", ["magic", "python", "auto"])
+def test_debug_after_a_failed_run_opens_the_node(kernel, how):
+    """%debug after a run whose node failed opens the node body's frame (its locals,
+    its line), not RunError's or the magic's."""
+    kernel.ok(DEBUG_NODES, cell_id="nodes")
+    if how == "auto":
+        kernel.ok("def ok_target():\n    return 1\n", cell_id="ok")
+        kernel.run("_v = %cellar run ok_target fails")
+        kernel.take_calls()
+        kernel.ok("%cellar auto on")
+        # Editing fails reruns the targets at the end of this cell, which fail again.
+        res = kernel.ok(DEBUG_NODES.replace("base * 7", "base * 7 + 0"), cell_id="nodes")
+        assert kernel.take_calls() == calls("fails"), res.describe()
+        assert any(e["ename"] == "RunError" for e in res.errors), res.describe()
+    else:
+        res = kernel.run("_v = %cellar run fails" if how == "magic"
+                         else "import cellar\ncellar.run('fails')")
+        assert res.status == "error" and res.error["ename"] == "RunError", res.describe()
+        assert kernel.take_calls() == calls("base", "fails")
+        assert "debug-me 21" in res.error_text
+    out, prompts = debug_session(kernel, "%debug", ["p sorted(locals())", "bt", "q"])
+    assert prompts and all("ipdb>" in p for p in prompts), (prompts, out)
+    assert len(prompts) == 3, (prompts, out)
+    assert "'secret_local_4242'" in out, out  # the body's locals
+    assert ")fails()" in out and 'raise ValueError(f"debug-me' in out, out  # its frame
+    assert "run_line_magic" not in out and "RunError" not in out, out
+    assert kernel.take_calls() == calls(), "debugging ran no body"
+
+
+def test_debug_after_run_error_without_failed_node_is_the_run_error(kernel):
+    """A RunError no node caused (an unknown target) leaves %debug on the RunError."""
+    res = kernel.run("import cellar\ncellar.run('no_such_node')")
+    assert res.error["ename"] == "RunError"
+    kernel.ok("import sys\nassert type(sys.last_value).__name__ == 'RunError', sys.last_value")
+    kernel.ok("assert cellar.RunError.node_exception is None")

@@ -226,3 +226,75 @@ def test_a_cycle_is_drawn_with_its_nodes_marked(kernel):
 def test_no_nodes(kernel):
     res = kernel.ok("%cellar graph")
     assert res.displays and "no nodes" in res.displays[-1]["text/plain"]
+
+
+def test_behaviours_are_marked_and_explained(kernel):
+    """A node whose behaviour is not default shows it in its label ([recompute],
+    [disable], [ignore]) and as a class before its status; the legend under the graph
+    explains the marks shown, and only those; default nodes carry no mark."""
+    kernel.ok("""
+        import cellar
+
+        @cellar.node(behavior="ignore")
+        def client():
+            _log("client")
+            return object()
+
+        @cellar.node(behavior="recompute")
+        def prices(client):
+            _log("prices")
+            return 3
+
+        def summary(prices):
+            _log("summary")
+            return prices * 2
+
+        def plain():
+            return 1
+        """, cell_id="nodes")
+    g = graph(kernel)
+    marks = {"client": "ignore", "prices": "recompute"}
+    labels = {}
+    for grp in g.root.iter(SVG + "g"):
+        cls = (grp.get("class") or "").split()
+        if cls[:1] == ["node"]:
+            name = grp.find(SVG + "title").text
+            labels[name] = [t.text for t in grp.iter(SVG + "text")]
+    for name in ("client", "prices", "summary", "plain"):
+        mark = marks.get(name)
+        if mark:
+            assert f"[{mark}]" in labels[name], (name, labels[name])
+            assert f"mark-{mark}" in g.nodes[name], g.nodes[name]
+            assert f"behavior: {mark}" in g.tips[name], g.tips[name]
+        else:
+            assert not any(t and t.startswith("[") for t in labels[name]), labels[name]
+            assert not any(c.startswith("mark-") for c in g.nodes[name]), g.nodes[name]
+        assert g.status(name) in ("needs-run", "up-to-date"), g.nodes[name]
+    assert g.svg_text.count(">[ignore]<") == 1 and g.svg_text.count(">[recompute]<") == 1
+    assert "[disable]" not in g.svg_text
+    # The legend: in the HTML after the SVG and in the text, for the marks shown.
+    legend = g.html[g.html.index("</svg>"):]
+    assert "cellar-graph-legend" in legend, g.html
+    assert "<code>[recompute]</code>" in legend and "<code>[ignore]</code>" in legend
+    assert "[disable]" not in legend
+    assert "client [needs run, ignore] -> prices [needs run, recompute]" in g.text, g.text
+    assert any(ln.startswith("[recompute] recompute: computed in every run")
+               for ln in g.text.splitlines()), g.text
+    assert "[disable]" not in g.text
+
+    # The default behaviour marks every node that names none; a run changes nothing.
+    kernel.ok("%cellar default-behavior disable")
+    g = graph(kernel, "summary")
+    assert "mark-disable" in g.nodes["summary"] and "mark-ignore" in g.nodes["client"]
+    assert "<code>[disable]</code>" in g.html and "[plain]" not in g.html
+    kernel.ok("%cellar default-behavior default")
+    g = graph(kernel)
+    assert not any(c.startswith("mark-") for c in g.nodes["summary"])
+    assert "cellar-graph-legend" in g.html
+
+    # A graph without marked nodes has no legend.
+    kernel.ok("cellar.node(client, behavior='default')\ncellar.node(prices, behavior='default')")
+    g = graph(kernel)
+    assert not any(c.startswith("mark-") for cls in g.nodes.values() for c in cls), g.nodes
+    assert "cellar-graph-legend" not in g.html and "[" not in g.svg_text.split("</style>")[1]
+    assert kernel.take_calls() == calls(), "drawing the graph runs no body"

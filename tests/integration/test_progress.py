@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import calls
 
 # slow sleeps 1 s, so the line appears while it runs (half a second in) and is redrawn
@@ -154,3 +156,86 @@ def test_terminal_progress_is_one_line_on_stderr(tmp_path):
     assert "\n" not in err[err.index("\rcellar:"):], f"redrawn in place, never a new line: {err!r}"
     assert err.endswith("\r") and err.rstrip("\r").split("\r")[-1].strip() == "", \
         f"the line is erased before the report: {err!r}"
+
+
+def frontend_outputs(res):
+    """The cell's outputs as JupyterLab's output area keeps them (its OutputArea's
+    _onIOPub): clear_output clears now, or with wait=True at the next output added;
+    update_display_data changes the outputs added with that display_id since the last
+    clear. Each output is (msg type, text/plain)."""
+    outputs, ids, clear_next = [], {}, False
+    for m in res.messages:
+        kind, c = m["type"], m["content"]
+        did = c.get("transient", {}).get("display_id") if isinstance(c, dict) else None
+        if kind == "clear_output":
+            if c.get("wait"):
+                clear_next = True
+            else:
+                outputs, ids, clear_next = [], {}, False
+        elif kind in ("display_data", "stream", "execute_result", "error"):
+            if clear_next:
+                outputs, ids, clear_next = [], {}, False
+            text = c.get("text", "") if kind == "stream" else c.get("data", {}).get("text/plain", "")
+            outputs.append((kind, text))
+            if did and kind == "display_data":
+                ids.setdefault(did, []).append(len(outputs) - 1)
+        elif kind == "update_display_data":
+            for i in ids.get(did, []):
+                outputs[i] = ("display_data", c["data"].get("text/plain", ""))
+    return outputs
+
+
+# cleaner clears the cell's outputs after the line has been drawn (slow ran 0.8 s),
+# then takes long enough for the line to be drawn again; last is the target.
+CLEARING_CHAIN = """
+import time
+from IPython.display import clear_output
+
+def slow():
+    _log("slow")
+    time.sleep(0.8)
+    return 1
+
+def cleaner(slow):
+    _log("cleaner")
+    print("before the clear")
+    clear_output(wait=WAIT)
+    print("after the clear")
+    time.sleep(SLEEP)
+    return slow + 1
+
+def last(cleaner):
+    _log("last")
+    return cleaner + 1
+"""
+
+
+@pytest.mark.parametrize("wait", [False, True])
+@pytest.mark.parametrize("sleep", [0.0, 0.7])
+def test_clear_output_in_a_body_keeps_the_report(kernel, wait, sleep):
+    """A body that clears the cell's output takes the progress line with it; the line
+    (if drawn again) and the report come back as new displays, and the cell ends with
+    the report, as a frontend shows it."""
+    kernel.ok(CLEARING_CHAIN.replace("WAIT", str(wait)).replace("SLEEP", str(sleep)),
+              cell_id="chain")
+    res = kernel.cellar_run("last").ok()
+    assert kernel.eval("_v") == 3
+    assert kernel.take_calls() == calls("slow", "cleaner", "last")
+    kinds = [m["type"] for m in res.messages]
+    assert "clear_output" in kinds, res.describe()
+    before = kinds[:kinds.index("clear_output")]
+    assert "display_data" in before, f"the line was drawn before the clear: {kinds}"
+    outputs = frontend_outputs(res)
+    assert outputs and outputs[-1][0] == "display_data", outputs
+    assert outputs[-1][1].startswith("cellar run: 3 nodes, 3 computed"), outputs
+    assert not any("nodes done" in t for _, t in outputs), f"no stale line left: {outputs}"
+    assert any("after the clear" in t for _, t in outputs), outputs
+    assert not any("before the clear" in t for _, t in outputs), outputs
+    # After the clear, nothing updates a display made before it.
+    clear_at = kinds.index("clear_output")
+    old_ids = {m["content"].get("transient", {}).get("display_id")
+               for m in res.messages[:clear_at] if m["type"] == "display_data"}
+    later = [m["content"].get("transient", {}).get("display_id")
+             for m in res.messages[clear_at:] if m["type"] == "update_display_data"]
+    assert not old_ids & set(later), (old_ids, later)
+    assert res.report.with_status("computed") == {"slow", "cleaner", "last"}

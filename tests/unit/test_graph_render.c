@@ -37,14 +37,14 @@ static bool contains(const char *hay, const char *needle)
 
 /* file_path -> raw -> {left, right} -> joined -> report, plus a lone node. */
 static const cellar_render_vertex sample_vertices[] = {
-    {"file_path", "given", NULL, CELLAR_RENDER_INPUT},
-    {"raw", "computed", NULL, CELLAR_RENDER_NODE},
-    {"left", "up-to-date", "left: up to date", CELLAR_RENDER_NODE},
-    {"right", "loaded", NULL, CELLAR_RENDER_NODE},
-    {"joined", "failed", NULL, CELLAR_RENDER_NODE},
-    {"report", "needs-run", NULL, CELLAR_RENDER_NODE},
-    {"alone", "needs-input", NULL, CELLAR_RENDER_NODE},
-    {"threshold", "missing", NULL, CELLAR_RENDER_INPUT},
+    {"file_path", "given", NULL, CELLAR_RENDER_INPUT, NULL},
+    {"raw", "computed", NULL, CELLAR_RENDER_NODE, NULL},
+    {"left", "up-to-date", "left: up to date", CELLAR_RENDER_NODE, NULL},
+    {"right", "loaded", NULL, CELLAR_RENDER_NODE, NULL},
+    {"joined", "failed", NULL, CELLAR_RENDER_NODE, NULL},
+    {"report", "needs-run", NULL, CELLAR_RENDER_NODE, NULL},
+    {"alone", "needs-input", NULL, CELLAR_RENDER_NODE, NULL},
+    {"threshold", "missing", NULL, CELLAR_RENDER_INPUT, NULL},
 };
 static const cellar_render_edge sample_edges[] = {{0, 1}, {1, 2}, {1, 3}, {2, 4},
                                                   {3, 4}, {4, 5}, {7, 6}};
@@ -116,6 +116,34 @@ static void test_statuses_are_classes_and_words(void **state)
     free(svg);
 }
 
+static void expect_einval(const cellar_render_graph *g, const char *words);
+
+static void test_marks_are_a_line_and_a_class(void **state)
+{
+    (void)state;
+    cellar_render_vertex v[] = {
+        {"fetch", "needs-run", NULL, CELLAR_RENDER_NODE, "recompute"},
+        {"plain", "up-to-date", NULL, CELLAR_RENDER_NODE, NULL},
+        {"client", "needs-run", NULL, CELLAR_RENDER_NODE, "ignore"}};
+    cellar_render_edge e[] = {{2, 0}, {0, 1}};
+    cellar_render_graph g = {3, v, 2, e};
+    char *svg = NULL;
+    cellar_error err;
+    assert_int_equal(cellar_graph_render_svg(&g, &svg, NULL, &err), CELLAR_OK);
+    /* The status stays the last class; the mark is a class before it. */
+    assert_true(contains(svg, "class=\"node mark-recompute needs-run\""));
+    assert_true(contains(svg, "class=\"node mark-ignore needs-run\""));
+    assert_true(contains(svg, "class=\"node up-to-date\""));
+    /* And a third line in the label, once per marked vertex. */
+    assert_int_equal(count(svg, ">[recompute]</text>"), 1);
+    assert_int_equal(count(svg, ">[ignore]</text>"), 1);
+    assert_int_equal(count(svg, ">["), 2);
+    free(svg);
+
+    v[1].mark = "Not A Word";
+    expect_einval(&g, "has mark 'Not A Word', not a class word");
+}
+
 static void test_inputs_drawn_apart(void **state)
 {
     (void)state;
@@ -176,8 +204,9 @@ static void test_no_absolute_colours(void **state)
 static void test_names_are_escaped(void **state)
 {
     (void)state;
-    cellar_render_vertex v[] = {{"a<b>&\"c\"", "computed", "x < y", CELLAR_RENDER_NODE},
-                                {"caf\xc3\xa9", "up-to-date", NULL, CELLAR_RENDER_NODE}};
+    cellar_render_vertex v[] = {
+        {"a<b>&\"c\"", "computed", "x < y", CELLAR_RENDER_NODE, NULL},
+        {"caf\xc3\xa9", "up-to-date", NULL, CELLAR_RENDER_NODE, NULL}};
     cellar_render_edge e[] = {{0, 1}};
     cellar_render_graph g = {2, v, 1, e};
     char *svg = NULL;
@@ -204,12 +233,12 @@ static void expect_einval(const cellar_render_graph *g, const char *words)
 static void test_bad_arguments(void **state)
 {
     (void)state;
-    cellar_render_vertex dup[] = {{"a", "computed", NULL, CELLAR_RENDER_NODE},
-                                  {"a", "computed", NULL, CELLAR_RENDER_INPUT}};
+    cellar_render_vertex dup[] = {{"a", "computed", NULL, CELLAR_RENDER_NODE, NULL},
+                                  {"a", "computed", NULL, CELLAR_RENDER_INPUT, NULL}};
     cellar_render_graph g = {2, dup, 0, NULL};
     expect_einval(&g, "two vertices are named 'a'");
 
-    cellar_render_vertex bad[] = {{"a", "Up To Date", NULL, CELLAR_RENDER_NODE}};
+    cellar_render_vertex bad[] = {{"a", "Up To Date", NULL, CELLAR_RENDER_NODE, NULL}};
     g = (cellar_render_graph){1, bad, 0, NULL};
     expect_einval(&g, "not a class word");
     bad[0].status = "x\" onload=\"alert(1)";
@@ -220,7 +249,7 @@ static void test_bad_arguments(void **state)
     bad[0].name = "";
     expect_einval(&g, "has no name");
 
-    cellar_render_vertex one[] = {{"a", "computed", NULL, CELLAR_RENDER_NODE}};
+    cellar_render_vertex one[] = {{"a", "computed", NULL, CELLAR_RENDER_NODE, NULL}};
     cellar_render_edge out[] = {{0, 1}};
     g = (cellar_render_graph){1, one, 1, out};
     expect_einval(&g, "out of range");
@@ -258,14 +287,14 @@ static char *render_layers(size_t *nedges_out)
     size_t ne = 0;
     for (size_t i = 0; i < INPUTS; i++) {
         snprintf(names[i], sizeof names[i], "input_%zu", i);
-        v[i] = (cellar_render_vertex){names[i], "given", NULL, CELLAR_RENDER_INPUT};
+        v[i] = (cellar_render_vertex){names[i], "given", NULL, CELLAR_RENDER_INPUT, NULL};
     }
     for (size_t l = 0; l < LAYERS; l++)
         for (size_t w = 0; w < WIDTH; w++) {
             size_t i = INPUTS + l * WIDTH + w;
             snprintf(names[i], sizeof names[i], "node_%02zu_%zu", l, w);
             v[i] = (cellar_render_vertex){names[i], l % 3 ? "up-to-date" : "needs-run",
-                                          NULL, CELLAR_RENDER_NODE};
+                                          NULL, CELLAR_RENDER_NODE, NULL};
             if (l == 0) {
                 e[ne++] = (cellar_render_edge){w % INPUTS, i};
             } else {
@@ -326,6 +355,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vertices_and_edges),
         cmocka_unit_test(test_statuses_are_classes_and_words),
+        cmocka_unit_test(test_marks_are_a_line_and_a_class),
         cmocka_unit_test(test_inputs_drawn_apart),
         cmocka_unit_test(test_no_absolute_colours),
         cmocka_unit_test(test_names_are_escaped),
