@@ -8,7 +8,10 @@ contrast of at least 4.5 against what is painted behind it, and each node's stat
 border at least 3, from computed colours; an edited cell reruns only its node; after
 Kernel → Restart Kernel… and Run All every node loads from the store; with
 `%cellar auto on`, running an edited node's cell reruns the target; a two-second run
-shows its progress line, which the report then replaces. Bodies are counted through the
+shows its progress line, which the report then replaces; a `kill -9` of the ipykernel
+behind cellar-kernel while a cell's node sleeps ends that cell with the KernelDied error
+(its text on screen, its name in the saved notebook), the indicator returns to idle with
+no dialog, and `%cellar run` then loads every earlier node. Bodies are counted through the
 side-effect log (calls.log beside the notebook). Screenshots of each step go to the
 test's tmp_path (or $CELLAR_BROWSER_SCREENS/<test>).
 """
@@ -16,17 +19,20 @@ test's tmp_path (or $CELLAR_BROWSER_SCREENS/<test>).
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from browser_lab import (_PROMPTS_DONE, _WATCH_PROMPTS, CHROMIUM, CHROMIUM_ARGS, KERNEL_DISPLAY,
                          NotebookPage, NotebookServer, chromium_missing_reason, write_notebook)
 from conftest import calls, count_lines
+from journal_client import helper
 # The notebooks and thresholds of the JupyterLab tests, so that both frontends are held to the same.
-from test_browser_lab import (ALL_STATUSES, CELLS, DEF_B, DEF_C, RUN, THEME_CELLS, WCAG_AA, WCAG_NON_TEXT,
-                              below_wcag)
+from test_browser_lab import (_WATCH_KERNEL, ALL_STATUSES, CELLS, DEF_B, DEF_C, RUN, THEME_CELLS, WCAG_AA,
+                              WCAG_NON_TEXT, below_wcag, notebook_child_kernel)
 
 _missing = chromium_missing_reason()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=f"browser tests need chromium: {_missing}")
@@ -212,3 +218,84 @@ def test_progress_line_shows_while_a_long_run_runs_then_the_report_replaces_it(u
     assert "nodes done" not in out.inner_text(), "the report must take the line's place"
     assert ui.result_text(target) == str(21 * 2)
     assert count_lines(log) == calls("slow")
+
+
+SLEEPER = 'import time\n\ndef sleepy(c):\n    _log("sleepy")\n    time.sleep(30)\n    return c\n'
+
+
+def test_kill_9_of_the_kernel_mid_cell_shows_kernel_died_then_results_load(ui, nbserver):
+    # The helper with its log's path a literal, so that it is a definition cell and is
+    # replayed into the new kernel (as in test_browser_lab's kill -9 test).
+    path = f"{ui.rel}/kill.ipynb"
+    cells = [CELLS[0], helper(ui.dir)] + CELLS[2:] + [SLEEPER, "%cellar run sleepy\n"]
+    open_new(ui, "kill.ipynb", cells)
+    target = len(cells) - 1
+    for i in range(target):  # everything but the 30 s run
+        ui.run_cell(i)
+    assert ui.report(RUN)["status"] == ALL_COMPUTED, ui.describe()
+    log = ui.dir / "calls.log"
+    log.write_text("")
+    proxy, child = notebook_child_kernel(nbserver, path)
+    replayed = "replayed 6 definition cells"  # %load_ext, the helper, a, b, c, sleepy's
+    replays_before = nbserver.log_path.read_text(errors="replace").count(replayed)
+
+    ui.notebook.evaluate(_WATCH_KERNEL)
+    prompt = ui.cell(target).locator(".jp-InputArea-prompt")
+    prompt.evaluate_all(_WATCH_PROMPTS)
+    ui.cell(target).locator(".cm-content").click()
+    ui.page.keyboard.press("Shift+Enter")
+    deadline = time.monotonic() + 30
+    while count_lines(log) != calls("sleepy"):  # sleepy's body has started: kill it there
+        assert time.monotonic() < deadline, f"sleepy did not start:\n{ui.describe()}"
+        time.sleep(0.05)
+    while ui.kernel_status() != "busy":  # the toolbar may lag the kernel's busy status
+        assert time.monotonic() < deadline, f"kernel not shown busy: {ui.kernel_status()!r}"
+        time.sleep(0.05)
+    ui.screenshot("running")
+    killed_at = time.monotonic()
+    os.kill(child, signal.SIGKILL)
+
+    # The running cell ends, well before sleepy's 30 s, with the KernelDied error.
+    while not prompt.evaluate_all(_PROMPTS_DONE):
+        assert time.monotonic() < killed_at + 25, f"the killed cell did not end:\n{ui.describe()}"
+        time.sleep(0.1)
+    ui.wait_kernel_idle(timeout=30)
+    ui.screenshot("after-kill")
+    # On screen, the cell's error output (rendered as stderr) gives the error's text: the
+    # frontend shows an error output's traceback, which cellar-kernel's is its evalue alone.
+    shown = ui.cell(target).locator(
+        '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').inner_text()
+    assert "killed by signal 9" in shown and "while running this cell" in shown, shown
+    assert "restored this session's definitions (6 cells of" in shown, shown
+    # Saved (Ctrl+S), the notebook holds it as an error output named KernelDied.
+    ui.cell(target).locator(".cm-content").click()
+    ui.page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 30
+    while not (died := [o for o in nbformat.read(str(ui.dir / "kill.ipynb"), as_version=4).cells[target].outputs
+                        if o.output_type == "error"]):
+        assert time.monotonic() < deadline, "the notebook was not saved with the cell's error"
+        time.sleep(0.2)
+    assert [o.ename for o in died] == ["KernelDied"], died
+    assert died[0].traceback == [died[0].evalue] and shown.strip() == died[0].evalue, died
+    assert nbserver.log_path.read_text(errors="replace").count(replayed) == replays_before + 1, nbserver.log()
+    assert "was killed by signal 9" in nbserver.log_path.read_text(errors="replace")
+    new_proxy, new_child = notebook_child_kernel(nbserver, path)
+    assert (new_proxy, new_child != child) == (proxy, True), "the same proxy, a new ipykernel"
+    assert count_lines(log) == calls("sleepy"), "the killed cell is not run again"
+    log.write_text("")
+
+    # The tab carries on: `%cellar run c` loads the earlier nodes, no body reruns, and
+    # nothing was asked of the user (no dialog, Notebook 7's "Kernel Restarting" included).
+    ui.run_cell(RUN)
+    ui.screenshot("run-after-kill")
+    rep = ui.report(RUN)
+    assert rep["status"] == {"a": "loaded", "b": "loaded", "c": "loaded"}, rep
+    assert ui.result_text(RUN) == "21"
+    assert count_lines(log) == calls()
+    prompt_after = ui.cell(RUN).locator(".jp-InputArea-prompt").inner_text().strip()
+    assert prompt_after == "[1]:", f"a new ipykernel counts from 1: {prompt_after!r}"
+    assert notebook_child_kernel(nbserver, path) == (proxy, new_child)
+    seen = ui.page.evaluate("window.cellarSeen")
+    assert seen["dialogs"] == [], seen
+    assert ui.page.locator(".jp-Dialog").count() == 0
+    print(f"kernel statuses shown after the kill: {seen['statuses']}")
