@@ -134,7 +134,11 @@ static void answer_pending(proxy *p, const char *how, size_t replayed)
         inflight *f = &p->pending[i];
         /* It parsed when it came (its msg_type was read), so it parses now. */
         json_t *parent = json_loadb(f->header, f->header_len, 0, NULL);
-        json_t *tb = json_pack("[s]", evalue);
+        /* Frontends show the traceback, not ename: its one line names the
+         * error as IPython's last line does, in IPython's red. */
+        char line[sizeof evalue + 32];
+        snprintf(line, sizeof line, "\x1b[0;31mKernelDied\x1b[0m: %s", evalue);
+        json_t *tb = json_pack("[s]", line);
         json_t *err = json_pack("{s:s, s:s, s:o}", "ename", "KernelDied", "evalue",
                                 evalue, "traceback", tb);
         proxy_send_own(p, p->front[CELLAR_CHANNEL_IOPUB], NULL, 0, "error", parent,

@@ -262,9 +262,11 @@ def test_kill_9_of_the_kernel_mid_cell_shows_kernel_died_then_results_load(ui, n
     ui.wait_kernel_idle(timeout=30)
     ui.screenshot("after-kill")
     # On screen, the cell's error output (rendered as stderr) gives the error's text: the
-    # frontend shows an error output's traceback, which cellar-kernel's is its evalue alone.
+    # frontend shows an error output's traceback, whose one line cellar-kernel makes
+    # "KernelDied: EVALUE" (the name in red, as IPython's last line).
     shown = ui.cell(target).locator(
         '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').inner_text()
+    assert shown.startswith("KernelDied: "), shown
     assert "killed by signal 9" in shown and "while running this cell" in shown, shown
     assert "restored this session's definitions (6 cells of" in shown, shown
     # Saved (Ctrl+S), the notebook holds it as an error output named KernelDied.
@@ -276,7 +278,8 @@ def test_kill_9_of_the_kernel_mid_cell_shows_kernel_died_then_results_load(ui, n
         assert time.monotonic() < deadline, "the notebook was not saved with the cell's error"
         time.sleep(0.2)
     assert [o.ename for o in died] == ["KernelDied"], died
-    assert died[0].traceback == [died[0].evalue] and shown.strip() == died[0].evalue, died
+    assert died[0].traceback == ["\x1b[0;31mKernelDied\x1b[0m: " + died[0].evalue], died
+    assert shown.strip() == "KernelDied: " + died[0].evalue, (shown, died)
     assert nbserver.log_path.read_text(errors="replace").count(replayed) == replays_before + 1, nbserver.log()
     assert "was killed by signal 9" in nbserver.log_path.read_text(errors="replace")
     new_proxy, new_child = notebook_child_kernel(nbserver, path)

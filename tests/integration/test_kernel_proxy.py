@@ -349,6 +349,9 @@ def test_kill_9_of_the_child_mid_cell_answers_and_carries_on(own):
     assert r.reply["content"]["status"] == "error"
     assert r.reply["content"]["ename"] == "KernelDied"
     assert any(m["content"]["ename"] == "KernelDied" for m in r.of_type("error"))
+    # What frontends show is the traceback: it must name the error too.
+    assert [m["content"]["traceback"] for m in r.of_type("error")] == [
+        ["\x1b[0;31mKernelDied\x1b[0m: " + r.reply["content"]["evalue"]]]
     assert wait_gone([child]) == []
     # The same proxy, a new child, and the session goes on (its computed variables are
     # gone; test_kernel_recovery.py covers what is replayed).
