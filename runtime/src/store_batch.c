@@ -471,26 +471,11 @@ static int put(commit_ctx *c, int db, MDB_val *k, MDB_val *v, unsigned flags)
     return mdb_put(c->txn, c->s->dbi[db], k, v, flags);
 }
 
-/* Checks the leaf pages where `n` keys will go, in LMDB's order when there
- * is memory to sort them (so that keys on one page cost one check), else in
- * the batch's. */
-static bool leaves_ok(env_leaves *l, MDB_dbi dbi, MDB_val *keys, size_t n)
-{
-    if (n > 1)
-        qsort(keys, n, sizeof *keys, env_key_order);
-    for (size_t i = 0; i < n; i++)
-        if (!env_leaves_check(l, dbi, &keys[i]))
-            return false;
-    return true;
-}
-
 /*
  * Before writing, checks in a read snapshot each leaf page the batch will
  * add to: LMDB asserts, aborting the process, when it adds to a damaged one.
  * A read snapshot, because its pages are the map's own (page-aligned, so a
  * key's page is found from the key), where a write transaction's are copies.
- * The keys of each database are checked in order, with one cursor, so a
- * commit of 1,000 touches checks each page they fall on once.
  */
 static int preflight(commit_ctx *c, cellar_batch *b)
 {
@@ -503,56 +488,40 @@ static int preflight(commit_ctx *c, cellar_batch *b)
     key_op *keys = b->keys.items;
     touch_op *touches = b->touches.items;
     node_op *nodes = b->nodes.items;
-    file_op *files = b->files.items;
-    size_t most = b->results.n;
-    if (b->keys.n + b->touches.n > most)
-        most = b->keys.n + b->touches.n;
-    if (b->nodes.n > most)
-        most = b->nodes.n;
-    if (b->files.n > most)
-        most = b->files.n;
-    MDB_val one, *ks = most > 1 ? malloc(most * sizeof *ks) : &one;
-    if (!ks) {
-        mdb_txn_abort(txn);
-        env_txn_done(c->s);
-        c->failed = cellar_error_set(c->err, CELLAR_ENOMEM, "out of memory committing");
-        return APPLY_FAILED;
-    }
-    env_leaves l;
-    env_leaves_begin(&l, c->s, txn);
     for (size_t i = 0; ok && i < b->results.n; i++) {
         MDB_val k = {16, res[i].dv.bytes}, v;
-        if (mdb_get(txn, c->s->dbi[DB_RESULTS], &k, &v) == 0)
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_RESULTS], &k);
+        if (ok && mdb_get(txn, c->s->dbi[DB_RESULTS], &k, &v) == 0)
             ok = env_value_ok(c->s, &v); /* about to be read or overwritten */
-        ks[i] = k;
     }
-    ok = ok && leaves_ok(&l, c->s->dbi[DB_RESULTS], ks, b->results.n);
-    size_t n = 0;
-    for (size_t i = 0; i < b->keys.n; i++)
-        ks[n++] = (MDB_val){16, keys[i].key.bytes};
-    for (size_t i = 0; i < b->touches.n; i++)
-        ks[n++] = (MDB_val){16, touches[i].key.bytes};
-    ok = ok && leaves_ok(&l, c->s->dbi[DB_KEYS], ks, n);
-    for (size_t i = 0; i < b->nodes.n; i++)
-        ks[i] = (MDB_val){nodes[i].name_len, nodes[i].name};
-    ok = ok && leaves_ok(&l, c->s->dbi[DB_NODES], ks, b->nodes.n);
-    for (size_t i = 0; i < b->files.n; i++)
-        ks[i] = (MDB_val){16, files[i].key.bytes};
-    ok = ok && leaves_ok(&l, c->s->dbi[DB_FILES], ks, b->files.n);
+    for (size_t i = 0; ok && i < b->keys.n; i++) {
+        MDB_val k = {16, keys[i].key.bytes};
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_KEYS], &k);
+    }
+    for (size_t i = 0; ok && i < b->touches.n; i++) {
+        MDB_val k = {16, touches[i].key.bytes};
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_KEYS], &k);
+    }
+    for (size_t i = 0; ok && i < b->nodes.n; i++) {
+        MDB_val k = {nodes[i].name_len, nodes[i].name};
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_NODES], &k);
+    }
+    file_op *files = b->files.items;
+    for (size_t i = 0; ok && i < b->files.n; i++) {
+        MDB_val k = {16, files[i].key.bytes};
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_FILES], &k);
+    }
     uint8_t last[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     MDB_val k = {8, last};
     if (ok && b->runs.n)
-        ok = env_leaves_check(&l, c->s->dbi[DB_RUNS], &k);
+        ok = env_leaf_ok(c->s, txn, c->s->dbi[DB_RUNS], &k);
     /* Every commit also adds to the free list (keyed by txn id, so at its
      * end) and rewrites the named databases' records in the main one. */
     if (ok)
-        ok = env_leaves_check(&l, 0, &k);
+        ok = env_leaf_ok(c->s, txn, 0, &k);
     MDB_val name = {strlen(store_dbs[0].name), (void *)store_dbs[0].name};
     if (ok)
-        ok = env_leaves_check(&l, 1, &name);
-    env_leaves_end(&l);
-    if (ks != &one)
-        free(ks);
+        ok = env_leaf_ok(c->s, txn, 1, &name);
     mdb_txn_abort(txn);
     env_txn_done(c->s);
     if (ok)

@@ -198,27 +198,10 @@ void env_pad_file(cellar_store *s);
  * header must match it.  Call before touching the bytes of a value, in read transactions
  * only (a write transaction's dirty pages are outside the map). */
 bool env_value_ok(cellar_store *s, const MDB_val *v);
-/* (store_pages.c) The leaf pages a commit will add to, checked in a read snapshot
- * `txn` before the write: LMDB asserts, aborting the process, when it adds to a damaged
- * one.  env_leaves_check is false (and marks the store damaged) when the leaf page where
- * `key` would go is damaged.  One cursor per database is kept from call to call, and
- * the last pages checked are not checked again, so keys given in LMDB's order (memcmp,
- * then length: env_key_order) cost a step within a page each.  Call
- * env_leaves_end before the snapshot ends. */
-typedef struct env_leaves {
-    cellar_store *s;
-    MDB_txn *txn;
-    size_t psize; /* 0: pages not aligned to the OS page, nothing can be told */
-    MDB_dbi dbi;
-    MDB_cursor *cur; /* on dbi, or NULL */
-    uintptr_t seen[4]; /* the pages checked last */
-    unsigned n_seen;
-} env_leaves;
-void env_leaves_begin(env_leaves *l, cellar_store *s, MDB_txn *txn);
-bool env_leaves_check(env_leaves *l, MDB_dbi dbi, const MDB_val *key);
-void env_leaves_end(env_leaves *l);
-/* (store_pages.c) LMDB's default key order, for qsort of MDB_val. */
-int env_key_order(const void *a, const void *b);
+/* (store_pages.c) False (and marks the store damaged) when the leaf page where `key`
+ * would go is damaged: LMDB asserts, aborting the process, when it adds to one. Call
+ * inside a write transaction before each put. */
+bool env_leaf_ok(cellar_store *s, MDB_txn *txn, MDB_dbi dbi, const MDB_val *key);
 /* True when `bytes` more would not fit data.mdb: the file size limit
  * (RLIMIT_FSIZE) or the free space of its filesystem. */
 bool env_out_of_space(const cellar_store *s, uint64_t bytes);

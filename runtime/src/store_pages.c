@@ -14,9 +14,8 @@
  *     (sparse), so a garbage 16-bit node offset or key size reads zeros;
  *   - env_value_ok: a value LMDB hands out must lie in the file's pages, and a
  *     large one's overflow header must match it, before anything reads it;
- *   - env_leaves_check: before a commit adds to a leaf page, its header and
- *     node pointers are checked, in a read snapshot (whose pages are the
- *     map's), each page once for keys given in order.
+ *   - env_leaf_ok: before a commit adds to a leaf page, its header and node
+ *     pointers are checked, in a read snapshot (whose pages are the map's).
  * The layout constants are LMDB 0.9's (mdb.c), which the file format has
  * kept since 0.9.0.
  */
@@ -27,7 +26,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 /* ---- checking data.mdb before LMDB maps it ---- */
 
@@ -375,76 +373,38 @@ static bool leaf_page_ok(const uint8_t *p, size_t psize)
     return true;
 }
 
-void env_leaves_begin(env_leaves *l, cellar_store *s, MDB_txn *txn)
+bool env_leaf_ok(cellar_store *s, MDB_txn *txn, MDB_dbi dbi, const MDB_val *key)
 {
-    MDB_stat ms;
-    *l = (env_leaves){.s = s, .txn = txn};
-    if (mdb_env_stat(s->env, &ms) == 0 && ms.ms_psize == s->page_size)
-        l->psize = ms.ms_psize;
-}
-
-void env_leaves_end(env_leaves *l)
-{
-    if (l->cur)
-        mdb_cursor_close(l->cur);
-    l->cur = NULL;
-}
-
-int env_key_order(const void *a, const void *b)
-{
-    const MDB_val *x = a, *y = b;
-    size_t n = x->mv_size < y->mv_size ? x->mv_size : y->mv_size;
-    int c = n ? memcmp(x->mv_data, y->mv_data, n) : 0;
-    return c ? c : (x->mv_size > y->mv_size) - (x->mv_size < y->mv_size);
-}
-
-/* Checks the leaf page holding `key_in_page` (a pointer LMDB returned into
- * the map), unless it is one of the last checked. */
-static bool leaf_of_ok(env_leaves *l, const void *key_in_page)
-{
-    /* A key lives in its leaf page, and the map is page-aligned. */
-    uintptr_t at = (uintptr_t)key_in_page & ~(uintptr_t)(l->psize - 1);
-    for (unsigned i = 0; i < l->n_seen && i < 4; i++)
-        if (l->seen[i] == at)
-            return true;
-    if (!leaf_page_ok((const uint8_t *)at, l->psize)) {
-        l->s->damaged = true;
-        return false;
-    }
-    l->seen[l->n_seen++ % 4] = at;
-    return true;
-}
-
-bool env_leaves_check(env_leaves *l, MDB_dbi dbi, const MDB_val *key)
-{
-    if (!l->psize)
-        return true; /* cannot tell */
-    if (!l->cur || l->dbi != dbi) {
-        env_leaves_end(l);
-        if (mdb_cursor_open(l->txn, dbi, &l->cur) != 0) {
-            l->cur = NULL;
-            return true;
-        }
-        l->dbi = dbi;
-    }
-    /* The new key goes into the page of the next key or of the one before
-     * it (at a page boundary LMDB picks the earlier page): check both.  From
-     * a positioned cursor, LMDB finds a key within the current page without
-     * a descent from the root. */
+    MDB_cursor *c;
     MDB_val k = *key, v;
-    int rc = mdb_cursor_get(l->cur, &k, &v, MDB_SET_RANGE);
+    MDB_stat ms;
+    if (mdb_env_stat(s->env, &ms) != 0 || ms.ms_psize != s->page_size ||
+        mdb_cursor_open(txn, dbi, &c) != 0)
+        return true; /* pages not aligned to the OS page: cannot tell */
+    /* The new key goes into the page of the next key or of the one before
+     * it (at a page boundary LMDB picks the earlier page): check both. */
+    const uint8_t *pages[2] = {NULL, NULL};
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     if (rc == 0) {
-        if (!leaf_of_ok(l, k.mv_data))
-            return false;
-        rc = mdb_cursor_get(l->cur, &k, &v, MDB_PREV);
+        pages[0] = k.mv_data;
+        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
     } else if (rc == MDB_NOTFOUND) {
-        rc = mdb_cursor_get(l->cur, &k, &v, MDB_LAST);
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
     }
     if (rc == 0)
-        return leaf_of_ok(l, k.mv_data);
-    if (rc != MDB_NOTFOUND) {
-        l->s->damaged = l->s->damaged || env_is_corruption(rc);
+        pages[1] = k.mv_data;
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND) {
+        s->damaged = s->damaged || env_is_corruption(rc);
         return !env_is_corruption(rc);
+    }
+    for (int i = 0; i < 2; i++) {
+        /* A key lives in its leaf page, and the map is page-aligned. */
+        uintptr_t at = (uintptr_t)pages[i] & ~(uintptr_t)(ms.ms_psize - 1);
+        if (pages[i] && !leaf_page_ok((const uint8_t *)at, ms.ms_psize)) {
+            s->damaged = true;
+            return false;
+        }
     }
     return true;
 }
