@@ -21,7 +21,7 @@ again (they may or may not have been committed), nothing else.
 A session stops at its first failure and prints the seed, the fault schedule, every step and
 fault before it, the notebook, and every cell the kernel was sent, so that it can be replayed:
 ``CELLAR_FAULTS_SEEDS=7 CELLAR_FAULTS_FEATURES=closures pytest test_random_faults.py``.
-``CELLAR_FAULTS_STEPS`` (default 8) sets the steps per seed; at least one fault of each kind
+``CELLAR_FAULTS_STEPS`` (default 12) sets the steps per seed; at least one fault of each kind
 is injected when there are three steps or more, and the other steps get one with probability
 ``CELLAR_FAULTS_RATE`` (default 0.25).
 """
@@ -43,7 +43,7 @@ from journal_client import CellarKernel, journal, wait_for
 from notebook_gen import FEATURE_SETS, Step
 from test_random_notebooks import Session
 
-STEPS = int(os.environ.get("CELLAR_FAULTS_STEPS", "8"))
+STEPS = int(os.environ.get("CELLAR_FAULTS_STEPS", "12"))
 RATE = float(os.environ.get("CELLAR_FAULTS_RATE", "0.25"))
 # 1: the known bug below (a superseded definition replayed) fails the session instead of a
 # warning and a re-run of that cell.
@@ -61,7 +61,7 @@ if os.environ.get("CELLAR_FAULTS_SEEDS"):
     CASES = [(os.environ.get("CELLAR_FAULTS_FEATURES", "mixed"), int(s))
              for s in os.environ["CELLAR_FAULTS_SEEDS"].split(",")]
 else:
-    CASES = [("mixed", 1), ("closures", 2), ("data_functions", 3)]
+    CASES = [("mixed", 1), ("closures", 2), ("data_functions", 3), ("core", 4)]
 
 # A canonical text of a global's value, the same in this process and in the kernel (set
 # iteration order depends on the process's string hashing).
