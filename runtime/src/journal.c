@@ -261,12 +261,9 @@ static int append_once(cellar_store *s, char *const *texts, const size_t *lens,
     return rc;
 }
 
-cellar_status cellar_journal_append(cellar_store *s,
-                                    const cellar_journal_entry *const *entries, size_t n,
-                                    cellar_error *err)
+/* CELLAR_OK when this process may write the journal, else EREADONLY saying why. */
+static cellar_status journal_writable(cellar_store *s, cellar_error *err)
 {
-    if (!s || (n && !entries))
-        return cellar_error_set(err, CELLAR_EINVAL, "journal append: missing argument");
     if (s->read_only || !s->dbi[DB_JOURNAL])
         return cellar_error_set(err, CELLAR_EREADONLY, "the store %s is %s", s->path,
                                 s->asked_read_only ? "opened read-only"
@@ -275,6 +272,18 @@ cellar_status cellar_journal_append(cellar_store *s,
         return cellar_error_set(err, CELLAR_EREADONLY,
                                 "the store %s: lock.mdb was replaced; not writing",
                                 s->path);
+    return CELLAR_OK;
+}
+
+cellar_status cellar_journal_append(cellar_store *s,
+                                    const cellar_journal_entry *const *entries, size_t n,
+                                    cellar_error *err)
+{
+    if (!s || (n && !entries))
+        return cellar_error_set(err, CELLAR_EINVAL, "journal append: missing argument");
+    cellar_status ws = journal_writable(s, err);
+    if (ws)
+        return ws;
     if (n == 0)
         return CELLAR_OK;
     char **texts = calloc(n, sizeof *texts);
@@ -590,14 +599,9 @@ cellar_status cellar_journal_prune(cellar_store *s, const cellar_journal_limits 
         *removed = 0;
     if (!s || !limits)
         return cellar_error_set(err, CELLAR_EINVAL, "journal prune: missing argument");
-    if (s->read_only || !s->dbi[DB_JOURNAL])
-        return cellar_error_set(err, CELLAR_EREADONLY, "the store %s is %s", s->path,
-                                s->asked_read_only ? "opened read-only"
-                                                   : "not writable by you");
-    if (s->lock_lost || !safety_lock_unchanged(s))
-        return cellar_error_set(err, CELLAR_EREADONLY,
-                                "the store %s: lock.mdb was replaced; not writing",
-                                s->path);
+    cellar_status ws = journal_writable(s, err);
+    if (ws)
+        return ws;
     MDB_txn *txn;
     int rc = env_txn_begin(s, MDB_RDONLY, &txn);
     if (rc)

@@ -1,6 +1,6 @@
 /*
  * cellar_store_cmds.c - the subcommands of `cellar` that read a store: ls,
- * show, log and stats (verify is cellar_verify.c).  Each opens the store
+ * show and stats (log is cellar_log.c, verify cellar_verify.c).  Each opens the store
  * read-only (so they work on a store the user may read but not write, and
  * never create one) in a child process that store_cli.c watches, so that a
  * damaged page makes a clear failure instead of a crash, takes one read
@@ -31,35 +31,10 @@
 
 /* ---- formatting ---- */
 
-static const char *fmt_size(uint64_t n, char buf[32])
-{
-    return cellar_units_size(n, buf);
-}
 
-static const char *fmt_duration(uint64_t ns, char buf[32])
-{
-    return cellar_units_duration(ns, buf);
-}
 
-/* The printf width that right-aligns `s` in `columns` terminal columns:
- * "µs" is two bytes and one column. */
-static int width_of(const char *s, int columns)
-{
-    for (; *s; s++)
-        columns += ((unsigned char)*s & 0xC0) == 0x80;
-    return columns;
-}
 
-/* Local time to the second, as the notebook prints it. */
-static const char *fmt_time(uint64_t ns, char buf[32])
-{
-    return cellar_units_moment(ns, buf);
-}
 
-static void hex_of(const cellar_hash *h, char out[CELLAR_HASH_HEX_LEN + 1])
-{
-    cellar_hash_to_hex(h, out);
-}
 
 /* ---- collecting key records (node names copied out of the map) ---- */
 
@@ -137,9 +112,9 @@ static int collect_all(const cli *c, cellar_reader *r, entries *e)
 static json_t *entry_json(const entry *it, cellar_reader *r)
 {
     char key[33], dv[33], cv[33];
-    hex_of(&it->key, key);
-    hex_of(&it->rec.data_version, dv);
-    hex_of(&it->rec.code_version, cv);
+    cellar_hash_to_hex(&it->key, key);
+    cellar_hash_to_hex(&it->rec.data_version, dv);
+    cellar_hash_to_hex(&it->rec.code_version, cv);
     return json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "node", it->node, "key", key,
         "data_version", dv, "code_version", cv, "size", (json_int_t)it->rec.size,
@@ -169,14 +144,14 @@ static void print_entry_rows(const entries *e, int node_width, int hex_width)
            "SIZE", "COMPUTE", "CREATED", "LAST USED");
     for (size_t i = 0; i < e->n; i++) {
         const entry *it = &e->items[i];
-        hex_of(&it->key, key);
-        hex_of(&it->rec.data_version, dv);
+        cellar_hash_to_hex(&it->key, key);
+        cellar_hash_to_hex(&it->rec.data_version, dv);
         if (node_width)
             printf("%-*s  ", node_width, it->node);
-        fmt_duration(it->rec.compute_ns, b);
+        cellar_units_duration(it->rec.compute_ns, b);
         printf("%.*s  %.*s  %10s  %*s  %-19s  %s\n", hex_width, key, hex_width, dv,
-               fmt_size(it->rec.size, a), width_of(b, 10), b,
-               fmt_time(it->rec.created_ns, cr), fmt_time(it->rec.last_used_ns, lu));
+               cellar_units_size(it->rec.size, a), cli_width_of(b, 10), b,
+               cellar_units_moment(it->rec.created_ns, cr), cellar_units_moment(it->rec.last_used_ns, lu));
     }
 }
 
@@ -245,36 +220,8 @@ typedef struct run_hits {
     char why[CELLAR_ERROR_MESSAGE_MAX];
 } run_hits;
 
-/* {"count", "first_run", "first"} for records that cannot be read, or NULL
- * (the key left out) when there are none. */
-static json_t *unreadable_json(size_t count, uint64_t first_run, const char *why)
-{
-    if (!count)
-        return NULL;
-    return json_pack("{s:I, s:I, s:s}", "count", (json_int_t)count, "first_run",
-                     (json_int_t)first_run, "first", why);
-}
 
-static json_t *hex_json(bool have, const cellar_hash *h)
-{
-    char hex[CELLAR_HASH_HEX_LEN + 1];
-    if (!have)
-        return json_null();
-    hex_of(h, hex);
-    return json_string(hex);
-}
 
-/* One node's lineage row as the JSON object `show --json` prints. */
-static json_t *row_json(const cellar_lineage_row *row)
-{
-    return json_pack("{s:s, s:s, s:o, s:o, s:I, s:o, s:s?}", "node", row->node, "status",
-                     cellar_outcome_name(row->outcome), "key",
-                     hex_json(row->has_versions, &row->key), "data_version",
-                     hex_json(row->has_versions, &row->data_version), "time_ns",
-                     (json_int_t)row->time_ns, "size",
-                     row->has_size ? json_integer((json_int_t)row->size) : json_null(),
-                     "error", row->error);
-}
 
 static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
 {
@@ -301,7 +248,7 @@ static int collect_run(void *ctx, uint64_t run_id, const char *json, size_t len)
                               json_pack("{s:I, s:I, s:o*, s:o}", "run_id",
                                         (json_int_t)run_id, "started_ns",
                                         (json_int_t)run->started_ns, "targets", targets,
-                                        "entry", row_json(row)));
+                                        "entry", cli_lineage_row_json(row)));
     }
     cellar_run_record_free(run);
     return 0;
@@ -323,10 +270,10 @@ static void print_run_rows(json_t *runs)
         const char *status = json_string_value(json_object_get(e, "status"));
         const char *dv = json_string_value(json_object_get(e, "data_version"));
         json_t *size = json_object_get(e, "size");
-        fmt_duration((uint64_t)json_integer_value(json_object_get(e, "time_ns")), d);
-        printf("  %-19" PRIu64 "  %-19s  %-10s  %*s  %10s  %.12s\n", id, fmt_time(id, t),
-               status ? status : "-", width_of(d, 10), d,
-               json_is_integer(size) ? fmt_size((uint64_t)json_integer_value(size), z)
+        cellar_units_duration((uint64_t)json_integer_value(json_object_get(e, "time_ns")), d);
+        printf("  %-19" PRIu64 "  %-19s  %-10s  %*s  %10s  %.12s\n", id, cellar_units_moment(id, t),
+               status ? status : "-", cli_width_of(d, 10), d,
+               json_is_integer(size) ? cellar_units_size((uint64_t)json_integer_value(size), z)
                                      : "-",
                dv ? dv : "-");
     }
@@ -340,24 +287,24 @@ static json_t *node_json(const cellar_node_record *n)
         json_array_append_new(params, json_string(n->params[i]));
     return json_pack("{s:s, s:o*, s:s?, s:o, s:o, s:o, s:I}", "name", n->name, "params",
                      params, "cell_id", n->cell_id, "code_version",
-                     hex_json(true, &n->code_version), "key", hex_json(true, &n->key),
-                     "data_version", hex_json(true, &n->data_version), "updated_ns",
+                     cli_hex_json(true, &n->code_version), "key", cli_hex_json(true, &n->key),
+                     "data_version", cli_hex_json(true, &n->data_version), "updated_ns",
                      (json_int_t)n->updated_ns);
 }
 
 static void print_node(const cellar_node_record *n)
 {
     char cv[33], key[33], dv[33], t[32];
-    hex_of(&n->code_version, cv);
-    hex_of(&n->key, key);
-    hex_of(&n->data_version, dv);
+    cellar_hash_to_hex(&n->code_version, cv);
+    cellar_hash_to_hex(&n->key, key);
+    cellar_hash_to_hex(&n->data_version, dv);
     printf("params        ");
     for (size_t i = 0; i < n->nparams; i++)
         printf("%s%s", i ? ", " : "", n->params[i]);
     printf("%s\ncell id       %s\ncode version  %s\nlatest key    %s\n"
            "data version  %s\nupdated       %s\n",
            n->nparams ? "" : "(none)", n->cell_id ? n->cell_id : "(none)", cv, key, dv,
-           fmt_time(n->updated_ns, t));
+           cellar_units_moment(n->updated_ns, t));
 }
 
 /* `meta` is the node's record, NULL when the store has none.  Records that
@@ -405,7 +352,7 @@ static int show_node(const cli *c, cellar_store *s, cellar_reader *r, const char
                                         "metadata", node ? node_json(node) : json_null(),
                                         "keys", entries_json(e, r), "runs", h.runs,
                                         "unreadable",
-                                        unreadable_json(h.unreadable, h.first_bad, h.why),
+                                        cli_unreadable_json(h.unreadable, h.first_bad, h.why),
                                         "metadata_unreadable",
                                         meta && !node ? err.message : NULL));
         cellar_node_record_free(node);
@@ -446,7 +393,7 @@ static int match_prefix(void *ctx, const cellar_hash *key, const cellar_key_reco
 {
     prefix_search *p = ctx;
     char hex[33];
-    hex_of(key, hex);
+    cellar_hash_to_hex(key, hex);
     if (strncmp(hex, p->prefix, p->len) != 0)
         return 0;
     collect_entry(&p->found, key, rec);
@@ -477,17 +424,17 @@ static int show_key(const cli *c, cellar_reader *r)
     } else {
         const entry *it = &p.found.items[0];
         char key[33], dv[33], cv[33], a[32], b[32], t1[32], t2[32];
-        hex_of(&it->key, key);
-        hex_of(&it->rec.data_version, dv);
-        hex_of(&it->rec.code_version, cv);
+        cellar_hash_to_hex(&it->key, key);
+        cellar_hash_to_hex(&it->rec.data_version, dv);
+        cellar_hash_to_hex(&it->rec.code_version, cv);
         printf("key           %s\nnode          %s\ndata version  %s (%s)\n"
                "code version  %s\nsize          %s\ncompute time  %s\n"
                "created       %s\nlast used     %s\n",
                key, it->node, dv,
                cellar_reader_has_result(r, &it->rec.data_version) ? "stored"
                                                                   : "not stored",
-               cv, fmt_size(it->rec.size, a), fmt_duration(it->rec.compute_ns, b),
-               fmt_time(it->rec.created_ns, t1), fmt_time(it->rec.last_used_ns, t2));
+               cv, cellar_units_size(it->rec.size, a), cellar_units_duration(it->rec.compute_ns, b),
+               cellar_units_moment(it->rec.created_ns, t1), cellar_units_moment(it->rec.last_used_ns, t2));
     }
     entries_free(&p.found);
     return rc;
@@ -551,336 +498,6 @@ int cellar_cmd_show(int argc, char **argv)
     return rc;
 }
 
-/* ---- log ---- */
-
-static const char log_usage[] =
-    "usage: cellar log [RUN] [--dir PATH] [--json] [--limit N]\n"
-    "\n"
-    "The store's runs, newest first: when each started, its process id, how many\n"
-    "nodes computed, loaded, were in memory, failed and were skipped, the time\n"
-    "its nodes took, the inputs they read (NAME=VALUE, marked (global) or\n"
-    "(default) when not given to the run), and its targets.  %cellar log shows\n"
-    "the same in a notebook.  With RUN (an id from the RUN column): that run's\n"
-    "inputs with their data versions, and every node of it with its status, time,\n"
-    "size, data version and why it failed or was skipped.\n"
-    "\n"
-    "  --dir PATH   the store (default: $CELLAR_DIR, else ./.cellar)\n"
-    "  --json       print {\"store\", \"total\", \"runs\": [...]} with raw numbers\n"
-    "               (\"total\": the runs in the store); each run also has\n"
-    "               \"inputs\" ([{name, source, data_version, value}]) and\n"
-    "               \"outcomes\" (the node names per outcome); \"unreadable\"\n"
-    "               ({count, first_run, first}) when some records cannot be read\n"
-    "  --limit N    only the newest N runs\n";
-
-typedef struct run_log {
-    unsigned long limit, seen, total;
-    json_t *runs;
-    size_t unreadable;
-    uint64_t first_bad;
-    char why[CELLAR_ERROR_MESSAGE_MAX];
-} run_log;
-
-/* A run's inputs: [{"name", "source", "data_version", "value"}]. */
-static json_t *inputs_json(const cellar_run_record *run)
-{
-    json_t *inputs = json_array();
-    for (size_t i = 0; inputs && i < run->ninputs; i++) {
-        const cellar_run_input *in = &run->inputs[i];
-        char dv[CELLAR_HASH_HEX_LEN + 1];
-        hex_of(&in->data_version, dv);
-        json_array_append_new(inputs,
-                              json_pack("{s:s, s:s, s:s, s:s?}", "name", in->name,
-                                        "source", cellar_input_source_name(in->source),
-                                        "data_version", dv, "value", in->shown));
-    }
-    return inputs;
-}
-
-static int log_run(void *ctx, uint64_t run_id, const char *json, size_t len)
-{
-    run_log *l = ctx;
-    /* Runs past the limit are only counted, for "total". */
-    l->total++;
-    if (l->limit && l->seen >= l->limit)
-        return 0;
-    l->seen++;
-    cellar_run_record *run;
-    cellar_error err;
-    if (cellar_run_record_decode(json, len, &run, &err) != CELLAR_OK) {
-        if (!l->unreadable++) {
-            l->first_bad = run_id;
-            snprintf(l->why, sizeof l->why, "%s", err.message);
-        }
-        return 0;
-    }
-    json_int_t counts[CELLAR_OUTCOME_SKIPPED + 1] = {0};
-    uint64_t took = 0;
-    for (size_t i = 0; i < run->nrows; i++) {
-        counts[run->rows[i].outcome]++;
-        took += run->rows[i].time_ns;
-    }
-    json_t *targets = json_array();
-    for (size_t i = 0; targets && i < run->ntargets; i++)
-        json_array_append_new(targets, json_string(run->targets[i]));
-    json_t *inputs = inputs_json(run);
-    /* What each node did: its name under its outcome, in plan order, keyed as
-     * the counts are ("in_memory"). */
-    static const char *const outcome_keys[] = {"computed", "loaded", "in_memory",
-                                               "failed", "skipped"};
-    json_t *outcomes = json_object();
-    for (int k = 0; outcomes && k <= CELLAR_OUTCOME_SKIPPED; k++)
-        json_object_set_new(outcomes, outcome_keys[k], json_array());
-    for (size_t i = 0; outcomes && i < run->nrows; i++)
-        if ((unsigned)run->rows[i].outcome <= CELLAR_OUTCOME_SKIPPED)
-            json_array_append_new(
-                json_object_get(outcomes, outcome_keys[run->rows[i].outcome]),
-                json_string(run->rows[i].node));
-    json_t *row = json_pack(
-        "{s:I, s:I, s:I, s:o*, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "run_id",
-        (json_int_t)run_id, "started_ns", (json_int_t)run->started_ns, "pid",
-        (json_int_t)run->pid, "targets", targets, "nodes", (json_int_t)run->nrows,
-        "computed", counts[CELLAR_OUTCOME_COMPUTED], "loaded",
-        counts[CELLAR_OUTCOME_LOADED], "in_memory", counts[CELLAR_OUTCOME_IN_MEMORY],
-        "failed", counts[CELLAR_OUTCOME_FAILED], "skipped",
-        counts[CELLAR_OUTCOME_SKIPPED], "node_ns", (json_int_t)took);
-    if (row) {
-        json_object_set_new(row, "inputs", inputs ? inputs : json_array());
-        json_object_set_new(row, "outcomes", outcomes ? outcomes : json_object());
-        json_array_append_new(l->runs, row);
-    } else {
-        json_decref(inputs);
-        json_decref(outcomes);
-    }
-    cellar_run_record_free(run);
-    return 0;
-}
-
-/* A run's inputs as one word list, "n=3 path='x'(global)", as %cellar log
- * shows them; "-" for none.  A new string (NULL when out of memory). */
-static char *inputs_text(json_t *run)
-{
-    size_t cap = 64, len = 0;
-    char *out = malloc(cap);
-    size_t i;
-    json_t *in;
-    json_array_foreach(json_object_get(run, "inputs"), i, in)
-    {
-        const char *source = json_string_value(json_object_get(in, "source"));
-        const char *value = json_string_value(json_object_get(in, "value"));
-        const char *from = !source || !strcmp(source, "given") ? ""
-                           : !strcmp(source, "global")         ? " (global)"
-                                                               : " (default)";
-        const char *name = json_string_value(json_object_get(in, "name"));
-        size_t need =
-            strlen(name ? name : "?") + strlen(value ? value : "?") + strlen(from) + 4;
-        if (out && len + need > cap) {
-            while (len + need > cap)
-                cap *= 2;
-            char *grown = realloc(out, cap);
-            if (!grown)
-                free(out);
-            out = grown;
-        }
-        if (out)
-            len += (size_t)snprintf(out + len, cap - len, "%s%s=%s%s", i ? ", " : "",
-                                    name ? name : "?", value ? value : "?", from);
-    }
-    if (out && !len)
-        snprintf(out, cap, "-");
-    return out;
-}
-
-static void print_log_rows(json_t *runs)
-{
-    static const char *const fields[] = {"nodes",     "computed", "loaded",
-                                         "in_memory", "failed",   "skipped"};
-    size_t i;
-    json_t *run;
-    int inputs_width = 6;
-    json_array_foreach(runs, i, run)
-    {
-        char *text = inputs_text(run);
-        /* Terminal columns: the bytes less the UTF-8 continuation bytes. */
-        int columns =
-            text ? 2 * (int)strlen(text) - width_of(text, (int)strlen(text)) : 0;
-        if (columns > inputs_width)
-            inputs_width = columns;
-        free(text);
-    }
-    printf("%-19s  %-19s  %7s  %5s  %8s  %6s  %9s  %6s  %7s  %10s  %-*s  %s\n", "RUN",
-           "STARTED", "PID", "NODES", "COMPUTED", "LOADED", "IN MEMORY", "FAILED",
-           "SKIPPED", "TIME", inputs_width, "INPUTS", "TARGETS");
-    json_array_foreach(runs, i, run)
-    {
-        char t[32], d[32];
-        long long v[6];
-        for (size_t k = 0; k < 6; k++)
-            v[k] = (long long)json_integer_value(json_object_get(run, fields[k]));
-        uint64_t id = (uint64_t)json_integer_value(json_object_get(run, "run_id"));
-        fmt_duration((uint64_t)json_integer_value(json_object_get(run, "node_ns")), d);
-        printf(
-            "%-19" PRIu64
-            "  %-19s  %7lld  %5lld  %8lld  %6lld  %9lld  %6lld  %7lld  %*s  ",
-            id,
-            fmt_time((uint64_t)json_integer_value(json_object_get(run, "started_ns")), t),
-            (long long)json_integer_value(json_object_get(run, "pid")), v[0], v[1], v[2],
-            v[3], v[4], v[5], width_of(d, 10), d);
-        char *text = inputs_text(run);
-        printf("%-*s  ", text ? width_of(text, inputs_width) : inputs_width,
-               text ? text : "?");
-        free(text);
-        size_t j;
-        json_t *target;
-        json_array_foreach(json_object_get(run, "targets"), j, target)
-            printf("%s%s", j ? " " : "", json_string_value(target));
-        putchar('\n');
-    }
-}
-
-typedef struct one_run {
-    uint64_t id;
-    cellar_run_record *run;
-    bool found;
-    char why[CELLAR_ERROR_MESSAGE_MAX]; /* when found but unreadable */
-} one_run;
-
-static int find_run(void *ctx, uint64_t run_id, const char *json, size_t len)
-{
-    one_run *o = ctx;
-    if (run_id != o->id)
-        return 0;
-    cellar_error err;
-    o->found = true;
-    if (cellar_run_record_decode(json, len, &o->run, &err) != CELLAR_OK)
-        snprintf(o->why, sizeof o->why, "%s", err.message);
-    return 1;
-}
-
-static void print_one_run(const one_run *o)
-{
-    const cellar_run_record *run = o->run;
-    char t[32], a[32], b[32], dv[33];
-    printf("run      %" PRIu64 "\nstarted  %s\npid      %" PRId64 "\ntargets ", o->id,
-           fmt_time(run->started_ns, t), run->pid);
-    for (size_t i = 0; i < run->ntargets; i++)
-        printf(" %s", run->targets[i]);
-    printf("\ninputs  %s", run->ninputs ? "" : " (none)\n");
-    for (size_t i = 0; i < run->ninputs; i++) {
-        const cellar_run_input *in = &run->inputs[i];
-        hex_of(&in->data_version, dv);
-        printf("%s %s=%s  %s  %s\n", i ? "        " : "", in->name,
-               in->shown ? in->shown : "?", cellar_input_source_name(in->source), dv);
-    }
-    int width = 4;
-    for (size_t i = 0; i < run->nrows; i++)
-        if ((int)strlen(run->rows[i].node) > width)
-            width = (int)strlen(run->rows[i].node);
-    printf("%-*s  %-9s  %10s  %10s  %-32s  %s\n", width, "NODE", "STATUS", "TIME", "SIZE",
-           "DATA", "ERROR");
-    for (size_t i = 0; i < run->nrows; i++) {
-        const cellar_lineage_row *row = &run->rows[i];
-        if (row->has_versions)
-            hex_of(&row->data_version, dv);
-        bool timed = row->outcome == CELLAR_OUTCOME_COMPUTED ||
-                     row->outcome == CELLAR_OUTCOME_LOADED;
-        if (timed)
-            fmt_duration(row->time_ns, b);
-        else
-            snprintf(b, sizeof b, "-");
-        printf("%-*s  %-9s  %*s  %10s  %-32s%s%s\n", width, row->node,
-               cellar_outcome_name(row->outcome), width_of(b, 10), b,
-               row->has_size ? fmt_size(row->size, a) : "-", row->has_versions ? dv : "-",
-               row->error ? "  " : "", row->error ? row->error : "");
-    }
-}
-
-/* `cellar log RUN`. */
-static int log_one(const cli *c, cellar_store *s, cellar_reader *r, uint64_t id)
-{
-    one_run o = {.id = id};
-    cellar_error err;
-    int rc = 0;
-    if (cellar_reader_each_run(r, find_run, &o, &err))
-        rc = cli_fail(c, err.message);
-    else if (!o.found) {
-        fprintf(stderr, "cellar log: no run %" PRIu64 " in %s (cellar log lists them)\n",
-                id, cellar_store_path(s));
-        rc = 1;
-    } else if (!o.run) {
-        fprintf(stderr, "cellar log: run %" PRIu64 " cannot be read: %s\n", id, o.why);
-        rc = 1;
-    } else if (c->json) {
-        json_t *targets = json_array(), *nodes = json_array();
-        for (size_t i = 0; targets && i < o.run->ntargets; i++)
-            json_array_append_new(targets, json_string(o.run->targets[i]));
-        for (size_t i = 0; nodes && i < o.run->nrows; i++)
-            json_array_append_new(nodes, row_json(&o.run->rows[i]));
-        rc =
-            cli_print_json(c, json_pack("{s:s, s:I, s:I, s:I, s:o*, s:o*, s:o*}", "store",
-                                        cellar_store_path(s), "run_id", (json_int_t)id,
-                                        "started_ns", (json_int_t)o.run->started_ns,
-                                        "pid", (json_int_t)o.run->pid, "targets", targets,
-                                        "inputs", inputs_json(o.run), "nodes", nodes));
-    } else {
-        print_one_run(&o);
-    }
-    cellar_run_record_free(o.run);
-    return rc;
-}
-
-int cellar_cmd_log(int argc, char **argv)
-{
-    cli c;
-    int rc = cli_parse(argc, argv, log_usage, 1, CLI_LIMIT, 2, &c);
-    if (rc != CLI_GO_ON)
-        return rc;
-    uint64_t id = 0;
-    if (c.npos) {
-        char *end;
-        id = c.pos[0][0] >= '0' && c.pos[0][0] <= '9' ? strtoull(c.pos[0], &end, 10) : 0;
-        if (!id || *end) {
-            fprintf(stderr, "cellar log: RUN is a run id (digits), got '%s'\n\n%s",
-                    c.pos[0], log_usage);
-            return 2;
-        }
-    }
-    cellar_store *s;
-    cellar_reader *r;
-    if ((rc = cli_open_reader(&c, &s, &r)) != CLI_GO_ON)
-        return rc;
-    if (c.npos) {
-        rc = log_one(&c, s, r, id);
-        cli_close_reader(s, r);
-        return rc;
-    }
-    rc = 0;
-    run_log l = {.limit = c.limit, .runs = json_array()};
-    cellar_error err;
-    if (!l.runs)
-        rc = cli_fail(&c, "out of memory");
-    else if (cellar_reader_each_run(r, log_run, &l, &err))
-        rc = cli_fail(&c, err.message);
-    else if (c.json)
-        rc = cli_print_json(&c, json_pack("{s:s, s:I, s:O, s:o*}", "store",
-                                          cellar_store_path(s), "total",
-                                          (json_int_t)l.total, "runs", l.runs,
-                                          "unreadable",
-                                          unreadable_json(l.unreadable, l.first_bad,
-                                                          l.why)));
-    else
-        print_log_rows(l.runs);
-    if (!rc && l.unreadable) {
-        fprintf(stderr,
-                "cellar log: %zu run record%s cannot be read (the first, run %" PRIu64
-                ": %s)\n",
-                l.unreadable, l.unreadable == 1 ? "" : "s", l.first_bad, l.why);
-        rc = 1;
-    }
-    json_decref(l.runs);
-    cli_close_reader(s, r);
-    return rc;
-}
-
 /* ---- stats ---- */
 
 static const char stats_usage[] =
@@ -934,14 +551,14 @@ int cellar_cmd_stats(int argc, char **argv)
         printf("store      %s\nkeys       %" PRIu64 "\nresults    %" PRIu64 " (%s)\n"
                "blobs      %" PRIu64 " (%s)\nnodes      %" PRIu64 "\nruns       %" PRIu64
                "\nfile size  %s\nmap size   %s\n",
-               cellar_store_path(s), st.keys, st.results, fmt_size(st.result_bytes, a),
-               st.blobs, fmt_size(st.blob_bytes, e), st.nodes, st.runs,
-               fmt_size(st.file_bytes, b), fmt_size(st.map_size, d));
+               cellar_store_path(s), st.keys, st.results, cellar_units_size(st.result_bytes, a),
+               st.blobs, cellar_units_size(st.blob_bytes, e), st.nodes, st.runs,
+               cellar_units_size(st.file_bytes, b), cellar_units_size(st.map_size, d));
         printf("gc frees   %s (%" PRIu64 " keys, %" PRIu64
                " results; keep %u versions%s%s)\n",
-               fmt_size(gc.freed_bytes, a), gc.keys, gc.results, CELLAR_GC_KEEP_DEFAULT,
+               cellar_units_size(gc.freed_bytes, a), gc.keys, gc.results, CELLAR_GC_KEEP_DEFAULT,
                gco.max_size ? ", max size " : "",
-               gco.max_size ? fmt_size(gco.max_size, b) : "");
+               gco.max_size ? cellar_units_size(gco.max_size, b) : "");
     }
     cli_close_reader(s, r);
     return rc;

@@ -1,6 +1,7 @@
 /*
  * store_cli.c - what the store subcommands of `cellar` share: arguments,
- * opening a store to read it, printing JSON.
+ * opening a store to read it, printing JSON, and the JSON and column
+ * helpers that show and log both use.
  *
  * Reading runs in a child.  cellar_store_open checks cheaply what can be
  * checked (meta pages, file size), but the walks that ls, show, log and
@@ -275,4 +276,46 @@ int cli_print_json(const cli *c, json_t *doc)
     json_decref(doc);
     putchar('\n');
     return rc ? cli_fail(c, "cannot write JSON") : 0;
+}
+
+/* ---- pieces the store commands share ---- */
+
+/* The printf width that right-aligns `s` in `columns` terminal columns:
+ * "µs" is two bytes and one column. */
+int cli_width_of(const char *s, int columns)
+{
+    for (; *s; s++)
+        columns += ((unsigned char)*s & 0xC0) == 0x80;
+    return columns;
+}
+
+/* {"count", "first_run", "first"} for records that cannot be read, or NULL
+ * (the key left out) when there are none. */
+json_t *cli_unreadable_json(size_t count, uint64_t first_run, const char *why)
+{
+    if (!count)
+        return NULL;
+    return json_pack("{s:I, s:I, s:s}", "count", (json_int_t)count, "first_run",
+                     (json_int_t)first_run, "first", why);
+}
+
+json_t *cli_hex_json(bool have, const cellar_hash *h)
+{
+    char hex[CELLAR_HASH_HEX_LEN + 1];
+    if (!have)
+        return json_null();
+    cellar_hash_to_hex(h, hex);
+    return json_string(hex);
+}
+
+/* One node's lineage row as the JSON object `show --json` prints. */
+json_t *cli_lineage_row_json(const cellar_lineage_row *row)
+{
+    return json_pack("{s:s, s:s, s:o, s:o, s:I, s:o, s:s?}", "node", row->node, "status",
+                     cellar_outcome_name(row->outcome), "key",
+                     cli_hex_json(row->has_versions, &row->key), "data_version",
+                     cli_hex_json(row->has_versions, &row->data_version), "time_ns",
+                     (json_int_t)row->time_ns, "size",
+                     row->has_size ? json_integer((json_int_t)row->size) : json_null(),
+                     "error", row->error);
 }

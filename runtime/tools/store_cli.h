@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "cellar/records.h"
 #include "cellar/store.h"
 
 typedef struct cli {
@@ -57,5 +58,20 @@ void cli_close_reader(cellar_store *s, cellar_reader *r);
 /* Prints `doc` (taking its reference; NULL means it could not be built) on
  * its own line; returns 0, or 1 after saying why. */
 int cli_print_json(const cli *c, json_t *doc);
+
+/* The printf width that right-aligns the UTF-8 text `s` in `columns` terminal
+ * columns ("µs" is two bytes and one column). */
+int cli_width_of(const char *s, int columns);
+
+/* {"count", "first_run", "first"} for records that cannot be read, or NULL
+ * (the key left out) when `count` is 0.  New reference. */
+json_t *cli_unreadable_json(size_t count, uint64_t first_run, const char *why);
+
+/* The hex of `h`, or JSON null when not `have`.  New reference. */
+json_t *cli_hex_json(bool have, const cellar_hash *h);
+
+/* One node's lineage row as `show --json` and `log --json` print it.  New
+ * reference. */
+json_t *cli_lineage_row_json(const cellar_lineage_row *row);
 
 #endif

@@ -58,6 +58,33 @@ KERNEL_DISPLAY = "Python 3 (cellar)"
 PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
 
 
+def chromium_browser():
+    """Debian's chromium driven by playwright, for a module-scoped fixture to
+    ``yield from`` (after its server's fixture, so that pages close before the server
+    stops)."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def page_for_test(request, server, browser, tmp_path, page_class, prefix: str = ""):
+    """A fresh page (own browser context) on `server` as `page_class`, for a test's
+    fixture to ``yield from``: the test's notebooks go in root/<test name>/ (its own
+    calls.log and .cellar store), its screenshots under $CELLAR_BROWSER_SCREENS/
+    <prefix><test name>/ or the test's tmp_path/screens; afterwards the context closes
+    and the server's kernels are shut down."""
+    name = request.node.name
+    screens = os.environ.get("CELLAR_BROWSER_SCREENS")
+    shots = Path(screens) / f"{prefix}{name}" if screens else tmp_path / "screens"
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield page_class(context.new_page(), server, shots, workdir=name)
+    print(f"screenshots: {shots}")
+    context.close()
+    server.shutdown_kernels()
+
+
 def chromium_missing_reason() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):

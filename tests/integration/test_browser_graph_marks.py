@@ -6,13 +6,11 @@ what is painted behind it, measured from computed colours."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 import browser_lab
-from browser_lab import CHROMIUM, CHROMIUM_ARGS, LabPage, LabServer, chromium_missing_reason, write_notebook
+from browser_lab import chromium_browser, page_for_test, LabPage, LabServer, chromium_missing_reason, write_notebook
 from conftest import HELPER
 
 _missing = chromium_missing_reason()
@@ -55,23 +53,12 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(lab):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium_browser()
 
 
 @pytest.fixture
 def ui(request, lab, browser, tmp_path):
-    screens = os.environ.get("CELLAR_BROWSER_SCREENS")
-    shots = Path(screens) / request.node.name if screens else tmp_path / "screens"
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    yield LabPage(page, lab, shots, workdir=request.node.name)
-    print(f"screenshots: {shots}")
-    context.close()
-    lab.shutdown_kernels()
+    yield from page_for_test(request, lab, browser, tmp_path, LabPage)
 
 
 def test_behaviour_marks_and_legend_are_legible_in_every_theme(ui):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_lab import (_PROMPTS_DONE, _WATCH_PROMPTS, CHROMIUM, CHROMIUM_ARGS,
+from browser_lab import (chromium_browser, page_for_test, _PROMPTS_DONE, _WATCH_PROMPTS,
                          KERNEL_DISPLAY, LabPage, LabServer, chromium_missing_reason,
                          contrasts, write_notebook)
 from conftest import HELPER, calls, count_lines
@@ -51,27 +51,14 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(lab):  # after the server, so that its pages close before the server stops
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium_browser()
 
 
 @pytest.fixture
 def ui(request, lab, browser, tmp_path):
     """A fresh page (own browser context) on the lab; this test's notebooks go in
     root/<test name>/, so each test has its own calls.log and .cellar store."""
-    name = request.node.name
-    screens = os.environ.get("CELLAR_BROWSER_SCREENS")
-    shots = Path(screens) / name if screens else tmp_path / "screens"
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    ui = LabPage(page, lab, shots, workdir=name)
-    yield ui
-    print(f"screenshots: {shots}")
-    context.close()
-    lab.shutdown_kernels()
+    yield from page_for_test(request, lab, browser, tmp_path, LabPage)
 
 
 def fresh_chain_notebook(ui) -> None:

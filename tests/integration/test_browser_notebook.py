@@ -21,12 +21,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from browser_lab import (_PROMPTS_DONE, _WATCH_PROMPTS, CHROMIUM, CHROMIUM_ARGS, KERNEL_DISPLAY,
+from browser_lab import (chromium_browser, page_for_test, _PROMPTS_DONE, _WATCH_PROMPTS, KERNEL_DISPLAY,
                          NotebookPage, NotebookServer, chromium_missing_reason, write_notebook)
 from conftest import calls, count_lines
 from journal_client import helper
@@ -49,26 +48,14 @@ def nbserver(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(nbserver):  # after the server, so that its pages close before the server stops
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium_browser()
 
 
 @pytest.fixture
 def ui(request, nbserver, browser, tmp_path):
     """A fresh page (own browser context) on the server; this test's notebooks go in
     root/<test name>/, so each test has its own calls.log and .cellar store."""
-    name = request.node.name
-    screens = os.environ.get("CELLAR_BROWSER_SCREENS")
-    shots = Path(screens) / f"notebook7-{name}" if screens else tmp_path / "screens"
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    ui = NotebookPage(context.new_page(), nbserver, shots, workdir=name)
-    yield ui
-    print(f"screenshots: {shots}")
-    context.close()
-    nbserver.shutdown_kernels()
+    yield from page_for_test(request, nbserver, browser, tmp_path, NotebookPage, prefix="notebook7-")
 
 
 def open_new(ui, name: str, cells: list[str]) -> None:
