@@ -273,30 +273,25 @@ def test_a_strided_array_input_is_cheap_and_its_mutations_still_rerun(kernel):
     assert kernel.take_calls() == calls()
 
 
+STRIDED_NODES = """
+    import numpy as np
+    def strided():
+        _log("strided")
+        return np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)[:, ::2]
+    def shape(strided):
+        _log("shape")
+        return strided.shape
+    """
+
+
 def test_a_strided_array_result_is_stored_and_loads_equal(kernel):
-    kernel.ok("""
-        import numpy as np
-        def strided():
-            _log("strided")
-            return np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)[:, ::2]
-        def shape(strided):
-            _log("shape")
-            return strided.shape
-        """, cell_id="n")
+    kernel.ok(STRIDED_NODES, cell_id="n")
     kernel.cellar_run("shape strided").ok()
     assert kernel.take_calls() == calls("strided", "shape")
     kernel.restart()
     kernel.setup()
     kernel.ok("import numpy as np", cell_id="np")
-    kernel.ok("""
-        import numpy as np
-        def strided():
-            _log("strided")
-            return np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)[:, ::2]
-        def shape(strided):
-            _log("shape")
-            return strided.shape
-        """, cell_id="n")
+    kernel.ok(STRIDED_NODES, cell_id="n")
     res = kernel.cellar_run("shape strided").ok()
     assert kernel.take_calls() == calls(), res.describe()
     assert res.report.status("strided") == "loaded"
